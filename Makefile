@@ -1,0 +1,40 @@
+# A thin wrapper: the build is CMake's, the suite is ctest's.
+#
+#   make run    install what is missing, build, mount at ~/models (MOUNT=...)
+#   make test   install what is missing, build, run every test
+#   make asan   the suite under AddressSanitizer and UBSan
+#   make bench  the benchmarks (not part of make test)
+
+BUILD      ?= build
+BUILD_TYPE ?= RelWithDebInfo
+CMAKE_ARGS ?=
+JOBS       ?= $(shell nproc)
+MOUNT      ?= $(HOME)/models
+
+.PHONY: all build test asan run format clean
+
+all: build
+
+build:
+	@.ci/install-deps build
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)
+	cmake --build $(BUILD) -j $(JOBS)
+
+test:
+	@.ci/install-deps test
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)
+	cmake --build $(BUILD) -j $(JOBS)
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+asan:
+	$(MAKE) test BUILD=build-asan CMAKE_ARGS="-DHUBFS_SANITIZE=ON $(CMAKE_ARGS)"
+
+run: build
+	@echo "hubfs: the mount is not built yet (issue 3); the build is in $(BUILD)/hubfs" >&2
+	@false
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-tsan

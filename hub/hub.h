@@ -1,0 +1,183 @@
+/*
+ * hub.h - the Hugging Face Hub client: the whole interface of hub/.
+ *
+ * hub/ knows nothing about FUSE or the store.  It speaks the Hub's HTTP API
+ * (../shared/hub-api.md) and reports failures as values (struct hub_error)
+ * carrying the HTTP status and the Hub's X-Error-Code, never as log lines.
+ *
+ * This part of the interface holds the parsers of bytes that come off the
+ * network (headers, URLs, names) and the checks that keep Hub-supplied
+ * strings from becoming unsafe file names.  Every parser takes untrusted
+ * input, never reads past its terminating NUL and never allocates unless it
+ * says so.  Functions return 0 or a negative errno.
+ */
+#ifndef HUBFS_HUB_H
+#define HUBFS_HUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* ---- Repositories ------------------------------------------------------ */
+
+enum hub_repo_type { HUB_MODEL, HUB_DATASET, HUB_SPACE };
+
+/* "models", "datasets", "spaces": the plural used in /api/ paths. */
+const char *hub_type_plural(enum hub_repo_type type);
+
+/* "", "datasets/", "spaces/": the prefix of /resolve/ paths. */
+const char *hub_type_url_prefix(enum hub_repo_type type);
+
+/*
+ * A repo id is "name" (legacy) or "namespace/name"; each part is 1 to 96
+ * characters of [A-Za-z0-9_.-], neither starting nor ending with '-' or '.',
+ * without "--" or "..".  Anything else is refused before it reaches a URL.
+ */
+bool hub_repo_id_valid(const char *id);
+
+/* ---- Names that become file names -------------------------------------- */
+
+/* Exactly 40 lowercase hex digits: a full commit id or a git blob sha1. */
+bool hub_is_commit_id(const char *s);
+
+/* Exactly 64 lowercase hex digits: a sha256. */
+bool hub_is_sha256(const char *s);
+
+/*
+ * Normalise an ETag header value as the official clients do: strip a leading
+ * "W/", then one pair of surrounding double quotes.  The result must be a
+ * 40- or 64-digit hex etag; uppercase is folded to lowercase.  Writes it NUL
+ * terminated to out (65 bytes).  -EINVAL when the value is anything else.
+ */
+#define HUB_ETAG_MAX 64
+int hub_etag_normalize(const char *value, char out[HUB_ETAG_MAX + 1]);
+
+/*
+ * A path inside a repo as the Hub lists it ("dir/file.bin") that is safe to
+ * present under the repo's folder: valid UTF-8, at most HUB_PATH_MAX bytes,
+ * no leading or trailing '/', no empty, "." or ".." segment, each segment at
+ * most 255 bytes, no control character.  Anything else is refused, never
+ * followed.
+ */
+#define HUB_PATH_MAX 4096
+bool hub_path_safe(const char *path);
+
+/* ---- Percent-encoding (hub-api.md section 1.2) ------------------------- */
+
+/*
+ * Escape every byte outside RFC 3986 "unreserved" (A-Z a-z 0-9 - . _ ~),
+ * '/' included: the form used for a revision in a path segment
+ * ("refs/pr/1" -> "refs%2Fpr%2F1").  Caller frees.  NULL on ENOMEM.
+ */
+char *hub_escape_segment(const char *s);
+
+/* The same, but '/' is kept as the separator: the form for file paths. */
+char *hub_escape_path(const char *s);
+
+/*
+ * Decode %XX escapes.  Refuses (-EINVAL) a truncated or non-hex escape and
+ * an escaped NUL; '+' stays '+'.  *out is allocated, caller frees.
+ */
+int hub_unescape(const char *s, char **out);
+
+/* ---- Response headers -------------------------------------------------- */
+
+/*
+ * Content-Range: "bytes FIRST-LAST/TOTAL", "bytes FIRST-LAST/ *" (no space)
+ * or, on a 416, "bytes * /TOTAL" (no spaces).  -EINVAL for anything else,
+ * including LAST < FIRST or LAST >= TOTAL.
+ */
+struct hub_content_range {
+	bool unsatisfied;     /* the "bytes * /TOTAL" form: no range       */
+	bool total_known;     /* TOTAL was a number, not '*'              */
+	uint64_t first, last; /* inclusive; meaningful unless unsatisfied */
+	uint64_t total;	      /* meaningful when total_known              */
+};
+int hub_parse_content_range(const char *value, struct hub_content_range *out);
+
+/*
+ * Link: find the target of the link whose rel includes "next".  *out_url is
+ * allocated (caller frees) and is the text between '<' and '>', not yet
+ * resolved against the request URL.  -ENOENT when there is no next link,
+ * -EINVAL when the header is malformed.
+ */
+int hub_parse_link_next(const char *value, char **out_url);
+
+/*
+ * RateLimit: '"<bucket>";r=<remaining>;t=<seconds to reset>' as the Hub
+ * sends it (hub-api.md section 1.4); the IETF draft form
+ * "limit=Q, remaining=R, reset=T" is accepted too.  Missing numbers are -1.
+ */
+struct hub_ratelimit {
+	char bucket[16]; /* "api", "resolvers", "pages" or ""  */
+	long remaining;	 /* requests left in the window, or -1 */
+	long reset;	 /* seconds until the window resets, or -1 */
+};
+int hub_parse_ratelimit(const char *value, struct hub_ratelimit *out);
+
+/*
+ * RateLimit-Policy: '"fixed window";"<bucket>";q=<quota>;w=<window>'.
+ * Missing numbers are -1.
+ */
+struct hub_ratelimit_policy {
+	char bucket[16];
+	long quota;
+	long window;
+};
+int hub_parse_ratelimit_policy(const char *value,
+			       struct hub_ratelimit_policy *out);
+
+/*
+ * Retry-After: delta-seconds or an HTTP-date, turned into seconds from now
+ * (never negative; capped at one day).
+ */
+int hub_parse_retry_after(const char *value, time_t now, long *out_seconds);
+
+/* ---- URLs -------------------------------------------------------------- */
+
+/*
+ * Resolve a Location (absolute, scheme-relative, path-absolute or relative)
+ * against the URL of the request that got it.  Only http and https results
+ * are accepted (-EPROTO otherwise).  *out_url is allocated, caller frees.
+ */
+int hub_resolve_location(const char *request_url, const char *location,
+			 char **out_url);
+
+/*
+ * True when both URLs have the same scheme, host (case-insensitive) and
+ * port (default ports filled in).  The Hub token is sent only to the
+ * endpoint's origin.  False when either URL does not parse.
+ */
+bool hub_same_origin(const char *a, const char *b);
+
+/* ---- Errors ------------------------------------------------------------ */
+
+/*
+ * What went wrong with a request, as a value.  status is 0 when no HTTP
+ * response came (then transport says why: a CURLcode, or 0 for a protocol
+ * violation described in message).  Never contains the token.
+ */
+struct hub_error {
+	int status;	   /* HTTP status, or 0                         */
+	int transport;	   /* CURLcode, or 0                            */
+	char code[48];	   /* X-Error-Code, e.g. "RepoNotFound", or ""   */
+	char message[256]; /* X-Error-Message, or a description, or ""   */
+};
+
+/*
+ * The one place where a Hub failure becomes what a program sees
+ * (DESIGN.md section 2): 401/403 -> EACCES, 404/410 -> ENOENT, anything
+ * else (no answer, 5xx, 429, a protocol violation) -> EIO.  Returns a
+ * positive errno.
+ */
+int hub_error_errno(const struct hub_error *err);
+
+/*
+ * A one-line description for logs: "HTTP 404 EntryNotFound: Entry not
+ * found", "connection refused (curl 7)", ...  Returns buf.
+ */
+const char *hub_error_describe(const struct hub_error *err, char *buf,
+			       size_t size);
+
+#endif /* HUBFS_HUB_H */
