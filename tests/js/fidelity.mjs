@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from "node:fs";
+import { lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 
@@ -18,6 +18,7 @@ import {
 	HubApiError,
 	datasetInfo,
 	downloadFile,
+	downloadFileToCacheDir,
 	fileDownloadInfo,
 	listFiles,
 	modelInfo,
@@ -162,8 +163,10 @@ function pickRepo(type, pred = () => true) {
 	return cands[0];
 }
 
-function pickFile(files, wantLfs) {
-	const entries = Object.entries(files).filter(([p, f]) => urlSafePath(p) && (wantLfs ? f.lfs && !f.xet : !f.lfs));
+function pickFile(files, wantLfs, wantXet = false) {
+	const entries = Object.entries(files).filter(
+		([p, f]) => urlSafePath(p) && f.size > 0 && (wantXet ? f.xet : wantLfs ? f.lfs && !f.xet : !f.lfs && !f.xet),
+	);
 	// Prefer one in a sub-directory, to exercise nested paths in resolve URLs.
 	entries.sort(([a], [b]) => (b.includes("/") ? 1 : 0) - (a.includes("/") ? 1 : 0));
 	return entries[0];
@@ -195,7 +198,7 @@ function tokenEntries() {
 		}
 	};
 	visit(TOKENS, undefined);
-	return out;
+	return out.filter((t) => t.user !== "invalid");
 }
 
 function tokenFor(repo) {
@@ -205,6 +208,11 @@ function tokenFor(repo) {
 		all.find((t) => (t.access ?? []).some((a) => a === repo.id || a === `${repo.type}s/${repo.id}` || a === `${repo.type}/${repo.id}`)) ??
 		all.find((t) => t.user === ns || t.orgs.includes(ns))
 	);
+}
+
+function invalidToken() {
+	if (typeof TOKENS.invalid === "string") return TOKENS.invalid;
+	return undefined;
 }
 
 function tokenNotFor(repo) {
@@ -292,7 +300,9 @@ async function checkListFiles(repo, { rev, accessToken, label } = {}) {
 
 async function checkListSubdir(repo) {
 	const files = filesAt(repo);
-	const dir = [...impliedDirs(Object.keys(files))].sort()[0];
+	// The directory with the most direct children (files and sub-directories).
+	const children = (d) => new Set(Object.keys(files).filter((p) => p.startsWith(d + "/")).map((p) => p.slice(d.length + 1).split("/")[0])).size;
+	const dir = [...impliedDirs(Object.keys(files))].sort((a, b) => children(b) - children(a) || a.localeCompare(b))[0];
 	if (!dir) return;
 	await check(`listFiles ${repo.id} path=${dir} non-recursive: direct children only`, async () => {
 		const entries = [];
@@ -312,7 +322,7 @@ async function checkListSubdir(repo) {
 async function checkDownloadInfo(repo, path, f, { rev, accessToken, label } = {}) {
 	const revision = rev ?? repo.default_branch ?? "main";
 	const sha = commitOf(repo, revision).sha;
-	const kind = f.lfs ? "LFS" : "regular";
+	const kind = f.xet ? "xet" : f.lfs ? "LFS" : "regular";
 	await check(`fileDownloadInfo ${repo.id}@${revision} ${kind} ${path}${label ? ` ${label}` : ""}: size, etag, commit`, async () => {
 		const before = requests.length;
 		const info = await fileDownloadInfo({ ...common, repo: designation(repo), path, revision, accessToken });
@@ -321,7 +331,7 @@ async function checkDownloadInfo(repo, path, f, { rev, accessToken, label } = {}
 		const etag = normEtag(info.etag);
 		if (f.lfs) assert.equal(etag, f.sha256, "etag of an LFS file = sha256 of the content");
 		else assert.equal(etag, f.oid, "etag of a regular file = git blob sha1");
-		assert.equal(info.xet, undefined, "no xet info expected for a plain LFS/regular file");
+		if (!f.xet) assert.equal(info.xet, undefined, "no xet info expected for a plain LFS/regular file");
 		const probe = requests.slice(before).find((r) => r.url.includes("/resolve/"));
 		assert.ok(probe, "no resolve request seen");
 		if (f.lfs) {
@@ -351,7 +361,7 @@ async function checkDownloadInfo(repo, path, f, { rev, accessToken, label } = {}
 
 async function checkDownload(repo, path, f, { rev, accessToken, label } = {}) {
 	const revision = rev ?? repo.default_branch ?? "main";
-	const kind = f.lfs ? "LFS" : "regular";
+	const kind = f.xet ? "xet" : f.lfs ? "LFS" : "regular";
 	await check(`downloadFile ${repo.id}@${revision} ${kind} ${path}${label ? ` ${label}` : ""}: bytes = manifest content`, async () => {
 		const blob = await downloadFile({ ...common, repo: designation(repo), path, revision, accessToken });
 		assert.ok(blob, "must not be null");
@@ -366,19 +376,46 @@ async function checkDownload(repo, path, f, { rev, accessToken, label } = {}) {
 	});
 }
 
+// The JS client cannot fetch two kinds of file at all, whatever the server:
+// - paths with ? # % or \ : it puts paths into resolve URLs unencoded;
+// - 0-byte files: fileDownloadInfo always probes with "Range: bytes=0-0",
+//   which RFC 7233 (and hub-api.md §12.7) answers with 416 for an empty
+//   representation, and the client throws on any non-2xx.
+function jsFetchable(p, f) {
+	return urlSafePath(p) && f.size > 0;
+}
+
+// snapshotDownload when the client can fetch every file of the revision.
+// Otherwise the same steps snapshotDownload takes (info -> sha, recursive
+// listFiles at the sha, downloadFileToCacheDir per file), skipping the files
+// the client cannot fetch, so the rest of the repo is still compared.
 async function checkSnapshot(repo, { rev, accessToken, label } = {}) {
 	const revision = rev ?? repo.default_branch ?? "main";
 	const { sha } = commitOf(repo, revision);
 	const files = filesAt(repo, revision);
-	await check(`snapshotDownload ${describe(repo)}@${revision}${label ? ` ${label}` : ""}: every file byte for byte`, async () => {
+	const unfetchable = Object.entries(files).filter(([p, f]) => !jsFetchable(p, f)).map(([p]) => p);
+	const want = Object.fromEntries(Object.entries(files).filter(([p, f]) => jsFetchable(p, f)));
+	const how = unfetchable.length ? `snapshot via downloadFileToCacheDir (skipping ${JSON.stringify(unfetchable)})` : "snapshotDownload";
+	await check(`${how} ${describe(repo)}@${revision}${label ? ` ${label}` : ""}: every file byte for byte`, async () => {
 		const cacheDir = mkdtempSync(join(tmpdir(), "hubfs-js-cache-"));
 		try {
-			const folder = await snapshotDownload({ ...common, repo: designation(repo), revision, cacheDir, accessToken });
 			const repoFolder = join(cacheDir, `${repo.type}s--${repo.id.split("/").join("--")}`);
-			assert.equal(folder, join(repoFolder, "snapshots", sha), "snapshot folder is named after the commit");
-			if (revision !== sha) {
-				assert.equal(readFileSync(join(repoFolder, "refs", revision), "utf8"), sha, `refs/${revision}`);
+			let folder;
+			if (!unfetchable.length) {
+				folder = await snapshotDownload({ ...common, repo: designation(repo), revision, cacheDir, accessToken });
+				if (revision !== sha) {
+					assert.equal(readFileSync(join(repoFolder, "refs", revision), "utf8"), sha, `refs/${revision}`);
+				}
+			} else {
+				const info = await infoFn[repo.type]({ ...common, name: repo.id, revision, additionalFields: ["sha"], accessToken });
+				assert.equal(info.sha, sha, "sha");
+				folder = join(repoFolder, "snapshots", info.sha);
+				for await (const e of listFiles({ ...common, repo: designation(repo), recursive: true, revision: info.sha, accessToken })) {
+					if (e.type !== "file" || !want[e.path]) continue;
+					await downloadFileToCacheDir({ ...common, repo: designation(repo), path: e.path, revision: info.sha, cacheDir, accessToken });
+				}
 			}
+			assert.equal(folder, join(repoFolder, "snapshots", sha), "snapshot folder is named after the commit");
 			const found = [];
 			const walk = (d) => {
 				for (const name of readdirSync(d)) {
@@ -389,22 +426,34 @@ async function checkSnapshot(repo, { rev, accessToken, label } = {}) {
 				}
 			};
 			walk(folder);
-			assert.deepEqual(found.sort(), Object.keys(files).sort(), "files in the snapshot");
+			assert.deepEqual(found.sort(), Object.keys(want).sort(), "files in the snapshot");
 			let bytes = 0;
-			for (const [p, f] of Object.entries(files)) {
+			for (const [p, f] of Object.entries(want)) {
 				const local = join(folder, p);
 				const got = readFileSync(local);
 				assert.ok(got.equals(bytesOf(f)), `${p}: bytes differ from the manifest content`);
 				bytes += got.length;
 				// Blob name = etag: sha256 for LFS, git blob sha1 otherwise.
-				const link = readlinkSync(local);
-				const blobName = link.split("/").pop();
+				const blobName = readlinkSync(local).split("/").pop();
 				assert.equal(blobName, f.lfs || f.xet ? f.sha256 : f.oid, `${p}: cache blob name`);
 			}
-			return `${Object.keys(files).length} files, ${bytes} bytes`;
+			return `${Object.keys(want).length} files, ${bytes} bytes`;
 		} finally {
 			rmSync(cacheDir, { recursive: true, force: true });
 		}
+	});
+}
+
+// The client's probe of a 0-byte file: the answer must be the one hub-api.md
+// §12.7 gives for an unsatisfiable range (416, Content-Range: bytes */0).
+async function checkEmptyFileProbe(repo, path) {
+	await check(`fileDownloadInfo ${repo.id} 0-byte ${path}: Range: bytes=0-0 probe gets 416 + Content-Range bytes */0 (JS client cannot fetch empty files)`, async () => {
+		const before = requests.length;
+		const err = await expectHubError(fileDownloadInfo({ ...common, repo: designation(repo), path }), 416);
+		const probe = requests.slice(before).find((r) => r.url.includes("/resolve/"));
+		assert.ok(probe, "no resolve request seen");
+		assert.equal(probe.headers.get("content-range"), "bytes */0", "Content-Range");
+		return err.message.split(". URL")[0];
 	});
 }
 
@@ -446,6 +495,7 @@ async function checkPrivate(repo) {
 	await checkListFiles(repo, { accessToken, label });
 	if (regular) await checkDownload(repo, regular[0], regular[1], { accessToken, label });
 	if (lfs) await checkDownload(repo, lfs[0], lfs[1], { accessToken, label });
+	await checkSnapshot(repo, { accessToken, label });
 	const any = regular ?? lfs;
 
 	await check(`${repo.type}Info private ${repo.id} anonymous: HubApiError 401`, async () => {
@@ -486,7 +536,7 @@ async function checkRevision(repo, rev) {
 	await checkListFiles(repo, { rev });
 	// A file whose bytes at this revision differ from the default branch's, if any.
 	const mainFiles = filesAt(repo);
-	const entries = Object.entries(files).filter(([p, f]) => urlSafePath(p) && !f.xet);
+	const entries = Object.entries(files).filter(([p, f]) => jsFetchable(p, f) && !f.xet);
 	entries.sort(([a, fa], [b, fb]) => (mainFiles[b]?.oid !== fb.oid ? 1 : 0) - (mainFiles[a]?.oid !== fa.oid ? 1 : 0));
 	const pick = entries[0];
 	if (pick) {
@@ -532,49 +582,113 @@ if (model) {
 	const files = filesAt(model);
 	const regular = pickFile(files, false);
 	const lfs = pickFile(files, true);
+	const xet = pickFile(files, true, true);
+	// A path with a space and non-ASCII characters, which fetch percent-encodes.
+	const odd = Object.entries(files).find(([p, f]) => jsFetchable(p, f) && !f.lfs && /[^\x21-\x7e]/.test(p));
 	if (!regular) skip(`regular file checks on ${model.id}`, "no regular file in it");
 	if (!lfs) skip(`LFS file checks on ${model.id}`, "no (non-xet) LFS file in it");
-	for (const pf of [regular, lfs]) if (pf) await checkDownloadInfo(model, pf[0], pf[1]);
-	for (const pf of [regular, lfs]) if (pf) await checkDownload(model, pf[0], pf[1]);
+	for (const pf of [regular, lfs, xet, odd]) if (pf) await checkDownloadInfo(model, pf[0], pf[1]);
+	for (const pf of [regular, lfs, xet, odd]) if (pf) await checkDownload(model, pf[0], pf[1]);
 	await checkMissingFile(model);
+	const empty = Object.entries(files).find(([p, f]) => urlSafePath(p) && f.size === 0);
+	if (empty) await checkEmptyFileProbe(model, empty[0]);
 }
 
-// Snapshot every public repo whose files the JS client can address
-// (it puts paths into URLs unencoded), so all fixture bytes get compared.
+// Snapshot every public repo, so all fixture bytes get compared.
 for (const repo of REPOS.filter(isPlainRepo)) {
-	let files;
 	try {
-		files = filesAt(repo);
+		filesAt(repo);
 	} catch {
-		continue;
-	}
-	const unsafe = Object.keys(files).filter((p) => !urlSafePath(p));
-	if (unsafe.length) {
-		console.log(`# snapshotDownload ${describe(repo)} not run: the JS client cannot address ${JSON.stringify(unsafe)}`);
 		continue;
 	}
 	await checkSnapshot(repo);
 }
 
-const priv = REPOS.find((r) => r.private && !r.gated && !r.disabled);
-if (priv) await checkPrivate(priv);
-else skip("private repo checks", "no private repo in the manifest");
+// Private repos: the owner's (or an org member's) token works, anonymous gets
+// 401, another user's token gets 404.
+const privs = REPOS.filter((r) => r.private && !r.gated && !r.disabled);
+if (!privs.length) skip("private repo checks", "no private repo in the manifest");
+for (const repo of privs) await checkPrivate(repo);
 
-// Revisions other than the default branch: a tag and a refs/pr/N, wherever they are.
+const bad = invalidToken();
+if (bad && model) {
+	await check(`modelInfo public ${model.id} with an invalid token: HubApiError 401`, async () => {
+		const err = await expectHubError(modelInfo({ ...common, name: model.id, accessToken: bad }), 401);
+		return err.message.split(". URL")[0];
+	});
+}
+
+// Gated repos: metadata is public, files need an approved user's token.
+for (const repo of REPOS.filter((r) => r.gated && !r.private && !r.disabled)) {
+	const files = filesAt(repo);
+	const any = pickFile(files, true) ?? pickFile(files, false);
+	if (!any) continue;
+	const approved = (repo.gated_approved ?? []).map((u) => tokenEntries().find((t) => t.user === u)).find(Boolean);
+	const stranger = tokenEntries().find((t) => !(repo.gated_approved ?? []).includes(t.user) && t.user !== repo.id.split("/")[0] && !t.orgs.includes(repo.id.split("/")[0]));
+	await check(`modelInfo gated ${repo.id} anonymous: gated = ${JSON.stringify(repo.gated)}`, async () => {
+		const info = await infoFn[repo.type]({ ...common, name: repo.id });
+		assert.equal(info.gated, repo.gated);
+	});
+	await check(`downloadFile gated ${repo.id} ${any[0]} anonymous: HubApiError 401`, async () => {
+		const err = await expectHubError(downloadFile({ ...common, repo: designation(repo), path: any[0] }), 401);
+		return err.message.split(". URL")[0];
+	});
+	if (stranger && repo.gated === "manual") {
+		await check(`downloadFile gated ${repo.id} ${any[0]} with ${stranger.user}'s (not approved) token: HubApiError 403`, async () => {
+			const err = await expectHubError(downloadFile({ ...common, repo: designation(repo), path: any[0], accessToken: stranger.token }), 403);
+			return err.message.split(". URL")[0];
+		});
+	}
+	if (approved) await checkDownload(repo, any[0], any[1], { accessToken: approved.token, label: `with ${approved.user}'s (approved) token` });
+}
+
+// Disabled repos: 403 "Access to this resource is disabled."
+for (const repo of REPOS.filter((r) => r.disabled && !r.private)) {
+	const any = Object.entries(filesAt(repo)).find(([p, f]) => jsFetchable(p, f))?.[0];
+	if (!any) continue;
+	await check(`downloadFile disabled ${repo.id} ${any}: HubApiError 403`, async () => {
+		const err = await expectHubError(downloadFile({ ...common, repo: designation(repo), path: any }), 403);
+		assert.match(err.message, /Access to this resource is disabled/);
+	});
+}
+
+// Renamed repos: the old id redirects (307, relative) to the new one.
+for (const repo of REPOS.filter((r) => isPlainRepo(r) && (r.renamed_from ?? []).length)) {
+	for (const old of repo.renamed_from) {
+		await check(`${repo.type}Info renamed ${old} -> ${repo.id}: name and sha of the new repo`, async () => {
+			const info = await infoFn[repo.type]({ ...common, name: old, additionalFields: ["sha"] });
+			assert.equal(info.name, repo.id, "name");
+			assert.equal(info.sha, commitOf(repo, repo.default_branch ?? "main").sha, "sha");
+		});
+		const pf = pickFile(filesAt(repo), true) ?? pickFile(filesAt(repo), false);
+		if (pf) {
+			await check(`downloadFile renamed ${old} ${pf[0]}: bytes of ${repo.id}`, async () => {
+				const blob = await downloadFile({ ...common, repo: { type: repo.type, name: old }, path: pf[0] });
+				assert.ok(blob, "must not be null");
+				assert.ok(Buffer.from(await blob.arrayBuffer()).equals(bytesOf(pf[1])), "bytes differ from the manifest content");
+			});
+		}
+	}
+}
+
+// Revisions other than the default branch: every other branch, tag,
+// refs/pr/N and refs/convert/* of the public repos.
 const revTargets = [];
 for (const repo of REPOS.filter(isPlainRepo)) {
-	const refs = Object.keys(repo.refs ?? {}).filter((r) => r !== (repo.default_branch ?? "main"));
-	const pr = refs.find((r) => /^refs\/pr\/\d+$/.test(r));
-	const tag = refs.find((r) => !r.startsWith("refs/"));
-	if (tag && !revTargets.some(([, r]) => !r.startsWith("refs/"))) revTargets.push([repo, tag]);
-	if (pr && !revTargets.some(([, r]) => r.startsWith("refs/pr/"))) revTargets.push([repo, pr]);
+	const def = repo.default_branch ?? "main";
+	for (const ref of Object.keys(repo.refs ?? {})) if (ref !== def) revTargets.push([repo, ref]);
 }
-if (!revTargets.length) skip("non-main revision checks", "no tag or refs/pr/N in the manifest");
+if (!revTargets.some(([, r]) => /^refs\/pr\/\d+$/.test(r))) skip("refs/pr/N checks", "no refs/pr/N in the manifest");
+if (!revTargets.some(([, r]) => !r.startsWith("refs/"))) skip("tag/branch revision checks", "no tag or branch besides main in the manifest");
 for (const [repo, rev] of revTargets) await checkRevision(repo, rev);
-if (revTargets.length) {
-	const [repo, rev] = revTargets[0];
-	await checkSnapshot(repo, { rev });
-}
+// Whole snapshots at refs/... revisions (written to refs/refs/... in the cache):
+// one that snapshotDownload itself can fetch entirely, and a refs/pr/N.
+const allFetchable = ([repo, rev]) => Object.entries(filesAt(repo, rev)).every(([p, f]) => jsFetchable(p, f));
+const snapTargets = new Set([
+	revTargets.find((t) => t[1].startsWith("refs/") && allFetchable(t)) ?? revTargets.find(allFetchable),
+	revTargets.find(([, r]) => r.startsWith("refs/pr/")),
+]);
+for (const t of snapTargets) if (t) await checkSnapshot(t[0], { rev: t[1] });
 
 await checkCdnLog();
 
