@@ -30,8 +30,13 @@ asan:
 	$(MAKE) test BUILD=build-asan CMAKE_ARGS="-DHUBFS_SANITIZE=ON $(CMAKE_ARGS)"
 
 run: build
-	@echo "hubfs: the mount is not built yet (issue 3); the build is in $(BUILD)/hubfs" >&2
-	@false
+	@mkdir -p $(MOUNT)
+	@if mountpoint -q $(MOUNT); then \
+		echo "$(MOUNT) is already mounted; 'hubfs umount $(MOUNT)' first" >&2; \
+		exit 1; \
+	fi
+	$(BUILD)/hubfs mount $(MOUNT)
+	@echo "mounted: try 'ls $(MOUNT)/openai-community/gpt2'; unmount with '$(BUILD)/hubfs umount $(MOUNT)'"
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

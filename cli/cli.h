@@ -5,6 +5,11 @@
 #ifndef HUBFS_CLI_H
 #define HUBFS_CLI_H
 
+#include <stdbool.h>
+
+#include "db.h"
+#include "hub.h"
+
 /* Exit codes of every subcommand. */
 enum {
 	CLI_EXIT_OK = 0,
@@ -17,5 +22,54 @@ struct cli_command {
 	const char *summary;
 	int (*run)(int argc, char **argv); /* argv[0] is the command name */
 };
+
+/*
+ * What every subcommand takes, so that each describes the same store and
+ * endpoint a mount would (DESIGN.md section 6).  Flags win over the
+ * environment.
+ */
+struct cli_common {
+	const char *cache_dir;	/* --cache-dir */
+	const char *endpoint;	/* --endpoint */
+	const char *token_file; /* --token-file */
+	bool offline;		/* --offline, or HF_HUB_OFFLINE */
+};
+
+#define CLI_COMMON_OPT_ENUM                                                    \
+	CLI_OPT_CACHE_DIR = 1000, CLI_OPT_ENDPOINT, CLI_OPT_TOKEN_FILE,        \
+	CLI_OPT_OFFLINE
+#define CLI_COMMON_LONGOPTS                                                    \
+	{ "cache-dir", required_argument, NULL, 1000 },                        \
+		{ "endpoint", required_argument, NULL, 1001 },                 \
+		{ "token-file", required_argument, NULL, 1002 },               \
+	{                                                                      \
+		"offline", no_argument, NULL, 1003                             \
+	}
+#define CLI_COMMON_HELP                                                        \
+	"  --cache-dir DIR         the store (default "                        \
+	"$XDG_CACHE_HOME/hubfs)\n"                                             \
+	"  --endpoint URL          the Hub (default $HF_ENDPOINT or "          \
+	"https://huggingface.co)\n"                                            \
+	"  --token-file FILE       read the token from FILE (default: "        \
+	"HF_TOKEN, then the\n"                                                 \
+	"                          huggingface_hub token file)\n"              \
+	"  --offline               contact nothing; serve what the store "     \
+	"has\n"
+
+/* 0 when c was one of the common options, -1 otherwise. */
+int cli_common_option(struct cli_common *c, int opt, const char *arg);
+
+/*
+ * Open the Hub client and the store the options describe; prints what
+ * went wrong.  Returns 0 or an exit code.
+ */
+int cli_open(const struct cli_common *c, long stall_seconds,
+	     struct hub_client **hub, struct db_store **store);
+
+/* A whole number of seconds, >= 0; prints the complaint. */
+int cli_parse_seconds(const char *arg, long *out);
+
+int cli_mount(int argc, char **argv);
+int cli_umount(int argc, char **argv);
 
 #endif /* HUBFS_CLI_H */

@@ -14,6 +14,8 @@
 #include <string.h>
 
 static const struct cli_command commands[] = {
+	{ "mount", "mount the Hub at a folder", cli_mount },
+	{ "umount", "unmount it", cli_umount },
 	{ NULL, NULL, NULL },
 };
 

@@ -180,4 +180,119 @@ int hub_error_errno(const struct hub_error *err);
 const char *hub_error_describe(const struct hub_error *err, char *buf,
 			       size_t size);
 
+/* ---- The client -------------------------------------------------------- */
+
+/*
+ * Where the token comes from, in huggingface_hub's order (hub-api.md
+ * section 7.2): the --token-file flag, HF_TOKEN, HUGGING_FACE_HUB_TOKEN,
+ * HF_TOKEN_PATH, $HF_HOME/token, $XDG_CACHE_HOME/huggingface/token,
+ * ~/.cache/huggingface/token.  This names the source, never the token.
+ */
+enum hub_token_kind { HUB_TOKEN_NONE, HUB_TOKEN_ENV, HUB_TOKEN_FILE };
+struct hub_token_source {
+	enum hub_token_kind kind;
+	char where[4096]; /* the variable's name or the file's path */
+};
+/* Fills *out; a file source is named even when the file does not exist. */
+void hub_token_source_find(struct hub_token_source *out,
+			   const char *token_file_flag);
+
+struct hub_config {
+	const char *endpoint;   /* base URL, no trailing '/'; NULL: HF_ENDPOINT
+				   or https://huggingface.co */
+	const char *token_file; /* --token-file, or NULL for the environment */
+	bool offline;           /* refuse every request with -ENETDOWN */
+	long stall_seconds;     /* abandon a transfer with no progress for this
+				   long (the read timeout); 0: 60 */
+};
+
+/* The endpoint in force: HF_ENDPOINT without trailing '/', or the Hub's. */
+const char *hub_default_endpoint(void);
+
+/*
+ * A client is shared by every thread of a process; requests may run
+ * concurrently.  hub_client_free(NULL) is a no-op.
+ */
+struct hub_client;
+int hub_client_new(struct hub_client **out, const struct hub_config *cfg);
+void hub_client_free(struct hub_client *c);
+const char *hub_client_endpoint(const struct hub_client *c);
+bool hub_client_offline(const struct hub_client *c);
+/* True when a token is available now (re-read if its file changed). */
+bool hub_client_has_token(struct hub_client *c);
+
+/*
+ * Every request function below returns 0, or a negative errno with *err
+ * filled: -ENETDOWN when offline, -EIO when no usable answer came (see
+ * err), -EPROTO for a malformed answer, -ENOMEM.  The mapping to what a
+ * program sees is hub_error_errno(err).
+ */
+
+/* GET /api/{types}/{id}[/revision/{rev}] (rev NULL: the default branch). */
+struct hub_repo_info {
+	char    id[256];       /* the canonical id: differs from the one asked
+				  for after a rename or for a legacy id */
+	char    sha[41];       /* the commit the revision resolves to */
+	int64_t last_modified; /* unix seconds of the last commit, or 0 */
+	bool    private_repo;
+	bool    gated;
+	bool    disabled;
+};
+int hub_repo_info(struct hub_client *c, enum hub_repo_type type,
+		  const char *id, const char *rev, struct hub_repo_info *out,
+		  struct hub_error *err);
+
+/*
+ * GET /api/{types}/{id}/tree/{commit}?recursive=true, every page.  cb gets
+ * each entry whose path passes hub_path_safe() and whose oids are hex;
+ * the others are counted in *skipped (may be NULL).  The strings live only
+ * for the call.  A non-zero return from cb stops the listing and is
+ * returned.
+ */
+struct hub_entry {
+	const char *path;     /* full path from the repo root */
+	bool        is_dir;
+	uint64_t    size;     /* real size (lfs.size for LFS files) */
+	const char *oid;      /* git blob or tree sha1 */
+	const char *lfs_oid;  /* sha256 of the content, or NULL */
+	const char *xet_hash; /* or NULL */
+};
+typedef int (*hub_entry_fn)(void *arg, const struct hub_entry *entry);
+int hub_tree_list(struct hub_client *c, enum hub_repo_type type,
+		  const char *id, const char *commit, hub_entry_fn cb,
+		  void *arg, unsigned *skipped, struct hub_error *err);
+
+/* GET /api/{types}?author={owner}, every page: cb gets each repo id. */
+typedef int (*hub_name_fn)(void *arg, const char *repo_id);
+int hub_list_author(struct hub_client *c, enum hub_repo_type type,
+		    const char *owner, hub_name_fn cb, void *arg,
+		    struct hub_error *err);
+
+/* GET /api/whoami-v2: the user's name and organisations (err->status is
+   401 without a valid token). */
+#define HUB_WHOAMI_ORGS 64
+struct hub_whoami {
+	char     name[128];
+	unsigned n_orgs;
+	char     orgs[HUB_WHOAMI_ORGS][128];
+};
+int hub_whoami(struct hub_client *c, struct hub_whoami *out,
+	       struct hub_error *err);
+
+/*
+ * GET the bytes [offset, offset + length) of a file at a commit
+ * (length 0: to the end), following the resolve redirects: same-origin
+ * hops keep the token, a hop to another origin (the CDN) never carries it.
+ * cb receives the bytes in order with their file offset; a non-zero return
+ * aborts and is returned.  Retries 408/429/5xx and cut connections with
+ * backoff, resuming after the last byte delivered, for at most
+ * stall_seconds without progress.
+ */
+typedef int (*hub_data_fn)(void *arg, uint64_t offset, const void *data,
+			   size_t n);
+int hub_fetch(struct hub_client *c, enum hub_repo_type type, const char *id,
+	      const char *commit, const char *path, uint64_t offset,
+	      uint64_t length, hub_data_fn cb, void *arg,
+	      struct hub_error *err);
+
 #endif /* HUBFS_HUB_H */

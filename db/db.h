@@ -1,0 +1,231 @@
+/*
+ * db.h - the store: the SQLite index and the blob files.  The whole
+ * interface of db/.
+ *
+ * A store is a folder (mode 0700):
+ *
+ *     index.db      SQLite, WAL mode, schema version in PRAGMA user_version,
+ *                   migrated on open
+ *     blobs/<etag>  file contents, named by etag: the sha256 for LFS files,
+ *                   the git blob sha1 otherwise (huggingface_hub's names)
+ *     tmp/          downloads in progress
+ *
+ * Several processes (mounts, pull, gc, status) use one store at the same
+ * time.  Each thread gets its own SQLite connection (opened on first use,
+ * closed with the store); writes run in BEGIN IMMEDIATE transactions with a
+ * busy timeout.
+ *
+ * db/ knows nothing about HTTP or FUSE.  Functions return 0 or a negative
+ * errno: -ENOENT when a row is absent, -EINVAL for an argument refused
+ * (an invalid repo id, commit id, etag or path), -ENOSPC when the disk is
+ * full, -ENOMEM, -EIO for any other SQLite failure (logged by the caller
+ * from db_last_error()).  Every function may be called from any thread.
+ *
+ * The walks (db_owners, db_owner_repos, db_dir_list) call cb for each item
+ * in order; a non-zero return from cb stops the walk and is returned.  cb
+ * may call the other reading functions.  It should not write: the walk
+ * holds a read snapshot, and a write from inside it fails (-EIO) when
+ * another connection has written since the walk began.
+ */
+#ifndef HUBFS_DB_H
+#define HUBFS_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hub.h"
+
+struct db_store;
+
+/*
+ * The default store folder: $XDG_CACHE_HOME/hubfs, else ~/.cache/hubfs.
+ * Caller frees.  NULL when neither HOME nor XDG_CACHE_HOME is set.
+ */
+char *db_default_dir(void);
+
+/*
+ * Create the folder (0700, parents too) if needed, open or create and
+ * migrate the index.  -EPROTO when the index has a schema version newer
+ * than this program knows.
+ */
+int db_store_open(struct db_store **out, const char *dir);
+/*
+ * Closes every thread's connection.  Call it once no other thread uses the
+ * store.  NULL is a no-op.
+ */
+void db_store_close(struct db_store *s);
+/* The store folder as an absolute path. */
+const char *db_store_dir(const struct db_store *s);
+/*
+ * What made this thread's last failing db/ call fail: the SQLite message,
+ * or the system call and its strerror.  Valid until the thread's next db/
+ * call.
+ */
+const char *db_last_error(struct db_store *s);
+
+/* ---- Repos ------------------------------------------------------------- */
+
+struct db_repo {
+	int64_t            id;        /* row id, stable for the store's life */
+	enum hub_repo_type type;
+	char               name[256]; /* the id as asked for: "org/name", "gpt2" */
+	char               canonical[256]; /* "" or the id it redirects to */
+	int64_t            last_used; /* unix seconds */
+};
+
+/* Find a repo the store knows.  -ENOENT when it does not. */
+int db_repo_get(struct db_store *s, enum hub_repo_type type,
+		const char *name, struct db_repo *out);
+/*
+ * Record a repo (or update its canonical id, "" for none, NULL to keep the
+ * recorded one), marking it used now.  Fills *out (may be NULL).
+ */
+int db_repo_put(struct db_store *s, enum hub_repo_type type,
+		const char *name, const char *canonical, struct db_repo *out);
+
+/*
+ * The owners of known repos of a type (the part before '/') and the owners
+ * whose last listing holds at least one repo, each once, sorted (byte
+ * order).  Legacy ids without an owner are not owners.
+ */
+typedef int (*db_name_fn)(void *arg, const char *name);
+int db_owners(struct db_store *s, enum hub_repo_type type, db_name_fn cb,
+	      void *arg);
+
+/*
+ * The repo names (the part after '/') under an owner: the known repos
+ * merged with the last listing of the owner from the Hub, each once,
+ * sorted.
+ */
+int db_owner_repos(struct db_store *s, enum hub_repo_type type,
+		   const char *owner, db_name_fn cb, void *arg);
+
+/*
+ * Replace the Hub's listing of an owner (full repo ids) and stamp it with
+ * the time; *listed_at gets that stamp back from db_listing_age().  Ids
+ * that are not a valid "owner/name" of this owner (compared ignoring case)
+ * are left out.
+ */
+int db_listing_put(struct db_store *s, enum hub_repo_type type,
+		   const char *owner, const char *const *repo_ids, size_t n,
+		   int64_t now);
+/* When the owner was last listed; -ENOENT when never. */
+int db_listing_age(struct db_store *s, enum hub_repo_type type,
+		   const char *owner, int64_t *listed_at);
+
+/* ---- Revisions --------------------------------------------------------- */
+
+/*
+ * A revision (branch, tag, "" for the default branch) of a repo and the
+ * commit it pointed to when checked_at (unix seconds) was stamped.
+ */
+int db_revision_get(struct db_store *s, int64_t repo, const char *rev,
+		    char commit[41], int64_t *checked_at);
+/* -ENOENT when repo is not a repo row; -EINVAL unless commit is 40 hex. */
+int db_revision_put(struct db_store *s, int64_t repo, const char *rev,
+		    const char *commit, int64_t now);
+
+/* ---- Trees ------------------------------------------------------------- */
+
+/*
+ * A commit's file tree, stored once: written in one transaction by a
+ * db_tree_writer, and present (db_tree_find) only once committed, so a
+ * crash mid-listing leaves nothing half-written.
+ *
+ * A writer collects entries on a connection of its own and takes the
+ * store's write lock only inside db_tree_end(), briefly: a listing that
+ * takes minutes blocks no other writer.  A writer is used by one thread at
+ * a time (any thread).  If another process completed the same tree
+ * meanwhile, db_tree_end() keeps that one and returns it.
+ */
+struct db_tree {
+	int64_t id;    /* row id */
+	int64_t mtime; /* commit time, unix seconds */
+};
+int db_tree_find(struct db_store *s, int64_t repo, const char *commit,
+		 struct db_tree *out);
+
+struct db_tree_writer;
+int db_tree_begin(struct db_store *s, int64_t repo, const char *commit,
+		  int64_t mtime, struct db_tree_writer **out);
+/*
+ * Add one entry.  Directories that are only implied by a file path are
+ * created too; an explicit directory entry and an implied one are one
+ * folder.  -EINVAL refuses an entry (path not hub_path_safe(), an oid or
+ * lfs_oid that is not lowercase hex of the right length) and the writer
+ * goes on; after any other error the writer only fails, and
+ * db_tree_end(ok) returns that error.
+ */
+int db_tree_add(struct db_tree_writer *w, const struct hub_entry *e);
+/*
+ * Commit (ok) or roll back (!ok), and free the writer.  out may be NULL.
+ * -ENOENT when the repo row does not exist.
+ */
+int db_tree_end(struct db_tree_writer *w, bool ok, struct db_tree *out);
+
+struct db_entry {
+	int64_t  id;      /* row id: unique in the store */
+	char     name[256];
+	bool     is_dir;
+	uint64_t size;
+	char     etag[65]; /* blob name: lfs sha256, else git sha1; "" for dirs */
+	bool     lfs;
+};
+/* The entry name in folder parent ("" is the repo root).  -ENOENT. */
+int db_entry_lookup(struct db_store *s, int64_t tree, const char *parent,
+		    const char *name, struct db_entry *out);
+/*
+ * The entries of folder parent, sorted by name (byte order).  A folder
+ * that does not exist lists nothing.
+ */
+typedef int (*db_entry_fn)(void *arg, const struct db_entry *e);
+int db_dir_list(struct db_store *s, int64_t tree, const char *parent,
+		db_entry_fn cb, void *arg);
+/*
+ * The number of files (folders not counted) in a complete tree and their
+ * total size, for statfs-like summaries.  -ENOENT for no such tree.
+ */
+int db_tree_count(struct db_store *s, int64_t tree, uint64_t *files,
+		  uint64_t *bytes);
+
+/* ---- Blobs ------------------------------------------------------------- */
+
+/*
+ * A blob is recorded only once it is complete and verified; its file is
+ * blobs/<etag>.  db_blob_path writes that path (size >= PATH_MAX), or ""
+ * when etag is not 40 or 64 lowercase hex digits.  Every blob function
+ * refuses such an etag with -EINVAL before building a path.
+ */
+void db_blob_path(struct db_store *s, const char *etag, char *buf,
+		  size_t size);
+/*
+ * -ENOENT unless the blob is recorded complete and its file exists with the
+ * recorded size; a record whose file is missing or has another size is
+ * dropped.
+ */
+int db_blob_get(struct db_store *s, const char *etag, uint64_t *size);
+/* Record a verified blob and mark it used now. */
+int db_blob_put(struct db_store *s, const char *etag, uint64_t size);
+/* Drop a blob's record and file (a failed check, an eviction). */
+int db_blob_drop(struct db_store *s, const char *etag);
+/*
+ * A fresh file in tmp/ for a download in progress, opened O_RDWR |
+ * O_CLOEXEC, mode 0600.  Returns its descriptor (caller closes) or a
+ * negative errno.  path_out (size >= PATH_MAX) gets its name for
+ * db_blob_install.
+ */
+int db_blob_tmpfile(struct db_store *s, char *path_out, size_t size);
+/*
+ * Move a verified, fdatasync'ed download into place and record it
+ * (rename, fsync of blobs/, then db_blob_put).  -EINVAL when the file is
+ * not size bytes long.  When recording fails the file stays in place,
+ * unrecorded, and a later install replaces it.
+ */
+int db_blob_install(struct db_store *s, const char *tmp_path,
+		    const char *etag, uint64_t size);
+
+/* Used bytes of the store's blobs, and how many. */
+int db_blob_usage(struct db_store *s, uint64_t *bytes, uint64_t *count);
+
+#endif /* HUBFS_DB_H */

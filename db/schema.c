@@ -1,0 +1,157 @@
+/*
+ * schema.c - the index's schema and its migrations.
+ *
+ * PRAGMA user_version is the number of migrations applied.  Opening a
+ * store applies the missing ones in one BEGIN IMMEDIATE transaction, so
+ * two processes opening an old store at once migrate it once, and a crash
+ * mid-migration leaves the old version.  A later version appends a step to
+ * migrations[]; a step never changes once released.
+ */
+#include "db_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+
+/*
+ * Version 1.
+ *
+ * Row ids are AUTOINCREMENT: an id is never handed out twice, even after
+ * gc deletes the newest rows, so callers may key on them.
+ *
+ * entries holds every commit tree's files and folders, parent being the
+ * folder's path from the repo root ("" for the root).  The unique index
+ * answers both a lookup (tree, parent, name) and a listing (tree, parent)
+ * in name order.  A tree is visible only once complete.
+ *
+ * listed says when an owner's repos were last listed from the Hub, and
+ * listings holds that listing (repo names without the owner).
+ */
+static const char schema_v1[] =
+	"CREATE TABLE repos("
+	" id        INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" type      INTEGER NOT NULL,"
+	" name      TEXT NOT NULL,"
+	" canonical TEXT NOT NULL DEFAULT '',"
+	" last_used INTEGER NOT NULL,"
+	" UNIQUE(type, name));"
+
+	"CREATE TABLE listed("
+	" type      INTEGER NOT NULL,"
+	" owner     TEXT NOT NULL,"
+	" listed_at INTEGER NOT NULL,"
+	" PRIMARY KEY(type, owner)) WITHOUT ROWID;"
+
+	"CREATE TABLE listings("
+	" type  INTEGER NOT NULL,"
+	" owner TEXT NOT NULL,"
+	" name  TEXT NOT NULL,"
+	" PRIMARY KEY(type, owner, name),"
+	" FOREIGN KEY(type, owner) REFERENCES listed(type, owner)"
+	"  ON DELETE CASCADE) WITHOUT ROWID;"
+
+	"CREATE TABLE revisions("
+	" repo       INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,"
+	" rev        TEXT NOT NULL,"
+	" commit_id  TEXT NOT NULL,"
+	" checked_at INTEGER NOT NULL,"
+	" PRIMARY KEY(repo, rev)) WITHOUT ROWID;"
+
+	"CREATE TABLE trees("
+	" id        INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" repo      INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,"
+	" commit_id TEXT NOT NULL,"
+	" mtime     INTEGER NOT NULL,"
+	" files     INTEGER NOT NULL DEFAULT 0,"
+	" bytes     INTEGER NOT NULL DEFAULT 0,"
+	" complete  INTEGER NOT NULL DEFAULT 0,"
+	" UNIQUE(repo, commit_id));"
+
+	"CREATE TABLE entries("
+	" id     INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" tree   INTEGER NOT NULL REFERENCES trees(id) ON DELETE CASCADE,"
+	" parent TEXT NOT NULL,"
+	" name   TEXT NOT NULL,"
+	" is_dir INTEGER NOT NULL,"
+	" size   INTEGER NOT NULL,"
+	" etag   TEXT NOT NULL,"
+	" lfs    INTEGER NOT NULL);"
+	"CREATE UNIQUE INDEX entries_path ON entries(tree, parent, name);"
+
+	"CREATE TABLE blobs("
+	" etag      TEXT PRIMARY KEY,"
+	" size      INTEGER NOT NULL,"
+	" last_used INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX blobs_lru ON blobs(last_used);";
+
+static int migrate_v1(struct db_conn *c)
+{
+	return db_exec(c, schema_v1);
+}
+
+/* migrations[i] takes the schema from version i to version i + 1. */
+static int (*const migrations[])(struct db_conn *c) = {
+	migrate_v1,
+};
+
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+static int user_version(struct db_conn *c, int *out)
+{
+	sqlite3_stmt *st;
+	int rc =
+		sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &st, NULL);
+
+	if (rc != SQLITE_OK)
+		return db_fail(c, rc);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*out = sqlite3_column_int(st, 0);
+		rc = 0;
+	} else {
+		rc = db_fail(c, rc);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int set_user_version(struct db_conn *c, int v)
+{
+	char sql[64]; /* a pragma takes no bound parameter */
+
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v);
+	return db_exec(c, sql);
+}
+
+/* Apply the missing steps; the caller holds the write transaction. */
+static int migrate_locked(struct db_conn *c)
+{
+	int v, rc = user_version(c, &v);
+
+	if (rc)
+		return rc;
+	if (v < 0 || v > SCHEMA_VERSION) {
+		db_errorf("index.db has schema version %d; this hubfs knows "
+			  "versions up to %d",
+			  v, SCHEMA_VERSION);
+		return -EPROTO;
+	}
+	for (; v < SCHEMA_VERSION; v++) {
+		rc = migrations[v](c);
+		if (rc)
+			return rc;
+	}
+	return set_user_version(c, SCHEMA_VERSION);
+}
+
+int db_migrate(struct db_conn *c)
+{
+	int v, rc = user_version(c, &v);
+
+	/* The common case takes no write lock. */
+	if (rc || v == SCHEMA_VERSION)
+		return rc;
+	rc = db_tx_begin(c);
+	if (rc)
+		return rc;
+	return db_tx_end(c, migrate_locked(c));
+}

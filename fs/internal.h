@@ -1,0 +1,130 @@
+/*
+ * internal.h - what the files of fs/ share; not part of the interface.
+ *
+ *   node.c     the table of FUSE nodes (lookup counts, reuse by name)
+ *   resolve.c  names to nodes: owners, repos, revisions, trees
+ *   fetch.c    getting a blob into the store, verified
+ *   ops.c      the FUSE low-level handlers
+ *   session.c  mounting and the loop
+ */
+#ifndef HUBFS_FS_INTERNAL_H
+#define HUBFS_FS_INTERNAL_H
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "fs.h"
+
+enum node_kind {
+	NODE_ROOT,    /* the mount root */
+	NODE_TYPEDIR, /* datasets/ or spaces/ */
+	NODE_OWNER,   /* an owner's folder of repos of one type */
+	NODE_LINK, /* a legacy or renamed id: a symlink to its canonical id */
+	NODE_DIR,  /* a folder in a repo at a commit; path "" is the root */
+	NODE_FILE, /* a file in a repo at a commit */
+};
+
+/*
+ * A FUSE node.  Node ids are never reused while the process lives.  Every
+ * field but nlookup and the hash links is set before the node is
+ * published and never changes after, so handlers read them unlocked.
+ */
+struct node {
+	uint64_t id;
+	uint64_t nlookup;	/* protected by the table lock */
+	struct node *next_id;	/* table lock */
+	struct node *next_name; /* table lock */
+	bool named;		/* in the name index; table lock */
+
+	uint64_t parent; /* key of the name index, with name */
+	char *name;
+
+	enum node_kind kind;
+	enum hub_repo_type type;
+	uint64_t ino;  /* st_ino */
+	char *owner;   /* OWNER */
+	char *repo_id; /* DIR, FILE: the canonical "owner/name" */
+	int64_t repo;  /* DIR, FILE: db repo row */
+	char commit[41];
+	int64_t tree;  /* DIR, FILE: db tree row */
+	int64_t mtime; /* commit time */
+	char *path;    /* DIR, FILE: path in the repo, "" root */
+	uint64_t size; /* FILE */
+	char etag[65];
+	bool lfs;
+	char *target;	/* LINK */
+	time_t expires; /* a branch's repo root: re-resolve after */
+};
+
+struct node_table {
+	pthread_mutex_t lock;
+	struct node **by_id;
+	struct node **by_name;
+	size_t nbuckets; /* power of two, both arrays */
+	size_t count;
+	uint64_t next_id;
+};
+
+int node_table_init(struct node_table *t);
+void node_table_destroy(struct node_table *t);
+struct node *node_alloc(enum node_kind kind);
+void node_free(struct node *n);
+/* The node with this id (FUSE_ROOT_ID is the root), or NULL. */
+struct node *node_get(struct node_table *t, uint64_t id);
+/*
+ * Publish n under (parent, name) with one lookup, or, when a node with the
+ * same key and the same identity (same_node) is there, free n and count a
+ * lookup on that one.  A different node under the key is unlinked from the
+ * name index (it lives on until forgotten).  Returns the published node.
+ */
+struct node *node_publish(struct node_table *t, struct node *n, uint64_t parent,
+			  const char *name);
+/* The node published under (parent, name), without counting a lookup. */
+struct node *node_find(struct node_table *t, uint64_t parent, const char *name);
+void node_forget(struct node_table *t, uint64_t id, uint64_t nlookup);
+
+/* The daemon's state, one per mount. */
+struct fs_ctx {
+	struct fs_config cfg;
+	struct node_table nodes;
+	uid_t uid;
+	gid_t gid;
+	time_t started;
+
+	pthread_mutex_t lock; /* protects the fields below */
+	struct hub_whoami whoami;
+	time_t whoami_at; /* 0: never asked */
+	bool whoami_ok;
+	struct miss *misses; /* remembered misses, a short list */
+
+	pthread_mutex_t tree_lock;  /* one tree download at a time */
+	pthread_mutex_t fetch_lock; /* protects fetching */
+	pthread_cond_t fetch_done;
+	struct fetching *fetching; /* blobs being downloaded */
+};
+
+/*
+ * resolve.c.  These helpers, like passthrough_ll's, return 0 or a positive
+ * errno, ready for fuse_reply_err().
+ */
+int resolve_child(struct fs_ctx *ctx, struct node *parent, const char *name,
+		  struct node **out);
+/* Names in a folder above the repos (root, datasets/, an owner). */
+int list_names(struct fs_ctx *ctx, struct node *dir, db_name_fn cb, void *arg);
+/* Entries of a folder in a repo; a non-zero return of cb stops. */
+int list_entries(struct fs_ctx *ctx, struct node *dir, db_entry_fn cb,
+		 void *arg);
+struct node *entry_node(const struct node *dir, const struct db_entry *e);
+void misses_free(struct fs_ctx *ctx);
+
+/* fetch.c: make a blob present and verified; 0 or a negative errno. */
+int fetch_blob(struct fs_ctx *ctx, const struct node *file);
+
+/* ops.c */
+extern const struct fuse_lowlevel_ops fs_ops;
+
+uint64_t ino_hash(const char *a, const char *b);
+
+#endif /* HUBFS_FS_INTERNAL_H */

@@ -1,0 +1,593 @@
+/*
+ * ops.c - the FUSE low-level handlers.  Each replies exactly once.
+ *
+ * The mount is read-only: write-type requests get EROFS (the kernel sees
+ * the "ro" option too).  Attributes follow DESIGN.md section 1: files
+ * 0444, folders 0555, owned by the mounting user, mtime the commit time,
+ * st_blocks the full size.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define IMMUTABLE_TIMEOUT 86400.0 /* names and attributes inside a commit */
+#define LISTING_TIMEOUT	  60.0	  /* owners, repos and links above them */
+
+static struct fs_ctx *ctx_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void node_attr(struct fs_ctx *ctx, const struct node *n, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = n->kind == NODE_ROOT ? FUSE_ROOT_ID : n->ino;
+	st->st_uid = ctx->uid;
+	st->st_gid = ctx->gid;
+	st->st_blksize = 4096;
+	st->st_mtim.tv_sec = n->kind == NODE_DIR || n->kind == NODE_FILE
+				     ? n->mtime
+				     : ctx->started;
+	st->st_ctim = st->st_atim = st->st_mtim;
+	switch (n->kind) {
+	case NODE_FILE:
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = (off_t)n->size;
+		/* Never sparse-looking: cp would copy holes as zeros. */
+		st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
+		break;
+	case NODE_LINK:
+		st->st_mode = S_IFLNK | 0777;
+		st->st_nlink = 1;
+		st->st_size = (off_t)strlen(n->target);
+		break;
+	default:
+		st->st_mode = S_IFDIR | 0555;
+		st->st_nlink = 2;
+		break;
+	}
+}
+
+/* How long the kernel may keep a name of parent's: a moving revision's
+   repo folder only until its next check. */
+static double entry_timeout(struct fs_ctx *ctx, const struct node *n)
+{
+	if (n->kind == NODE_DIR && n->path[0] == '\0')
+		return n->expires ? (double)ctx->cfg.revision_ttl
+				  : IMMUTABLE_TIMEOUT;
+	if (n->kind == NODE_DIR || n->kind == NODE_FILE)
+		return IMMUTABLE_TIMEOUT;
+	return LISTING_TIMEOUT;
+}
+
+static void fill_entry(struct fs_ctx *ctx, const struct node *n,
+		       struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = n->id;
+	e->attr_timeout = e->entry_timeout = entry_timeout(ctx, n);
+	node_attr(ctx, n, &e->attr);
+}
+
+static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs_ctx *ctx = ctx_of(req);
+	struct node *p = node_get(&ctx->nodes, parent), *n;
+	struct fuse_entry_param e;
+	int rc;
+
+	if (!p) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	rc = resolve_child(ctx, p, name, &n);
+	if (rc == ENOENT && p->kind == NODE_DIR) {
+		/* A miss inside a commit stays a miss: cache it. */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = IMMUTABLE_TIMEOUT;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (rc) {
+		fuse_reply_err(req, rc);
+		return;
+	}
+	n = node_publish(&ctx->nodes, n, parent, name);
+	fill_entry(ctx, n, &e);
+	if (fuse_reply_entry(req, &e) != 0)
+		node_forget(&ctx->nodes, n->id, 1);
+}
+
+static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	node_forget(&ctx_of(req)->nodes, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void fs_forget_multi(fuse_req_t req, size_t count,
+			    struct fuse_forget_data *forgets)
+{
+	struct fs_ctx *ctx = ctx_of(req);
+
+	for (size_t i = 0; i < count; i++)
+		node_forget(&ctx->nodes, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void fs_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = ctx_of(req);
+	struct node *n = node_get(&ctx->nodes, ino);
+	struct stat st;
+
+	(void)fi;
+	if (!n) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	node_attr(ctx, n, &st);
+	fuse_reply_attr(req, &st, entry_timeout(ctx, n));
+}
+
+static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct node *n = node_get(&ctx_of(req)->nodes, ino);
+
+	if (!n || n->kind != NODE_LINK)
+		fuse_reply_err(req, n ? EINVAL : ESTALE);
+	else
+		fuse_reply_readlink(req, n->target);
+}
+
+/* ---- Folders ------------------------------------------------------------
+ * opendir takes a snapshot of the names, so readdir at any offset is
+ * consistent for the life of the handle.
+ */
+struct dirent_snap {
+	char *name;
+	struct node *node;     /* readdirplus: an unpublished node, or NULL */
+	struct db_entry entry; /* folders in repos: the index's entry */
+};
+
+struct dir_handle {
+	struct dirent_snap *items;
+	size_t n, cap;
+	struct node *dir;
+};
+
+static int snap_add(struct dir_handle *h, const char *name,
+		    const struct db_entry *e)
+{
+	if (h->n == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 64;
+		struct dirent_snap *items =
+			realloc(h->items, cap * sizeof(*items));
+
+		if (!items)
+			return -ENOMEM;
+		h->items = items;
+		h->cap = cap;
+	}
+	memset(&h->items[h->n], 0, sizeof(h->items[h->n]));
+	h->items[h->n].name = strdup(name);
+	if (!h->items[h->n].name)
+		return -ENOMEM;
+	if (e)
+		h->items[h->n].entry = *e;
+	h->n++;
+	return 0;
+}
+
+static int snap_name(void *arg, const char *name)
+{
+	return snap_add(arg, name, NULL);
+}
+
+static int snap_entry(void *arg, const struct db_entry *e)
+{
+	return snap_add(arg, e->name, e);
+}
+
+static int cmp_snap(const void *a, const void *b)
+{
+	return strcmp(((const struct dirent_snap *)a)->name,
+		      ((const struct dirent_snap *)b)->name);
+}
+
+/* Sort and drop repeated names (owners come from several sources). */
+static void snap_unique(struct dir_handle *h)
+{
+	size_t out = 0;
+
+	qsort(h->items, h->n, sizeof(*h->items), cmp_snap);
+	for (size_t i = 0; i < h->n; i++) {
+		if (out > 0 &&
+		    strcmp(h->items[out - 1].name, h->items[i].name) == 0) {
+			free(h->items[i].name);
+			continue;
+		}
+		h->items[out++] = h->items[i];
+	}
+	h->n = out;
+}
+
+static void dir_handle_free(struct dir_handle *h)
+{
+	if (!h)
+		return;
+	for (size_t i = 0; i < h->n; i++)
+		free(h->items[i].name);
+	free(h->items);
+	free(h);
+}
+
+static void fs_opendir(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = ctx_of(req);
+	struct node *n = node_get(&ctx->nodes, ino);
+	struct dir_handle *h;
+	int rc;
+
+	if (!n || n->kind == NODE_FILE || n->kind == NODE_LINK) {
+		fuse_reply_err(req, n ? ENOTDIR : ESTALE);
+		return;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	h->dir = n;
+	if (n->kind == NODE_DIR) {
+		rc = list_entries(ctx, n, snap_entry, h);
+	} else {
+		rc = list_names(ctx, n, snap_name, h);
+		snap_unique(h);
+	}
+	if (rc) {
+		dir_handle_free(h);
+		fuse_reply_err(req, rc);
+		return;
+	}
+	fi->fh = (uintptr_t)h;
+	/* A commit's folders never change: let the kernel keep them. */
+	fi->cache_readdir = fi->keep_cache = n->kind == NODE_DIR;
+	fuse_reply_open(req, fi);
+}
+
+/*
+ * One directory entry for readdir(plus).  In repo folders readdirplus
+ * hands out real entries (each counts as a lookup); above the repos it
+ * gives names only (node id 0), since resolving every repo of an owner
+ * would cost a Hub request each.
+ */
+static size_t add_dirent(fuse_req_t req, struct dir_handle *h, size_t i,
+			 char *buf, size_t size, bool plus)
+{
+	struct fs_ctx *ctx = ctx_of(req);
+	struct dirent_snap *d = &h->items[i];
+	struct fuse_entry_param e;
+	struct node *n = NULL;
+	size_t len;
+
+	memset(&e, 0, sizeof(e));
+	e.attr.st_ino = 2;
+	e.attr.st_mode = S_IFDIR;
+	if (h->dir->kind == NODE_DIR) {
+		n = entry_node(h->dir, &d->entry);
+		if (!n)
+			return 0;
+		node_attr(ctx, n, &e.attr);
+	}
+	if (!plus) {
+		node_free(n);
+		return fuse_add_direntry(req, buf, size, d->name, &e.attr,
+					 (off_t)i + 1);
+	}
+	if (n) {
+		n->nlookup = 0;
+		len = fuse_add_direntry_plus(req, NULL, 0, d->name, NULL, 0);
+		if (len > size) {
+			node_free(n);
+			return len;
+		}
+		n = node_publish(&ctx->nodes, n, h->dir->id, d->name);
+		fill_entry(ctx, n, &e);
+	}
+	return fuse_add_direntry_plus(req, buf, size, d->name, &e,
+				      (off_t)i + 1);
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, bool plus)
+{
+	struct dir_handle *h = (struct dir_handle *)(uintptr_t)fi->fh;
+	char *buf = malloc(size);
+	size_t used = 0;
+
+	(void)ino;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (size_t i = (size_t)off; i < h->n; i++) {
+		size_t len =
+			add_dirent(req, h, i, buf + used, size - used, plus);
+
+		if (len == 0 || len > size - used)
+			break;
+		used += len;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, false);
+}
+
+static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			   off_t off, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, true);
+}
+
+static void fs_releasedir(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	(void)ino;
+	dir_handle_free((struct dir_handle *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+/* ---- Files ------------------------------------------------------------ */
+
+static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_ctx *ctx = ctx_of(req);
+	struct node *n = node_get(&ctx->nodes, ino);
+	char path[4096];
+	int rc, fd;
+
+	if (!n || n->kind != NODE_FILE) {
+		fuse_reply_err(req, n ? EISDIR : ESTALE);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY ||
+	    (fi->flags & (O_TRUNC | O_APPEND))) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	rc = fetch_blob(ctx, n);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	db_blob_path(ctx->cfg.store, n->etag, path, sizeof(path));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = errno;
+		fs_log(LOG_ERR, "store: cannot open blob %s: %s", n->etag,
+		       strerror(rc));
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	fi->fh = (uint64_t)fd;
+	fi->keep_cache = 1; /* content is immutable per etag */
+	if (fuse_reply_open(req, fi) != 0)
+		close(fd);
+}
+
+static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+
+	(void)ino;
+	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	buf.buf[0].fd = (int)fi->fh;
+	buf.buf[0].pos = off;
+	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+static void fs_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	(void)ino;
+	close((int)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs_ctx *ctx = ctx_of(req);
+	struct statvfs sv;
+
+	(void)ino;
+	if (statvfs(db_store_dir(ctx->cfg.store), &sv) < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	sv.f_namemax = 255;
+	sv.f_flag |= ST_RDONLY;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* ---- Extended attributes ------------------------------------------------ */
+
+static const char xattr_names[] =
+	"user.hubfs.commit\0user.hubfs.etag\0user.hubfs.cached";
+
+static int xattr_value(struct fs_ctx *ctx, const struct node *n,
+		       const char *name, char *buf, size_t size)
+{
+	uint64_t have = 0;
+
+	if (n->kind != NODE_FILE && n->kind != NODE_DIR)
+		return -ENODATA;
+	if (strcmp(name, "user.hubfs.commit") == 0)
+		return snprintf(buf, size, "%s", n->commit);
+	if (n->kind != NODE_FILE)
+		return -ENODATA;
+	if (strcmp(name, "user.hubfs.etag") == 0)
+		return snprintf(buf, size, "%s", n->etag);
+	if (strcmp(name, "user.hubfs.cached") == 0) {
+		if (db_blob_get(ctx->cfg.store, n->etag, &have) < 0)
+			have = 0;
+		return snprintf(buf, size, "%llu", (unsigned long long)have);
+	}
+	return -ENODATA;
+}
+
+static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	struct fs_ctx *ctx = ctx_of(req);
+	struct node *n = node_get(&ctx->nodes, ino);
+	char value[128];
+	int len;
+
+	if (!n) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	len = xattr_value(ctx, n, name, value, sizeof(value));
+	if (len < 0)
+		fuse_reply_err(req, -len);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)len);
+	else if ((size_t)len > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, value, (size_t)len);
+}
+
+static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct node *n = node_get(&ctx_of(req)->nodes, ino);
+	size_t len = 0;
+
+	if (n && n->kind == NODE_FILE)
+		len = sizeof(xattr_names);
+	else if (n && n->kind == NODE_DIR)
+		len = sizeof("user.hubfs.commit");
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (len > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, xattr_names, len);
+}
+
+/* ---- Everything that would write ---------------------------------------- */
+
+static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	(void)ino, (void)attr, (void)to_set, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	(void)parent, (void)name, (void)mode, (void)rdev;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	(void)parent, (void)name, (void)mode;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	(void)link, (void)parent, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	(void)parent, (void)name, (void)newparent, (void)newname, (void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	(void)ino, (void)newparent, (void)newname;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	(void)parent, (void)name, (void)mode, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	(void)ino, (void)name, (void)value, (void)size, (void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+const struct fuse_lowlevel_ops fs_ops = {
+	.lookup = fs_lookup,
+	.forget = fs_forget,
+	.forget_multi = fs_forget_multi,
+	.getattr = fs_getattr,
+	.readlink = fs_readlink,
+	.opendir = fs_opendir,
+	.readdir = fs_readdir,
+	.readdirplus = fs_readdirplus,
+	.releasedir = fs_releasedir,
+	.open = fs_open,
+	.read = fs_read,
+	.release = fs_release,
+	.statfs = fs_statfs,
+	.getxattr = fs_getxattr,
+	.listxattr = fs_listxattr,
+	.setattr = fs_setattr,
+	.mknod = fs_mknod,
+	.mkdir = fs_mkdir,
+	.unlink = fs_unlink,
+	.rmdir = fs_unlink,
+	.symlink = fs_symlink,
+	.rename = fs_rename,
+	.link = fs_link,
+	.create = fs_create,
+	.setxattr = fs_setxattr,
+	.removexattr = fs_removexattr,
+};

@@ -1,0 +1,678 @@
+/*
+ * resolve.c - from a name under a folder to a node (DESIGN.md section 1).
+ *
+ *   root, datasets/, spaces/   owners, legacy ids (symlinks), nothing else
+ *   owner/                     repos: name[@rev], a renamed id is a symlink
+ *   repo folders               entries of the commit's tree, from the index
+ *
+ * Metadata comes from the index when it is there and fresh; the Hub is
+ * asked otherwise.  Misses at the owner and repo level are remembered for
+ * negative_ttl seconds, so programs probing for optional names cost no
+ * requests.  Failures are logged here, where they become an errno.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct miss {
+	struct miss *next;
+	time_t until;
+	int err; /* ENOENT, or EACCES for what the Hub refused */
+	char key[];
+};
+
+/* The errno remembered for key, or 0. */
+static int miss_known(struct fs_ctx *ctx, const char *key)
+{
+	time_t now = time(NULL);
+	int hit = 0;
+
+	pthread_mutex_lock(&ctx->lock);
+	for (struct miss **pp = &ctx->misses; *pp;) {
+		struct miss *m = *pp;
+
+		if (m->until <= now) {
+			*pp = m->next;
+			free(m);
+			continue;
+		}
+		if (strcmp(m->key, key) == 0)
+			hit = m->err;
+		pp = &m->next;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return hit;
+}
+
+void misses_free(struct fs_ctx *ctx)
+{
+	while (ctx->misses) {
+		struct miss *m = ctx->misses;
+
+		ctx->misses = m->next;
+		free(m);
+	}
+}
+
+static void miss_add(struct fs_ctx *ctx, const char *key, int err)
+{
+	size_t len = strlen(key) + 1;
+	struct miss *m = malloc(sizeof(*m) + len);
+
+	if (!m)
+		return;
+	memcpy(m->key, key, len);
+	m->err = err;
+	m->until = time(NULL) + ctx->cfg.negative_ttl;
+	pthread_mutex_lock(&ctx->lock);
+	m->next = ctx->misses;
+	ctx->misses = m;
+	pthread_mutex_unlock(&ctx->lock);
+}
+
+/* Log a Hub failure once and turn it into an errno for the program. */
+static int hub_failure(struct fs_ctx *ctx, int rc, const struct hub_error *err,
+		       const char *what, const char *name)
+{
+	char buf[400];
+	int e;
+
+	if (rc == -ENETDOWN)
+		return ENOENT; /* offline: the Hub is not asked */
+	if (rc == -ENOMEM)
+		return ENOMEM;
+	e = hub_error_errno(err);
+	if (e == ENOENT)
+		return ENOENT;
+	fs_log(LOG_WARNING, "%s %s: %s", what, name,
+	       hub_error_describe(err, buf, sizeof(buf)));
+	if (e == EACCES && !hub_client_has_token(ctx->cfg.hub))
+		fs_log(LOG_WARNING, "no Hub token is set: run 'hf auth login' "
+				    "or set HF_TOKEN to read gated or private "
+				    "repos");
+	return e;
+}
+
+/* Split "name@rev" (rev percent-decoded); *rev is NULL without '@'. */
+static int split_rev(const char *name, char **base, char **rev)
+{
+	const char *at = strchr(name, '@');
+
+	*rev = NULL;
+	*base = at ? strndup(name, (size_t)(at - name)) : strdup(name);
+	if (!*base)
+		return ENOMEM;
+	if (!at)
+		return 0;
+	if (at[1] == '\0' || hub_unescape(at + 1, rev) < 0 ||
+	    strlen(*rev) > 255) {
+		free(*base);
+		free(*rev);
+		*base = *rev = NULL;
+		return ENOENT;
+	}
+	return 0;
+}
+
+static bool whoami_has(struct fs_ctx *ctx, const char *owner)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&ctx->lock);
+	if (ctx->whoami_ok) {
+		found = strcmp(ctx->whoami.name, owner) == 0;
+		for (unsigned i = 0; !found && i < ctx->whoami.n_orgs; i++)
+			found = strcmp(ctx->whoami.orgs[i], owner) == 0;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return found;
+}
+
+static int stop_at_first(void *arg, const char *name)
+{
+	(void)name;
+	*(bool *)arg = true;
+	return 1;
+}
+
+static bool owner_known(struct fs_ctx *ctx, enum hub_repo_type type,
+			const char *owner)
+{
+	bool any = false;
+
+	db_owner_repos(ctx->cfg.store, type, owner, stop_at_first, &any);
+	return any || whoami_has(ctx, owner);
+}
+
+static struct node *new_owner(enum hub_repo_type type, const char *owner)
+{
+	struct node *n = node_alloc(NODE_OWNER);
+
+	if (!n)
+		return NULL;
+	n->type = type;
+	n->owner = strdup(owner);
+	n->ino = ino_hash(hub_type_plural(type), owner);
+	if (!n->owner) {
+		node_free(n);
+		return NULL;
+	}
+	return n;
+}
+
+/* A symlink to prefix + target [+ "@" + escaped rev]. */
+static struct node *new_link(const char *prefix, const char *target,
+			     const char *rev)
+{
+	struct node *n = node_alloc(NODE_LINK);
+	char *erev = rev ? hub_escape_segment(rev) : NULL;
+	size_t size;
+
+	if (!n || (rev && !erev))
+		goto fail;
+	size = strlen(prefix) + strlen(target) + (erev ? strlen(erev) : 0) + 2;
+	n->target = malloc(size);
+	if (!n->target)
+		goto fail;
+	snprintf(n->target, size, "%s%s%s%s", prefix, target, erev ? "@" : "",
+		 erev ? erev : "");
+	n->ino = ino_hash("link", n->target);
+	free(erev);
+	return n;
+fail:
+	free(erev);
+	node_free(n);
+	return NULL;
+}
+
+struct author_list {
+	char **ids;
+	size_t n, cap;
+};
+
+static int collect_id(void *arg, const char *id)
+{
+	struct author_list *l = arg;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		char **ids = realloc(l->ids, cap * sizeof(*ids));
+
+		if (!ids)
+			return -ENOMEM;
+		l->ids = ids;
+		l->cap = cap;
+	}
+	l->ids[l->n] = strdup(id);
+	return l->ids[l->n++] ? 0 : -ENOMEM;
+}
+
+static void author_list_free(struct author_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->ids[i]);
+	free(l->ids);
+}
+
+/*
+ * Ask the Hub for an owner's repos and keep the answer.  Returns the
+ * number of repos, or a negative errno.
+ */
+static long refresh_listing(struct fs_ctx *ctx, enum hub_repo_type type,
+			    const char *owner, struct hub_error *err)
+{
+	struct author_list l = { 0 };
+	long rc;
+
+	rc = hub_list_author(ctx->cfg.hub, type, owner, collect_id, &l, err);
+	if (rc == 0)
+		rc = db_listing_put(ctx->cfg.store, type, owner,
+				    (const char *const *)l.ids, l.n,
+				    time(NULL));
+	if (rc == 0)
+		rc = (long)l.n;
+	author_list_free(&l);
+	return rc;
+}
+
+/* A name at the root or under datasets/ or spaces/. */
+static int resolve_top(struct fs_ctx *ctx, enum hub_repo_type type,
+		       const char *name, struct node **out)
+{
+	struct hub_repo_info info;
+	struct hub_error err = { 0 };
+	struct db_repo repo;
+	char *base, *rev, key[600];
+	int rc = split_rev(name, &base, &rev);
+
+	if (rc)
+		return rc;
+	rc = ENOENT;
+	if (!hub_repo_id_valid(base) || strchr(base, '/'))
+		goto out;
+	if (!rev && owner_known(ctx, type, base)) {
+		*out = new_owner(type, base);
+		rc = *out ? 0 : ENOMEM;
+		goto out;
+	}
+	if (db_repo_get(ctx->cfg.store, type, base, &repo) == 0 &&
+	    repo.canonical[0]) {
+		*out = new_link("", repo.canonical, rev);
+		rc = *out ? 0 : ENOMEM;
+		goto out;
+	}
+	snprintf(key, sizeof(key), "%d:%s", (int)type, name);
+	if ((rc = miss_known(ctx, key)) != 0)
+		goto out;
+	rc = ENOENT;
+
+	/* A legacy id answers /api/{types}/NAME with its canonical id. */
+	int hr = hub_repo_info(ctx->cfg.hub, type, base, rev, &info, &err);
+
+	if (hr == 0 && strcmp(info.id, base) != 0 && strchr(info.id, '/')) {
+		db_repo_put(ctx->cfg.store, type, base, info.id, NULL);
+		*out = new_link("", info.id, rev);
+		rc = *out ? 0 : ENOMEM;
+		goto out;
+	}
+	if (hr < 0 && hub_error_errno(&err) != ENOENT &&
+	    hub_error_errno(&err) != EACCES) {
+		rc = hub_failure(ctx, hr, &err, "looking up", name);
+		goto out;
+	}
+	if (!rev) {
+		memset(&err, 0, sizeof(err));
+		long n = refresh_listing(ctx, type, base, &err);
+
+		if (n > 0) {
+			*out = new_owner(type, base);
+			rc = *out ? 0 : ENOMEM;
+			goto out;
+		}
+		if (n < 0 && hub_error_errno(&err) != ENOENT) {
+			rc = hub_failure(ctx, (int)n, &err, "listing", base);
+			goto out;
+		}
+	}
+	miss_add(ctx, key, ENOENT);
+out:
+	free(base);
+	free(rev);
+	return rc;
+}
+
+/*
+ * The commit a revision of a repo points to: from the index while fresh
+ * (or forever, for a commit id), else from the Hub; a stale answer is used
+ * when the Hub cannot be reached.  *canonical is set when the Hub says the
+ * repo lives under another id now.
+ */
+struct revision {
+	char commit[41];
+	int64_t mtime;
+	bool moving; /* a branch or tag: re-resolve after the TTL */
+	char canonical[256];
+};
+
+static int resolve_revision(struct fs_ctx *ctx, const struct db_repo *repo,
+			    const char *rev, struct revision *out)
+{
+	struct hub_repo_info info;
+	struct hub_error err = { 0 };
+	struct db_tree tree;
+	int64_t checked = 0;
+	bool have = false;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	out->moving = !(rev && hub_is_commit_id(rev));
+	if (!out->moving) {
+		memcpy(out->commit, rev, 41);
+		have = db_tree_find(ctx->cfg.store, repo->id, rev, &tree) == 0;
+		if (have) {
+			out->mtime = tree.mtime;
+			return 0;
+		}
+	} else if (db_revision_get(ctx->cfg.store, repo->id, rev ? rev : "",
+				   out->commit, &checked) == 0) {
+		have = true;
+		if (db_tree_find(ctx->cfg.store, repo->id, out->commit,
+				 &tree) == 0)
+			out->mtime = tree.mtime;
+		if (time(NULL) - checked < ctx->cfg.revision_ttl &&
+		    out->mtime != 0)
+			return 0;
+	}
+
+	rc = hub_repo_info(ctx->cfg.hub, repo->type, repo->name, rev, &info,
+			   &err);
+	if (rc == 0) {
+		if (strcmp(info.id, repo->name) != 0) {
+			memcpy(out->canonical, info.id, sizeof(out->canonical));
+			return 0;
+		}
+		memcpy(out->commit, info.sha, sizeof(out->commit));
+		out->mtime = info.last_modified;
+		if (out->moving)
+			db_revision_put(ctx->cfg.store, repo->id,
+					rev ? rev : "", info.sha, time(NULL));
+		return 0;
+	}
+	if (have && (rc == -ENETDOWN || err.status == 0 || err.status >= 500)) {
+		if (rc != -ENETDOWN)
+			fs_log(LOG_INFO,
+			       "%s: Hub unreachable, using the "
+			       "revision known from %lld",
+			       repo->name, (long long)checked);
+		return 0;
+	}
+	return -hub_failure(ctx, rc, &err, "resolving", repo->name);
+}
+
+/* A repo folder (name[@rev]) under an owner folder. */
+static int resolve_repo(struct fs_ctx *ctx, struct node *owner,
+			const char *name, struct node **out)
+{
+	struct revision r;
+	struct db_repo repo;
+	char *base, *rev, id[256], key[600];
+	int rc = split_rev(name, &base, &rev);
+
+	if (rc)
+		return rc;
+	rc = ENOENT;
+	if ((size_t)snprintf(id, sizeof(id), "%s/%s", owner->owner, base) >=
+		    sizeof(id) ||
+	    !hub_repo_id_valid(id))
+		goto out;
+	snprintf(key, sizeof(key), "%d:%s", (int)owner->type, id);
+	if (rev)
+		snprintf(key, sizeof(key), "%d:%s@%s", (int)owner->type, id,
+			 rev);
+	if ((rc = miss_known(ctx, key)) != 0)
+		goto out;
+	rc = ENOENT;
+	if (db_repo_get(ctx->cfg.store, owner->type, id, &repo) < 0) {
+		if (hub_client_offline(ctx->cfg.hub))
+			goto out;
+		memset(&repo, 0, sizeof(repo));
+		repo.type = owner->type;
+		memcpy(repo.name, id, sizeof(repo.name));
+	}
+	if (repo.canonical[0]) {
+		*out = new_link("../", repo.canonical, rev);
+		rc = *out ? 0 : ENOMEM;
+		goto out;
+	}
+	rc = -resolve_revision(ctx, &repo, rev, &r);
+	if (rc) {
+		if (rc == ENOENT || rc == EACCES)
+			miss_add(ctx, key, rc);
+		goto out;
+	}
+	if (r.canonical[0]) {
+		db_repo_put(ctx->cfg.store, owner->type, id, r.canonical, NULL);
+		*out = new_link("../", r.canonical, rev);
+		rc = *out ? 0 : ENOMEM;
+		goto out;
+	}
+	if (repo.id == 0 &&
+	    db_repo_put(ctx->cfg.store, owner->type, id, "", &repo) < 0) {
+		rc = EIO;
+		goto out;
+	}
+	if (rev == NULL || r.moving) /* the revision stays known offline */
+		db_revision_put(ctx->cfg.store, repo.id, rev ? rev : "",
+				r.commit, time(NULL));
+
+	struct node *n = node_alloc(NODE_DIR);
+
+	rc = ENOMEM;
+	if (!n)
+		goto out;
+	*out = n;
+	n->type = owner->type;
+	n->repo = repo.id;
+	n->repo_id = strdup(id);
+	n->path = strdup("");
+	memcpy(n->commit, r.commit, sizeof(n->commit));
+	n->mtime = r.mtime;
+	n->ino = ino_hash(n->commit, "");
+	n->expires = r.moving ? time(NULL) + ctx->cfg.revision_ttl : 0;
+	if (!n->repo_id || !n->path) {
+		node_free(n);
+		*out = NULL;
+		goto out;
+	}
+	rc = 0;
+out:
+	free(base);
+	free(rev);
+	return rc;
+}
+
+struct tree_fill {
+	struct db_tree_writer *w;
+	int rc;
+};
+
+static int add_entry(void *arg, const struct hub_entry *e)
+{
+	struct tree_fill *f = arg;
+
+	f->rc = db_tree_add(f->w, e);
+	return f->rc;
+}
+
+/*
+ * The index's tree for the commit of a repo node, listed from the Hub the
+ * first time (all pages, one transaction).
+ */
+static int tree_of(struct fs_ctx *ctx, const struct node *n, int64_t *tree)
+{
+	struct hub_error err = { 0 };
+	struct tree_fill fill = { 0 };
+	struct db_tree t;
+	unsigned skipped = 0;
+	int rc;
+
+	if (db_tree_find(ctx->cfg.store, n->repo, n->commit, &t) == 0)
+		goto found;
+	if (hub_client_offline(ctx->cfg.hub))
+		return ENOENT;
+	pthread_mutex_lock(&ctx->tree_lock);
+	if (db_tree_find(ctx->cfg.store, n->repo, n->commit, &t) == 0) {
+		pthread_mutex_unlock(&ctx->tree_lock);
+		goto found;
+	}
+	rc = db_tree_begin(ctx->cfg.store, n->repo, n->commit, n->mtime,
+			   &fill.w);
+	if (rc == 0) {
+		rc = hub_tree_list(ctx->cfg.hub, n->type, n->repo_id, n->commit,
+				   add_entry, &fill, &skipped, &err);
+		rc = db_tree_end(fill.w, rc == 0, &t) ?: rc;
+	}
+	pthread_mutex_unlock(&ctx->tree_lock);
+	if (skipped)
+		fs_log(LOG_WARNING,
+		       "%s@%s: %u entries with unsafe names or "
+		       "hashes were left out",
+		       n->repo_id, n->commit, skipped);
+	if (rc < 0) {
+		if (fill.rc < 0 || rc == -ENOMEM)
+			return fill.rc == -ENOSPC ? ENOSPC : EIO;
+		return hub_failure(ctx, rc, &err, "listing the files of",
+				   n->repo_id);
+	}
+found:
+	*tree = t.id;
+	return 0;
+}
+
+static char *join_path(const char *dir, const char *name)
+{
+	size_t size = strlen(dir) + strlen(name) + 2;
+	char *p = malloc(size);
+
+	if (p)
+		snprintf(p, size, "%s%s%s", dir, *dir ? "/" : "", name);
+	return p;
+}
+
+/* A node for an entry of a repo folder. */
+struct node *entry_node(const struct node *dir, const struct db_entry *e)
+{
+	struct node *n = node_alloc(e->is_dir ? NODE_DIR : NODE_FILE);
+
+	if (!n)
+		return NULL;
+	n->type = dir->type;
+	n->repo = dir->repo;
+	memcpy(n->commit, dir->commit, sizeof(n->commit));
+	n->mtime = dir->mtime;
+	n->size = e->size;
+	memcpy(n->etag, e->etag, sizeof(n->etag));
+	n->lfs = e->lfs;
+	n->repo_id = strdup(dir->repo_id);
+	n->path = join_path(dir->path, e->name);
+	if (!n->repo_id || !n->path) {
+		node_free(n);
+		return NULL;
+	}
+	n->ino = ino_hash(n->commit, n->path);
+	return n;
+}
+
+static int resolve_entry(struct fs_ctx *ctx, struct node *dir, const char *name,
+			 struct node **out)
+{
+	struct db_entry e;
+	int64_t tree;
+	int rc = tree_of(ctx, dir, &tree);
+
+	if (rc)
+		return rc;
+	rc = db_entry_lookup(ctx->cfg.store, tree, dir->path, name, &e);
+	if (rc < 0)
+		return rc == -ENOENT ? ENOENT : EIO;
+	*out = entry_node(dir, &e);
+	return *out ? 0 : ENOMEM;
+}
+
+int resolve_child(struct fs_ctx *ctx, struct node *parent, const char *name,
+		  struct node **out)
+{
+	*out = NULL;
+	switch (parent->kind) {
+	case NODE_ROOT:
+		if (name[0] == '.')
+			return ENOENT;
+		if (strcmp(name, "datasets") == 0 ||
+		    strcmp(name, "spaces") == 0) {
+			struct node *n = node_alloc(NODE_TYPEDIR);
+
+			if (!n)
+				return ENOMEM;
+			n->type = name[0] == 'd' ? HUB_DATASET : HUB_SPACE;
+			n->ino = ino_hash("type", name);
+			*out = n;
+			return 0;
+		}
+		return resolve_top(ctx, HUB_MODEL, name, out);
+	case NODE_TYPEDIR:
+		if (name[0] == '.')
+			return ENOENT;
+		return resolve_top(ctx, parent->type, name, out);
+	case NODE_OWNER:
+		if (name[0] == '.')
+			return ENOENT;
+		return resolve_repo(ctx, parent, name, out);
+	case NODE_DIR:
+		return resolve_entry(ctx, parent, name, out);
+	default:
+		return ENOTDIR;
+	}
+}
+
+/* The user's own namespace and organisations, asked once an hour. */
+static void refresh_whoami(struct fs_ctx *ctx)
+{
+	struct hub_whoami w;
+	struct hub_error err = { 0 };
+	time_t now = time(NULL);
+	bool ask;
+
+	pthread_mutex_lock(&ctx->lock);
+	ask = now - ctx->whoami_at > 3600;
+	if (ask)
+		ctx->whoami_at = now;
+	pthread_mutex_unlock(&ctx->lock);
+	if (!ask || hub_client_offline(ctx->cfg.hub) ||
+	    !hub_client_has_token(ctx->cfg.hub) ||
+	    hub_whoami(ctx->cfg.hub, &w, &err) < 0)
+		return;
+	pthread_mutex_lock(&ctx->lock);
+	ctx->whoami = w;
+	ctx->whoami_ok = true;
+	pthread_mutex_unlock(&ctx->lock);
+}
+
+static void list_whoami(struct fs_ctx *ctx, db_name_fn cb, void *arg)
+{
+	struct hub_whoami w;
+	bool ok;
+
+	refresh_whoami(ctx);
+	pthread_mutex_lock(&ctx->lock);
+	w = ctx->whoami;
+	ok = ctx->whoami_ok;
+	pthread_mutex_unlock(&ctx->lock);
+	if (!ok)
+		return;
+	cb(arg, w.name);
+	for (unsigned i = 0; i < w.n_orgs; i++)
+		cb(arg, w.orgs[i]);
+}
+
+int list_names(struct fs_ctx *ctx, struct node *dir, db_name_fn cb, void *arg)
+{
+	struct db_store *s = ctx->cfg.store;
+	struct hub_error err = { 0 };
+	int64_t listed = 0;
+
+	switch (dir->kind) {
+	case NODE_ROOT:
+		cb(arg, "datasets");
+		cb(arg, "spaces");
+		list_whoami(ctx, cb, arg);
+		return -db_owners(s, HUB_MODEL, cb, arg);
+	case NODE_TYPEDIR:
+		list_whoami(ctx, cb, arg);
+		return -db_owners(s, dir->type, cb, arg);
+	case NODE_OWNER:
+		if (!hub_client_offline(ctx->cfg.hub) &&
+		    (db_listing_age(s, dir->type, dir->owner, &listed) < 0 ||
+		     time(NULL) - listed >= ctx->cfg.listing_ttl) &&
+		    refresh_listing(ctx, dir->type, dir->owner, &err) < 0 &&
+		    err.status != 404)
+			hub_failure(ctx, -EIO, &err, "listing", dir->owner);
+		return -db_owner_repos(s, dir->type, dir->owner, cb, arg);
+	default:
+		return ENOTDIR;
+	}
+}
+
+int list_entries(struct fs_ctx *ctx, struct node *dir, db_entry_fn cb,
+		 void *arg)
+{
+	int64_t tree;
+	int rc = tree_of(ctx, dir, &tree);
+
+	if (rc)
+		return rc;
+	rc = db_dir_list(ctx->cfg.store, tree, dir->path, cb, arg);
+	return rc < 0 && rc != -ENOMEM ? EIO : -rc;
+}

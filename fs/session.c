@@ -1,0 +1,159 @@
+/*
+ * session.c - mount, serve, unmount.
+ *
+ * The mount answers before fs_run reports ready: a thread statfs()es the
+ * mount point until the kernel says it is FUSE, which needs the loop to
+ * have answered INIT and the request itself.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#define FUSE_SUPER_MAGIC 0x65735546
+
+struct ready {
+	const char *mountpoint;
+	int fd;
+};
+
+/* A daemon lets go of the terminal once its parent has been told. */
+static void detach_stdio(void)
+{
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	dup2(fd, STDIN_FILENO);
+	dup2(fd, STDOUT_FILENO);
+	dup2(fd, STDERR_FILENO);
+	close(fd);
+}
+
+static void *report_ready(void *arg)
+{
+	struct ready *r = arg;
+	struct statfs sf;
+
+	for (int i = 0; i < 600; i++) {
+		if (statfs(r->mountpoint, &sf) == 0 &&
+		    sf.f_type == FUSE_SUPER_MAGIC) {
+			if (write(r->fd, "1", 1) == 1)
+				detach_stdio();
+			break;
+		}
+		usleep(50 * 1000);
+	}
+	close(r->fd);
+	return NULL;
+}
+
+static int ctx_init(struct fs_ctx *ctx, const struct fs_config *cfg)
+{
+	struct node *root;
+
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->cfg = *cfg;
+	ctx->uid = getuid();
+	ctx->gid = getgid();
+	ctx->started = time(NULL);
+	pthread_mutex_init(&ctx->lock, NULL);
+	pthread_mutex_init(&ctx->tree_lock, NULL);
+	pthread_mutex_init(&ctx->fetch_lock, NULL);
+	pthread_cond_init(&ctx->fetch_done, NULL);
+	if (node_table_init(&ctx->nodes) < 0)
+		return -ENOMEM;
+	root = node_alloc(NODE_ROOT);
+	if (!root)
+		return -ENOMEM;
+	root->ino = FUSE_ROOT_ID;
+	node_publish(&ctx->nodes, root, 0, "");
+	return 0;
+}
+
+static void ctx_destroy(struct fs_ctx *ctx)
+{
+	misses_free(ctx);
+	node_table_destroy(&ctx->nodes);
+	pthread_mutex_destroy(&ctx->lock);
+	pthread_mutex_destroy(&ctx->tree_lock);
+	pthread_mutex_destroy(&ctx->fetch_lock);
+	pthread_cond_destroy(&ctx->fetch_done);
+}
+
+static int build_args(const struct fs_config *cfg, struct fuse_args *args)
+{
+	char opts[1024];
+
+	snprintf(opts, sizeof(opts),
+		 "ro,default_permissions,fsname=hubfs,subtype=hubfs%s%s",
+		 cfg->fuse_options ? "," : "",
+		 cfg->fuse_options ? cfg->fuse_options : "");
+	if (fuse_opt_add_arg(args, "hubfs") || fuse_opt_add_arg(args, "-o") ||
+	    fuse_opt_add_arg(args, opts) ||
+	    (cfg->debug && fuse_opt_add_arg(args, "-d")))
+		return -ENOMEM;
+	return 0;
+}
+
+int fs_run(const struct fs_config *cfg, int ready_fd)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_loop_config *loop = NULL;
+	struct fuse_session *se = NULL;
+	struct ready ready = { cfg->mountpoint, ready_fd };
+	pthread_t ready_thread;
+	bool mounted = false, signals = false;
+	struct fs_ctx ctx;
+	int rc;
+
+	rc = ctx_init(&ctx, cfg);
+	if (rc == 0)
+		rc = build_args(cfg, &args);
+	if (rc < 0)
+		goto out;
+	rc = -EINVAL;
+	se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &ctx);
+	if (!se)
+		goto out;
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out;
+	signals = true;
+	if (fuse_session_mount(se, cfg->mountpoint) != 0) {
+		rc = -EIO;
+		goto out;
+	}
+	mounted = true;
+	if (ready_fd >= 0 &&
+	    pthread_create(&ready_thread, NULL, report_ready, &ready) == 0)
+		pthread_detach(ready_thread);
+	loop = fuse_loop_cfg_create();
+	if (!loop) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	fuse_loop_cfg_set_max_threads(loop, 64);
+	fs_log(LOG_INFO, "mounted %s (endpoint %s, store %s%s)",
+	       cfg->mountpoint, hub_client_endpoint(cfg->hub),
+	       db_store_dir(cfg->store),
+	       hub_client_offline(cfg->hub) ? ", offline" : "");
+	rc = fuse_session_loop_mt(se, loop);
+	rc = rc < 0 ? rc : 0;
+	fs_log(LOG_INFO, "unmounting %s", cfg->mountpoint);
+out:
+	fuse_loop_cfg_destroy(loop);
+	if (mounted)
+		fuse_session_unmount(se);
+	if (signals)
+		fuse_remove_signal_handlers(se);
+	if (se)
+		fuse_session_destroy(se);
+	fuse_opt_free_args(&args);
+	ctx_destroy(&ctx);
+	return rc;
+}
