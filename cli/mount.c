@@ -138,6 +138,41 @@ static int parse_mount(int argc, char **argv, struct mount_opts *o)
 	return 0;
 }
 
+/*
+ * The store must not live inside the mount it serves: once mounted, every
+ * file SQLite opens there would be looked up through hubfs itself
+ * (DESIGN.md section 7).  The store folder may not exist yet, so its path
+ * is made absolute by hand.
+ */
+static int check_store_outside(const struct mount_opts *o)
+{
+	char cwd[PATH_MAX], abs[2 * PATH_MAX + 2], *dir;
+	size_t n = strlen(o->mountpoint);
+	int rc = 0;
+
+	dir = o->common.cache_dir ? strdup(o->common.cache_dir)
+				  : db_default_dir();
+	if (!dir)
+		return 0;
+	if (dir[0] == '/')
+		snprintf(abs, sizeof(abs), "%s", dir);
+	else if (getcwd(cwd, sizeof(cwd)))
+		snprintf(abs, sizeof(abs), "%s/%s", cwd, dir);
+	else
+		abs[0] = '\0';
+	if (strncmp(abs, o->mountpoint, n) == 0 &&
+	    (abs[n] == '/' || abs[n] == '\0' ||
+	     strcmp(o->mountpoint, "/") == 0)) {
+		fprintf(stderr,
+			"hubfs: the store %s is inside the mount point %s; "
+			"choose another --cache-dir\n",
+			dir, o->mountpoint);
+		rc = CLI_EXIT_FAIL;
+	}
+	free(dir);
+	return rc;
+}
+
 /* The parent of a daemon: wait for "ready" or for the child to end. */
 static int wait_ready(int fd, pid_t child)
 {
@@ -195,6 +230,8 @@ int cli_mount(int argc, char **argv)
 	pid_t pid;
 
 	rc = parse_mount(argc, argv, &o);
+	if (rc == 0)
+		rc = check_store_outside(&o);
 	if (rc)
 		goto out;
 	if (fs_log_open(o.log, o.foreground && !o.log) < 0) {

@@ -97,7 +97,8 @@ struct fs_ctx {
 	struct hub_whoami whoami;
 	time_t whoami_at; /* 0: never asked */
 	bool whoami_ok;
-	struct miss *misses; /* remembered misses, a short list */
+	unsigned whoami_token; /* hub_client_token_changes() when asked */
+	struct miss *misses;   /* remembered misses, a short list */
 
 	pthread_mutex_t tree_lock;  /* one tree download at a time */
 	pthread_mutex_t fetch_lock; /* protects fetching */

@@ -20,13 +20,15 @@
 struct miss {
 	struct miss *next;
 	time_t until;
-	int err; /* ENOENT, or EACCES for what the Hub refused */
+	int err;	/* ENOENT, or EACCES for what the Hub refused */
+	unsigned token; /* hub_client_token_changes() when it was seen */
 	char key[];
 };
 
 /* The errno remembered for key, or 0. */
 static int miss_known(struct fs_ctx *ctx, const char *key)
 {
+	unsigned token = hub_client_token_changes(ctx->cfg.hub);
 	time_t now = time(NULL);
 	int hit = 0;
 
@@ -34,7 +36,8 @@ static int miss_known(struct fs_ctx *ctx, const char *key)
 	for (struct miss **pp = &ctx->misses; *pp;) {
 		struct miss *m = *pp;
 
-		if (m->until <= now) {
+		/* A new token may see what the old one could not. */
+		if (m->until <= now || m->token != token) {
 			*pp = m->next;
 			free(m);
 			continue;
@@ -66,6 +69,7 @@ static void miss_add(struct fs_ctx *ctx, const char *key, int err)
 		return;
 	memcpy(m->key, key, len);
 	m->err = err;
+	m->token = hub_client_token_changes(ctx->cfg.hub);
 	m->until = time(NULL) + ctx->cfg.negative_ttl;
 	pthread_mutex_lock(&ctx->lock);
 	m->next = ctx->misses;
@@ -597,18 +601,27 @@ int resolve_child(struct fs_ctx *ctx, struct node *parent, const char *name,
 	}
 }
 
-/* The user's own namespace and organisations, asked once an hour. */
+/*
+ * The user's own namespace and organisations: asked once an hour, and
+ * again whenever the token changes.
+ */
 static void refresh_whoami(struct fs_ctx *ctx)
 {
+	unsigned token = hub_client_token_changes(ctx->cfg.hub);
 	struct hub_whoami w;
 	struct hub_error err = { 0 };
 	time_t now = time(NULL);
 	bool ask;
 
 	pthread_mutex_lock(&ctx->lock);
-	ask = now - ctx->whoami_at > 3600;
-	if (ask)
+	if (token != ctx->whoami_token)
+		ctx->whoami_ok = false;
+	ask = !ctx->whoami_ok &&
+	      (now - ctx->whoami_at > 3600 || token != ctx->whoami_token);
+	if (ask) {
 		ctx->whoami_at = now;
+		ctx->whoami_token = token;
+	}
 	pthread_mutex_unlock(&ctx->lock);
 	if (!ask || hub_client_offline(ctx->cfg.hub) ||
 	    !hub_client_has_token(ctx->cfg.hub) ||

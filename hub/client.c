@@ -225,6 +225,17 @@ bool hub_client_has_token(struct hub_client *c)
 	return n > 0;
 }
 
+unsigned hub_client_token_changes(struct hub_client *c)
+{
+	unsigned changes;
+
+	hub_token_refresh(&c->token, false);
+	pthread_mutex_lock(&c->token.lock);
+	changes = c->token.changes;
+	pthread_mutex_unlock(&c->token.lock);
+	return changes;
+}
+
 /* ---- Response headers --------------------------------------------------- */
 
 static void resp_clear(struct hub_resp *r)

@@ -220,6 +220,11 @@ const char *hub_client_endpoint(const struct hub_client *c);
 bool hub_client_offline(const struct hub_client *c);
 /* True when a token is available now (re-read if its file changed). */
 bool hub_client_has_token(struct hub_client *c);
+/*
+ * A counter that moves whenever the token changes (a new login, a removed
+ * file): what was refused or missing before may be readable now.
+ */
+unsigned hub_client_token_changes(struct hub_client *c);
 
 /*
  * Every request function below returns 0, or a negative errno with *err
