@@ -87,6 +87,25 @@ class RevisionTest(unittest.TestCase):
         self.assertIn("alice", names)
         self.assertIn("acme", names)
 
+    def test_remount_asks_nothing_for_a_commit(self):
+        files, sha = files_at(self.stack.manifest, "model", "acme/tiny-model",
+                              "v1.0")
+        m = self.mount()
+        pinned = m.path("acme", "tiny-model@" + sha)
+        listing = sorted(os.listdir(pinned))
+        with open(os.path.join(pinned, "config.json"), "rb") as f:
+            config = f.read()
+        m.stop()
+        for env in ({}, {"HF_HUB_OFFLINE": "1"}):
+            self.stack.clear_logs()
+            again = self.mount(name="again", store=m.store, env=env)
+            pinned = again.path("acme", "tiny-model@" + sha)
+            self.assertEqual(sorted(os.listdir(pinned)), listing)
+            with open(os.path.join(pinned, "config.json"), "rb") as f:
+                self.assertEqual(f.read(), config)
+            self.assertEqual(self.stack.hub_log(), [], env)
+            again.stop()
+
     def test_mtime_is_the_commit_time(self):
         m = self.mount()
         for rev, name in (("main", "tiny-model"), ("v1.0", "tiny-model@v1.0")):
