@@ -300,4 +300,80 @@ int hub_fetch(struct hub_client *c, enum hub_repo_type type, const char *id,
 	      uint64_t length, hub_data_fn cb, void *arg,
 	      struct hub_error *err);
 
+/* ---- The transfer engine ----------------------------------------------- */
+
+/*
+ * Byte ranges of files, fetched concurrently on one libcurl multi handle
+ * driven by the engine's own thread (keep-alive, connection reuse).  A
+ * request names a file at a commit; the engine resolves it (following the
+ * resolve redirects by hand: the token only to the endpoint's origin),
+ * remembers where it led while that stays valid (re-resolving on a 403 from
+ * the CDN), and delivers the bytes in order.  It retries 408/429/5xx, cut
+ * connections and stalls with backoff (Retry-After and RateLimit
+ * honoured), resuming after the last byte delivered, and gives up once a
+ * request has made no progress for stall_seconds.  New resolves are paced
+ * by the Hub's RateLimit headers so that the resolvers bucket is not run
+ * dry.
+ */
+struct hub_xfer;
+
+struct hub_file_ref {
+	enum hub_repo_type type;
+	const char        *repo_id; /* copied by submit */
+	const char        *commit;  /* 40 hex */
+	const char        *path;    /* hub_path_safe() */
+	uint64_t           size;    /* the file's size, from the tree */
+	const char        *etag;    /* expected etag, or NULL not to check */
+};
+
+struct hub_xfer_ops {
+	/*
+	 * Bytes [offset, offset + n) of the file, in order, on the engine's
+	 * thread.  A non-zero return cancels the request (done() then gets
+	 * that value).  Must not block on the network or call into the
+	 * engine except hub_xfer_submit().
+	 */
+	int (*data)(void *arg, uint64_t offset, const void *buf, size_t n);
+	/*
+	 * Called exactly once, on the engine's thread (or inside
+	 * hub_xfer_submit() when the request is refused): rc 0 when the
+	 * whole range was delivered, else a negative errno with err filled
+	 * (-ETIMEDOUT: no progress for stall_seconds; -ECANCELED: the
+	 * engine stopped).  Nothing touches arg after it returns.
+	 */
+	void (*done)(void *arg, int rc, const struct hub_error *err);
+};
+
+enum hub_xfer_priority {
+	HUB_XFER_DEMAND,    /* a reader is waiting */
+	HUB_XFER_READAHEAD, /* nobody waits yet: queued behind demand */
+};
+
+/* Start the engine thread; at most max_transfers run at once. */
+int hub_xfer_start(struct hub_xfer **out, struct hub_client *c,
+		   unsigned max_transfers);
+/* Cancel everything (done() with -ECANCELED), join the thread, free. */
+void hub_xfer_stop(struct hub_xfer *x);
+
+/*
+ * Queue [offset, offset + length) of a file (length > 0, within size).
+ * Thread-safe; never blocks on the network.  Returns 0 (done() will be
+ * called) or a negative errno (it will not).
+ */
+int hub_xfer_submit(struct hub_xfer *x, const struct hub_file_ref *file,
+		    uint64_t offset, uint64_t length,
+		    enum hub_xfer_priority prio, const struct hub_xfer_ops *ops,
+		    void *arg);
+
+/* Counters for status and benchmarks. */
+struct hub_xfer_stats {
+	uint64_t bytes;     /* body bytes delivered */
+	uint64_t requests;  /* HTTP requests made, redirects included */
+	uint64_t resolves;  /* requests to the resolve endpoint */
+	uint64_t retries;
+	unsigned in_flight; /* transfers running now */
+	unsigned queued;
+};
+void hub_xfer_get_stats(struct hub_xfer *x, struct hub_xfer_stats *out);
+
 #endif /* HUBFS_HUB_H */
