@@ -25,15 +25,22 @@ static bool etag_valid(const char *etag)
 	return etag && (hub_is_sha256(etag) || hub_is_commit_id(etag));
 }
 
-static int blob_path(struct db_store *s, const char *etag, char *buf,
-		     size_t size)
+/* The path of etag's file in one of the store's folders. */
+int db_blob_file(struct db_store *s, const char *folder, const char *etag,
+		 char *buf, size_t size)
 {
 	int n;
 
 	if (!etag_valid(etag))
 		return -EINVAL;
-	n = snprintf(buf, size, "%s/blobs/%s", s->dir, etag);
+	n = snprintf(buf, size, "%s/%s/%s", s->dir, folder, etag);
 	return n >= 0 && (size_t)n < size ? 0 : -ENAMETOOLONG;
+}
+
+static int blob_path(struct db_store *s, const char *etag, char *buf,
+		     size_t size)
+{
+	return db_blob_file(s, "blobs", etag, buf, size);
 }
 
 void db_blob_path(struct db_store *s, const char *etag, char *buf, size_t size)
@@ -192,7 +199,7 @@ int db_blob_tmpfile(struct db_store *s, char *path_out, size_t size)
 }
 
 /* Make a rename in the folder durable before the row points at it. */
-static int sync_dir(const char *dir)
+int db_sync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	int rc = 0;
@@ -225,7 +232,7 @@ int db_blob_install(struct db_store *s, const char *tmp_path, const char *etag,
 		return db_sys_fail("moving into place", tmp_path);
 	slash = strrchr(path, '/');
 	*slash = '\0';
-	rc = sync_dir(path);
+	rc = db_sync_dir(path);
 	*slash = '/';
 	/* On failure the file stays, unrecorded: a later install replaces it.
 	 */

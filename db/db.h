@@ -225,6 +225,59 @@ int db_blob_tmpfile(struct db_store *s, char *path_out, size_t size);
 int db_blob_install(struct db_store *s, const char *tmp_path,
 		    const char *etag, uint64_t size);
 
+/* ---- Partial blobs ------------------------------------------------------
+ *
+ * A blob being filled is the sparse file partial/<etag>, as long as the
+ * blob.  Which of its blocks (1 << shift bytes; the last may be shorter)
+ * are present is a bitmap in the index: a block is marked only after its
+ * bytes were written and fdatasync'ed, so after a crash a marked block is
+ * there, and an unmarked one is fetched again.  Once every block is
+ * present and the content verified, db_partial_finish moves the file to
+ * blobs/<etag> and records the blob, in that order.  Several processes may
+ * fill one blob: marks merge.
+ */
+#define DB_BLOCK_SHIFT 20 /* 1 MiB */
+
+struct db_partial {
+	int      fd;     /* partial/<etag>, O_RDWR; the caller closes it */
+	unsigned shift;  /* log2 of the block size */
+	uint64_t blocks; /* how many: ceil(size / block size) */
+	uint8_t *bitmap; /* (blocks + 7) / 8 bytes; free with db_partial_free */
+};
+
+/* The bitmap's bytes for a blob of size bytes in blocks of 1 << shift. */
+size_t db_bitmap_bytes(uint64_t size, unsigned shift);
+static inline bool db_bit(const uint8_t *bitmap, uint64_t i)
+{
+	return bitmap[i / 8] & (1u << (i % 8));
+}
+
+/*
+ * Open (creating it if needed, sized and sparse) a blob's partial file and
+ * read its bitmap; a recorded bitmap for another size is discarded.
+ */
+int db_partial_open(struct db_store *s, const char *etag, uint64_t size,
+		    struct db_partial *out);
+/* Frees the bitmap (the descriptor is the caller's).  NULL is a no-op. */
+void db_partial_free(struct db_partial *p);
+/*
+ * Record blocks [first, first + count) present (their bytes durable), and
+ * OR into bitmap (may be NULL) what other processes marked meanwhile.
+ */
+int db_partial_mark(struct db_store *s, const char *etag, uint64_t size,
+		    unsigned shift, uint64_t first, uint64_t count,
+		    uint8_t *bitmap);
+/* OR the recorded bitmap into bitmap. */
+int db_partial_refresh(struct db_store *s, const char *etag, uint64_t size,
+		       unsigned shift, uint8_t *bitmap);
+/*
+ * The blob is complete and verified: fdatasync'ed partial/<etag> becomes
+ * blobs/<etag>, then the blob is recorded and the bitmap dropped.
+ */
+int db_partial_finish(struct db_store *s, const char *etag, uint64_t size);
+/* Forget the bitmap and remove the partial file (a failed check). */
+int db_partial_drop(struct db_store *s, const char *etag);
+
 /* Used bytes of the store's blobs, and how many. */
 int db_blob_usage(struct db_store *s, uint64_t *bytes, uint64_t *count);
 

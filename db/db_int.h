@@ -7,6 +7,7 @@
  *   repos.c   repos, owners' listings from the Hub, revisions
  *   trees.c   commit trees and their entries
  *   blobs.c   blob files and their records
+ *   partial.c blobs being filled, block by block
  */
 #ifndef HUBFS_DB_INT_H
 #define HUBFS_DB_INT_H
@@ -53,6 +54,9 @@ enum db_stmt {
 	ST_BLOB_FORGET,
 	ST_BLOB_DEL,
 	ST_BLOB_USAGE,
+	ST_PARTIAL_GET,
+	ST_PARTIAL_PUT,
+	ST_PARTIAL_DEL,
 	ST_COUNT
 };
 
@@ -108,6 +112,11 @@ int db_fail(struct db_conn *c, int sqlite_rc);
 int db_sys_fail(const char *what, const char *path);
 void db_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int db_text(sqlite3_stmt *st, int col, char *buf, size_t size);
+
+/* blobs.c */
+int db_blob_file(struct db_store *s, const char *folder, const char *etag,
+		 char *buf, size_t size);
+int db_sync_dir(const char *dir);
 
 /* schema.c */
 int db_migrate(struct db_conn *c);

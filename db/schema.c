@@ -88,9 +88,27 @@ static int migrate_v1(struct db_conn *c)
 	return db_exec(c, schema_v1);
 }
 
+/*
+ * Version 2: blobs being filled.  bitmap has one bit per block of
+ * 1 << shift bytes (bit i of byte i / 8 is block i), set once the block's
+ * bytes are durable in partial/<etag>.
+ */
+static const char schema_v2[] = "CREATE TABLE partial("
+				" etag    TEXT PRIMARY KEY,"
+				" size    INTEGER NOT NULL,"
+				" shift   INTEGER NOT NULL,"
+				" bitmap  BLOB NOT NULL,"
+				" updated INTEGER NOT NULL) WITHOUT ROWID;";
+
+static int migrate_v2(struct db_conn *c)
+{
+	return db_exec(c, schema_v2);
+}
+
 /* migrations[i] takes the schema from version i to version i + 1. */
 static int (*const migrations[])(struct db_conn *c) = {
 	migrate_v1,
+	migrate_v2,
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

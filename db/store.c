@@ -359,7 +359,7 @@ fail:
 /* The folders and an index.db that SQLite's files will copy 0600 from. */
 static int store_files(struct db_store *s, const char *dir)
 {
-	static const char *const subdirs[] = { "blobs", "tmp" };
+	static const char *const subdirs[] = { "blobs", "partial", "tmp" };
 	int rc = mkdirs(dir), fd;
 
 	if (rc)
