@@ -3,15 +3,16 @@
 #   make run    install what is missing, build, mount at ~/models (MOUNT=...)
 #   make test   install what is missing, build, run every test
 #   make asan   the suite under AddressSanitizer and UBSan
-#   make bench  the benchmarks (not part of make test)
+#   make bench  the benchmarks (not part of make test); CASES=cold,warm runs some
 
 BUILD      ?= build
 BUILD_TYPE ?= RelWithDebInfo
 CMAKE_ARGS ?=
 JOBS       ?= $(shell nproc)
 MOUNT      ?= $(HOME)/models
+CASES      ?=
 
-.PHONY: all build test asan run format clean
+.PHONY: all build test asan bench run format clean
 
 all: build
 
@@ -28,6 +29,13 @@ test:
 
 asan:
 	$(MAKE) test BUILD=build-asan CMAKE_ARGS="-DHUBFS_SANITIZE=ON $(CMAKE_ARGS)"
+
+bench:
+	@.ci/install-deps bench
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)
+	cmake --build $(BUILD) -j $(JOBS) --target hubfs
+	HUBFS_BIN=$(abspath $(BUILD))/hubfs /usr/bin/python3 tests/bench/bench.py \
+		$(if $(CASES),--cases $(CASES))
 
 run: build
 	@mkdir -p $(MOUNT)

@@ -209,6 +209,7 @@ static int serve(struct mount_opts *o, int ready_fd)
 	cfg.revision_ttl = o->revision_ttl;
 	cfg.listing_ttl = 600;
 	cfg.negative_ttl = 30;
+	cfg.read_timeout = o->read_timeout;
 	cfg.debug = o->debug;
 	cfg.fuse_options = o->fuse_options;
 	rc = fs_run(&cfg, ready_fd);

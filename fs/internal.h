@@ -100,10 +100,18 @@ struct fs_ctx {
 	unsigned whoami_token; /* hub_client_token_changes() when asked */
 	struct miss *misses;   /* remembered misses, a short list */
 
-	pthread_mutex_t tree_lock;  /* one tree download at a time */
-	pthread_mutex_t fetch_lock; /* protects fetching */
-	pthread_cond_t fetch_done;
-	struct fetching *fetching; /* blobs being downloaded */
+	pthread_mutex_t tree_lock; /* one tree download at a time */
+
+	/* blob.c: the read path */
+	struct fuse_session *se; /* for cache invalidations */
+	struct hub_xfer *xfer;	 /* the transfer engine */
+	pthread_mutex_t blobs_lock;
+	struct blob *blobs;	   /* blobs in use; blobs_lock */
+	pthread_mutex_t sync_lock; /* protects the sync_ fields */
+	pthread_cond_t sync_cond;
+	struct sync_item *sync_queue;
+	bool sync_stop;
+	pthread_t sync_thread;
 };
 
 /*
@@ -120,8 +128,20 @@ int list_entries(struct fs_ctx *ctx, struct node *dir, db_entry_fn cb,
 struct node *entry_node(const struct node *dir, const struct db_entry *e);
 void misses_free(struct fs_ctx *ctx);
 
-/* fetch.c: make a blob present and verified; 0 or a negative errno. */
-int fetch_blob(struct fs_ctx *ctx, const struct node *file);
+/*
+ * blob.c: the read path.  blob_open and blob_start return 0 or a negative
+ * errno; blob_read replies to req itself, now or when the bytes arrive.
+ */
+int blob_start(struct fs_ctx *ctx);
+void blob_stop(struct fs_ctx *ctx);
+/* *verified: the content was checked, so the kernel may keep its pages. */
+int blob_open(struct fs_ctx *ctx, const struct node *f, uint64_t *fh,
+	      bool *verified);
+void blob_read(struct fs_ctx *ctx, const struct node *f, fuse_req_t req,
+	       uint64_t fh, size_t size, uint64_t off);
+void blob_release(uint64_t fh);
+/* Bytes of the file's content present in the store. */
+uint64_t blob_cached_bytes(struct fs_ctx *ctx, const struct node *f);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops fs_ops;

@@ -359,8 +359,9 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = ctx_of(req);
 	struct node *n = node_get(&ctx->nodes, ino);
-	char path[4096];
-	int rc, fd;
+	bool verified;
+	uint64_t fh;
+	int rc;
 
 	if (!n || n->kind != NODE_FILE) {
 		fuse_reply_err(req, n ? EISDIR : ESTALE);
@@ -371,43 +372,36 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	rc = fetch_blob(ctx, n);
+	rc = blob_open(ctx, n, &fh, &verified);
 	if (rc < 0) {
-		fuse_reply_err(req, -rc);
+		fuse_reply_err(req, rc == -ENOSPC ? ENOSPC : EIO);
 		return;
 	}
-	db_blob_path(ctx->cfg.store, n->etag, path, sizeof(path));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		rc = errno;
-		fs_log(LOG_ERR, "store: cannot open blob %s: %s", n->etag,
-		       strerror(rc));
-		fuse_reply_err(req, EIO);
-		return;
-	}
-	fi->fh = (uint64_t)fd;
-	fi->keep_cache = 1; /* content is immutable per etag */
+	fi->fh = fh;
+	/*
+	 * Verified content is immutable per etag: the kernel keeps its pages
+	 * across opens.  Pages of a partial blob are dropped at each open,
+	 * so none outlive a blob that fails its check.
+	 */
+	fi->keep_cache = verified;
 	if (fuse_reply_open(req, fi) != 0)
-		close(fd);
+		blob_release(fh);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+	struct fs_ctx *ctx = ctx_of(req);
 
-	(void)ino;
-	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	buf.buf[0].fd = (int)fi->fh;
-	buf.buf[0].pos = off;
-	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+	blob_read(ctx, node_get(&ctx->nodes, ino), req, fi->fh, size,
+		  (uint64_t)off);
 }
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
 	(void)ino;
-	close((int)fi->fh);
+	blob_release(fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -445,8 +439,7 @@ static int xattr_value(struct fs_ctx *ctx, const struct node *n,
 	if (strcmp(name, "user.hubfs.etag") == 0)
 		return snprintf(buf, size, "%s", n->etag);
 	if (strcmp(name, "user.hubfs.cached") == 0) {
-		if (db_blob_get(ctx->cfg.store, n->etag, &have) < 0)
-			have = 0;
+		have = blob_cached_bytes(ctx, n);
 		return snprintf(buf, size, "%llu", (unsigned long long)have);
 	}
 	return -ENODATA;

@@ -64,8 +64,6 @@ static int ctx_init(struct fs_ctx *ctx, const struct fs_config *cfg)
 	ctx->started = time(NULL);
 	pthread_mutex_init(&ctx->lock, NULL);
 	pthread_mutex_init(&ctx->tree_lock, NULL);
-	pthread_mutex_init(&ctx->fetch_lock, NULL);
-	pthread_cond_init(&ctx->fetch_done, NULL);
 	if (node_table_init(&ctx->nodes) < 0)
 		return -ENOMEM;
 	root = node_alloc(NODE_ROOT);
@@ -82,8 +80,6 @@ static void ctx_destroy(struct fs_ctx *ctx)
 	node_table_destroy(&ctx->nodes);
 	pthread_mutex_destroy(&ctx->lock);
 	pthread_mutex_destroy(&ctx->tree_lock);
-	pthread_mutex_destroy(&ctx->fetch_lock);
-	pthread_cond_destroy(&ctx->fetch_done);
 }
 
 static int build_args(const struct fs_config *cfg, struct fuse_args *args)
@@ -108,7 +104,7 @@ int fs_run(const struct fs_config *cfg, int ready_fd)
 	struct fuse_session *se = NULL;
 	struct ready ready = { cfg->mountpoint, ready_fd };
 	pthread_t ready_thread;
-	bool mounted = false, signals = false;
+	bool mounted = false, signals = false, started = false;
 	struct fs_ctx ctx;
 	int rc;
 
@@ -129,6 +125,11 @@ int fs_run(const struct fs_config *cfg, int ready_fd)
 		goto out;
 	}
 	mounted = true;
+	ctx.se = se;
+	rc = blob_start(&ctx);
+	if (rc < 0)
+		goto out;
+	started = true;
 	if (ready_fd >= 0 &&
 	    pthread_create(&ready_thread, NULL, report_ready, &ready) == 0)
 		pthread_detach(ready_thread);
@@ -147,6 +148,8 @@ int fs_run(const struct fs_config *cfg, int ready_fd)
 	fs_log(LOG_INFO, "unmounting %s", cfg->mountpoint);
 out:
 	fuse_loop_cfg_destroy(loop);
+	if (started)
+		blob_stop(&ctx);
 	if (mounted)
 		fuse_session_unmount(se);
 	if (signals)

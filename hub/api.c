@@ -24,12 +24,6 @@ struct json_get {
 	char *url;
 };
 
-static bool is_redirect(int status)
-{
-	return status == 301 || status == 302 || status == 303 ||
-	       status == 307 || status == 308;
-}
-
 /* Make url the next hop's target; the caller checks the origin. */
 static int next_hop(struct json_get *g, struct hub_error *err)
 {
@@ -73,7 +67,7 @@ static int follow(struct hub_client *c, const char *start, struct json_get *g,
 		rc = hub_call_perform(c, &g->call);
 		if (rc == -ENETDOWN)
 			return hub_error_offline(err);
-		if (rc < 0 || !is_redirect(g->call.resp.status))
+		if (rc < 0 || !hub_is_redirect(g->call.resp.status))
 			return rc;
 		if (hop == API_HOPS) {
 			hub_error_proto(err, "more than %d redirects",

@@ -3,7 +3,7 @@
  * retry policy and the translation of a failed exchange into a hub_error.
  *
  * Redirects are never followed by libcurl (CURLOPT_FOLLOWLOCATION is off):
- * the callers in api.c and transfer.c follow them, and every exchange
+ * the callers in api.c, transfer.c and xfer.c follow them, and every exchange
  * decides on its own whether the token goes out, by comparing the URL's origin
  * with the endpoint's.  A URL of any other origin (the CDN) gets no
  * Authorization header, whatever came before it.
@@ -31,7 +31,6 @@
 #define CONNECT_TIMEOUT 10L
 #define HEADER_LIMIT	(64u << 10) /* longest Location or Link kept */
 #define RETRIES		5
-#define BACKOFF_MAX	8
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc;
@@ -318,6 +317,9 @@ static void store_header(struct hub_resp *r, const char *name, size_t nn,
 		set_field(r->etag, sizeof(r->etag), v, n);
 	else if (IS("ratelimit"))
 		set_field(r->ratelimit, sizeof(r->ratelimit), v, n);
+	else if (IS("ratelimit-policy"))
+		set_field(r->ratelimit_policy, sizeof(r->ratelimit_policy), v,
+			  n);
 	else if (IS("retry-after"))
 		set_field(r->retry_after, sizeof(r->retry_after), v, n);
 #undef IS
@@ -434,8 +436,7 @@ void hub_call_reset(struct hub_call *call)
 	call->errbuf[0] = '\0';
 }
 
-/* Free a header list, wiping it first: one entry may hold the token. */
-static void headers_free(struct curl_slist *h)
+void hub_headers_free(struct curl_slist *h)
 {
 	for (struct curl_slist *i = h; i; i = i->next)
 		explicit_bzero(i->data, strlen(i->data));
@@ -506,6 +507,37 @@ static CURLcode setup(struct hub_client *c, CURL *easy, struct hub_call *call,
 	return cc;
 }
 
+int hub_call_setup(struct hub_client *c, struct hub_call *call, CURL *easy,
+		   struct curl_slist **headers)
+{
+	int rc;
+
+	hub_call_reset(call);
+	*headers = NULL;
+	if (c->offline)
+		return -ENETDOWN;
+	rc = add_auth(c, call, headers);
+	if (rc == 0 && call->json)
+		rc = add_header(headers, "Accept: application/json");
+	if (rc < 0) {
+		hub_headers_free(*headers);
+		*headers = NULL;
+		return rc;
+	}
+	call->cc = setup(c, easy, call, *headers);
+	return 0;
+}
+
+void hub_call_finish(struct hub_call *call, CURL *easy, CURLcode cc)
+{
+	long sent = 0;
+
+	call->cc = cc;
+	call->reached = curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &sent) ==
+				CURLE_OK &&
+			sent > 0;
+}
+
 int hub_call_perform(struct hub_client *c, struct hub_call *call)
 {
 	struct curl_slist *headers = NULL;
@@ -518,25 +550,13 @@ int hub_call_perform(struct hub_client *c, struct hub_call *call)
 	easy = pool_get(c);
 	if (!easy)
 		return -ENOMEM;
-	rc = add_auth(c, call, &headers);
-	if (rc == 0 && call->json)
-		rc = add_header(&headers, "Accept: application/json");
-	if (rc < 0)
-		goto out;
-	call->cc = setup(c, easy, call, headers);
-	if (call->cc == CURLE_OK) {
-		long sent = 0;
-
-		call->cc = curl_easy_perform(easy);
-		call->reached = curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE,
-						  &sent) == CURLE_OK &&
-				sent > 0;
-	}
-	if (call->abort_rc == -ENOMEM)
+	rc = hub_call_setup(c, call, easy, &headers);
+	if (rc == 0 && call->cc == CURLE_OK)
+		hub_call_finish(call, easy, curl_easy_perform(easy));
+	if (rc == 0 && call->abort_rc == -ENOMEM)
 		rc = -ENOMEM;
-out:
 	pool_put(c, easy);
-	headers_free(headers);
+	hub_headers_free(headers);
 	return rc;
 }
 
@@ -596,20 +616,24 @@ static long server_wait(const struct hub_resp *resp)
 	return -1;
 }
 
+long hub_backoff_delay(unsigned tries, const struct hub_resp *resp)
+{
+	long asked = resp ? server_wait(resp) : -1;
+
+	if (asked >= 0)
+		return asked;
+	return 1L << (tries < 3 ? tries : 3); /* 1, 2, 4, 8, 8, ... */
+}
+
 bool hub_backoff_wait(struct hub_client *c, struct hub_backoff *b,
 		      const struct hub_resp *resp)
 {
-	long wait, asked = resp ? server_wait(resp) : -1;
-	long total_cap = 2 * c->stall_seconds;
+	long wait, total_cap = 2 * c->stall_seconds;
 	struct timespec ts;
 
 	if (b->tries >= RETRIES || b->slept >= total_cap)
 		return false;
-	wait = 1L << (b->tries < 3 ? b->tries : 3);
-	if (wait > BACKOFF_MAX)
-		wait = BACKOFF_MAX;
-	if (asked >= 0)
-		wait = asked;
+	wait = hub_backoff_delay(b->tries, resp);
 	if (wait > c->stall_seconds)
 		wait = c->stall_seconds;
 	if (b->slept + wait > total_cap)

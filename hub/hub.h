@@ -323,23 +323,27 @@ struct hub_file_ref {
 	const char        *commit;  /* 40 hex */
 	const char        *path;    /* hub_path_safe() */
 	uint64_t           size;    /* the file's size, from the tree */
-	const char        *etag;    /* expected etag, or NULL not to check */
+	const char        *etag;    /* expected etag (40 or 64 lowercase hex),
+				       or NULL not to check */
 };
 
 struct hub_xfer_ops {
 	/*
 	 * Bytes [offset, offset + n) of the file, in order, on the engine's
-	 * thread.  A non-zero return cancels the request (done() then gets
-	 * that value).  Must not block on the network or call into the
-	 * engine except hub_xfer_submit().
+	 * thread; buf is valid only during the call.  A non-zero return
+	 * cancels the request (done() then gets that value).  Must not
+	 * block on the network or call into the engine except
+	 * hub_xfer_submit().
 	 */
 	int (*data)(void *arg, uint64_t offset, const void *buf, size_t n);
 	/*
-	 * Called exactly once, on the engine's thread (or inside
-	 * hub_xfer_submit() when the request is refused): rc 0 when the
-	 * whole range was delivered, else a negative errno with err filled
-	 * (-ETIMEDOUT: no progress for stall_seconds; -ECANCELED: the
-	 * engine stopped).  Nothing touches arg after it returns.
+	 * Called exactly once for each request hub_xfer_submit() accepted,
+	 * on the engine's thread: rc 0 when the whole range was delivered,
+	 * else a negative errno with err filled (-ETIMEDOUT: no progress for
+	 * stall_seconds; -ECANCELED: the engine stopped; -EIO, -EPROTO:
+	 * what err says, which hub_error_errno() maps).  The same rules as
+	 * data() apply.  Nothing touches arg after it returns.  A refused
+	 * submission gets neither call.
 	 */
 	void (*done)(void *arg, int rc, const struct hub_error *err);
 };
@@ -352,13 +356,18 @@ enum hub_xfer_priority {
 /* Start the engine thread; at most max_transfers run at once. */
 int hub_xfer_start(struct hub_xfer **out, struct hub_client *c,
 		   unsigned max_transfers);
-/* Cancel everything (done() with -ECANCELED), join the thread, free. */
+/*
+ * Cancel everything (done() with -ECANCELED), join the thread, free.  Not
+ * from data() or done(); no callback runs once it returns.  NULL: no-op.
+ */
 void hub_xfer_stop(struct hub_xfer *x);
 
 /*
  * Queue [offset, offset + length) of a file (length > 0, within size).
  * Thread-safe; never blocks on the network.  Returns 0 (done() will be
- * called) or a negative errno (it will not).
+ * called) or a negative errno (it will not): -EINVAL for a bad file,
+ * range or priority, -ENETDOWN offline, -ECANCELED once hub_xfer_stop()
+ * has begun (a done() that submits again during the stop), -ENOMEM.
  */
 int hub_xfer_submit(struct hub_xfer *x, const struct hub_file_ref *file,
 		    uint64_t offset, uint64_t length,

@@ -10,7 +10,10 @@
  *   api.c       the JSON endpoints: repo info, tree, author listing,
  *               whoami
  *   json.c      the parsers of those JSON bodies (no I/O)
- *   transfer.c  byte ranges of a file through the resolve redirects
+ *   transfer.c  byte ranges of a file through the resolve redirects: the
+ *               parts shared with xfer.c, and the synchronous hub_fetch
+ *   xfer.c      the transfer engine: many ranges on one multi handle
+ *   pace.c      spacing resolves out by the Hub's RateLimit headers
  */
 #ifndef HUBFS_HUB_INT_H
 #define HUBFS_HUB_INT_H
@@ -95,6 +98,7 @@ struct hub_resp {
 	char linked_size[24];
 	char etag[80];
 	char ratelimit[128];
+	char ratelimit_policy[128];
 	char retry_after[64];
 };
 
@@ -138,6 +142,21 @@ void hub_call_reset(struct hub_call *call);
  */
 int hub_call_perform(struct hub_client *c, struct hub_call *call);
 
+/*
+ * hub_call_perform() in two halves, for a caller that runs easy on a
+ * multi handle.  hub_call_setup() resets the call's outputs and sets every
+ * option of easy for it (the token only for the endpoint's origin);
+ * *headers must outlive the transfer, then go to hub_headers_free().
+ * Returns 0 (call->cc says whether the options took), -ENETDOWN offline,
+ * -ENOMEM.  hub_call_finish() records how the transfer ended.
+ */
+int hub_call_setup(struct hub_client *c, struct hub_call *call, CURL *easy,
+		   struct curl_slist **headers);
+void hub_call_finish(struct hub_call *call, CURL *easy, CURLcode cc);
+
+/* Free a header list, wiping it first: one entry may hold the token. */
+void hub_headers_free(struct curl_slist *h);
+
 /* 408, 429, 5xx (not 501/505) or a transport failure worth retrying. */
 bool hub_call_retryable(const struct hub_call *call);
 
@@ -146,6 +165,13 @@ struct hub_backoff {
 	unsigned tries;
 	long slept; /* seconds */
 };
+
+/*
+ * Seconds to wait before the next attempt after `tries` failed ones in a
+ * row: what RateLimit (r=0;t=N: N + 1) or Retry-After (N + 1) ask for,
+ * else 1, 2, 4, 8, 8, ...  Not capped.
+ */
+long hub_backoff_delay(unsigned tries, const struct hub_resp *resp);
 
 /*
  * Sleep before the next attempt: 1, 2, 4, 8, 8 s, or what RateLimit
@@ -178,8 +204,150 @@ char *hub_url_printf(const char *fmt, ...)
 
 /* ---- transfer.c -------------------------------------------------------- */
 
+#define HUB_NO_END UINT64_MAX
+
+/* What an attempt at a range came to, besides 0 (all delivered), -errno. */
+#define HUB_AGAIN 1 /* go on at once: progress was made */
+#define HUB_RETRY 2 /* back off, then go on */
+
+/*
+ * A read of the bytes [next, end) of one file, over as many responses as
+ * it takes: what was delivered so far, and the response in progress.
+ * hub_fetch() keeps one on its stack; the transfer engine one per request,
+ * touched only by its thread.
+ */
+struct hub_range {
+	struct hub_client *c;
+	const char *commit; /* an X-Repo-Commit must name it */
+	const char *etag;   /* the file's etag, or NULL not to check */
+	hub_data_fn cb;	    /* gets the bytes, in order */
+	void *arg;
+	uint64_t next; /* file offset of the next byte to deliver */
+	uint64_t end;  /* one past the last byte wanted, or HUB_NO_END */
+	uint64_t size; /* the file's size, or HUB_NO_END when unknown */
+	bool token_retried;
+
+	/* The response in progress (hub_range_response_reset). */
+	bool started;	/* its first body byte came */
+	uint64_t pos;	/* file offset of its next body byte */
+	uint64_t stop;	/* one past the last byte it may carry, or HUB_NO_END */
+	uint64_t total; /* the file's size when it said, or HUB_NO_END */
+	bool done;	/* every wanted byte was delivered */
+	bool wrong_file; /* its etag is not the one expected */
+	int cb_rc;	 /* what the callback returned to stop */
+	char proto[160]; /* how the body broke the protocol, or "" */
+};
+
+/* Start a new response: forget what the last one left. */
+void hub_range_response_reset(struct hub_range *r);
+
+/*
+ * The hub_body_fn of a range (call->arg is the hub_range): checks the
+ * status and Content-Range before the first byte, skips what a 200 sends
+ * before r->next, hands r->cb the wanted bytes and stops the transfer
+ * once nothing more is wanted.
+ */
+int hub_range_on_body(struct hub_call *call, const char *p, size_t n);
+
+/* The CURLOPT_RANGE value for what is still wanted: "a-b" or "a-". */
+void hub_range_spec(const struct hub_range *r, char *buf, size_t size);
+
+/*
+ * Headers every response must pass before anything else is done with it:
+ * an X-Repo-Commit of another commit is -EPROTO, and an X-Linked-Etag on a
+ * redirect that names another file than r->etag is -EIO.
+ */
+int hub_range_check_headers(const struct hub_range *r,
+			    const struct hub_call *call, struct hub_error *err);
+
+/*
+ * What a finished exchange that was not a redirect comes to: 0,
+ * HUB_AGAIN, HUB_RETRY (err filled with why), or -errno with err filled:
+ * -EPROTO for a body that broke the protocol, -ECANCELED when the callback
+ * stopped it (r->cb_rc says with what), -EIO otherwise.
+ */
+int hub_range_judge(struct hub_range *r, struct hub_call *call,
+		    struct hub_error *err);
+
+bool hub_is_redirect(int status);
+
+/* Make *url the target of a redirect; -EPROTO for a missing or bad one. */
+int hub_redirect_target(char **url, const struct hub_call *call,
+			struct hub_error *err);
+
+/*
+ * A target past the Hub's resolve (a signed CDN URL, a resolve-cache URL)
+ * that now refuses us (403, 404, 410): forget it and resolve again.
+ */
+bool hub_stale_target(const struct hub_call *call, const char *url,
+		      const char *resolve_url);
+
+/* {endpoint}/{prefix}{id}/resolve/{commit}/{escaped path}; NULL: ENOMEM */
+char *hub_resolve_url(struct hub_client *c, enum hub_repo_type type,
+		      const char *id, const char *commit, const char *path);
+
+/*
+ * Where resolve URLs led (the client's loc_lock): *to is a copy (caller
+ * frees), -ENOENT when unknown or too old.  Shared by every transfer of a
+ * client, so a file resolved once is read from its target by all.
+ */
+int hub_loc_get(struct hub_client *c, const char *from, char **to);
+void hub_loc_put(struct hub_client *c, const char *from, const char *to);
+void hub_loc_drop(struct hub_client *c, const char *from);
+
 /* Forget every remembered redirect target (hub_client_free). */
 void hub_loc_free_all(struct hub_client *c);
+
+/* ---- pace.c ------------------------------------------------------------ */
+
+/*
+ * Pacing of resolves by the "resolvers" bucket of the Hub's RateLimit
+ * headers (hub-api.md section 10.1).  Times are seconds on one monotonic
+ * clock.  While the resolves left in the window are plenty, nothing waits;
+ * below a low-water mark (a tenth of the RateLimit-Policy quota, or
+ * HUB_PACE_LOW when the quota is unknown) the rest are spread evenly over
+ * what remains of the window, and none goes out once the budget is spent
+ * until the window has reset.  The budget is estimated conservatively:
+ * each resolve that starts takes one, and each answer's r= is lowered by
+ * the resolves still outstanding, which the server may not have counted
+ * yet.  Pure computation: the owner serialises the calls.
+ */
+#define HUB_PACE_LOW 10
+
+struct hub_pacer {
+	long quota;	      /* RateLimit-Policy q=, or -1 */
+	long remaining;	      /* resolves left, as estimated; -1: unknown */
+	unsigned outstanding; /* resolves started and not yet answered */
+	double window_end;    /* when the budget is whole again (reset + 1 s) */
+	double next_at;	      /* while pacing, no resolve starts before */
+};
+
+void hub_pacer_init(struct hub_pacer *p);
+
+/* Seconds to wait before a resolve may start: 0 for now. */
+double hub_pacer_delay(const struct hub_pacer *p, double now);
+
+/* A resolve starts now. */
+void hub_pacer_take(struct hub_pacer *p, double now);
+
+/*
+ * A resolve that took ended: with its answer's RateLimit and
+ * RateLimit-Policy values (either may be NULL or "", and those of another
+ * bucket are ignored), or both NULL when no answer came.
+ */
+void hub_pacer_done(struct hub_pacer *p, double now, const char *ratelimit,
+		    const char *policy);
+
+/* ---- names.c ----------------------------------------------------------- */
+
+/*
+ * True when an etag header value names another file than the etag
+ * expected: both are hex etags of the same kind (40-digit sha1 or 64-digit
+ * sha256) and they differ.  A value of the other kind says nothing (an LFS
+ * redirect's ETag is its pointer's sha1, a CDN's the content's sha256), nor
+ * does one that is no hex etag at all.
+ */
+bool hub_etag_conflict(const char *expected, const char *value);
 
 /* ---- json.c ------------------------------------------------------------ */
 

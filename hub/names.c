@@ -3,7 +3,7 @@
  * in URLs or file names: repo ids, commit ids, etags, repo paths, and the
  * percent-encoding rules of hub-api.md section 1.2.
  */
-#include "hub.h"
+#include "hub_int.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -116,6 +116,15 @@ int hub_etag_normalize(const char *value, char out[HUB_ETAG_MAX + 1])
 	}
 	out[n] = '\0';
 	return 0;
+}
+
+bool hub_etag_conflict(const char *expected, const char *value)
+{
+	char got[HUB_ETAG_MAX + 1];
+
+	if (!expected || !value || hub_etag_normalize(value, got) < 0)
+		return false;
+	return strlen(got) == strlen(expected) && strcmp(got, expected) != 0;
 }
 
 /*

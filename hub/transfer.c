@@ -1,6 +1,7 @@
 /*
  * transfer.c - byte ranges of a file at a commit, through the resolve
- * redirects (hub-api.md section 5).
+ * redirects (hub-api.md section 5): the parts the synchronous hub_fetch()
+ * shares with the transfer engine (xfer.c), and hub_fetch() itself.
  *
  * The resolve URL answers a regular file directly (200/206) or with a
  * relative 307 to /api/resolve-cache/... (same origin: the token stays);
@@ -26,30 +27,6 @@
 #include <time.h>
 
 #define FETCH_HOPS 10
-#define NO_END	   UINT64_MAX
-
-/* Outcomes of one attempt besides 0 (all delivered) and -errno. */
-#define AGAIN 1 /* go on at once: progress was made */
-#define RETRY 2 /* back off, then go on */
-
-struct fetch {
-	struct hub_client *c;
-	const char *commit;
-	hub_data_fn cb;
-	void *arg;
-	uint64_t next; /* file offset of the next byte to deliver */
-	uint64_t end;  /* one past the last byte wanted, or NO_END */
-	bool token_retried;
-
-	/* The response in progress. */
-	bool started;	 /* its first body byte came */
-	uint64_t pos;	 /* file offset of its next body byte */
-	uint64_t stop;	 /* one past the last byte it may carry, or NO_END */
-	uint64_t total;	 /* the file's size when it said, or NO_END */
-	bool done;	 /* every wanted byte was delivered */
-	int cb_rc;	 /* what the callback returned to stop */
-	char proto[160]; /* how the body broke the protocol, or "" */
-};
 
 /* ---- Where resolve URLs redirected to ----------------------------------- */
 
@@ -69,7 +46,7 @@ static struct hub_loc *loc_find(struct hub_client *c, const char *from)
 	return NULL;
 }
 
-static int loc_get(struct hub_client *c, const char *from, char **to)
+int hub_loc_get(struct hub_client *c, const char *from, char **to)
 {
 	struct hub_loc *l;
 	int rc = -ENOENT;
@@ -107,7 +84,7 @@ static struct hub_loc *loc_slot(struct hub_client *c)
 	return old;
 }
 
-static void loc_put(struct hub_client *c, const char *from, const char *to)
+void hub_loc_put(struct hub_client *c, const char *from, const char *to)
 {
 	char *f = strdup(from), *t = strdup(to);
 	struct hub_loc *l;
@@ -133,7 +110,7 @@ static void loc_put(struct hub_client *c, const char *from, const char *to)
 	free(t);
 }
 
-static void loc_drop(struct hub_client *c, const char *from)
+void hub_loc_drop(struct hub_client *c, const char *from)
 {
 	struct hub_loc *l;
 
@@ -158,122 +135,169 @@ void hub_loc_free_all(struct hub_client *c)
 	c->n_locs = 0;
 }
 
-/* ---- One fetch ---------------------------------------------------------- */
+/* ---- One range, response by response ------------------------------------ */
+
+void hub_range_response_reset(struct hub_range *r)
+{
+	r->started = false;
+	r->pos = 0;
+	r->stop = r->total = HUB_NO_END;
+	r->wrong_file = false;
+	r->proto[0] = '\0';
+}
+
+/* The etag a 2xx carries must be the file's (when it says, in our kind). */
+static bool etag_ok(struct hub_range *r, const struct hub_resp *resp)
+{
+	const char *bad = hub_etag_conflict(r->etag, resp->etag) ? resp->etag
+			  : hub_etag_conflict(r->etag, resp->linked_etag)
+				  ? resp->linked_etag
+				  : NULL;
+
+	if (!bad)
+		return true;
+	r->wrong_file = true;
+	snprintf(r->proto, sizeof(r->proto), "wrong file: etag %.80s, not %s",
+		 bad, r->etag);
+	return false;
+}
 
 /* Check a 2xx's headers before the first byte of its body. */
-static int body_start(struct fetch *f, const struct hub_resp *resp)
+static int body_start(struct hub_range *r, const struct hub_resp *resp)
 {
 	struct hub_content_range cr;
 
-	f->started = true;
-	f->pos = 0;
-	f->stop = f->total = NO_END;
+	r->started = true;
+	r->pos = 0;
+	r->stop = r->total = HUB_NO_END;
+	if (!etag_ok(r, resp))
+		return -EIO;
 	if (resp->status != 206)
 		return 0; /* the whole file, from byte 0 */
 	if (hub_parse_content_range(resp->content_range, &cr) < 0 ||
 	    cr.unsatisfied) {
-		snprintf(f->proto, sizeof(f->proto),
+		snprintf(r->proto, sizeof(r->proto),
 			 "206 with a bad Content-Range");
 		return -EPROTO;
 	}
-	if (cr.first != f->next || (f->end != NO_END && cr.last >= f->end)) {
-		snprintf(f->proto, sizeof(f->proto),
+	if (cr.first != r->next ||
+	    (r->end != HUB_NO_END && cr.last >= r->end)) {
+		snprintf(r->proto, sizeof(r->proto),
 			 "Content-Range %" PRIu64 "-%" PRIu64
 			 " does not match the request from %" PRIu64,
-			 cr.first, cr.last, f->next);
+			 cr.first, cr.last, r->next);
 		return -EPROTO;
 	}
-	f->pos = cr.first;
-	f->stop = cr.last + 1;
+	if (r->size != HUB_NO_END && cr.total_known && cr.total != r->size) {
+		snprintf(r->proto, sizeof(r->proto),
+			 "Content-Range of a %" PRIu64
+			 "-byte file, not %" PRIu64,
+			 cr.total, r->size);
+		return -EPROTO;
+	}
+	r->pos = cr.first;
+	r->stop = cr.last + 1;
 	if (cr.total_known)
-		f->total = cr.total;
+		r->total = cr.total;
 	return 0;
 }
 
-static int on_body(struct hub_call *call, const char *p, size_t n)
+int hub_range_on_body(struct hub_call *call, const char *p, size_t n)
 {
-	struct fetch *f = call->arg;
+	struct hub_range *r = call->arg;
 	uint64_t skip = 0, give;
 	int rc;
 
-	if (!f->started && (rc = body_start(f, &call->resp)) != 0)
+	if (!r->started && (rc = body_start(r, &call->resp)) != 0)
 		return rc;
-	if (f->stop != NO_END && n > f->stop - f->pos) {
-		snprintf(f->proto, sizeof(f->proto),
+	if (r->stop != HUB_NO_END && n > r->stop - r->pos) {
+		snprintf(r->proto, sizeof(r->proto),
 			 "more bytes than the Content-Range");
 		return -EPROTO;
 	}
-	if (f->pos < f->next)
-		skip = f->next - f->pos < n ? f->next - f->pos : n;
+	if (r->pos < r->next)
+		skip = r->next - r->pos < n ? r->next - r->pos : n;
 	give = n - skip;
-	if (give > f->end - f->next)
-		give = f->end - f->next;
-	f->pos += n;
+	if (give > r->end - r->next)
+		give = r->end - r->next;
+	r->pos += n;
 	if (give > 0) {
-		rc = f->cb(f->arg, f->next, p + skip, (size_t)give);
+		rc = r->cb(r->arg, r->next, p + skip, (size_t)give);
 		if (rc != 0) {
-			f->cb_rc = rc;
+			r->cb_rc = rc;
 			return rc;
 		}
-		f->next += give;
+		r->next += give;
 	}
-	if (f->next == f->end) {
-		f->done = true;
-		return AGAIN; /* stop the transfer: nothing more is wanted */
+	if (r->next == r->end) {
+		r->done = true;
+		/*
+		 * Nothing more is wanted.  A response that has sent all it
+		 * announced ends by itself, and its connection can serve the
+		 * next request; anything else (a 200 with more of the file)
+		 * is stopped here.
+		 */
+		return r->pos == r->stop ? 0 : HUB_AGAIN;
 	}
 	return 0;
 }
 
-static void range_for(const struct fetch *f, char *buf, size_t size)
+void hub_range_spec(const struct hub_range *r, char *buf, size_t size)
 {
-	if (f->end != NO_END)
-		snprintf(buf, size, "%" PRIu64 "-%" PRIu64, f->next,
-			 f->end - 1);
+	if (r->end != HUB_NO_END)
+		snprintf(buf, size, "%" PRIu64 "-%" PRIu64, r->next,
+			 r->end - 1);
 	else
-		snprintf(buf, size, "%" PRIu64 "-", f->next);
+		snprintf(buf, size, "%" PRIu64 "-", r->next);
 }
 
 /* A complete 2xx: finished, or a shorter range than asked (go on). */
-static int body_end(struct fetch *f, const struct hub_resp *resp,
+static int body_end(struct hub_range *r, const struct hub_resp *resp,
 		    struct hub_error *err)
 {
 	if (resp->status == 206) {
-		if (!f->started || f->pos != f->stop) {
+		if (!r->started || r->pos != r->stop) {
 			hub_error_proto(err, "206 body shorter than its "
 					     "Content-Range");
 			return -EPROTO;
 		}
-		if (f->next < f->end &&
-		    (f->total == NO_END || f->next < f->total))
-			return AGAIN;
+		if (r->next < r->end &&
+		    (r->total == HUB_NO_END || r->next < r->total))
+			return HUB_AGAIN;
 		return 0;
 	}
-	if (f->pos < f->next) { /* a 200 that ended before our offset */
+	if (r->pos < r->next) { /* a 200 that ended before our offset */
 		hub_error_proto(err,
 				"offset %" PRIu64 " is past the end (%" PRIu64
 				" bytes)",
-				f->next, f->pos);
+				r->next, r->pos);
 		return -EIO;
+	}
+	if (r->size != HUB_NO_END && r->next < r->end) {
+		hub_error_proto(err,
+				"200 body of %" PRIu64
+				" bytes, the file has %" PRIu64,
+				r->pos, r->size);
+		return -EPROTO;
 	}
 	return 0; /* the end of the file */
 }
 
 /* 416: fine only when we asked for the byte just past the end. */
-static int unsatisfied(struct hub_client *c, struct fetch *f,
-		       const struct hub_call *call, struct hub_error *err)
+static int unsatisfied(struct hub_range *r, const struct hub_call *call,
+		       struct hub_error *err)
 {
 	struct hub_content_range cr;
 
 	if (hub_parse_content_range(call->resp.content_range, &cr) == 0 &&
-	    cr.unsatisfied && cr.total_known && cr.total == f->next)
+	    cr.unsatisfied && cr.total_known && cr.total == r->next)
 		return 0;
-	hub_call_error(c, call, err);
+	hub_call_error(r->c, call, err);
 	return -EIO;
 }
 
-/* Where the next hop goes; -EPROTO for a bad or missing Location. */
-static int redirect(char **url, const struct hub_call *call,
-		    struct hub_error *err)
+int hub_redirect_target(char **url, const struct hub_call *call,
+			struct hub_error *err)
 {
 	char *to = NULL;
 	int rc;
@@ -296,66 +320,59 @@ static int redirect(char **url, const struct hub_call *call,
 	return 0;
 }
 
-static bool is_redirect(int status)
+bool hub_is_redirect(int status)
 {
 	return status == 301 || status == 302 || status == 303 ||
 	       status == 307 || status == 308;
 }
 
-/* The Hub said which commit it answers for: it must be ours. */
-static int commit_check(const struct fetch *f, const struct hub_call *call,
-			struct hub_error *err)
+int hub_range_check_headers(const struct hub_range *r,
+			    const struct hub_call *call, struct hub_error *err)
 {
-	if (!call->resp.repo_commit[0] ||
-	    strcmp(call->resp.repo_commit, f->commit) == 0)
-		return 0;
-	hub_error_proto(err, "answer for another commit");
-	return -EPROTO;
+	const struct hub_resp *resp = &call->resp;
+
+	if (resp->repo_commit[0] && strcmp(resp->repo_commit, r->commit) != 0) {
+		hub_error_proto(err, "answer for another commit");
+		return -EPROTO;
+	}
+	if (hub_is_redirect(resp->status) &&
+	    hub_etag_conflict(r->etag, resp->linked_etag)) {
+		hub_error_proto(err, "wrong file: X-Linked-Etag %.80s, not %s",
+				resp->linked_etag, r->etag);
+		return -EIO;
+	}
+	return 0;
 }
 
-/* Start a new response: clear what the last one left. */
-static void response_reset(struct fetch *f)
-{
-	f->started = false;
-	f->pos = 0;
-	f->stop = f->total = NO_END;
-	f->proto[0] = '\0';
-}
-
-/*
- * What to do with a finished exchange that was not a redirect: 0, AGAIN,
- * RETRY (err filled with why), or -errno.  When the callback stopped the
- * transfer, f->cb_rc says so and the caller returns that.
- */
-static int judge(struct fetch *f, struct hub_call *call, struct hub_error *err)
+int hub_range_judge(struct hub_range *r, struct hub_call *call,
+		    struct hub_error *err)
 {
 	int status = call->resp.status;
 
-	if (f->cb_rc)
+	if (r->cb_rc)
 		return -ECANCELED;
-	if (f->proto[0]) {
-		hub_error_proto(err, "%s", f->proto);
-		return -EPROTO;
+	if (r->proto[0]) {
+		hub_error_proto(err, "%s", r->proto);
+		return r->wrong_file ? -EIO : -EPROTO;
 	}
-	if (f->done)
+	if (r->done)
 		return 0;
 	if (status >= 200 && status < 300 && call->cc == CURLE_OK)
-		return body_end(f, &call->resp, err);
+		return body_end(r, &call->resp, err);
 	if (status == 416)
-		return unsatisfied(f->c, f, call, err);
-	if (!f->token_retried && hub_call_token_retry(f->c, call)) {
-		f->token_retried = true;
-		return AGAIN;
+		return unsatisfied(r, call, err);
+	if (!r->token_retried && hub_call_token_retry(r->c, call)) {
+		r->token_retried = true;
+		return HUB_AGAIN;
 	}
-	hub_call_error(f->c, call, err);
+	hub_call_error(r->c, call, err);
 	if (call->abort_rc == -ENOMEM)
 		return -ENOMEM;
-	return hub_call_retryable(call) ? RETRY : -EIO;
+	return hub_call_retryable(call) ? HUB_RETRY : -EIO;
 }
 
-/* A target past the Hub's resolve (CDN or cached) that now refuses us. */
-static bool stale_target(const struct hub_call *call, const char *url,
-			 const char *resolve_url)
+bool hub_stale_target(const struct hub_call *call, const char *url,
+		      const char *resolve_url)
 {
 	int s = call->resp.status;
 
@@ -363,57 +380,73 @@ static bool stale_target(const struct hub_call *call, const char *url,
 	       strcmp(url, resolve_url) != 0;
 }
 
+char *hub_resolve_url(struct hub_client *c, enum hub_repo_type type,
+		      const char *id, const char *commit, const char *path)
+{
+	char *epath = hub_escape_path(path), *url;
+
+	if (!epath)
+		return NULL;
+	url = hub_url_printf("%s/%s%s/resolve/%s/%s", c->endpoint,
+			     hub_type_url_prefix(type), id, commit, epath);
+	free(epath);
+	return url;
+}
+
+/* ---- hub_fetch: one range, synchronously -------------------------------- */
+
 /*
  * One attempt: from the remembered target (or the resolve URL) through
  * the redirects to one response, delivering what it carries.
  */
-static int attempt(struct fetch *f, const char *resolve_url,
+static int attempt(struct hub_range *r, const char *resolve_url,
 		   struct hub_call *call, struct hub_error *err)
 {
-	struct hub_client *c = f->c;
+	struct hub_client *c = r->c;
 	bool reresolved = false;
 	char range[48], *url = NULL;
 	int rc, hops = 0;
 
-	if (loc_get(c, resolve_url, &url) < 0)
+	if (hub_loc_get(c, resolve_url, &url) < 0)
 		url = strdup(resolve_url);
 	for (;;) {
 		if (!url)
 			return -ENOMEM;
-		range_for(f, range, sizeof(range));
+		hub_range_spec(r, range, sizeof(range));
 		call->url = url;
-		call->range = f->next > 0 || f->end != NO_END ? range : NULL;
-		response_reset(f);
+		call->range =
+			r->next > 0 || r->end != HUB_NO_END ? range : NULL;
+		hub_range_response_reset(r);
 		rc = hub_call_perform(c, call);
 		if (rc == -ENETDOWN)
 			rc = hub_error_offline(err);
 		if (rc == 0)
-			rc = commit_check(f, call, err);
+			rc = hub_range_check_headers(r, call, err);
 		if (rc < 0)
 			break;
-		if (is_redirect(call->resp.status)) {
-			rc = ++hops > FETCH_HOPS ? -ELOOP
-						 : redirect(&url, call, err);
-			if (rc == -ELOOP) {
+		if (hub_is_redirect(call->resp.status)) {
+			if (++hops > FETCH_HOPS) {
 				hub_error_proto(err, "redirect loop");
 				rc = -EPROTO;
+				break;
 			}
+			rc = hub_redirect_target(&url, call, err);
 			if (rc < 0)
 				break;
 			continue;
 		}
-		if (!reresolved && stale_target(call, url, resolve_url)) {
+		if (!reresolved && hub_stale_target(call, url, resolve_url)) {
 			reresolved = true;
-			loc_drop(c, resolve_url);
+			hub_loc_drop(c, resolve_url);
 			free(url);
 			url = strdup(resolve_url);
 			continue;
 		}
-		rc = judge(f, call, err);
+		rc = hub_range_judge(r, call, err);
 		/* A target that served bytes is worth remembering. */
-		if (f->started && rc != -EPROTO &&
+		if (r->started && rc != -EPROTO && !r->wrong_file &&
 		    strcmp(url, resolve_url) != 0)
-			loc_put(c, resolve_url, url);
+			hub_loc_put(c, resolve_url, url);
 		break;
 	}
 	free(url);
@@ -435,26 +468,16 @@ static int fetch_args(const char *id, const char *commit, const char *path,
 	return -EINVAL;
 }
 
-static char *resolve_url_of(struct hub_client *c, enum hub_repo_type type,
-			    const char *id, const char *commit,
-			    const char *path)
-{
-	char *epath = hub_escape_path(path), *url;
-
-	if (!epath)
-		return NULL;
-	url = hub_url_printf("%s/%s%s/resolve/%s/%s", c->endpoint,
-			     hub_type_url_prefix(type), id, commit, epath);
-	free(epath);
-	return url;
-}
-
 int hub_fetch(struct hub_client *c, enum hub_repo_type type, const char *id,
 	      const char *commit, const char *path, uint64_t offset,
 	      uint64_t length, hub_data_fn cb, void *arg, struct hub_error *err)
 {
-	struct fetch f = { .c = c, .commit = commit, .cb = cb, .arg = arg };
-	struct hub_call call = { .on_body = on_body, .arg = &f };
+	struct hub_range r = { .c = c,
+			       .commit = commit,
+			       .cb = cb,
+			       .arg = arg,
+			       .size = HUB_NO_END };
+	struct hub_call call = { .on_body = hub_range_on_body, .arg = &r };
 	struct hub_backoff b = { 0 };
 	struct hub_error tmp;
 	char *resolve_url;
@@ -467,28 +490,28 @@ int hub_fetch(struct hub_client *c, enum hub_repo_type type, const char *id,
 		return rc;
 	if (c->offline)
 		return hub_error_offline(err);
-	f.next = offset;
-	f.end = length ? offset + length : NO_END;
-	resolve_url = resolve_url_of(c, type, id, commit, path);
+	r.next = offset;
+	r.end = length ? offset + length : HUB_NO_END;
+	resolve_url = hub_resolve_url(c, type, id, commit, path);
 	if (!resolve_url)
 		return -ENOMEM;
 	for (;;) {
-		uint64_t before = f.next;
+		uint64_t before = r.next;
 
-		rc = attempt(&f, resolve_url, &call, err);
-		if (f.cb_rc) {
-			rc = f.cb_rc; /* the callback's own value */
+		rc = attempt(&r, resolve_url, &call, err);
+		if (r.cb_rc) {
+			rc = r.cb_rc; /* the callback's own value */
 			break;
 		}
-		if (f.next > before) /* progress: a fresh retry budget */
+		if (r.next > before) /* progress: a fresh retry budget */
 			memset(&b, 0, sizeof(b));
-		if (rc == AGAIN)
+		if (rc == HUB_AGAIN)
 			continue;
-		if (rc == RETRY && hub_backoff_wait(c, &b, &call.resp))
+		if (rc == HUB_RETRY && hub_backoff_wait(c, &b, &call.resp))
 			continue;
 		break;
 	}
-	if (rc == RETRY)
+	if (rc == HUB_RETRY)
 		rc = -EIO; /* err holds the last failure */
 	if (rc == 0)
 		memset(err, 0, sizeof(*err));

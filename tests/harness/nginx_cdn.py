@@ -8,6 +8,11 @@ secure_link (md5 of "<expires><uri> <secret>"), answers 403 to a bad or
 expired signature and to any request carrying Authorization, serves Range
 (206/416), sends ETag "<sha256>", and logs one JSON object per request to
 the CDN log.  Under root it runs as nobody:nogroup.  Standard library only.
+
+It also lists STATE/files/ at /files/ (autoindex, no signature, same rate
+limit and log; /files answers 301 to /files/): a folder that nothing fills
+but tests/bench/bench.py, which puts real-named links to cdn/<sha256> there
+for the peers it compares with (httpdirfs, rclone need a directory listing).
 """
 
 import os
@@ -56,6 +61,11 @@ http {{
             add_header ETag "\"$sha\"";
             alias {cdn}/$sha;
         }}
+        location /files {{
+            {rate}
+            autoindex on;
+            alias {files};
+        }}
         location / {{ return 404; }}
     }}
 }}
@@ -67,7 +77,7 @@ def write_config(state, port, secret, log_path, rate=None):
     conf_dir = os.path.join(state, "nginx")
     os.makedirs(os.path.join(conf_dir, "tmp"), exist_ok=True)
     text = CONFIG.format(dir=conf_dir, port=port, log=log_path, secret=secret,
-                         cdn=os.path.join(state, "cdn"),
+                         cdn=os.path.join(state, "cdn"), files=os.path.join(state, "files"),
                          rate="limit_rate %s;" % rate if rate else "")
     path = os.path.join(conf_dir, "nginx.conf")
     with open(path, "w") as f:

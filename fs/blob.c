@@ -1,0 +1,1024 @@
+/*
+ * blob.c - the read path: blocks of a blob fetched on demand, readers
+ * answered as their bytes arrive, the whole checked once it is complete.
+ *
+ * One struct blob per etag in use, shared by every open file of it.  A
+ * blob is either complete (blobs/<etag>, verified: reads are plain splices
+ * from the file) or partial (partial/<etag>, sparse, 1 MiB blocks).  For a
+ * partial blob:
+ *
+ *   - A read whose blocks are present is answered from the file at once.
+ *     Otherwise it waits, without holding a FUSE worker, on the blob's
+ *     waiter list; missing blocks not already on their way are requested
+ *     from the transfer engine in runs of up to XFER_MAX bytes.
+ *   - The engine's thread writes arriving bytes into the file and marks a
+ *     block present as soon as it is whole, then answers the waiters it
+ *     satisfies.  Present blocks are hashed in file order as they become
+ *     available (sha256 for LFS files, the git blob sha1 otherwise), so a
+ *     sequential read pays no second pass.
+ *   - A read that touches the end of the file also waits for that check:
+ *     a reader that reads a file to its end never gets a successful read
+ *     of corrupt content.  A failed check drops the blob (file, bitmap,
+ *     and the kernel's cached pages); the next read fetches it again.
+ *   - Durability runs on a thread of its own: a finished transfer's blocks
+ *     are fdatasync'ed, then marked in the index; a verified blob is moved
+ *     to blobs/ and recorded.  Nothing unverified is ever recorded as
+ *     verified, and a crash costs at most blocks fetched again.
+ *
+ * Sequential readers grow a readahead window (READAHEAD_MIN doubling to
+ * READAHEAD_MAX) fetched as parallel runs into the file; random readers
+ * fetch only the blocks they touch.
+ *
+ * Locking: ctx->blobs_lock protects the table of blobs and each blob's
+ * refs; b->lock protects the rest of a blob's mutable state.  No lock is
+ * held across a FUSE reply, a submission to the engine or disk syncs.
+ */
+#include "internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define XFER_MAX      (16ULL << 20)  /* bytes in one transfer at most */
+#define READAHEAD_MIN (4ULL << 20)   /* first readahead window */
+#define READAHEAD_MAX (128ULL << 20) /* largest readahead window */
+#define MAX_NODES     8		     /* node ids remembered per blob */
+
+struct waiter {
+	struct waiter *next;
+	fuse_req_t req;
+	uint64_t off;
+	size_t size;	    /* clipped to the file */
+	bool need_verified; /* touches the end: wait for the check */
+};
+
+struct blob {
+	struct blob *next; /* ctx->blobs; blobs_lock */
+	unsigned refs;	   /* handles and transfers; blobs_lock */
+	bool listed;	   /* in ctx->blobs; blobs_lock */
+
+	/* Set at creation, then read-only. */
+	struct fs_ctx *ctx;
+	char etag[65];
+	uint64_t size;
+	bool lfs;
+	enum hub_repo_type type;
+	char *repo_id, *path;
+	char commit[41];
+	unsigned shift;
+	uint64_t blocks;
+	int fd; /* the blob's file: partial/<etag>, later blobs/<etag> */
+
+	pthread_mutex_t lock;
+	bool complete;	   /* recorded in blobs/: nothing left to do */
+	bool verified;	   /* every block present and the hash checked */
+	bool dropped;	   /* failed its check: only waits to be freed */
+	uint8_t *present;  /* bytes are in the file (durable or not) */
+	uint8_t *inflight; /* a transfer will deliver them */
+	uint64_t hashed;   /* blocks fed to md, in order */
+	EVP_MD_CTX *md;
+	unsigned char *hashbuf; /* one block, while hashing */
+	struct waiter *waiters;
+	uint64_t nodes[MAX_NODES]; /* node ids to invalidate on a drop */
+};
+
+/* An open file of a blob: fi->fh. */
+struct handle {
+	struct blob *b;
+	pthread_mutex_t lock; /* protects the readahead state */
+	uint64_t next;	      /* where a sequential read would continue */
+	uint64_t window;      /* next readahead window, 0: random access */
+	uint64_t last;	      /* size of the last window requested */
+	uint64_t ra_end;      /* readahead requested up to here */
+};
+
+/* A run of blocks on its way. */
+struct job {
+	struct blob *b;
+	uint64_t first, count; /* blocks */
+	uint64_t done;	       /* bytes of the run delivered */
+};
+
+/* Work for the sync thread. */
+struct sync_item {
+	struct sync_item *next;
+	struct blob *b;
+	bool finish;	       /* move into blobs/ and record */
+	uint64_t first, count; /* else: blocks to make durable and mark */
+};
+
+static uint64_t block_end(const struct blob *b, uint64_t i)
+{
+	uint64_t end = (i + 1) << b->shift;
+
+	return end < b->size ? end : b->size;
+}
+
+static void set_bit(uint8_t *map, uint64_t i)
+{
+	map[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
+static void clear_bit(uint8_t *map, uint64_t i)
+{
+	map[i / 8] &= (uint8_t) ~(1u << (i % 8));
+}
+
+/* ---- The table of blobs in use ------------------------------------------ */
+
+static void blob_free(struct blob *b)
+{
+	if (!b)
+		return;
+	if (b->fd >= 0)
+		close(b->fd);
+	EVP_MD_CTX_free(b->md);
+	free(b->hashbuf);
+	free(b->present);
+	free(b->inflight);
+	free(b->repo_id);
+	free(b->path);
+	pthread_mutex_destroy(&b->lock);
+	free(b);
+}
+
+static void blob_ref(struct blob *b)
+{
+	pthread_mutex_lock(&b->ctx->blobs_lock);
+	b->refs++;
+	pthread_mutex_unlock(&b->ctx->blobs_lock);
+}
+
+static void unlist(struct fs_ctx *ctx, struct blob *b)
+{
+	struct blob **pp;
+
+	if (!b->listed)
+		return;
+	for (pp = &ctx->blobs; *pp != b; pp = &(*pp)->next)
+		;
+	*pp = b->next;
+	b->listed = false;
+}
+
+static void blob_unref(struct blob *b)
+{
+	struct fs_ctx *ctx = b->ctx;
+	bool last;
+
+	pthread_mutex_lock(&ctx->blobs_lock);
+	assert(b->refs > 0);
+	last = --b->refs == 0;
+	if (last)
+		unlist(ctx, b);
+	pthread_mutex_unlock(&ctx->blobs_lock);
+	if (last) {
+		assert(!b->waiters);
+		blob_free(b);
+	}
+}
+
+static int start_hash(struct blob *b)
+{
+	char header[40];
+	int n;
+
+	b->md = EVP_MD_CTX_new();
+	if (!b->md ||
+	    !EVP_DigestInit_ex(b->md, b->lfs ? EVP_sha256() : EVP_sha1(), NULL))
+		return -ENOMEM;
+	if (b->lfs)
+		return 0;
+	/* A git blob id hashes "blob <size>\0" before the content. */
+	n = snprintf(header, sizeof(header), "blob %llu",
+		     (unsigned long long)b->size);
+	EVP_DigestUpdate(b->md, header, (size_t)n + 1);
+	return 0;
+}
+
+/* Open the blob's file: complete if the store has it, else partial. */
+static int blob_load(struct blob *b)
+{
+	struct db_store *s = b->ctx->cfg.store;
+	struct db_partial p;
+	char path[4096];
+	uint64_t size;
+	size_t n;
+	int rc;
+
+	if (db_blob_get(s, b->etag, &size) == 0 && size == b->size) {
+		db_blob_path(s, b->etag, path, sizeof(path));
+		b->fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (b->fd >= 0) {
+			b->complete = b->verified = true;
+			return 0;
+		}
+	}
+	rc = db_partial_open(s, b->etag, b->size, &p);
+	if (rc < 0)
+		return rc;
+	b->fd = p.fd;
+	b->shift = p.shift;
+	b->blocks = p.blocks;
+	b->present = p.bitmap;
+	n = db_bitmap_bytes(b->size, b->shift);
+	b->inflight = calloc(1, n ? n : 1);
+	if (!b->inflight)
+		return -ENOMEM;
+	return start_hash(b);
+}
+
+static struct blob *blob_new(struct fs_ctx *ctx, const struct node *f)
+{
+	struct blob *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->ctx = ctx;
+	b->fd = -1;
+	b->refs = 1;
+	pthread_mutex_init(&b->lock, NULL);
+	memcpy(b->etag, f->etag, sizeof(b->etag));
+	memcpy(b->commit, f->commit, sizeof(b->commit));
+	b->size = f->size;
+	b->lfs = f->lfs;
+	b->type = f->type;
+	b->repo_id = strdup(f->repo_id);
+	b->path = strdup(f->path);
+	if (!b->repo_id || !b->path) {
+		blob_free(b);
+		return NULL;
+	}
+	return b;
+}
+
+/*
+ * The blob of a file node, shared with every other open of the same etag
+ * (a dropped blob is no longer shared: the next open starts afresh).
+ */
+static int blob_get(struct fs_ctx *ctx, const struct node *f, struct blob **out)
+{
+	struct blob *b, *fresh;
+	int rc;
+
+	pthread_mutex_lock(&ctx->blobs_lock);
+	for (b = ctx->blobs; b; b = b->next)
+		if (strcmp(b->etag, f->etag) == 0)
+			break;
+	if (b)
+		b->refs++;
+	pthread_mutex_unlock(&ctx->blobs_lock);
+	if (b) {
+		*out = b;
+		return 0;
+	}
+
+	fresh = blob_new(ctx, f);
+	if (!fresh)
+		return -ENOMEM;
+	rc = blob_load(fresh);
+	if (rc < 0) {
+		blob_free(fresh);
+		return rc;
+	}
+	pthread_mutex_lock(&ctx->blobs_lock);
+	for (b = ctx->blobs; b; b = b->next) /* another open won the race */
+		if (strcmp(b->etag, f->etag) == 0)
+			break;
+	if (b) {
+		b->refs++;
+	} else {
+		b = fresh;
+		b->next = ctx->blobs;
+		ctx->blobs = b;
+		b->listed = true;
+		fresh = NULL;
+	}
+	pthread_mutex_unlock(&ctx->blobs_lock);
+	blob_free(fresh);
+	*out = b;
+	return 0;
+}
+
+static void remember_node(struct blob *b, uint64_t node)
+{
+	pthread_mutex_lock(&b->lock);
+	for (int i = 0; i < MAX_NODES; i++) {
+		if (b->nodes[i] == node)
+			break;
+		if (b->nodes[i] == 0) {
+			b->nodes[i] = node;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&b->lock);
+}
+
+/* ---- Answering readers ------------------------------------------------- */
+
+static void reply_from_file(fuse_req_t req, int fd, uint64_t off, size_t size)
+{
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+
+	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	buf.buf[0].fd = fd;
+	buf.buf[0].pos = (off_t)off;
+	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+/*
+ * Whether w can be answered (lock held): its bytes are there and, for a
+ * read that touches the end, the check is done.  The check can come only
+ * once every block is here, so such a read waits for it only while every
+ * missing block is on its way: a reader that jumps to the end of a file
+ * it never read does not wait for the whole of it.
+ */
+static bool satisfied(const struct blob *b, const struct waiter *w)
+{
+	uint64_t first = w->off >> b->shift;
+	uint64_t last = (w->off + w->size - 1) >> b->shift;
+
+	for (uint64_t i = first; i <= last; i++)
+		if (!db_bit(b->present, i))
+			return false;
+	if (!w->need_verified || b->verified)
+		return true;
+	for (uint64_t i = 0; i < b->blocks; i++)
+		if (!db_bit(b->present, i) && !db_bit(b->inflight, i))
+			return true;
+	return false;
+}
+
+/* Move the waiters whose bytes are there to *ready (lock held). */
+static void take_ready(struct blob *b, struct waiter **ready)
+{
+	struct waiter **pp = &b->waiters;
+
+	while (*pp) {
+		struct waiter *w = *pp;
+
+		if (satisfied(b, w)) {
+			*pp = w->next;
+			w->next = *ready;
+			*ready = w;
+		} else {
+			pp = &w->next;
+		}
+	}
+}
+
+static void answer(struct blob *b, struct waiter *ready, int err)
+{
+	while (ready) {
+		struct waiter *w = ready;
+
+		ready = w->next;
+		if (err)
+			fuse_reply_err(w->req, err);
+		else
+			reply_from_file(w->req, b->fd, w->off, w->size);
+		free(w);
+	}
+}
+
+/* ---- Hashing and the final check -------------------------------------- */
+
+static void queue_sync(struct blob *b, bool finish, uint64_t first,
+		       uint64_t count);
+static void drop_blob(struct blob *b, struct waiter **failed);
+
+/*
+ * Feed the present blocks that follow the hashed ones to the digest; when
+ * the last is fed, check the result (lock held).  Returns false when the
+ * content failed its check.
+ */
+static bool hash_advance(struct blob *b)
+{
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	char hex[2 * EVP_MAX_MD_SIZE + 1];
+	unsigned len = 0;
+
+	if (b->verified)
+		return true;
+	while (b->hashed < b->blocks && db_bit(b->present, b->hashed)) {
+		uint64_t off = b->hashed << b->shift;
+		size_t n = (size_t)(block_end(b, b->hashed) - off);
+		ssize_t r;
+
+		if (!b->hashbuf && !(b->hashbuf = malloc(1ULL << b->shift)))
+			return true; /* try again with the next block */
+		r = pread(b->fd, b->hashbuf, n, (off_t)off);
+		if (r != (ssize_t)n)
+			return false; /* unreadable counts as corrupt */
+		EVP_DigestUpdate(b->md, b->hashbuf, n);
+		b->hashed++;
+	}
+	if (b->hashed < b->blocks)
+		return true;
+	free(b->hashbuf);
+	b->hashbuf = NULL;
+	EVP_DigestFinal_ex(b->md, digest, &len);
+	for (unsigned i = 0; i < len; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	if (strcmp(hex, b->etag) != 0) {
+		fs_log(LOG_ERR,
+		       "%s/%s: content does not match its hash (got %s, "
+		       "expected %s): dropped, fetched again on the next read",
+		       b->repo_id, b->path, hex, b->etag);
+		return false;
+	}
+	b->verified = true;
+	queue_sync(b, true, 0, 0);
+	return true;
+}
+
+/* ---- Transfers -------------------------------------------------------- */
+
+static int job_data(void *arg, uint64_t offset, const void *buf, size_t n)
+{
+	struct job *j = arg;
+	struct blob *b = j->b;
+	struct waiter *ready = NULL, *failed = NULL;
+	uint64_t start = j->first << b->shift;
+	const char *p = buf;
+	size_t left = n;
+	bool ok = true;
+
+	while (left > 0) {
+		ssize_t w =
+			pwrite(b->fd, p, left, (off_t)(offset + (n - left)));
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		p += w;
+		left -= (size_t)w;
+	}
+	j->done = offset + n - start;
+
+	pthread_mutex_lock(&b->lock);
+	for (uint64_t i = j->first; i < j->first + j->count; i++) {
+		if (db_bit(b->present, i) || block_end(b, i) > start + j->done)
+			continue;
+		set_bit(b->present, i);
+	}
+	if (!b->dropped) {
+		ok = hash_advance(b);
+		if (!ok)
+			drop_blob(b, &failed);
+		else
+			take_ready(b, &ready);
+	}
+	pthread_mutex_unlock(&b->lock);
+	answer(b, ready, 0);
+	answer(b, failed, EIO);
+	return ok ? 0 : -ECANCELED; /* logged already: stop quietly */
+}
+
+/* The errno a reader sees for a failed transfer, logged once here. */
+static int transfer_errno(struct blob *b, int rc, const struct hub_error *err)
+{
+	char why[400];
+
+	if (rc == -ENOSPC || rc == -EDQUOT) {
+		fs_log(LOG_ERR, "%s/%s: the store is full", b->repo_id,
+		       b->path);
+		return ENOSPC;
+	}
+	if (rc == -ECANCELED)
+		return EIO;
+	if (rc == -ENETDOWN)
+		fs_log(LOG_WARNING, "%s/%s: offline and not in the store",
+		       b->repo_id, b->path);
+	else if (rc == -ETIMEDOUT)
+		fs_log(LOG_ERR, "%s/%s: no progress for %ld s: giving up",
+		       b->repo_id, b->path, b->ctx->cfg.read_timeout);
+	else
+		fs_log(LOG_ERR, "%s/%s: %s", b->repo_id, b->path,
+		       err && (err->status || err->transport || err->message[0])
+			       ? hub_error_describe(err, why, sizeof(why))
+			       : strerror(-rc));
+	if (err && hub_error_errno(err) == EACCES)
+		return EACCES;
+	return EIO;
+}
+
+/*
+ * Fail the waiters that need a block that is neither present nor on its
+ * way (lock held).
+ */
+static void take_stranded(struct blob *b, struct waiter **failed)
+{
+	struct waiter **pp = &b->waiters;
+
+	while (*pp) {
+		struct waiter *w = *pp;
+		uint64_t first = w->off >> b->shift;
+		uint64_t last = (w->off + w->size - 1) >> b->shift;
+		bool stranded = false;
+
+		for (uint64_t i = first; i <= last && !stranded; i++)
+			stranded = !db_bit(b->present, i) &&
+				   !db_bit(b->inflight, i);
+		if (stranded) {
+			*pp = w->next;
+			w->next = *failed;
+			*failed = w;
+		} else {
+			pp = &w->next;
+		}
+	}
+}
+
+static void job_done(void *arg, int rc, const struct hub_error *err)
+{
+	struct job *j = arg;
+	struct blob *b = j->b;
+	struct waiter *failed = NULL, *ready = NULL;
+	int e = rc ? transfer_errno(b, rc, err) : 0;
+
+	pthread_mutex_lock(&b->lock);
+	for (uint64_t i = j->first; i < j->first + j->count; i++)
+		clear_bit(b->inflight, i);
+	if (rc)
+		take_stranded(b, &failed);
+	take_ready(b, &ready); /* reads at the end that no longer wait */
+	pthread_mutex_unlock(&b->lock);
+	answer(b, failed, e);
+	answer(b, ready, 0);
+	if (rc == 0)
+		queue_sync(b, false, j->first, j->count);
+	blob_unref(b);
+	free(j);
+}
+
+static const struct hub_xfer_ops job_ops = { job_data, job_done };
+
+/* Runs of missing blocks in [first, last], marked in flight (lock held). */
+struct runs {
+	struct job *jobs[64];
+	unsigned n;
+	enum hub_xfer_priority prio[64];
+};
+
+static void plan_runs(struct blob *b, uint64_t first, uint64_t last,
+		      enum hub_xfer_priority prio, struct runs *r)
+{
+	uint64_t max = XFER_MAX >> b->shift;
+
+	for (uint64_t i = first; i <= last && i < b->blocks && r->n < 64;) {
+		uint64_t start = i;
+
+		if (db_bit(b->present, i) || db_bit(b->inflight, i)) {
+			i++;
+			continue;
+		}
+		while (i <= last && i < b->blocks && i - start < max &&
+		       !db_bit(b->present, i) && !db_bit(b->inflight, i))
+			set_bit(b->inflight, i++);
+		struct job *j = calloc(1, sizeof(*j));
+
+		if (!j) {
+			for (uint64_t k = start; k < i; k++)
+				clear_bit(b->inflight, k);
+			return;
+		}
+		j->b = b;
+		j->first = start;
+		j->count = i - start;
+		r->prio[r->n] = prio;
+		r->jobs[r->n++] = j;
+	}
+}
+
+/* Hand the planned runs to the engine (no lock held). */
+static void submit_runs(struct blob *b, struct runs *r)
+{
+	struct hub_file_ref ref = {
+		.type = b->type,
+		.repo_id = b->repo_id,
+		.commit = b->commit,
+		.path = b->path,
+		.size = b->size,
+		.etag = b->etag,
+	};
+
+	for (unsigned i = 0; i < r->n; i++) {
+		struct job *j = r->jobs[i];
+		uint64_t off = j->first << b->shift;
+		uint64_t end = block_end(b, j->first + j->count - 1);
+		int rc;
+
+		blob_ref(b);
+		rc = hub_xfer_submit(b->ctx->xfer, &ref, off, end - off,
+				     r->prio[i], &job_ops, j);
+		if (rc < 0) /* refused: done() was not called */
+			job_done(j, rc, NULL);
+	}
+}
+
+/* ---- Durability --------------------------------------------------------- */
+
+static void queue_sync(struct blob *b, bool finish, uint64_t first,
+		       uint64_t count)
+{
+	struct fs_ctx *ctx = b->ctx;
+	struct sync_item *it = calloc(1, sizeof(*it));
+
+	if (!it)
+		return; /* the blocks are fetched again after a restart */
+	blob_ref(b);
+	it->b = b;
+	it->finish = finish;
+	it->first = first;
+	it->count = count;
+	pthread_mutex_lock(&ctx->sync_lock);
+	struct sync_item **pp = &ctx->sync_queue;
+
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = it;
+	pthread_cond_signal(&ctx->sync_cond);
+	pthread_mutex_unlock(&ctx->sync_lock);
+}
+
+/*
+ * Make blocks durable, then record them; or record a verified blob.  The
+ * records are written under the blob's lock so that a drop cannot slip in
+ * between the check and the write and leave marks for bytes that are gone.
+ */
+static void do_sync(struct sync_item *it)
+{
+	struct blob *b = it->b;
+	struct db_store *s = b->ctx->cfg.store;
+	uint64_t size;
+	int rc = 0;
+
+	if (fdatasync(b->fd) < 0) {
+		fs_log(LOG_ERR, "store: syncing blob %s: %s", b->etag,
+		       strerror(errno));
+		return;
+	}
+	pthread_mutex_lock(&b->lock);
+	if (b->dropped || b->complete) {
+		pthread_mutex_unlock(&b->lock);
+		return;
+	}
+	if (!it->finish) {
+		rc = db_partial_mark(s, b->etag, b->size, b->shift, it->first,
+				     it->count, NULL);
+	} else {
+		rc = db_partial_finish(s, b->etag, b->size);
+		if (rc < 0 && db_blob_get(s, b->etag, &size) == 0)
+			rc = 0; /* another process recorded it first */
+		b->complete = rc == 0;
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (rc < 0)
+		fs_log(LOG_WARNING, "store: recording %s of %s: %s",
+		       it->finish ? "the whole" : "blocks", b->etag,
+		       db_last_error(s));
+}
+
+static void *sync_main(void *arg)
+{
+	struct fs_ctx *ctx = arg;
+
+	pthread_mutex_lock(&ctx->sync_lock);
+	for (;;) {
+		struct sync_item *it = ctx->sync_queue;
+
+		if (!it) {
+			if (ctx->sync_stop)
+				break;
+			pthread_cond_wait(&ctx->sync_cond, &ctx->sync_lock);
+			continue;
+		}
+		ctx->sync_queue = it->next;
+		pthread_mutex_unlock(&ctx->sync_lock);
+		do_sync(it);
+		blob_unref(it->b);
+		free(it);
+		pthread_mutex_lock(&ctx->sync_lock);
+	}
+	pthread_mutex_unlock(&ctx->sync_lock);
+	return NULL;
+}
+
+/* ---- Dropping a blob that failed its check ---------------------------- */
+
+static void *inval_main(void *arg)
+{
+	struct blob *b = arg;
+
+	for (int i = 0; i < MAX_NODES && b->nodes[i]; i++)
+		fuse_lowlevel_notify_inval_inode(b->ctx->se, b->nodes[i], 0, 0);
+	blob_unref(b);
+	return NULL;
+}
+
+/*
+ * The content failed its check (lock held): fail every waiter, forget the
+ * blocks, remove the file and its bitmap, and make the next open or read
+ * start afresh.  The kernel's cached pages of the file are invalidated
+ * from another thread (the notification must not wait on this one).
+ */
+static void drop_blob(struct blob *b, struct waiter **failed)
+{
+	struct fs_ctx *ctx = b->ctx;
+	pthread_t t;
+
+	b->dropped = true;
+	while (b->waiters) {
+		struct waiter *w = b->waiters;
+
+		b->waiters = w->next;
+		w->next = *failed;
+		*failed = w;
+	}
+	if (db_partial_drop(ctx->cfg.store, b->etag) < 0)
+		fs_log(LOG_ERR, "store: dropping blob %s: %s", b->etag,
+		       db_last_error(ctx->cfg.store));
+	pthread_mutex_lock(&ctx->blobs_lock);
+	unlist(ctx, b);
+	b->refs++;
+	pthread_mutex_unlock(&ctx->blobs_lock);
+	if (ctx->se && pthread_create(&t, NULL, inval_main, b) == 0)
+		pthread_detach(t);
+	else
+		blob_unref(b);
+}
+
+/* ---- The FUSE side ----------------------------------------------------- */
+
+int blob_open(struct fs_ctx *ctx, const struct node *f, uint64_t *fh,
+	      bool *verified)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+	int rc;
+
+	if (!h)
+		return -ENOMEM;
+	rc = blob_get(ctx, f, &h->b);
+	if (rc < 0) {
+		fs_log(LOG_ERR, "store: cannot open blob %s for %s/%s: %s",
+		       f->etag, f->repo_id, f->path, strerror(-rc));
+		free(h);
+		return rc;
+	}
+	pthread_mutex_init(&h->lock, NULL);
+	remember_node(h->b, f->id);
+	pthread_mutex_lock(&h->b->lock);
+	*verified = h->b->verified;
+	pthread_mutex_unlock(&h->b->lock);
+	*fh = (uintptr_t)h;
+	return 0;
+}
+
+void blob_release(uint64_t fh)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fh;
+
+	blob_unref(h->b);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+/*
+ * Readahead for a read at [off, end): a sequential reader that comes
+ * within half a window of what was requested gets the next window, and
+ * the window doubles; anyone else gets none.  Returns the range to
+ * prefetch, empty when none.
+ */
+static void plan_readahead(struct handle *h, const struct blob *b, uint64_t off,
+			   uint64_t end, uint64_t *ra_off, uint64_t *ra_end)
+{
+	*ra_off = *ra_end = 0;
+	pthread_mutex_lock(&h->lock);
+	if (off != h->next && off != 0) {
+		h->window = 0; /* random access */
+	} else {
+		if (h->window == 0 || off == 0) {
+			h->window = READAHEAD_MIN;
+			h->last = 0;
+			h->ra_end = end;
+		}
+		if (end + h->last / 2 >= h->ra_end && h->ra_end < b->size) {
+			*ra_off = h->ra_end > end ? h->ra_end : end;
+			*ra_end = *ra_off + h->window;
+			if (*ra_end > b->size)
+				*ra_end = b->size;
+			h->ra_end = *ra_end;
+			h->last = h->window;
+			if (h->window < READAHEAD_MAX)
+				h->window *= 2;
+		}
+	}
+	h->next = end;
+	pthread_mutex_unlock(&h->lock);
+}
+
+static void interrupted(fuse_req_t req, void *data)
+{
+	struct blob *b = data;
+	struct waiter **pp, *w = NULL;
+
+	pthread_mutex_lock(&b->lock);
+	for (pp = &b->waiters; *pp; pp = &(*pp)->next) {
+		if ((*pp)->req == req) {
+			w = *pp;
+			*pp = w->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (w) {
+		fuse_reply_err(req, EINTR);
+		free(w);
+	}
+}
+
+/*
+ * The blob of an open file for one read, with a reference the caller
+ * drops.  Once its blob failed the check, an open file only gets EIO: its
+ * reader may already hold bytes of the bad copy, so it must not finish
+ * with a success.  The next open fetches the blob afresh.
+ */
+static int handle_blob(struct handle *h, struct blob **out)
+{
+	struct blob *b = h->b;
+	bool dropped;
+
+	pthread_mutex_lock(&b->lock);
+	dropped = b->dropped;
+	pthread_mutex_unlock(&b->lock);
+	if (dropped)
+		return -EIO;
+	blob_ref(b);
+	*out = b;
+	return 0;
+}
+
+/*
+ * Queue w on b (lock held) and plan the blocks it needs; false when it can
+ * be answered at once instead.
+ */
+static bool wait_for(struct blob *b, struct waiter *w, struct runs *runs)
+{
+	uint64_t end = w->off + w->size;
+
+	if (satisfied(b, w))
+		return false;
+	w->next = b->waiters;
+	b->waiters = w;
+	plan_runs(b, w->off >> b->shift, (end - 1) >> b->shift, HUB_XFER_DEMAND,
+		  runs);
+	/* All there but unchecked (a blob completed before a restart). */
+	if (!b->verified && w->need_verified) {
+		struct waiter *ready = NULL, *failed = NULL;
+
+		if (!hash_advance(b))
+			drop_blob(b, &failed);
+		take_ready(b, &ready);
+		pthread_mutex_unlock(&b->lock);
+		answer(b, ready, 0);
+		answer(b, failed, EIO);
+		pthread_mutex_lock(&b->lock);
+	}
+	return true;
+}
+
+void blob_read(struct fs_ctx *ctx, const struct node *f, fuse_req_t req,
+	       uint64_t fh, size_t size, uint64_t off)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fh;
+	struct runs runs = { .n = 0 };
+	struct waiter *w;
+	struct blob *b;
+	uint64_t end, ra_off, ra_end;
+	bool complete;
+
+	(void)ctx;
+	(void)f;
+	if (handle_blob(h, &b) < 0) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	if (off >= b->size || size == 0) {
+		fuse_reply_buf(req, NULL, 0);
+		goto out;
+	}
+	end = off + size < b->size ? off + size : b->size;
+	plan_readahead(h, b, off, end, &ra_off, &ra_end);
+	pthread_mutex_lock(&b->lock);
+	complete = b->complete;
+	pthread_mutex_unlock(&b->lock);
+	if (complete) {
+		reply_from_file(req, b->fd, off, (size_t)(end - off));
+		goto out;
+	}
+
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		fuse_reply_err(req, ENOMEM);
+		goto out;
+	}
+	w->req = req;
+	w->off = off;
+	w->size = (size_t)(end - off);
+	w->need_verified = end == b->size;
+	fuse_req_interrupt_func(req, interrupted, b);
+	if (fuse_req_interrupted(req)) {
+		free(w);
+		fuse_reply_err(req, EINTR);
+		goto out;
+	}
+
+	pthread_mutex_lock(&b->lock);
+	if (b->dropped) {
+		pthread_mutex_unlock(&b->lock);
+		free(w);
+		fuse_reply_err(req, EIO);
+		goto out;
+	}
+	bool waits = wait_for(b, w, &runs);
+
+	if (ra_end > ra_off && !b->dropped)
+		plan_runs(b, ra_off >> b->shift, (ra_end - 1) >> b->shift,
+			  HUB_XFER_READAHEAD, &runs);
+	pthread_mutex_unlock(&b->lock);
+	if (!waits) {
+		free(w);
+		reply_from_file(req, b->fd, off, (size_t)(end - off));
+	}
+	submit_runs(b, &runs);
+out:
+	blob_unref(b);
+}
+
+uint64_t blob_cached_bytes(struct fs_ctx *ctx, const struct node *f)
+{
+	struct blob *b;
+	uint64_t size, have = 0;
+
+	if (db_blob_get(ctx->cfg.store, f->etag, &size) == 0)
+		return size;
+	pthread_mutex_lock(&ctx->blobs_lock);
+	for (b = ctx->blobs; b; b = b->next)
+		if (strcmp(b->etag, f->etag) == 0)
+			break;
+	if (b)
+		b->refs++;
+	pthread_mutex_unlock(&ctx->blobs_lock);
+	if (!b)
+		return 0;
+	pthread_mutex_lock(&b->lock);
+	for (uint64_t i = 0; i < b->blocks; i++)
+		if (db_bit(b->present, i))
+			have += block_end(b, i) - (i << b->shift);
+	if (b->complete)
+		have = b->size;
+	pthread_mutex_unlock(&b->lock);
+	blob_unref(b);
+	return have;
+}
+
+int blob_start(struct fs_ctx *ctx)
+{
+	int rc;
+
+	pthread_mutex_init(&ctx->blobs_lock, NULL);
+	pthread_mutex_init(&ctx->sync_lock, NULL);
+	pthread_cond_init(&ctx->sync_cond, NULL);
+	rc = hub_xfer_start(&ctx->xfer, ctx->cfg.hub, 16);
+	if (rc < 0)
+		return rc;
+	rc = -pthread_create(&ctx->sync_thread, NULL, sync_main, ctx);
+	if (rc < 0) {
+		hub_xfer_stop(ctx->xfer);
+		ctx->xfer = NULL;
+	}
+	return rc;
+}
+
+void blob_stop(struct fs_ctx *ctx)
+{
+	if (!ctx->xfer)
+		return;
+	hub_xfer_stop(ctx->xfer); /* every job's done() runs */
+	ctx->xfer = NULL;
+	pthread_mutex_lock(&ctx->sync_lock);
+	ctx->sync_stop = true;
+	pthread_cond_signal(&ctx->sync_cond);
+	pthread_mutex_unlock(&ctx->sync_lock);
+	pthread_join(ctx->sync_thread, NULL);
+	pthread_mutex_destroy(&ctx->blobs_lock);
+	pthread_mutex_destroy(&ctx->sync_lock);
+	pthread_cond_destroy(&ctx->sync_cond);
+}

@@ -1,0 +1,1206 @@
+#!/usr/bin/python3
+"""bench.py -- hubfs against curl, aria2c, httpdirfs and rclone on the test CDN.
+
+    /usr/bin/python3 tests/bench/bench.py [--cases cold,peers,...] [--rate 100m]
+        [--keep] [--json FILE] [--list]
+
+Starts the Hub emulator and the nginx CDN (tests/harness/hubstack.py) with
+the 1 GiB LFS fixture (tests/fixtures/large/big-file.json), once with the
+CDN uncapped and once with nginx `limit_rate` per connection, runs the
+selected cases and prints one table of measurements (time, throughput, CDN
+bytes from nginx's JSON access log, the daemon's VmHWM) and one table of
+ratios measured in this run beside their targets.  It never asserts a time:
+it exits 0 when it could run, whatever the numbers; a case that cannot run
+(a peer missing, a timeout, a failed mount) prints n/a with the reason.
+
+Everything it mounts (hubfs, httpdirfs, rclone) is unmounted and every
+process it started is stopped on the way out, on failure, Ctrl-C or SIGTERM.
+What each case measures is in tests/bench/README.md.  Standard library only.
+The hubfs binary is $HUBFS_BIN, else build/hubfs.
+"""
+
+import argparse
+import ctypes
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+import mountlib  # noqa: E402  (path set above; it brings hubstack too)
+import hubstack  # noqa: E402
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+BIG_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "large", "big-file.json")
+FOUR_FIXTURE = os.path.join(HERE, "four-big.json")
+BIG_REPO, BIG_FILE = "acme/big-model", "model-1g.safetensors"
+FOUR_REPO = "acme/four-big"
+FOUR_FILES = ["part-%d.safetensors" % i for i in range(1, 5)]
+
+CASES = ["cold", "peers", "warm", "first", "threads", "random", "rss"]
+CASE_HELP = {
+    "cold": "cold sequential read: hubfs vs curl (1 stream) vs aria2c -x16 -s16, "
+            "CDN uncapped and rate-limited",
+    "peers": "the same file through httpdirfs --cache and rclone mount "
+             "--vfs-cache-mode full: cold (both CDN rates), warm after remount",
+    "warm": "hubfs warm read after remount and re-read in the same mount vs "
+            "reading store/blobs/<sha256> directly",
+    "first": "first 1 MiB of a cold file: time and CDN bytes (rate-limited CDN)",
+    "threads": "8 threads pread one descriptor vs 8 descriptors, disjoint ranges "
+               "covering the file, cold (rate-limited CDN)",
+    "random": "fio --readonly 4 KiB random reads on a cold file: CDN bytes per read "
+              "(rate-limited CDN)",
+    "rss": "daemon VmHWM while one mount streams 4 different 1 GiB files at once "
+           "(uncapped CDN)",
+}
+# Which stack a case runs on: "open" = CDN uncapped, "rate" = limit_rate.
+CASE_STACKS = {"cold": ("open", "rate"), "peers": ("open", "rate"), "warm": ("open",),
+               "rss": ("open",), "first": ("rate",), "threads": ("rate",),
+               "random": ("rate",)}
+
+READ_TIMEOUT = 180      # one cold 1 GiB read (100 MiB/s takes ~11 s)
+MOUNT_TIMEOUT = 60
+FIO_IOS = 2000
+THREADS = 8
+BEST_OF = 3             # warm and re-read: best of this many
+
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NA(Exception):
+    """A measurement that could not be made; the text is the reason."""
+
+
+def log(msg):
+    print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------- the worker
+# `bench.py --worker ...` is the reader the cases time.  It runs as its own
+# process so that a read stuck in a FUSE file can be killed by a timeout.
+
+def worker_read(path, offset, length):
+    """Read [offset, offset+length) (length -1: to the end) in 1 MiB reads."""
+    buf = bytearray(MiB)
+    view = memoryview(buf)
+    done = 0
+    t0 = time.monotonic()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        pos = offset
+        while length < 0 or done < length:
+            want = MiB if length < 0 else min(MiB, length - done)
+            n = os.preadv(fd, [view[:want]], pos)
+            if n == 0:
+                break
+            done += n
+            pos += n
+    finally:
+        os.close(fd)
+    return {"bytes": done, "seconds": time.monotonic() - t0}
+
+
+def worker_threads(path, nthreads, shared):
+    """nthreads threads pread disjoint ranges covering the file, through one
+    shared descriptor or one descriptor each; timed from the first open."""
+    size = os.stat(path).st_size
+    step = -(-size // nthreads // MiB) * MiB
+    ranges = [(i * step, min(size, (i + 1) * step)) for i in range(nthreads)]
+    got = [0] * nthreads
+    errors = []
+    t0 = time.monotonic()
+    fd_shared = os.open(path, os.O_RDONLY) if shared else -1
+
+    def run(i):
+        start, end = ranges[i]
+        buf = memoryview(bytearray(MiB))
+        fd = fd_shared if shared else os.open(path, os.O_RDONLY)
+        try:
+            pos = start
+            while pos < end:
+                n = os.preadv(fd, [buf[:min(MiB, end - pos)]], pos)
+                if n == 0:
+                    raise OSError("short read at %d" % pos)
+                pos += n
+                got[i] += n
+        except OSError as e:
+            errors.append(str(e))
+        finally:
+            if not shared:
+                os.close(fd)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(nthreads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if shared:
+        os.close(fd_shared)
+    return {"bytes": sum(got), "seconds": time.monotonic() - t0, "errors": errors}
+
+
+def worker_main(argv):
+    mode = argv[0]
+    if mode == "read":
+        out = worker_read(argv[1], int(argv[2]), int(argv[3]))
+    elif mode == "threads":
+        out = worker_threads(argv[1], int(argv[2]), argv[3] == "shared")
+    else:
+        raise SystemExit("unknown worker mode " + mode)
+    print(json.dumps(out))
+    return 0
+
+
+# --------------------------------------------------------------- processes
+
+def _pdeathsig(sig):
+    def hook():
+        _libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    return hook
+
+
+def mounted(path):
+    return mountlib.mounted(path)
+
+
+def read_status(pid, field):
+    """A kB field of /proc/PID/status (VmHWM, VmRSS) in bytes, or None."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def wchar(pid):
+    try:
+        with open("/proc/%d/io" % pid) as f:
+            for line in f:
+                if line.startswith("wchar:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+class PeerMount:
+    """httpdirfs or rclone, in the foreground as our child, on a mount point."""
+
+    def __init__(self, bench, kind, url, mnt, cache, logfile):
+        self.bench, self.kind, self.url = bench, kind, url
+        self.mnt, self.cache, self.logfile = mnt, cache, logfile
+        self.proc = None
+        os.makedirs(mnt, exist_ok=True)
+        os.makedirs(cache, exist_ok=True)
+
+    def command(self):
+        if self.kind == "httpdirfs":
+            # nginx sends no Accept-Ranges on a 206, which httpdirfs 1.2's
+            # range check wants; ranges work (the check is the documented
+            # workaround's target).
+            return ["httpdirfs", "-f", "--no-range-check", "--cache",
+                    "--cache-location", self.cache, self.url, self.mnt]
+        return ["rclone", "mount", ":http:", self.mnt, "--http-url", self.url,
+                "--vfs-cache-mode", "full", "--cache-dir", self.cache,
+                "--config", os.devnull, "--log-file", self.logfile, "-v"]
+
+    def start(self):
+        out = open(self.logfile, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                env=self.bench.peer_env(), start_new_session=True,
+                preexec_fn=_pdeathsig(signal.SIGTERM))
+        finally:
+            out.close()
+        self.bench.peers.append(self)
+        deadline = time.monotonic() + MOUNT_TIMEOUT
+        try:
+            while not mounted(self.mnt):
+                if self.proc.poll() is not None:
+                    raise NA("%s exited with %d: %s" % (self.kind, self.proc.returncode,
+                                                        tail(self.logfile, 300)))
+                if time.monotonic() > deadline:
+                    raise NA("%s did not mount within %d s" % (self.kind, MOUNT_TIMEOUT))
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        if self.proc is None:
+            return
+        unmount(self.mnt)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if mounted(self.mnt):
+            subprocess.run(["fusermount3", "-uz", self.mnt], capture_output=True)
+        if self in self.bench.peers:
+            self.bench.peers.remove(self)
+        self.proc = None
+
+
+def unmount(mnt, tries=50):
+    for _ in range(tries):
+        if not mounted(mnt):
+            return True
+        r = subprocess.run(["fusermount3", "-u", mnt], capture_output=True)
+        if r.returncode == 0:
+            return True
+        time.sleep(0.1)
+    subprocess.run(["fusermount3", "-uz", mnt], capture_output=True)
+    return not mounted(mnt)
+
+
+def mounts_below(top):
+    top = os.path.realpath(top)
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1] for line in f]
+    return [p for p in points if p == top or p.startswith(top + "/")]
+
+
+def tail(path, n):
+    try:
+        with open(path, errors="replace") as f:
+            return " ".join(f.read()[-n:].split())
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------- one stack
+
+class StackCtx:
+    """One running emulator + nginx, the file's signed URL, the CDN log."""
+
+    def __init__(self, label, rate, stack):
+        self.label, self.rate, self.stack = label, rate, stack
+        self.big = self.file(BIG_REPO, BIG_FILE)
+
+    def file(self, repo, path):
+        r = self.stack.repo(repo)
+        return r["commits"][r["refs"]["main"]]["files"][path]
+
+    def cdn_path(self, sha):
+        return os.path.join(self.stack.state, "cdn", sha)
+
+    def publish_files(self, repos):
+        """STATE/files/<repo>/<path> -> cdn/<sha256> (LFS) or the content."""
+        base = os.path.join(self.stack.state, "files")
+        for repo in repos:
+            r = self.stack.repo(repo)
+            for path, f in r["commits"][r["refs"]["main"]]["files"].items():
+                dest = os.path.join(base, repo, path)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                target = self.cdn_path(f["sha256"]) if f["lfs"] else f["content"]
+                if not os.path.lexists(dest):
+                    os.symlink(target, dest)
+
+    def signed_url(self, repo, path):
+        """The CDN URL from the emulator's resolve 302 Location."""
+        u = urllib.parse.urlsplit(self.stack.endpoint)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        try:
+            conn.request("GET", "/%s/resolve/main/%s" % (repo, urllib.parse.quote(path)))
+            r = conn.getresponse()
+            r.read()
+            loc = r.getheader("Location")
+            if r.status != 302 or not loc:
+                raise NA("resolve answered %d without a CDN Location" % r.status)
+            return urllib.parse.urljoin(self.stack.endpoint + "/", loc)
+        finally:
+            conn.close()
+
+    def log_mark(self):
+        return os.path.getsize(self.stack.cdn_log_path)
+
+    def cdn_bytes(self, mark):
+        """(body bytes, requests) the CDN logged since mark."""
+        time.sleep(0.2)   # nginx logs a request when it ends
+        total = reqs = 0
+        with open(self.stack.cdn_log_path, "rb") as f:
+            f.seek(mark)
+            for line in f:
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                total += max(0, int(e.get("bytes", 0)))
+                reqs += 1
+        return total, reqs
+
+
+# --------------------------------------------------------------- the bench
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.cases = args.cases
+        self.rate = args.rate
+        self.rows = []
+        self.notes = []
+        self.mounts = []        # hubfs mountlib.Mount objects still mounted
+        self.peers = []         # PeerMount objects still mounted
+        self.procs = set()      # running child processes (own process groups)
+        self.can_drop = None
+        self.work = None
+        self.hubfs = mountlib.HUBFS
+
+    # ---- bookkeeping
+    def note(self, text):
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def add(self, rid, case, what, cdn, **fields):
+        row = dict(id=rid, case=case, what=what, cdn=cdn, seconds=None, nbytes=None,
+                   cdn_bytes=None, requests=None, hwm=None, note="", na=None)
+        row.update(fields)
+        self.rows.append(row)
+        if row["na"]:
+            log("%-8s %-34s %-9s n/a: %s" % (case, what, cdn, row["na"]))
+        else:
+            log("%-8s %-34s %-9s %s" % (case, what, cdn, fmt_row_short(row)))
+        return row
+
+    def measure(self, rid, case, what, cdn, fn):
+        """Run fn() -> dict of row fields; any failure becomes an n/a row."""
+        try:
+            fields = fn()
+        except KeyboardInterrupt:
+            raise
+        except NA as e:
+            why = str(e)
+        except subprocess.TimeoutExpired as e:
+            prog = "reader" if "--worker" in e.cmd else os.path.basename(str(e.cmd[0]))
+            why = "timed out after %g s (%s)" % (e.timeout, prog)
+        except Exception as e:  # noqa: BLE001 -- a benchmark reports and goes on
+            why = "%s: %s" % (type(e).__name__, e)
+        else:
+            return self.add(rid, case, what, cdn, **fields)
+        why = " ".join(why.split())
+        return self.add(rid, case, what, cdn, na=why[:240] + ("..." if len(why) > 240 else ""))
+
+    def row(self, rid):
+        for r in self.rows:
+            if r["id"] == rid and not r["na"]:
+                return r
+        return None
+
+    # ---- processes
+    def run(self, cmd, timeout, env=None):
+        """Run cmd in its own process group; (rc, stdout, stderr, seconds)."""
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env, start_new_session=True)
+        self.procs.add(p)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except BaseException:       # a timeout, Ctrl-C, SIGTERM
+            kill_group(p)
+            p.communicate()
+            raise
+        finally:
+            self.procs.discard(p)
+        return p.returncode, out.decode(errors="replace"), err.decode(errors="replace"), \
+            time.monotonic() - t0
+
+    def worker(self, args, timeout=None):
+        timeout = timeout or self.args.read_timeout
+        rc, out, err, _ = self.run([sys.executable, os.path.abspath(__file__), "--worker"]
+                                   + [str(a) for a in args], timeout)
+        if rc != 0:
+            raise NA("reader failed (%d): %s" % (rc, " ".join(err.split())[-300:]))
+        res = json.loads(out)
+        if res.get("errors"):
+            raise NA("reader: " + "; ".join(sorted(set(res["errors"])))[:300])
+        return res
+
+    def read_all(self, path, size, timeout=None):
+        res = self.worker(["read", path, 0, -1], timeout)
+        if res["bytes"] != size:
+            raise NA("read %d bytes of %d" % (res["bytes"], size))
+        return res
+
+    def stat_size(self, path):
+        rc, out, err, _ = self.run(["stat", "-L", "-c", "%s", path], MOUNT_TIMEOUT)
+        if rc != 0:
+            raise NA("stat failed: " + " ".join(err.split())[-200:])
+        return int(out.strip())
+
+    def peer_env(self):
+        home = os.path.join(self.work, "peer-home")
+        os.makedirs(home, exist_ok=True)
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home,
+                "XDG_CACHE_HOME": os.path.join(home, ".cache"),
+                "XDG_CONFIG_HOME": os.path.join(home, ".config"), "LANG": "C.UTF-8"}
+
+    # ---- hubfs mounts
+    def hubfs_mount(self, ctx, name, store):
+        if not os.access(self.hubfs, os.X_OK):
+            raise NA("no hubfs binary at %s (make build, or set HUBFS_BIN)" % self.hubfs)
+        m = mountlib.Mount(self.work, ctx.stack.endpoint, name=name, store=store)
+        self.mounts.append(m)
+        m.start()
+        pids = mountlib.daemon_pids(m.mnt)
+        m.bench_pid = pids[0] if pids else None
+        return m
+
+    def hubfs_unmount(self, m):
+        pids = mountlib.daemon_pids(m.mnt)
+        try:
+            m.stop()
+        except AssertionError as e:
+            self.note("sanitizer report from the hubfs daemon (%s): %s" % (m.mnt, str(e)[:300]))
+        finally:
+            if mounted(m.mnt):
+                subprocess.run(["fusermount3", "-uz", m.mnt], capture_output=True)
+            for pid in pids:
+                stop_pid(pid)
+            if m in self.mounts:
+                self.mounts.remove(m)
+
+    def hwm(self, m):
+        return read_status(m.bench_pid, "VmHWM") if m.bench_pid else None
+
+    def settle(self, m, quiet=1.0, limit=15.0):
+        """Wait until the daemon has written nothing for `quiet` seconds (its
+        readahead has landed), at most `limit` seconds."""
+        pid = m.bench_pid
+        if pid is None or wchar(pid) is None:
+            time.sleep(quiet)
+            return
+        last, since, deadline = wchar(pid), time.monotonic(), time.monotonic() + limit
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = wchar(pid)
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+
+    # ---- cold conditions
+    def cold_prep(self, ctx, shas):
+        """Flush and drop the page cache, then read the CDN's source files so
+        that nginx serves from memory like a CDN edge, not from this disk."""
+        os.sync()
+        if self.can_drop is not False:
+            try:
+                with open("/proc/sys/vm/drop_caches", "w") as f:
+                    f.write("3\n")
+                self.can_drop = True
+            except OSError as e:
+                self.can_drop = False
+                self.note("could not drop the page cache (%s; needs root): cold cases "
+                          "use fresh stores and mounts only" % e.strerror)
+        for sha in shas:
+            with open(ctx.cdn_path(sha), "rb", buffering=0) as f:
+                while f.read(8 * MiB):
+                    pass
+
+    def fresh(self, name):
+        """An empty path in the work folder (never one with a mount below)."""
+        path = os.path.join(self.work, name)
+        if mounts_below(path):
+            raise NA("%s is still mounted" % path)
+        shutil.rmtree(path, ignore_errors=True)
+        return path
+
+    # ---- cleanup
+    def cleanup(self):
+        for p in list(self.procs):
+            kill_group(p)
+        for m in list(self.mounts):
+            try:
+                self.hubfs_unmount(m)
+            except Exception as e:  # noqa: BLE001
+                log("cleanup: %s: %s" % (m.mnt, e))
+        for pm in list(self.peers):
+            try:
+                pm.stop()
+            except Exception as e:  # noqa: BLE001
+                log("cleanup: %s: %s" % (pm.mnt, e))
+
+
+def kill_group(p):
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_pid(pid):
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not os.path.exists("/proc/%d" % pid):
+                return
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    if f.read().split(")")[-1].split()[0] == "Z":
+                        return
+            except OSError:
+                return
+            time.sleep(0.05)
+
+
+# --------------------------------------------------------------- the cases
+
+def hubfs_read_case(b, ctx, rid, case, what, store_name, read, shas=None, settle=False):
+    """Fresh store, cold caches, mount, stat, then time `read(m, path)`;
+    CDN bytes are counted after the unmount."""
+    def fn():
+        store = b.fresh(store_name)
+        b.cold_prep(ctx, shas or [ctx.big["sha256"]])
+        m = b.hubfs_mount(ctx, store_name, store)
+        try:
+            path = m.path(BIG_REPO, BIG_FILE)
+            if b.stat_size(path) != ctx.big["size"]:
+                raise NA("wrong size in the mount")
+            mark = ctx.log_mark()
+            fields = read(m, path)
+            if settle:
+                b.settle(m)
+            fields["hwm"] = b.hwm(m)
+        finally:
+            b.hubfs_unmount(m)
+        fields["cdn_bytes"], fields["requests"] = ctx.cdn_bytes(mark)
+        shutil.rmtree(store, ignore_errors=True)
+        return fields
+    return b.measure(rid, case, what, ctx.label, fn)
+
+
+def case_cold(b, ctx):
+    size, sha = ctx.big["size"], ctx.big["sha256"]
+
+    def hubfs_read(m, path):
+        r = b.read_all(path, size)
+        return {"seconds": r["seconds"], "nbytes": r["bytes"]}
+    hubfs_read_case(b, ctx, "cold/%s/hubfs" % ctx.label, "cold", "hubfs (cat-like read)",
+                    "cold-%s-store" % ctx.label, hubfs_read)
+
+    def curl():
+        if not shutil.which("curl"):
+            raise NA("curl not installed (apt-get install curl)")
+        url = ctx.signed_url(BIG_REPO, BIG_FILE)
+        b.cold_prep(ctx, [sha])
+        mark = ctx.log_mark()
+        rc, out, err, secs = b.run(["curl", "-sS", "-f", "-o", os.devnull,
+                                    "-w", "%{size_download}", url], b.args.read_timeout)
+        if rc != 0:
+            raise NA("curl exited %d: %s" % (rc, err.strip()[-200:]))
+        got = int(float(out.strip() or 0))
+        if got != size:
+            raise NA("curl got %d bytes of %d" % (got, size))
+        cdn, reqs = ctx.cdn_bytes(mark)
+        return {"seconds": secs, "nbytes": got, "cdn_bytes": cdn, "requests": reqs}
+    b.measure("cold/%s/curl" % ctx.label, "cold", "curl (1 stream, to /dev/null)",
+              ctx.label, curl)
+
+    def aria2c():
+        if not shutil.which("aria2c"):
+            raise NA("aria2c not installed (apt-get install aria2)")
+        url = ctx.signed_url(BIG_REPO, BIG_FILE)
+        d = b.fresh("aria2-out")
+        os.makedirs(d)
+        b.cold_prep(ctx, [sha])
+        mark = ctx.log_mark()
+        try:
+            rc, out, err, secs = b.run(
+                ["aria2c", "-x16", "-s16", "-q", "--file-allocation=none",
+                 "--allow-overwrite=true", "--auto-file-renaming=false",
+                 "--max-tries=1", "-d", d, "-o", "out.bin", url], b.args.read_timeout)
+            if rc != 0:
+                raise NA("aria2c exited %d: %s" % (rc, (out + err).strip()[-200:]))
+            got = os.path.getsize(os.path.join(d, "out.bin"))
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+        if got != size:
+            raise NA("aria2c wrote %d bytes of %d" % (got, size))
+        cdn, reqs = ctx.cdn_bytes(mark)
+        return {"seconds": secs, "nbytes": got, "cdn_bytes": cdn, "requests": reqs}
+    b.measure("cold/%s/aria2c" % ctx.label, "cold", "aria2c -x16 -s16 (to disk)",
+              ctx.label, aria2c)
+
+
+def case_peers(b, ctx, warm):
+    size, sha = ctx.big["size"], ctx.big["sha256"]
+    url = ctx.stack.cdn + "/files/"
+    for kind in ("httpdirfs", "rclone"):
+        what = {"httpdirfs": "httpdirfs --cache",
+                "rclone": "rclone mount --vfs-cache-mode full"}[kind]
+        missing = None if shutil.which(kind) else \
+            "%s not installed (apt-get install %s)" % (kind, kind)
+        cache = os.path.join(b.work, "%s-%s-cache" % (kind, ctx.label))
+        state = {}
+
+        def mount():
+            pm = PeerMount(b, kind, url, b.fresh("%s-%s-mnt" % (kind, ctx.label)), cache,
+                           os.path.join(b.work, "%s-%s.log" % (kind, ctx.label)))
+            return pm.start()
+
+        def cold():
+            if missing:
+                raise NA(missing)
+            b.fresh(os.path.basename(cache))
+            b.cold_prep(ctx, [sha])
+            pm = mount()
+            try:
+                path = os.path.join(pm.mnt, BIG_REPO, BIG_FILE)
+                if b.stat_size(path) != size:
+                    raise NA("wrong size in the mount")
+                mark = ctx.log_mark()
+                r = b.read_all(path, size)
+            finally:
+                pm.stop()
+            state["cached"] = True
+            cdn, reqs = ctx.cdn_bytes(mark)
+            return {"seconds": r["seconds"], "nbytes": r["bytes"], "cdn_bytes": cdn,
+                    "requests": reqs}
+        b.measure("cold/%s/%s" % (ctx.label, kind), "cold", what, ctx.label, cold)
+
+        def warm_read():
+            if missing:
+                raise NA(missing)
+            if not state.get("cached"):
+                raise NA("no cold read to warm up from")
+            best = None
+            for _ in range(BEST_OF):
+                warm_files(cache)
+                pm = mount()
+                try:
+                    path = os.path.join(pm.mnt, BIG_REPO, BIG_FILE)
+                    b.stat_size(path)
+                    mark = ctx.log_mark()
+                    r = b.read_all(path, size)
+                finally:
+                    pm.stop()
+                cdn, reqs = ctx.cdn_bytes(mark)
+                if best is None or r["seconds"] < best["seconds"]:
+                    best = {"seconds": r["seconds"], "nbytes": r["bytes"],
+                            "cdn_bytes": cdn, "requests": reqs,
+                            "note": "best of %d remounts" % BEST_OF}
+            return best
+        if warm:
+            b.measure("warm/%s" % kind, "warm", what + " after remount", ctx.label,
+                      warm_read)
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def warm_files(top):
+    """Read every file below top (a cache folder) into the page cache."""
+    for d, _, names in os.walk(top):
+        for n in names:
+            p = os.path.join(d, n)
+            if os.path.isfile(p) and not os.path.islink(p):
+                with open(p, "rb", buffering=0) as f:
+                    while f.read(8 * MiB):
+                        pass
+
+
+def case_warm(b, ctx):
+    size, sha = ctx.big["size"], ctx.big["sha256"]
+    store = b.fresh("warm-store")
+    blob = os.path.join(store, "blobs", sha)
+    state = {}
+
+    def populate():
+        b.cold_prep(ctx, [sha])
+        m = b.hubfs_mount(ctx, "warm", store)
+        try:
+            path = m.path(BIG_REPO, BIG_FILE)
+            b.stat_size(path)
+            mark = ctx.log_mark()
+            r = b.read_all(path, size)
+            hwm = b.hwm(m)
+        finally:
+            b.hubfs_unmount(m)
+        state["ok"] = True
+        cdn, reqs = ctx.cdn_bytes(mark)
+        return {"seconds": r["seconds"], "nbytes": r["bytes"], "cdn_bytes": cdn,
+                "requests": reqs, "hwm": hwm, "note": "fills the store for the rows below"}
+    b.measure("warm/populate", "warm", "hubfs cold read (fills store)", ctx.label, populate)
+
+    def blob_read():
+        if not state.get("ok"):
+            raise NA("the store was not filled")
+        if not os.path.isfile(blob):
+            raise NA("no %s in the store after a full read" % os.path.relpath(blob, b.work))
+        b.read_all(blob, size)      # into the page cache
+        best = min((b.read_all(blob, size) for _ in range(BEST_OF)),
+                   key=lambda r: r["seconds"])
+        return {"seconds": best["seconds"], "nbytes": best["bytes"],
+                "note": "best of %d, page cache" % BEST_OF}
+    b.measure("warm/blob", "warm", "read of store/blobs/<sha256>", "-", blob_read)
+
+    def remount_read():
+        if not state.get("ok"):
+            raise NA("the store was not filled")
+        best = None
+        rereads = []
+        for i in range(BEST_OF):
+            if os.path.isfile(blob):
+                warm_files(os.path.join(store, "blobs"))
+            m = b.hubfs_mount(ctx, "warm", store)
+            try:
+                path = m.path(BIG_REPO, BIG_FILE)
+                b.stat_size(path)
+                mark = ctx.log_mark()
+                r = b.read_all(path, size)
+                if i == BEST_OF - 1:
+                    rereads = [b.read_all(path, size) for _ in range(BEST_OF)]
+                hwm = b.hwm(m)
+            finally:
+                b.hubfs_unmount(m)
+            cdn, reqs = ctx.cdn_bytes(mark)
+            if best is None or r["seconds"] < best["seconds"]:
+                best = {"seconds": r["seconds"], "nbytes": r["bytes"], "cdn_bytes": cdn,
+                        "requests": reqs, "hwm": hwm,
+                        "note": "best of %d remounts" % BEST_OF}
+        state["rereads"] = rereads
+        return best
+    b.measure("warm/hubfs", "warm", "hubfs after remount", ctx.label, remount_read)
+
+    def reread():
+        rr = state.get("rereads")
+        if not rr:
+            raise NA("no warm mount to re-read in")
+        r = min(rr, key=lambda x: x["seconds"])
+        return {"seconds": r["seconds"], "nbytes": r["bytes"], "cdn_bytes": 0,
+                "note": "best of %d, same mount" % BEST_OF}
+    b.measure("warm/reread", "warm", "hubfs re-read in the same mount", ctx.label, reread)
+    shutil.rmtree(store, ignore_errors=True)
+
+
+def case_first(b, ctx):
+    def read(m, path):
+        r = b.worker(["read", path, 0, MiB])
+        if r["bytes"] != MiB:
+            raise NA("read %d bytes of %d" % (r["bytes"], MiB))
+        return {"seconds": r["seconds"], "nbytes": r["bytes"],
+                "note": "CDN bytes counted after the daemon went quiet"}
+    hubfs_read_case(b, ctx, "first/hubfs", "first", "hubfs first 1 MiB", "first-store",
+                    read, settle=True)
+
+
+def case_threads(b, ctx):
+    size = ctx.big["size"]
+    for shared, rid, what in ((True, "threads/onefd", "hubfs %d threads, 1 fd" % THREADS),
+                              (False, "threads/fds", "hubfs %d threads, %d fds"
+                               % (THREADS, THREADS))):
+        def read(m, path, shared=shared):
+            r = b.worker(["threads", path, THREADS, "shared" if shared else "own"])
+            if r["bytes"] != size:
+                raise NA("read %d bytes of %d" % (r["bytes"], size))
+            return {"seconds": r["seconds"], "nbytes": r["bytes"]}
+        hubfs_read_case(b, ctx, rid, "threads", what, "threads-store", read)
+
+
+def case_random(b, ctx):
+    size = ctx.big["size"]
+    iolog = os.path.join(b.work, "fio-iolog")
+
+    def read(m, path):
+        if not shutil.which("fio"):
+            raise NA("fio not installed (apt-get install fio)")
+        if os.path.exists(iolog):
+            os.unlink(iolog)
+        cmd = ["fio", "--name=rand4k", "--filename=" + path, "--readonly",
+               "--rw=randread", "--bs=4k", "--size=%d" % size,
+               "--number_ios=%d" % b.args.random_ios, "--ioengine=psync",
+               "--invalidate=0", "--randrepeat=1", "--write_iolog=" + iolog,
+               "--output-format=json"]
+        rc, out, err, secs = b.run(cmd, b.args.read_timeout, env=b.peer_env())
+        if rc != 0:
+            raise NA("fio exited %d: %s" % (rc, " ".join((err or out).split())[-300:]))
+        try:
+            job = json.loads(out[out.index("{"):])["jobs"][0]["read"]
+        except (ValueError, KeyError, IndexError):
+            raise NA("fio printed no JSON result")
+        ios = job.get("total_ios") or job["io_bytes"] // 4096
+        # The MiB blocks the reads touched: with 2000 reads over 1024 blocks
+        # most blocks are touched, so bytes per read alone would hide a
+        # fetch unit larger than the 1 MiB block; bytes per block shows it.
+        blocks = set()
+        with open(iolog, errors="replace") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 4 and parts[-3] == "read":
+                    off, length = int(parts[-2]), int(parts[-1])
+                    blocks.update(range(off // MiB, (off + length - 1) // MiB + 1))
+        return {"seconds": secs, "nbytes": job["io_bytes"], "ios": ios,
+                "blocks": len(blocks),
+                "note": "%d reads in %d distinct MiB, fio %.0f IOPS"
+                % (ios, len(blocks), job.get("iops", 0))}
+    hubfs_read_case(b, ctx, "random/hubfs", "random", "hubfs fio 4 KiB randread",
+                    "random-store", read, settle=True)
+
+
+def case_rss(b, ctx):
+    files = [ctx.file(FOUR_REPO, p) for p in FOUR_FILES]
+
+    def fn():
+        store = b.fresh("rss-store")
+        b.cold_prep(ctx, [f["sha256"] for f in files])
+        m = b.hubfs_mount(ctx, "rss", store)
+        procs = []
+        try:
+            paths = [m.path(FOUR_REPO, p) for p in FOUR_FILES]
+            for p in paths:
+                b.stat_size(p)
+            idle = b.hwm(m)
+            mark = ctx.log_mark()
+            t0 = time.monotonic()
+            for p in paths:
+                proc = subprocess.Popen(
+                    [sys.executable, os.path.abspath(__file__), "--worker", "read", p,
+                     "0", "-1"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, start_new_session=True)
+                procs.append(proc)
+                b.procs.add(proc)
+            deadline = t0 + 2 * b.args.read_timeout
+            results = []
+            for proc in procs:
+                try:
+                    out, err = proc.communicate(timeout=max(1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    raise NA("4 readers not done within %d s" % (2 * b.args.read_timeout))
+                if proc.returncode != 0:
+                    raise NA("reader failed: %s" % " ".join(err.decode().split())[-200:])
+                results.append(json.loads(out))
+            secs = time.monotonic() - t0
+            hwm = b.hwm(m)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    kill_group(proc)
+                    proc.wait()
+                b.procs.discard(proc)
+            b.hubfs_unmount(m)
+            shutil.rmtree(store, ignore_errors=True)
+        got = sum(r["bytes"] for r in results)
+        if got != sum(f["size"] for f in files):
+            raise NA("read %d bytes of %d" % (got, sum(f["size"] for f in files)))
+        cdn, reqs = ctx.cdn_bytes(mark)
+        return {"seconds": secs, "nbytes": got, "cdn_bytes": cdn, "requests": reqs,
+                "hwm": hwm, "note": "VmHWM after mount and stat: %s MiB"
+                % ("?" if idle is None else "%.0f" % (idle / MiB))}
+    b.measure("rss/hubfs", "rss", "hubfs 4 x 1 GiB at once", ctx.label, fn)
+
+
+# --------------------------------------------------------------- the report
+
+def mibs(row):
+    if row and row["seconds"] and row["nbytes"]:
+        return row["nbytes"] / row["seconds"] / MiB
+    return None
+
+
+def fmt(v, spec, none="-"):
+    return none if v is None else format(v, spec)
+
+
+def fmt_row_short(row):
+    return "%s s  %s MiB/s  CDN %s MiB" % (fmt(row["seconds"], ".2f"),
+                                          fmt(mibs(row), ".0f"),
+                                          fmt(None if row["cdn_bytes"] is None
+                                              else row["cdn_bytes"] / MiB, ".1f"))
+
+
+def table(headers, rows, right):
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+
+    def line(cells):
+        out = []
+        for i, c in enumerate(cells):
+            c = str(c)
+            out.append(c.rjust(widths[i]) if i in right else c.ljust(widths[i]))
+        return "  ".join(out).rstrip()
+    text = [line(headers), line(["-" * w for w in widths])]
+    text += [line(r) for r in rows]
+    return "\n".join(text)
+
+
+def measurement_table(b):
+    rows = []
+    for r in b.rows:
+        if r["na"]:
+            rows.append([r["case"], r["what"], r["cdn"], "n/a", "", "", "", r["na"]])
+            continue
+        rows.append([r["case"], r["what"], r["cdn"], fmt(r["seconds"], ".2f"),
+                     fmt(mibs(r), ".0f"),
+                     fmt(None if r["cdn_bytes"] is None else r["cdn_bytes"] / MiB, ".1f"),
+                     fmt(None if r["hwm"] is None else r["hwm"] / MiB, ".0f"), r["note"]])
+    return table(["case", "reader", "CDN", "time s", "MiB/s", "CDN MiB", "VmHWM MiB",
+                  "note"], rows, right={3, 4, 5, 6})
+
+
+def ratio_rows(b):
+    """(name, measured, target text, meets) for every ratio of this run."""
+    out = []
+    rate = b.rate
+
+    def tput(rid):
+        return mibs(b.row(rid))
+
+    def need(*rids):
+        for rid in rids:
+            if b.row(rid) is None:
+                ran = any(r["id"] == rid for r in b.rows)
+                return "n/a (%s %s)" % (rid, "failed" if ran else "not run")
+        return None
+
+    def ratio(name, num, den, target=None, op=">="):
+        why = need(num, den)
+        if why:
+            out.append([name, why, target_text(target, op), "n/a"])
+            return
+        v = tput(num) / tput(den)
+        out.append([name, "%.2f" % v, target_text(target, op), meets(v, target, op)])
+
+    def better_peer(label):
+        cands = [("httpdirfs", "cold/%s/httpdirfs" % label), ("rclone",
+                                                             "cold/%s/rclone" % label)]
+        have = [(tput(rid), k, rid) for k, rid in cands if b.row(rid)]
+        return max(have)[2] if have else "cold/%s/httpdirfs|rclone" % label
+
+    for label, targets in (("uncapped", False), (rate, True)):
+        ratio("cold %s: hubfs / curl" % label, "cold/%s/hubfs" % label,
+              "cold/%s/curl" % label)
+        ratio("cold %s: hubfs / aria2c -x16" % label, "cold/%s/hubfs" % label,
+              "cold/%s/aria2c" % label, 1.5 if targets else None)
+        peer = better_peer(label)
+        ratio("cold %s: hubfs / better of httpdirfs, rclone (%s)"
+              % (label, peer.split("/")[-1]), "cold/%s/hubfs" % label, peer,
+              3.0 if targets else None)
+    warm_peer = max(((tput(r), r) for r in ("warm/httpdirfs", "warm/rclone") if b.row(r)),
+                    default=(None, "warm/httpdirfs|rclone"))[1]
+    ratio("warm after remount: hubfs / best peer warm (%s)" % warm_peer.split("/")[-1],
+          "warm/hubfs", warm_peer, 1.0)
+    ratio("re-read same mount: hubfs / read of the blob", "warm/reread", "warm/blob", 0.9)
+    ratio("warm after remount: hubfs / read of the blob", "warm/hubfs", "warm/blob")
+
+    def value(name, rid, fn, target, op, unit):
+        r = b.row(rid)
+        if r is None:
+            out.append([name, need(rid), target_text(target, op, unit), "n/a"])
+            return
+        try:
+            v = fn(r)
+        except (KeyError, TypeError, ZeroDivisionError):
+            v = float("nan")
+        if v != v:
+            out.append([name, "n/a", target_text(target, op, unit), "n/a"])
+            return
+        out.append([name, "%.2f %s" % (v, unit), target_text(target, op, unit),
+                    meets(v, target, op)])
+    value("first 1 MiB: CDN bytes fetched", "first/hubfs",
+          lambda r: r["cdn_bytes"] / MiB, 16, "<=", "MiB")
+    ratio("%d threads: 1 fd / %d fds" % (THREADS, THREADS), "threads/onefd", "threads/fds",
+          0.8)
+    value("random 4 KiB: CDN bytes per read", "random/hubfs",
+          lambda r: r["cdn_bytes"] / r["ios"] / MiB, 1, "<=", "MiB")
+    value("random 4 KiB: CDN bytes per distinct MiB read", "random/hubfs",
+          lambda r: r["cdn_bytes"] / r["blocks"] / MiB if r.get("blocks") else float("nan"),
+          None, "<=", "MiB")
+    value("peak RSS streaming 4 x 1 GiB (VmHWM)", "rss/hubfs",
+          lambda r: r["hwm"] / MiB if r["hwm"] else float("nan"), 128, "<=", "MiB")
+    return out
+
+
+def target_text(target, op, unit=""):
+    if target is None:
+        return "-"
+    return ("%s %g %s" % ("≥" if op == ">=" else "≤", target, unit)).strip()
+
+
+def meets(v, target, op):
+    if target is None:
+        return "-"
+    if v != v:  # NaN
+        return "n/a"
+    return "yes" if (v >= target if op == ">=" else v <= target) else "no"
+
+
+def report(b, started):
+    print()
+    print("hubfs benchmark -- %s, hubfs %s" % (time.strftime("%Y-%m-%d %H:%M:%S"),
+                                               hubfs_version(b.hubfs)))
+    print("1 GiB LFS file %s/%s; CDN: nginx, uncapped and limit_rate %s per connection"
+          % (BIG_REPO, BIG_FILE, b.rate))
+    print("page cache: %s before every cold read; the CDN's source file is then read "
+          "back so nginx serves it from memory" %
+          ("dropped" if b.can_drop else "NOT dropped (not root?)" if b.can_drop is False
+           else "untouched (no cold case ran)"))
+    print()
+    print(measurement_table(b))
+    print()
+    print(table(["ratio (this run)", "measured", "target", "meets"], ratio_rows(b),
+                right={1}))
+    if b.notes:
+        print()
+        for n in b.notes:
+            print("note: " + n)
+    print()
+    print("total time: %.0f s" % (time.monotonic() - started))
+
+
+def hubfs_version(path):
+    try:
+        r = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+        first = r.stdout.strip().splitlines()[0] if r.stdout.strip() else "?"
+        v = first.split()[-1]
+    except (OSError, subprocess.TimeoutExpired):
+        return "(not found at %s)" % path
+    try:
+        rev = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        rev = ""
+    return "%s (%s)%s" % (v, path, ", tree " + rev if rev else "")
+
+
+# --------------------------------------------------------------- main
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description="hubfs benchmark (see tests/bench/README.md)")
+    ap.add_argument("--cases", default=",".join(CASES),
+                    help="comma-separated: " + ",".join(CASES) + " (default: all)")
+    ap.add_argument("--rate", default="100m",
+                    help="nginx limit_rate per connection for the capped runs (100m)")
+    ap.add_argument("--read-timeout", type=float, default=READ_TIMEOUT,
+                    help="seconds one 1 GiB read may take before it is n/a (%d)"
+                    % READ_TIMEOUT)
+    ap.add_argument("--random-ios", type=int, default=FIO_IOS,
+                    help="fio reads in the random case (%d)" % FIO_IOS)
+    ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--json", help="also write the measurements to this file")
+    ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    args = ap.parse_args(argv)
+    cases = [c.strip() for c in args.cases.replace(" ", ",").split(",") if c.strip()]
+    bad = [c for c in cases if c not in CASES]
+    if bad:
+        ap.error("unknown case(s) %s; cases: %s" % (",".join(bad), ",".join(CASES)))
+    args.cases = [c for c in CASES if c in cases]
+    return args
+
+
+def run_stack(b, kind):
+    """Start one stack and run the selected cases that belong to it."""
+    cases = [c for c in b.cases if kind in CASE_STACKS[c]]
+    if not cases:
+        return
+    label = "uncapped" if kind == "open" else b.rate
+    fixtures = [BIG_FIXTURE] + ([FOUR_FIXTURE] if "rss" in cases else [])
+    log("starting the stack, CDN %s (first run generates the fixtures' content)" % label)
+    stack = hubstack.Stack(None, fixtures=fixtures,
+                           cdn_rate=None if kind == "open" else b.rate,
+                           keep_state=b.args.keep)
+    try:
+        stack.start()
+    except Exception as e:  # noqa: BLE001
+        for c in cases:
+            b.add("%s/stack-%s" % (c, label), c, "(stack)", label,
+                  na="the emulator + nginx stack did not start: %s" % str(e)[:300])
+        return
+    try:
+        ctx = StackCtx(label, b.rate, stack)
+        ctx.publish_files([BIG_REPO])
+        for c in cases:
+            log("case %s (CDN %s)" % (c, label))
+            if c == "cold":
+                case_cold(b, ctx)
+            elif c == "peers":
+                case_peers(b, ctx, warm=(kind == "open"))
+            elif c == "warm":
+                case_warm(b, ctx)
+            elif c == "first":
+                case_first(b, ctx)
+            elif c == "threads":
+                case_threads(b, ctx)
+            elif c == "random":
+                case_random(b, ctx)
+            elif c == "rss":
+                case_rss(b, ctx)
+    finally:
+        b.cleanup()
+        stack.stop()
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        return worker_main(argv[1:])
+    args = parse_args(argv)
+    if args.list:
+        for c in CASES:
+            print("%-8s %s" % (c, CASE_HELP[c]))
+        return 0
+    started = time.monotonic()
+
+    def interrupted(signum, _frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGHUP, interrupted)
+
+    b = Bench(args)
+    # nginx runs as nobody under root: the work folder must be reachable.
+    b.work = tempfile.mkdtemp(prefix="hubfs-bench-")
+    os.chmod(b.work, 0o755)
+    log("work folder %s; cases: %s" % (b.work, ",".join(args.cases)))
+    rc = 0
+    try:
+        for kind in ("open", "rate"):
+            run_stack(b, kind)
+    except KeyboardInterrupt:
+        log("interrupted; cleaning up")
+        b.note("interrupted: the tables show what ran before")
+        rc = 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        b.cleanup()
+        left = mounts_below(b.work)
+        if left:
+            b.note("still mounted, so %s was kept: %s" % (b.work, ", ".join(left)))
+        elif not args.keep:
+            shutil.rmtree(b.work, ignore_errors=True)
+        else:
+            log("kept %s" % b.work)
+    report(b, started)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": b.rows, "ratios": ratio_rows(b), "notes": b.notes}, f,
+                      indent=1)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
