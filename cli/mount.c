@@ -139,27 +139,57 @@ static int parse_mount(int argc, char **argv, struct mount_opts *o)
 }
 
 /*
+ * path made absolute, with every symlink of its longest existing prefix
+ * resolved (the rest may not exist yet).
+ */
+static int real_prefix(const char *path, char *out, size_t size)
+{
+	char buf[PATH_MAX], real[PATH_MAX], *cut = NULL;
+	int n;
+
+	if (path[0] == '/')
+		n = snprintf(buf, sizeof(buf), "%s", path);
+	else if (getcwd(real, sizeof(real)))
+		n = snprintf(buf, sizeof(buf), "%s/%s", real, path);
+	else
+		return -errno;
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	for (;;) {
+		if (realpath(buf, real)) {
+			n = snprintf(out, size, "%s%s%s", real, cut ? "/" : "",
+				     cut ? cut + 1 : "");
+			return n >= 0 && (size_t)n < size ? 0 : -ENAMETOOLONG;
+		}
+		char *slash = strrchr(buf, '/');
+
+		if (!slash || slash == buf)
+			return -ENOENT;
+		if (cut)
+			*cut = '/';
+		*slash = '\0';
+		cut = slash;
+	}
+}
+
+/*
  * The store must not live inside the mount it serves: once mounted, every
  * file SQLite opens there would be looked up through hubfs itself
- * (DESIGN.md section 7).  The store folder may not exist yet, so its path
- * is made absolute by hand.
+ * (DESIGN.md section 7).  The store folder may not exist yet, and may be
+ * reached through symlinks.
  */
 static int check_store_outside(const struct mount_opts *o)
 {
-	char cwd[PATH_MAX], abs[2 * PATH_MAX + 2], *dir;
+	char abs[PATH_MAX], *dir;
 	size_t n = strlen(o->mountpoint);
 	int rc = 0;
 
 	dir = o->common.cache_dir ? strdup(o->common.cache_dir)
 				  : db_default_dir();
-	if (!dir)
-		return 0;
-	if (dir[0] == '/')
-		snprintf(abs, sizeof(abs), "%s", dir);
-	else if (getcwd(cwd, sizeof(cwd)))
-		snprintf(abs, sizeof(abs), "%s/%s", cwd, dir);
-	else
-		abs[0] = '\0';
+	if (!dir || real_prefix(dir, abs, sizeof(abs)) < 0) {
+		free(dir);
+		return 0; /* opening the store will say what is wrong */
+	}
 	if (strncmp(abs, o->mountpoint, n) == 0 &&
 	    (abs[n] == '/' || abs[n] == '\0' ||
 	     strcmp(o->mountpoint, "/") == 0)) {
@@ -200,9 +230,15 @@ static int serve(struct mount_opts *o, int ready_fd)
 	struct fs_config cfg = { 0 };
 	int rc;
 
+	/* Relative paths (store, token file) are taken from where we started.
+	 */
 	rc = cli_open(&o->common, o->read_timeout, &hub, &store);
 	if (rc)
 		goto out;
+	if (ready_fd >= 0 && chdir("/") < 0) {
+		rc = CLI_EXIT_FAIL;
+		goto out;
+	}
 	cfg.mountpoint = o->mountpoint;
 	cfg.hub = hub;
 	cfg.store = store;
@@ -256,8 +292,6 @@ int cli_mount(int argc, char **argv)
 	}
 	close(pipefd[0]);
 	setsid();
-	if (chdir("/") < 0)
-		_exit(CLI_EXIT_FAIL);
 	rc = serve(&o, pipefd[1]);
 out:
 	free(o.fuse_options);

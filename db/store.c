@@ -367,6 +367,9 @@ static int store_files(struct db_store *s, const char *dir)
 	s->dir = realpath(dir, NULL);
 	if (!s->dir)
 		return db_sys_fail("resolving", dir);
+	/* The store is private to its user, whoever made the folder. */
+	if (chmod(s->dir, 0700) < 0)
+		return db_sys_fail("protecting", s->dir);
 	for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
 		char *sub = path_join(s->dir, subdirs[i]);
 

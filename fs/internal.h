@@ -100,7 +100,8 @@ struct fs_ctx {
 	unsigned whoami_token; /* hub_client_token_changes() when asked */
 	struct miss *misses;   /* remembered misses, a short list */
 
-	pthread_mutex_t tree_lock; /* one tree download at a time */
+	struct listing *listings; /* trees being listed; lock */
+	pthread_cond_t listed;	  /* a listing ended; with lock */
 
 	/* blob.c: the read path */
 	struct fuse_session *se; /* for cache invalidations */

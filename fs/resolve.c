@@ -60,13 +60,28 @@ void misses_free(struct fs_ctx *ctx)
 	}
 }
 
+#define MAX_MISSES 4096
+
 static void miss_add(struct fs_ctx *ctx, const char *key, int err)
 {
-	size_t len = strlen(key) + 1;
-	struct miss *m = malloc(sizeof(*m) + len);
+	size_t len = strlen(key) + 1, count = 0;
+	struct miss *m = malloc(sizeof(*m) + len), **pp;
 
 	if (!m)
 		return;
+	/* Replace an older entry for the key; past the cap, drop the oldest. */
+	pthread_mutex_lock(&ctx->lock);
+	for (pp = &ctx->misses; *pp;) {
+		struct miss *old = *pp;
+
+		if (strcmp(old->key, key) == 0 || ++count >= MAX_MISSES) {
+			*pp = old->next;
+			free(old);
+			continue;
+		}
+		pp = &old->next;
+	}
+	pthread_mutex_unlock(&ctx->lock);
 	memcpy(m->key, key, len);
 	m->err = err;
 	m->token = hub_client_token_changes(ctx->cfg.hub);
@@ -315,6 +330,7 @@ out:
  * repo lives under another id now.
  */
 struct revision {
+	bool from_hub; /* asked now, not the index's answer */
 	char commit[41];
 	int64_t mtime;
 	bool moving; /* a branch or tag: re-resolve after the TTL */
@@ -360,6 +376,7 @@ static int resolve_revision(struct fs_ctx *ctx, const struct db_repo *repo,
 		}
 		memcpy(out->commit, info.sha, sizeof(out->commit));
 		out->mtime = info.last_modified;
+		out->from_hub = true;
 		if (out->moving)
 			db_revision_put(ctx->cfg.store, repo->id,
 					rev ? rev : "", info.sha, time(NULL));
@@ -428,7 +445,12 @@ static int resolve_repo(struct fs_ctx *ctx, struct node *owner,
 		rc = EIO;
 		goto out;
 	}
-	if (rev == NULL || r.moving) /* the revision stays known offline */
+	/*
+	 * What the Hub said is stamped with its time (for a repo new to the
+	 * index, resolve_revision could not); a cached or stale answer keeps
+	 * the time it was checked, so the TTL runs out.
+	 */
+	if (r.moving && r.from_hub)
 		db_revision_put(ctx->cfg.store, repo.id, rev ? rev : "",
 				r.commit, time(NULL));
 
@@ -475,41 +497,102 @@ static int add_entry(void *arg, const struct hub_entry *e)
  * The index's tree for the commit of a repo node, listed from the Hub the
  * first time (all pages, one transaction).
  */
+/* A tree being listed from the Hub; others wanting it wait. */
+struct listing {
+	struct listing *next;
+	int64_t repo;
+	char commit[41];
+};
+
+static struct listing *listing_find(struct fs_ctx *ctx, const struct node *n)
+{
+	struct listing *l;
+
+	for (l = ctx->listings; l; l = l->next)
+		if (l->repo == n->repo && strcmp(l->commit, n->commit) == 0)
+			break;
+	return l;
+}
+
+/*
+ * Claim the listing of n's tree; false when it appeared in the index while
+ * waiting for another thread that was listing it.
+ */
+static bool listing_claim(struct fs_ctx *ctx, const struct node *n,
+			  struct listing *me, struct db_tree *t)
+{
+	bool claimed;
+
+	pthread_mutex_lock(&ctx->lock);
+	while (listing_find(ctx, n))
+		pthread_cond_wait(&ctx->listed, &ctx->lock);
+	claimed = db_tree_find(ctx->cfg.store, n->repo, n->commit, t) != 0;
+	if (claimed) {
+		me->repo = n->repo;
+		memcpy(me->commit, n->commit, sizeof(me->commit));
+		me->next = ctx->listings;
+		ctx->listings = me;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return claimed;
+}
+
+static void listing_release(struct fs_ctx *ctx, struct listing *me)
+{
+	struct listing **pp;
+
+	pthread_mutex_lock(&ctx->lock);
+	for (pp = &ctx->listings; *pp != me; pp = &(*pp)->next)
+		;
+	*pp = me->next;
+	pthread_cond_broadcast(&ctx->listed);
+	pthread_mutex_unlock(&ctx->lock);
+}
+
+/*
+ * The index's tree for the commit of a repo node, listed from the Hub the
+ * first time (all pages, committed at once).  Two lookups in one new tree
+ * share one listing; listings of different trees run side by side.
+ */
 static int tree_of(struct fs_ctx *ctx, const struct node *n, int64_t *tree)
 {
 	struct hub_error err = { 0 };
 	struct tree_fill fill = { 0 };
+	struct listing me;
 	struct db_tree t;
 	unsigned skipped = 0;
-	int rc;
+	int rc, hrc = 0;
 
 	if (db_tree_find(ctx->cfg.store, n->repo, n->commit, &t) == 0)
 		goto found;
 	if (hub_client_offline(ctx->cfg.hub))
 		return ENOENT;
-	pthread_mutex_lock(&ctx->tree_lock);
-	if (db_tree_find(ctx->cfg.store, n->repo, n->commit, &t) == 0) {
-		pthread_mutex_unlock(&ctx->tree_lock);
+	if (!listing_claim(ctx, n, &me, &t))
 		goto found;
-	}
 	rc = db_tree_begin(ctx->cfg.store, n->repo, n->commit, n->mtime,
 			   &fill.w);
 	if (rc == 0) {
-		rc = hub_tree_list(ctx->cfg.hub, n->type, n->repo_id, n->commit,
-				   add_entry, &fill, &skipped, &err);
-		rc = db_tree_end(fill.w, rc == 0, &t) ?: rc;
+		hrc = hub_tree_list(ctx->cfg.hub, n->type, n->repo_id,
+				    n->commit, add_entry, &fill, &skipped,
+				    &err);
+		rc = db_tree_end(fill.w, hrc == 0, &t);
 	}
-	pthread_mutex_unlock(&ctx->tree_lock);
+	listing_release(ctx, &me);
 	if (skipped)
 		fs_log(LOG_WARNING,
 		       "%s@%s: %u entries with unsafe names or "
 		       "hashes were left out",
 		       n->repo_id, n->commit, skipped);
-	if (rc < 0) {
-		if (fill.rc < 0 || rc == -ENOMEM)
-			return fill.rc == -ENOSPC ? ENOSPC : EIO;
-		return hub_failure(ctx, rc, &err, "listing the files of",
+	if (hrc < 0 && fill.rc == 0)
+		return hub_failure(ctx, hrc, &err, "listing the files of",
 				   n->repo_id);
+	if (rc < 0 || fill.rc < 0) {
+		rc = fill.rc < 0 ? fill.rc : rc;
+		fs_log(LOG_ERR, "%s@%s: storing the file list: %s", n->repo_id,
+		       n->commit,
+		       rc == -ENOSPC ? "the store is full"
+				     : db_last_error(ctx->cfg.store));
+		return rc == -ENOSPC ? ENOSPC : EIO;
 	}
 found:
 	*tree = t.id;
@@ -616,8 +699,7 @@ static void refresh_whoami(struct fs_ctx *ctx)
 	pthread_mutex_lock(&ctx->lock);
 	if (token != ctx->whoami_token)
 		ctx->whoami_ok = false;
-	ask = !ctx->whoami_ok &&
-	      (now - ctx->whoami_at > 3600 || token != ctx->whoami_token);
+	ask = token != ctx->whoami_token || now - ctx->whoami_at > 3600;
 	if (ask) {
 		ctx->whoami_at = now;
 		ctx->whoami_token = token;
@@ -628,8 +710,10 @@ static void refresh_whoami(struct fs_ctx *ctx)
 	    hub_whoami(ctx->cfg.hub, &w, &err) < 0)
 		return;
 	pthread_mutex_lock(&ctx->lock);
-	ctx->whoami = w;
-	ctx->whoami_ok = true;
+	if (ctx->whoami_token == token) { /* not overtaken by a newer token */
+		ctx->whoami = w;
+		ctx->whoami_ok = true;
+	}
 	pthread_mutex_unlock(&ctx->lock);
 }
 

@@ -18,7 +18,7 @@
 #define FUSE_SUPER_MAGIC 0x65735546
 
 struct ready {
-	const char *mountpoint;
+	char *mountpoint;
 	int fd;
 };
 
@@ -35,12 +35,17 @@ static void detach_stdio(void)
 	close(fd);
 }
 
+/*
+ * Poll until the mount answers, then tell the parent.  If the session ends
+ * first, the process exits and the parent sees the pipe close.  r is this
+ * thread's to free.
+ */
 static void *report_ready(void *arg)
 {
 	struct ready *r = arg;
 	struct statfs sf;
 
-	for (int i = 0; i < 600; i++) {
+	for (;;) {
 		if (statfs(r->mountpoint, &sf) == 0 &&
 		    sf.f_type == FUSE_SUPER_MAGIC) {
 			if (write(r->fd, "1", 1) == 1)
@@ -50,7 +55,26 @@ static void *report_ready(void *arg)
 		usleep(50 * 1000);
 	}
 	close(r->fd);
+	free(r->mountpoint);
+	free(r);
 	return NULL;
+}
+
+static void start_ready_thread(const char *mountpoint, int fd)
+{
+	struct ready *r = malloc(sizeof(*r));
+	pthread_t t;
+
+	if (r && (r->mountpoint = strdup(mountpoint)) != NULL) {
+		r->fd = fd;
+		if (pthread_create(&t, NULL, report_ready, r) == 0) {
+			pthread_detach(t);
+			return;
+		}
+		free(r->mountpoint);
+	}
+	free(r);
+	close(fd); /* the parent sees the pipe close and reports failure */
 }
 
 static int ctx_init(struct fs_ctx *ctx, const struct fs_config *cfg)
@@ -63,7 +87,7 @@ static int ctx_init(struct fs_ctx *ctx, const struct fs_config *cfg)
 	ctx->gid = getgid();
 	ctx->started = time(NULL);
 	pthread_mutex_init(&ctx->lock, NULL);
-	pthread_mutex_init(&ctx->tree_lock, NULL);
+	pthread_cond_init(&ctx->listed, NULL);
 	if (node_table_init(&ctx->nodes) < 0)
 		return -ENOMEM;
 	root = node_alloc(NODE_ROOT);
@@ -79,7 +103,7 @@ static void ctx_destroy(struct fs_ctx *ctx)
 	misses_free(ctx);
 	node_table_destroy(&ctx->nodes);
 	pthread_mutex_destroy(&ctx->lock);
-	pthread_mutex_destroy(&ctx->tree_lock);
+	pthread_cond_destroy(&ctx->listed);
 }
 
 static int build_args(const struct fs_config *cfg, struct fuse_args *args)
@@ -102,8 +126,6 @@ int fs_run(const struct fs_config *cfg, int ready_fd)
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *se = NULL;
-	struct ready ready = { cfg->mountpoint, ready_fd };
-	pthread_t ready_thread;
 	bool mounted = false, signals = false, started = false;
 	struct fs_ctx ctx;
 	int rc;
@@ -130,9 +152,8 @@ int fs_run(const struct fs_config *cfg, int ready_fd)
 	if (rc < 0)
 		goto out;
 	started = true;
-	if (ready_fd >= 0 &&
-	    pthread_create(&ready_thread, NULL, report_ready, &ready) == 0)
-		pthread_detach(ready_thread);
+	if (ready_fd >= 0)
+		start_ready_thread(cfg->mountpoint, ready_fd);
 	loop = fuse_loop_cfg_create();
 	if (!loop) {
 		rc = -ENOMEM;

@@ -133,6 +133,16 @@ static int expand_path(const char *in, char *out, size_t size)
 			return rc;
 		}
 	}
+	if (vars[0] != '/' && vars[0] != '\0') {
+		/* Relative to where hubfs started, not to a daemon's "/". */
+		char cwd[4096];
+
+		if (getcwd(cwd, sizeof(cwd)) &&
+		    (rc = put(out, size, &pos, cwd, strlen(cwd))) == 0)
+			rc = put(out, size, &pos, "/", 1);
+		if (rc < 0)
+			return rc;
+	}
 	return put(out, size, &pos, vars, strlen(vars));
 }
 
@@ -191,12 +201,22 @@ void hub_token_source_find(struct hub_token_source *out,
 
 	memset(out, 0, sizeof(*out));
 	if (token_file_flag && *token_file_flag) {
+		char cwd[4096] = "";
+		size_t pos = 0;
+
+		/* Taken as given (the shell expanded it), but made absolute. */
 		out->kind = HUB_TOKEN_FILE;
-		if (strlen(token_file_flag) < sizeof(out->where))
-			memcpy(out->where, token_file_flag,
-			       strlen(token_file_flag) + 1);
-		else
+		if (token_file_flag[0] != '/' &&
+		    (!getcwd(cwd, sizeof(cwd)) ||
+		     put(out->where, sizeof(out->where), &pos, cwd,
+			 strlen(cwd)) < 0 ||
+		     put(out->where, sizeof(out->where), &pos, "/", 1) < 0))
 			out->kind = HUB_TOKEN_NONE;
+		if (put(out->where, sizeof(out->where), &pos, token_file_flag,
+			strlen(token_file_flag)) < 0)
+			out->kind = HUB_TOKEN_NONE;
+		if (out->kind == HUB_TOKEN_NONE)
+			out->where[0] = '\0';
 		return;
 	}
 	v = env_token_set("HF_TOKEN")		      ? "HF_TOKEN"

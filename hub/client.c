@@ -674,6 +674,14 @@ static void redact_token(struct hub_client *c, char *msg)
 
 	for (p = msg; n > 0 && (p = strstr(p, tok)) != NULL; p += n)
 		memset(p, '*', n);
+	/* The message may have been cut inside the token: mask what is left. */
+	for (size_t len = strlen(msg), k = n < len ? n : len; n && k >= 4;
+	     k--) {
+		if (memcmp(msg + len - k, tok, k) == 0) {
+			memset(msg + len - k, '*', k);
+			break;
+		}
+	}
 	explicit_bzero(tok, sizeof(tok));
 }
 

@@ -3,13 +3,14 @@
 Own stack (it pushes commits) and mounts with a short --revision-ttl.
 """
 import calendar
-import errno
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 import unittest
 
+import mountlib
 from mountlib import Mount, files_at, hubstack
 
 
@@ -60,6 +61,48 @@ class RevisionTest(unittest.TestCase):
         held.seek(0)
         self.assertEqual(held.read(), old)
         self.assertEqual(sorted(os.listdir(pinned)), sorted(files))
+
+    def test_two_mounts_on_one_store_follow_the_branch(self):
+        a = self.mount(name="a", args=("--revision-ttl", "2"))
+        b = self.mount(name="b", store=a.store,
+                       args=("--revision-ttl", "2"))
+        tops = [m.path("datasets", "bob", "bob-data") for m in (a, b)]
+        for top in tops:
+            os.listdir(top)
+        self.stack.commit("bob/bob-data", rtype="dataset",
+                          files={"both.txt": "seen by both\n"})
+        seen = [False, False]
+        deadline = time.monotonic() + 20
+        while not all(seen) and time.monotonic() < deadline:
+            for i, top in enumerate(tops):
+                seen[i] = seen[i] or "both.txt" in os.listdir(top)
+            time.sleep(0.3)
+        self.assertEqual(seen, [True, True])
+
+    def test_relative_paths_are_taken_from_where_hubfs_started(self):
+        m = Mount(self.tmp, self.stack.endpoint, name="rel")
+        with open(os.path.join(self.tmp, "rel.token"), "w") as f:
+            f.write(self.stack.tokens["users"]["alice"]["token"])
+        r = subprocess.run(
+            [mountlib.HUBFS, "mount", "--endpoint", self.stack.endpoint,
+             "--cache-dir", "rel-store", "--token-file", "rel.token",
+             "--log", m.log, m.mnt], cwd=self.tmp, env=m.env,
+            capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.addCleanup(m.stop)
+        with open(m.path("acme", "secret-model", "config.json")) as f:
+            self.assertIn("secret", f.read())
+        self.assertTrue(os.path.exists(os.path.join(self.tmp, "rel-store",
+                                                    "index.db")))
+
+    def test_store_inside_the_mount_through_a_link_is_refused(self):
+        inner = Mount(self.tmp, self.stack.endpoint, name="viasym")
+        link = os.path.join(self.tmp, "link-to-mnt")
+        os.symlink(inner.mnt, link)
+        inner.store = os.path.join(link, "store")
+        with self.assertRaises(RuntimeError) as cm:
+            inner.start()
+        self.assertIn("inside", str(cm.exception))
 
     def test_branch_within_ttl_costs_no_request(self):
         m = self.mount(args=("--revision-ttl", "600"))
