@@ -89,6 +89,7 @@ struct blob {
 
 /* An open file of a blob: fi->fh. */
 struct handle {
+	struct handle *lprev, *lnext; /* ctx->handles; blobs_lock */
 	struct blob *b;
 	pthread_mutex_t lock; /* protects the readahead state */
 	uint64_t next;	      /* where a sequential read would continue */
@@ -774,6 +775,12 @@ int blob_open(struct fs_ctx *ctx, const struct node *f, uint64_t *fh,
 	}
 	pthread_mutex_init(&h->lock, NULL);
 	remember_node(h->b, f->id);
+	pthread_mutex_lock(&ctx->blobs_lock);
+	h->lnext = ctx->handles;
+	if (h->lnext)
+		h->lnext->lprev = h;
+	ctx->handles = h;
+	pthread_mutex_unlock(&ctx->blobs_lock);
 	pthread_mutex_lock(&h->b->lock);
 	*verified = h->b->verified;
 	pthread_mutex_unlock(&h->b->lock);
@@ -784,7 +791,16 @@ int blob_open(struct fs_ctx *ctx, const struct node *f, uint64_t *fh,
 void blob_release(uint64_t fh)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fh;
+	struct fs_ctx *ctx = h->b->ctx;
 
+	pthread_mutex_lock(&ctx->blobs_lock);
+	if (h->lprev)
+		h->lprev->lnext = h->lnext;
+	else
+		ctx->handles = h->lnext;
+	if (h->lnext)
+		h->lnext->lprev = h->lprev;
+	pthread_mutex_unlock(&ctx->blobs_lock);
 	blob_unref(h->b);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
@@ -1018,6 +1034,9 @@ void blob_stop(struct fs_ctx *ctx)
 	pthread_cond_signal(&ctx->sync_cond);
 	pthread_mutex_unlock(&ctx->sync_lock);
 	pthread_join(ctx->sync_thread, NULL);
+	/* Files the kernel had not released yet when the session ended. */
+	while (ctx->handles)
+		blob_release((uintptr_t)ctx->handles);
 	pthread_mutex_destroy(&ctx->blobs_lock);
 	pthread_mutex_destroy(&ctx->sync_lock);
 	pthread_cond_destroy(&ctx->sync_cond);

@@ -108,6 +108,7 @@ struct fs_ctx {
 	struct hub_xfer *xfer;	 /* the transfer engine */
 	pthread_mutex_t blobs_lock;
 	struct blob *blobs;	   /* blobs in use; blobs_lock */
+	struct handle *handles;	   /* open files; blobs_lock */
 	pthread_mutex_t sync_lock; /* protects the sync_ fields */
 	pthread_cond_t sync_cond;
 	struct sync_item *sync_queue;
