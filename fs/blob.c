@@ -47,6 +47,7 @@
 #define XFER_MAX      (16ULL << 20)  /* bytes in one transfer at most */
 #define READAHEAD_MIN (4ULL << 20)   /* first readahead window */
 #define READAHEAD_MAX (128ULL << 20) /* largest readahead window */
+#define SEQ_SLACK     (4ULL << 20)   /* reordering a stream tolerates */
 #define MAX_NODES     8		     /* node ids remembered per blob */
 
 struct waiter {
@@ -87,23 +88,62 @@ struct blob {
 	uint64_t nodes[MAX_NODES]; /* node ids to invalidate on a drop */
 };
 
+/*
+ * A sequential stream of reads in an open file: threads reading different
+ * parts of one descriptor each get their own.
+ */
+#define STREAMS 8
+struct stream {
+	uint64_t used;	 /* last use, 0: free */
+	bool sequential; /* reads continue each other: read ahead */
+	uint64_t start;	 /* where the stream started */
+	uint64_t next;	 /* where it would continue */
+	uint64_t ra_end; /* requested ahead up to here */
+};
+
 /* An open file of a blob: fi->fh. */
 struct handle {
 	struct handle *lprev, *lnext; /* ctx->handles; blobs_lock */
 	struct blob *b;
-	pthread_mutex_t lock; /* protects the readahead state */
-	uint64_t next;	      /* where a sequential read would continue */
-	uint64_t window;      /* next readahead window, 0: random access */
-	uint64_t last;	      /* size of the last window requested */
-	uint64_t ra_end;      /* readahead requested up to here */
+	pthread_mutex_t lock;
+	struct stream streams[STREAMS]; /* readahead state; lock */
+	uint64_t clock;			/* stamps stream use; lock */
 };
 
 /* A run of blocks on its way. */
+struct block_item;
+
+/*
+ * Work for the block thread, in arrival order: a whole block to write,
+ * mark, hash and answer readers with, or the end of a run.  Keeping this
+ * off the engine's thread lets it go on receiving meanwhile.
+ */
+struct block_item {
+	struct block_item *next;
+	struct job *j;
+	uint64_t i;	    /* block, when buf */
+	unsigned char *buf; /* the block's bytes; NULL: the run ended */
+	int rc;		    /* the run's end: done()'s arguments */
+	struct hub_error err;
+};
+
+#define MAX_QUEUED_BLOCKS 32 /* beyond, the engine's thread does it */
+
 struct job {
 	struct blob *b;
 	uint64_t first, count; /* blocks */
-	uint64_t done;	       /* bytes of the run delivered */
+	unsigned char *buf;    /* the block being gathered; engine thread */
+	int failed;	       /* a queued block failed (atomic: set by the
+				  block thread, read by the engine's) */
+	struct block_item end; /* queued when the run ends */
 };
+
+static int queue_block(struct job *j, uint64_t i, unsigned char *buf);
+
+static int job_failed(struct job *j)
+{
+	return __atomic_load_n(&j->failed, __ATOMIC_RELAXED);
+}
 
 /* Work for the sync thread. */
 struct sync_item {
@@ -440,36 +480,45 @@ static bool hash_advance(struct blob *b)
 
 /* ---- Transfers -------------------------------------------------------- */
 
-static int job_data(void *arg, uint64_t offset, const void *buf, size_t n)
+static int write_all(int fd, const unsigned char *p, size_t n, uint64_t off)
 {
-	struct job *j = arg;
-	struct blob *b = j->b;
-	struct waiter *ready = NULL, *failed = NULL;
-	uint64_t start = j->first << b->shift;
-	const char *p = buf;
-	size_t left = n;
-	bool ok = true;
-
-	while (left > 0) {
-		ssize_t w =
-			pwrite(b->fd, p, left, (off_t)(offset + (n - left)));
+	while (n > 0) {
+		ssize_t w = pwrite(fd, p, n, (off_t)off);
 
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
 			return w < 0 ? -errno : -EIO;
 		p += w;
-		left -= (size_t)w;
+		n -= (size_t)w;
+		off += (uint64_t)w;
 	}
-	j->done = offset + n - start;
+	return 0;
+}
 
+/*
+ * A whole block of a run arrived in j->buf: write it, mark it present,
+ * hash it (from the buffer when it is the next one due) and answer the
+ * readers it satisfies.
+ */
+static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
+{
+	struct blob *b = j->b;
+	struct waiter *ready = NULL, *failed = NULL;
+	uint64_t off = i << b->shift;
+	size_t len = (size_t)(block_end(b, i) - off);
+	bool ok = true;
+	int rc = write_all(b->fd, buf, len, off);
+
+	if (rc < 0)
+		return rc;
 	pthread_mutex_lock(&b->lock);
-	for (uint64_t i = j->first; i < j->first + j->count; i++) {
-		if (db_bit(b->present, i) || block_end(b, i) > start + j->done)
-			continue;
-		set_bit(b->present, i);
-	}
+	set_bit(b->present, i);
 	if (!b->dropped) {
+		if (b->hashed == i && !b->verified) {
+			EVP_DigestUpdate(b->md, buf, len);
+			b->hashed++;
+		}
 		ok = hash_advance(b);
 		if (!ok)
 			drop_blob(b, &failed);
@@ -480,6 +529,44 @@ static int job_data(void *arg, uint64_t offset, const void *buf, size_t n)
 	answer(b, ready, 0);
 	answer(b, failed, EIO);
 	return ok ? 0 : -ECANCELED; /* logged already: stop quietly */
+}
+
+/*
+ * Bytes of a run, in order: gathered a block at a time, so the file gets
+ * whole, aligned blocks and each block is handled once.
+ */
+static int job_data(void *arg, uint64_t offset, const void *buf, size_t n)
+{
+	struct job *j = arg;
+	struct blob *b = j->b;
+	const unsigned char *p = buf;
+
+	if (!j->buf && !(j->buf = malloc(1ULL << b->shift)))
+		return -ENOMEM;
+	while (n > 0) {
+		uint64_t i = offset >> b->shift;
+		uint64_t start = i << b->shift, end = block_end(b, i);
+		size_t take =
+			(size_t)(end - offset) < n ? (size_t)(end - offset) : n;
+		int rc;
+
+		memcpy(j->buf + (offset - start), p, take);
+		offset += take;
+		p += take;
+		n -= take;
+		if (offset != end)
+			continue;
+		if (job_failed(j))
+			return job_failed(j);
+		if (queue_block(j, i, j->buf) == 0) {
+			j->buf = NULL;
+			if (n && !(j->buf = malloc(1ULL << b->shift)))
+				return -ENOMEM;
+		} else if ((rc = block_arrived(j, i, j->buf)) != 0) {
+			return rc;
+		}
+	}
+	return 0;
 }
 
 /* The errno a reader sees for a failed transfer, logged once here. */
@@ -537,13 +624,16 @@ static void take_stranded(struct blob *b, struct waiter **failed)
 	}
 }
 
-static void job_done(void *arg, int rc, const struct hub_error *err)
+/* The end of a run, after every block of it was handled. */
+static void job_finish(struct job *j, int rc, const struct hub_error *err)
 {
-	struct job *j = arg;
 	struct blob *b = j->b;
 	struct waiter *failed = NULL, *ready = NULL;
-	int e = rc ? transfer_errno(b, rc, err) : 0;
+	int e;
 
+	if (rc == 0 && job_failed(j))
+		rc = job_failed(j);
+	e = rc ? transfer_errno(b, rc, err) : 0;
 	pthread_mutex_lock(&b->lock);
 	for (uint64_t i = j->first; i < j->first + j->count; i++)
 		clear_bit(b->inflight, i);
@@ -556,7 +646,90 @@ static void job_done(void *arg, int rc, const struct hub_error *err)
 	if (rc == 0)
 		queue_sync(b, false, j->first, j->count);
 	blob_unref(b);
+	free(j->buf);
 	free(j);
+}
+
+static void push_item(struct fs_ctx *ctx, struct block_item *it)
+{
+	pthread_mutex_lock(&ctx->blk_lock);
+	*ctx->blk_tail = it;
+	ctx->blk_tail = &it->next;
+	if (it->buf)
+		ctx->blk_queued++;
+	pthread_cond_signal(&ctx->blk_cond);
+	pthread_mutex_unlock(&ctx->blk_lock);
+}
+
+/* Hand a block to the block thread; -EBUSY when too many wait already. */
+static int queue_block(struct job *j, uint64_t i, unsigned char *buf)
+{
+	struct fs_ctx *ctx = j->b->ctx;
+	struct block_item *it;
+	bool full;
+
+	pthread_mutex_lock(&ctx->blk_lock);
+	full = ctx->blk_queued >= MAX_QUEUED_BLOCKS;
+	pthread_mutex_unlock(&ctx->blk_lock);
+	if (full || !(it = calloc(1, sizeof(*it))))
+		return -EBUSY;
+	it->j = j;
+	it->i = i;
+	it->buf = buf;
+	push_item(ctx, it);
+	return 0;
+}
+
+/* The run ended: finished in order after its queued blocks. */
+static void job_done(void *arg, int rc, const struct hub_error *err)
+{
+	struct job *j = arg;
+	struct block_item *it = &j->end;
+
+	it->j = j;
+	it->rc = rc;
+	if (err)
+		it->err = *err;
+	push_item(j->b->ctx, it);
+}
+
+static void *block_main(void *arg)
+{
+	struct fs_ctx *ctx = arg;
+
+	pthread_mutex_lock(&ctx->blk_lock);
+	for (;;) {
+		struct block_item *it = ctx->blk_head;
+
+		if (!it) {
+			if (ctx->blk_stop)
+				break;
+			pthread_cond_wait(&ctx->blk_cond, &ctx->blk_lock);
+			continue;
+		}
+		ctx->blk_head = it->next;
+		if (!ctx->blk_head)
+			ctx->blk_tail = &ctx->blk_head;
+		if (it->buf)
+			ctx->blk_queued--;
+		pthread_mutex_unlock(&ctx->blk_lock);
+		if (it->buf) {
+			int rc = job_failed(it->j)
+					 ? 0
+					 : block_arrived(it->j, it->i, it->buf);
+
+			if (rc)
+				__atomic_store_n(&it->j->failed, rc,
+						 __ATOMIC_RELAXED);
+			free(it->buf);
+			free(it);
+		} else {
+			job_finish(it->j, it->rc, &it->err); /* frees it */
+		}
+		pthread_mutex_lock(&ctx->blk_lock);
+	}
+	pthread_mutex_unlock(&ctx->blk_lock);
+	return NULL;
 }
 
 static const struct hub_xfer_ops job_ops = { job_data, job_done };
@@ -812,31 +985,71 @@ void blob_release(uint64_t fh)
  * the window doubles; anyone else gets none.  Returns the range to
  * prefetch, empty when none.
  */
+/*
+ * The stream of h that a read at [off, end) continues, or a slot to start
+ * one in (the least recently used).  The kernel's reads of one stream
+ * arrive from several threads and may be reordered a little: a read near
+ * where a stream is, or inside what was read ahead for it, continues it.
+ */
+static struct stream *find_stream(struct handle *h, uint64_t off)
+{
+	struct stream *lru = &h->streams[0];
+
+	for (int i = 0; i < STREAMS; i++) {
+		struct stream *st = &h->streams[i];
+
+		if (st->used && st->sequential && off + SEQ_SLACK >= st->next &&
+		    off <= st->ra_end + SEQ_SLACK)
+			return st;
+		/* A stream starts with a read right where the last ended. */
+		if (st->used && !st->sequential && off == st->next)
+			return st;
+		if (st->used < lru->used)
+			lru = st;
+	}
+	memset(lru, 0, sizeof(*lru));
+	return lru;
+}
+
 static void plan_readahead(struct handle *h, const struct blob *b, uint64_t off,
 			   uint64_t end, uint64_t *ra_off, uint64_t *ra_end)
 {
+	uint64_t window, target, batch;
+	struct stream *st;
+
 	*ra_off = *ra_end = 0;
 	pthread_mutex_lock(&h->lock);
-	if (off != h->next && off != 0) {
-		h->window = 0; /* random access */
+	st = find_stream(h, off);
+	if (!st->used) { /* new: a stream from the start, else a candidate */
+		st->start = off;
+		st->next = st->ra_end = end;
+		st->sequential = off == 0;
 	} else {
-		if (h->window == 0 || off == 0) {
-			h->window = READAHEAD_MIN;
-			h->last = 0;
-			h->ra_end = end;
-		}
-		if (end + h->last / 2 >= h->ra_end && h->ra_end < b->size) {
-			*ra_off = h->ra_end > end ? h->ra_end : end;
-			*ra_end = *ra_off + h->window;
-			if (*ra_end > b->size)
-				*ra_end = b->size;
-			h->ra_end = *ra_end;
-			h->last = h->window;
-			if (h->window < READAHEAD_MAX)
-				h->window *= 2;
+		st->sequential = true;
+		if (end > st->next)
+			st->next = end;
+	}
+	st->used = ++h->clock;
+	if (st->sequential) {
+		/*
+		 * Keep twice what the stream has read so far (within bounds)
+		 * requested ahead of it, topped up a batch at a time, so
+		 * transfers are staggered and the pipe never runs dry.
+		 */
+		window = 2 * (st->next - st->start);
+		window = window < READAHEAD_MIN	  ? READAHEAD_MIN
+			 : window > READAHEAD_MAX ? READAHEAD_MAX
+						  : window;
+		batch = window / 4 < XFER_MAX ? window / 4 : XFER_MAX;
+		target = st->next + window < b->size ? st->next + window
+						     : b->size;
+		if (target > st->ra_end &&
+		    (target - st->ra_end >= batch || target == b->size)) {
+			*ra_off = st->ra_end > end ? st->ra_end : end;
+			*ra_end = target;
+			st->ra_end = target;
 		}
 	}
-	h->next = end;
 	pthread_mutex_unlock(&h->lock);
 }
 
@@ -1005,6 +1218,16 @@ uint64_t blob_cached_bytes(struct fs_ctx *ctx, const struct node *f)
 	return have;
 }
 
+static void stop_thread(pthread_mutex_t *lock, pthread_cond_t *cond, bool *stop,
+			pthread_t thread)
+{
+	pthread_mutex_lock(lock);
+	*stop = true;
+	pthread_cond_signal(cond);
+	pthread_mutex_unlock(lock);
+	pthread_join(thread, NULL);
+}
+
 int blob_start(struct fs_ctx *ctx)
 {
 	int rc;
@@ -1012,13 +1235,24 @@ int blob_start(struct fs_ctx *ctx)
 	pthread_mutex_init(&ctx->blobs_lock, NULL);
 	pthread_mutex_init(&ctx->sync_lock, NULL);
 	pthread_cond_init(&ctx->sync_cond, NULL);
-	rc = hub_xfer_start(&ctx->xfer, ctx->cfg.hub, 16);
+	pthread_mutex_init(&ctx->blk_lock, NULL);
+	pthread_cond_init(&ctx->blk_cond, NULL);
+	ctx->blk_tail = &ctx->blk_head;
+	rc = -pthread_create(&ctx->sync_thread, NULL, sync_main, ctx);
 	if (rc < 0)
 		return rc;
-	rc = -pthread_create(&ctx->sync_thread, NULL, sync_main, ctx);
+	rc = -pthread_create(&ctx->blk_thread, NULL, block_main, ctx);
 	if (rc < 0) {
-		hub_xfer_stop(ctx->xfer);
-		ctx->xfer = NULL;
+		stop_thread(&ctx->sync_lock, &ctx->sync_cond, &ctx->sync_stop,
+			    ctx->sync_thread);
+		return rc;
+	}
+	rc = hub_xfer_start(&ctx->xfer, ctx->cfg.hub, 16);
+	if (rc < 0) {
+		stop_thread(&ctx->blk_lock, &ctx->blk_cond, &ctx->blk_stop,
+			    ctx->blk_thread);
+		stop_thread(&ctx->sync_lock, &ctx->sync_cond, &ctx->sync_stop,
+			    ctx->sync_thread);
 	}
 	return rc;
 }
@@ -1027,17 +1261,19 @@ void blob_stop(struct fs_ctx *ctx)
 {
 	if (!ctx->xfer)
 		return;
-	hub_xfer_stop(ctx->xfer); /* every job's done() runs */
+	hub_xfer_stop(ctx->xfer); /* every job's done() is queued */
 	ctx->xfer = NULL;
-	pthread_mutex_lock(&ctx->sync_lock);
-	ctx->sync_stop = true;
-	pthread_cond_signal(&ctx->sync_cond);
-	pthread_mutex_unlock(&ctx->sync_lock);
-	pthread_join(ctx->sync_thread, NULL);
+	/* Each drains its queue before it stops; blocks queue syncs. */
+	stop_thread(&ctx->blk_lock, &ctx->blk_cond, &ctx->blk_stop,
+		    ctx->blk_thread);
+	stop_thread(&ctx->sync_lock, &ctx->sync_cond, &ctx->sync_stop,
+		    ctx->sync_thread);
 	/* Files the kernel had not released yet when the session ended. */
 	while (ctx->handles)
 		blob_release((uintptr_t)ctx->handles);
 	pthread_mutex_destroy(&ctx->blobs_lock);
 	pthread_mutex_destroy(&ctx->sync_lock);
 	pthread_cond_destroy(&ctx->sync_cond);
+	pthread_mutex_destroy(&ctx->blk_lock);
+	pthread_cond_destroy(&ctx->blk_cond);
 }

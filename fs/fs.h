@@ -24,7 +24,7 @@ struct fs_config {
 	long revision_ttl;	  /* seconds a branch stays resolved */
 	long listing_ttl;	  /* seconds an owner listing is kept */
 	long negative_ttl;	  /* seconds a miss is remembered */
-	long read_timeout; /* seconds without progress: EIO */
+	long read_timeout;	  /* seconds without progress: EIO */
 	bool debug;		  /* libfuse's -d */
 	const char *fuse_options; /* extra -o options, or NULL */
 };

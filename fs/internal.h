@@ -107,8 +107,14 @@ struct fs_ctx {
 	struct fuse_session *se; /* for cache invalidations */
 	struct hub_xfer *xfer;	 /* the transfer engine */
 	pthread_mutex_t blobs_lock;
-	struct blob *blobs;	   /* blobs in use; blobs_lock */
-	struct handle *handles;	   /* open files; blobs_lock */
+	struct blob *blobs;	  /* blobs in use; blobs_lock */
+	struct handle *handles;	  /* open files; blobs_lock */
+	pthread_mutex_t blk_lock; /* protects the blk_ fields */
+	pthread_cond_t blk_cond;
+	struct block_item *blk_head, **blk_tail;
+	unsigned blk_queued; /* blocks in the queue */
+	bool blk_stop;
+	pthread_t blk_thread;
 	pthread_mutex_t sync_lock; /* protects the sync_ fields */
 	pthread_cond_t sync_cond;
 	struct sync_item *sync_queue;

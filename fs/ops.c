@@ -78,6 +78,21 @@ static void fill_entry(struct fs_ctx *ctx, const struct node *n,
 	node_attr(ctx, n, &e->attr);
 }
 
+/*
+ * Negotiation with the kernel.  Replies go out by splice where the kernel
+ * allows it (no copy through our memory), and many reads may wait on the
+ * network at once: readahead requests are "background" ones, which the
+ * kernel caps at max_background.
+ */
+static void fs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	conn->max_background = 64;
+	conn->congestion_threshold = 48;
+}
+
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs_ctx *ctx = ctx_of(req);
@@ -557,6 +572,7 @@ static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 }
 
 const struct fuse_lowlevel_ops fs_ops = {
+	.init = fs_init,
 	.lookup = fs_lookup,
 	.forget = fs_forget,
 	.forget_multi = fs_forget_multi,
