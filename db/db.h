@@ -278,7 +278,89 @@ int db_partial_finish(struct db_store *s, const char *etag, uint64_t size);
 /* Forget the bitmap and remove the partial file (a failed check). */
 int db_partial_drop(struct db_store *s, const char *etag);
 
+/* ---- Settings, use and eviction -----------------------------------------
+ *
+ * The size limit is a setting kept in the store once set.  A blob file
+ * that some process has open holds an OFD read lock on it (db_blob_hold);
+ * eviction, in this process or another, skips any blob so held and takes
+ * the least recently used of the rest, complete blobs first, then partial
+ * ones, until the store is within the limit.
+ */
+#define DB_SETTING_MAX_CACHE "max_cache" /* bytes; absent: no limit */
+
+int db_setting_get(struct db_store *s, const char *key, int64_t *value);
+int db_setting_put(struct db_store *s, const char *key, int64_t value);
+
+/* Mark a complete blob used now (for the LRU order). */
+int db_blob_touch(struct db_store *s, const char *etag);
+
+/* Hold a blob in use for as long as fd (any open of its file) is open. */
+int db_blob_hold(int fd);
+
+/* Bytes the store holds: complete blobs plus the present blocks of partial
+   ones. */
+int db_store_usage(struct db_store *s, uint64_t *bytes);
+
+/*
+ * Evict unheld blobs, least recently used first, until the store holds at
+ * most limit bytes.  *freed (may be NULL) gets the bytes removed.
+ * Returns 0 even when the limit could not be reached (everything left is
+ * in use); a negative errno on failure.
+ */
+int db_evict(struct db_store *s, uint64_t limit, uint64_t *freed);
+
 /* Used bytes of the store's blobs, and how many. */
 int db_blob_usage(struct db_store *s, uint64_t *bytes, uint64_t *count);
+
+/* ---- Reports ------------------------------------------------------------
+ *
+ * Read-only summaries for "hubfs ls" (db/report.c): the repos the store
+ * knows, the commits known for each, and how much of each file is held
+ * locally.  They never write.  Each walk reads one snapshot of the index
+ * (a mount may be writing it meanwhile) and follows the rules of the walks
+ * above.
+ *
+ * Bytes held locally: a file whose blob is recorded complete counts its
+ * whole size; otherwise the present blocks of its partial blob count
+ * (bits set in the bitmap times the block size, the last block only up to
+ * the end of the file).  The blob files themselves are not looked at.
+ */
+
+/* Every repo the store knows, sorted by type, then name (byte order). */
+typedef int (*db_repo_fn)(void *arg, const struct db_repo *r);
+int db_report_repos(struct db_store *s, db_repo_fn cb, void *arg);
+
+/*
+ * A commit known for a repo: each recorded revision (sorted by name, ""
+ * first), then each commit whose tree is in the store but that no revision
+ * points at (a folder name@<commit>), oldest listing first.
+ */
+struct db_report_rev {
+	char    rev[256];   /* branch or tag as asked for; "" is the default
+			       branch, and the rev of a pinned commit */
+	bool    pinned;     /* a commit no revision points at */
+	char    commit[41];
+	int64_t checked_at; /* when rev was last resolved; 0 when pinned */
+	int64_t tree;       /* the commit's complete tree, or 0: not listed */
+	int64_t mtime;      /* the commit's time when listed, else 0 */
+};
+typedef int (*db_rev_fn)(void *arg, const struct db_report_rev *r);
+int db_report_revisions(struct db_store *s, int64_t repo, db_rev_fn cb,
+			void *arg);
+
+/* A file of a tree; the strings are valid only during the callback. */
+struct db_report_file {
+	const char *path;      /* from the repo root */
+	uint64_t    size;
+	const char *etag;
+	bool        lfs;
+	bool        complete;  /* the blob is recorded complete */
+	uint64_t    local;     /* bytes held locally, <= size */
+	int64_t     last_used; /* of its blob or partial blob; 0: never */
+};
+typedef int (*db_file_fn)(void *arg, const struct db_report_file *f);
+/* The files (not folders) of a tree, sorted by path (byte order). */
+int db_report_files(struct db_store *s, int64_t tree, db_file_fn cb,
+		    void *arg);
 
 #endif /* HUBFS_DB_H */

@@ -8,6 +8,7 @@
  *   trees.c   commit trees and their entries
  *   blobs.c   blob files and their records
  *   partial.c blobs being filled, block by block
+ *   evict.c   settings, last use, the size limit and eviction
  */
 #ifndef HUBFS_DB_INT_H
 #define HUBFS_DB_INT_H
@@ -57,6 +58,12 @@ enum db_stmt {
 	ST_PARTIAL_GET,
 	ST_PARTIAL_PUT,
 	ST_PARTIAL_DEL,
+	ST_SETTING_GET,
+	ST_SETTING_PUT,
+	ST_BLOB_TOUCH,
+	ST_LRU_BLOBS,
+	ST_LRU_PARTIAL,
+	ST_PARTIAL_ALL,
 	ST_COUNT
 };
 

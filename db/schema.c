@@ -105,10 +105,26 @@ static int migrate_v2(struct db_conn *c)
 	return db_exec(c, schema_v2);
 }
 
+/*
+ * Version 3: settings kept in the store once set (the size limit), and an
+ * index for evicting partial blobs oldest first.
+ */
+static const char schema_v3[] =
+	"CREATE TABLE settings("
+	" key   TEXT PRIMARY KEY,"
+	" value INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX partial_lru ON partial(updated);";
+
+static int migrate_v3(struct db_conn *c)
+{
+	return db_exec(c, schema_v3);
+}
+
 /* migrations[i] takes the schema from version i to version i + 1. */
 static int (*const migrations[])(struct db_conn *c) = {
 	migrate_v1,
 	migrate_v2,
+	migrate_v3,
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

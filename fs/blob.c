@@ -128,6 +128,7 @@ struct block_item {
 };
 
 #define MAX_QUEUED_BLOCKS 32 /* beyond, the engine's thread does it */
+#define ROOM_ON_ENOSPC	  (256ULL << 20) /* evicted when the disk is full */
 
 struct job {
 	struct blob *b;
@@ -146,11 +147,17 @@ static int job_failed(struct job *j)
 }
 
 /* Work for the sync thread. */
+enum sync_kind {
+	SYNC_MARK,   /* make blocks durable and mark them */
+	SYNC_FINISH, /* move a verified blob into blobs/ and record it */
+	SYNC_TOUCH,  /* record that a complete blob was used */
+};
+
 struct sync_item {
 	struct sync_item *next;
 	struct blob *b;
-	bool finish;	       /* move into blobs/ and record */
-	uint64_t first, count; /* else: blocks to make durable and mark */
+	enum sync_kind kind;
+	uint64_t first, count; /* SYNC_MARK: the blocks */
 };
 
 static uint64_t block_end(const struct blob *b, uint64_t i)
@@ -257,13 +264,19 @@ static int blob_load(struct blob *b)
 		b->fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (b->fd >= 0) {
 			b->complete = b->verified = true;
-			return 0;
+			/* In use: no gc, here or elsewhere, removes it. */
+			return db_blob_hold(b->fd);
 		}
 	}
 	rc = db_partial_open(s, b->etag, b->size, &p);
 	if (rc < 0)
 		return rc;
 	b->fd = p.fd;
+	rc = db_blob_hold(b->fd);
+	if (rc < 0) {
+		db_partial_free(&p);
+		return rc;
+	}
 	b->shift = p.shift;
 	b->blocks = p.blocks;
 	b->present = p.bitmap;
@@ -429,7 +442,7 @@ static void answer(struct blob *b, struct waiter *ready, int err)
 
 /* ---- Hashing and the final check -------------------------------------- */
 
-static void queue_sync(struct blob *b, bool finish, uint64_t first,
+static void queue_sync(struct blob *b, enum sync_kind kind, uint64_t first,
 		       uint64_t count);
 static void drop_blob(struct blob *b, struct waiter **failed);
 
@@ -474,7 +487,7 @@ static bool hash_advance(struct blob *b)
 		return false;
 	}
 	b->verified = true;
-	queue_sync(b, true, 0, 0);
+	queue_sync(b, SYNC_FINISH, 0, 0);
 	return true;
 }
 
@@ -510,6 +523,21 @@ static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
 	bool ok = true;
 	int rc = write_all(b->fd, buf, len, off);
 
+	if (rc == -ENOSPC || rc == -EDQUOT) {
+		/* The disk is full: make room from blobs nobody uses. */
+		uint64_t used, freed = 0;
+
+		if (db_store_usage(b->ctx->cfg.store, &used) == 0 &&
+		    db_evict(b->ctx->cfg.store,
+			     used > ROOM_ON_ENOSPC ? used - ROOM_ON_ENOSPC : 0,
+			     &freed) == 0 &&
+		    freed > 0) {
+			fs_log(LOG_WARNING,
+			       "store: disk full, evicted %llu bytes",
+			       (unsigned long long)freed);
+			rc = write_all(b->fd, buf, len, off);
+		}
+	}
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&b->lock);
@@ -644,7 +672,7 @@ static void job_finish(struct job *j, int rc, const struct hub_error *err)
 	answer(b, failed, e);
 	answer(b, ready, 0);
 	if (rc == 0)
-		queue_sync(b, false, j->first, j->count);
+		queue_sync(b, SYNC_MARK, j->first, j->count);
 	blob_unref(b);
 	free(j->buf);
 	free(j);
@@ -799,7 +827,7 @@ static void submit_runs(struct blob *b, struct runs *r)
 
 /* ---- Durability --------------------------------------------------------- */
 
-static void queue_sync(struct blob *b, bool finish, uint64_t first,
+static void queue_sync(struct blob *b, enum sync_kind kind, uint64_t first,
 		       uint64_t count)
 {
 	struct fs_ctx *ctx = b->ctx;
@@ -809,7 +837,7 @@ static void queue_sync(struct blob *b, bool finish, uint64_t first,
 		return; /* the blocks are fetched again after a restart */
 	blob_ref(b);
 	it->b = b;
-	it->finish = finish;
+	it->kind = kind;
 	it->first = first;
 	it->count = count;
 	pthread_mutex_lock(&ctx->sync_lock);
@@ -827,6 +855,24 @@ static void queue_sync(struct blob *b, bool finish, uint64_t first,
  * records are written under the blob's lock so that a drop cannot slip in
  * between the check and the write and leave marks for bytes that are gone.
  */
+/* Keep the store within its size limit, if it has one. */
+static void keep_within_limit(struct fs_ctx *ctx)
+{
+	struct db_store *s = ctx->cfg.store;
+	uint64_t freed = 0;
+	int64_t limit;
+
+	if (db_setting_get(s, DB_SETTING_MAX_CACHE, &limit) < 0 || limit <= 0)
+		return;
+	if (db_evict(s, (uint64_t)limit, &freed) < 0)
+		fs_log(LOG_WARNING, "store: evicting: %s", db_last_error(s));
+	else if (freed)
+		fs_log(LOG_INFO,
+		       "store: evicted %llu bytes to stay within "
+		       "%lld",
+		       (unsigned long long)freed, (long long)limit);
+}
+
 static void do_sync(struct sync_item *it)
 {
 	struct blob *b = it->b;
@@ -834,6 +880,10 @@ static void do_sync(struct sync_item *it)
 	uint64_t size;
 	int rc = 0;
 
+	if (it->kind == SYNC_TOUCH) {
+		db_blob_touch(s, b->etag);
+		return;
+	}
 	if (fdatasync(b->fd) < 0) {
 		fs_log(LOG_ERR, "store: syncing blob %s: %s", b->etag,
 		       strerror(errno));
@@ -844,7 +894,7 @@ static void do_sync(struct sync_item *it)
 		pthread_mutex_unlock(&b->lock);
 		return;
 	}
-	if (!it->finish) {
+	if (it->kind == SYNC_MARK) {
 		rc = db_partial_mark(s, b->etag, b->size, b->shift, it->first,
 				     it->count, NULL);
 	} else {
@@ -856,8 +906,10 @@ static void do_sync(struct sync_item *it)
 	pthread_mutex_unlock(&b->lock);
 	if (rc < 0)
 		fs_log(LOG_WARNING, "store: recording %s of %s: %s",
-		       it->finish ? "the whole" : "blocks", b->etag,
-		       db_last_error(s));
+		       it->kind == SYNC_FINISH ? "the whole" : "blocks",
+		       b->etag, db_last_error(s));
+	else if (it->kind == SYNC_FINISH)
+		keep_within_limit(b->ctx);
 }
 
 static void *sync_main(void *arg)
@@ -956,6 +1008,8 @@ int blob_open(struct fs_ctx *ctx, const struct node *f, uint64_t *fh,
 	pthread_mutex_unlock(&ctx->blobs_lock);
 	pthread_mutex_lock(&h->b->lock);
 	*verified = h->b->verified;
+	if (h->b->complete)
+		queue_sync(h->b, SYNC_TOUCH, 0, 0);
 	pthread_mutex_unlock(&h->b->lock);
 	*fh = (uintptr_t)h;
 	return 0;
@@ -1247,6 +1301,7 @@ int blob_start(struct fs_ctx *ctx)
 			    ctx->sync_thread);
 		return rc;
 	}
+	keep_within_limit(ctx);
 	rc = hub_xfer_start(&ctx->xfer, ctx->cfg.hub, 16);
 	if (rc < 0) {
 		stop_thread(&ctx->blk_lock, &ctx->blk_cond, &ctx->blk_stop,

@@ -180,6 +180,30 @@ class ReadTest(unittest.TestCase):
         os.close(fd)
         self.assertEqual(errors, [])
 
+    def test_size_limit_evicts_least_recently_used_unheld(self):
+        import sqlite3
+        m = self.mount()
+        # The limit is a store setting (kept once set): 40 MiB.
+        db = sqlite3.connect(os.path.join(m.store, "index.db"))
+        db.execute("INSERT INTO settings VALUES ('max_cache', ?)",
+                   (40 * MiB,))
+        db.commit()
+        db.close()
+        names = ("other.safetensors", "plain.bin", "weights.safetensors")
+        held = open(self.path(m, "other.safetensors"), "rb")
+        for name in names:
+            with open(self.path(m, name), "rb") as fh:
+                self.assertEqual(hashlib.sha256(fh.read()).hexdigest(),
+                                 self.files[name]["sha256"])
+        # weights (48 MiB) alone passes the limit: plain.bin, unheld and
+        # least recently used, goes; other.safetensors is open, so stays.
+        held.close()
+        m.stop()
+        blobs = os.listdir(os.path.join(m.store, "blobs"))
+        self.assertIn(self.files["other.safetensors"]["sha256"], blobs)
+        self.assertNotIn(self.files["plain.bin"]["sha256"], blobs)
+        self.assertIn("evicted", m.read_log())
+
     def test_corrupt_bytes_never_pass_a_whole_read(self):
         m = self.mount()
         f = self.files["other.safetensors"]

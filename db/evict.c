@@ -1,0 +1,213 @@
+/*
+ * evict.c - settings, last use, the size limit and eviction.
+ *
+ * "In use" is an OFD read lock on one byte far past the end of a blob's
+ * file, taken by whoever opens the blob to read it (db_blob_hold).  OFD
+ * locks belong to the open file description, so they hold between
+ * processes and between two opens in one process alike, and vanish with
+ * the last descriptor, even after kill -9.  Eviction takes the write lock
+ * on the same byte, without waiting: if it gets it, nobody reads the blob,
+ * and it removes the row, then the file, still holding the lock.
+ */
+#include "db_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HOLD_OFFSET (1LL << 62) /* the byte "in use" locks cover */
+#define BATCH	    64		/* candidates read at a time */
+
+static const char sql_setting_get[] =
+	"SELECT value FROM settings WHERE key = ?1";
+static const char sql_setting_put[] =
+	"INSERT INTO settings(key, value) VALUES (?1, ?2)"
+	" ON CONFLICT(key) DO UPDATE SET value = ?2";
+static const char sql_blob_touch[] =
+	"UPDATE blobs SET last_used = ?2 WHERE etag = ?1";
+static const char sql_lru_blobs[] =
+	"SELECT etag FROM blobs ORDER BY last_used LIMIT ?1 OFFSET ?2";
+static const char sql_lru_partial[] =
+	"SELECT etag FROM partial ORDER BY updated LIMIT ?1 OFFSET ?2";
+static const char sql_partial_all[] = "SELECT size, shift, bitmap FROM partial";
+
+int db_setting_get(struct db_store *s, const char *key, int64_t *value)
+{
+	struct db_conn *c;
+	struct db_query q;
+	int rc = db_thread_query(s, ST_SETTING_GET, sql_setting_get, &c, &q);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_text(q.st, 1, key, -1, SQLITE_STATIC);
+	rc = db_step(c, &q);
+	if (rc > 0)
+		*value = sqlite3_column_int64(q.st, 0);
+	db_query_end(&q);
+	return rc > 0 ? 0 : rc ? rc : -ENOENT;
+}
+
+/* One statement with a text and an integer parameter, in a transaction. */
+static int write_text_int(struct db_store *s, enum db_stmt slot,
+			  const char *sql, const char *text, int64_t value)
+{
+	struct db_conn *c;
+	struct db_query q;
+	int rc = db_conn_get(s, &c);
+
+	if (rc == 0)
+		rc = db_tx_begin(c);
+	if (rc)
+		return rc;
+	rc = db_query(c, slot, sql, &q);
+	if (rc == 0) {
+		sqlite3_bind_text(q.st, 1, text, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(q.st, 2, value);
+		rc = db_finish(c, &q);
+	}
+	return db_tx_end(c, rc);
+}
+
+int db_setting_put(struct db_store *s, const char *key, int64_t value)
+{
+	return write_text_int(s, ST_SETTING_PUT, sql_setting_put, key, value);
+}
+
+int db_blob_touch(struct db_store *s, const char *etag)
+{
+	return write_text_int(s, ST_BLOB_TOUCH, sql_blob_touch, etag,
+			      (int64_t)time(NULL));
+}
+
+int db_blob_hold(int fd)
+{
+	struct flock fl = { .l_type = F_RDLCK,
+			    .l_whence = SEEK_SET,
+			    .l_start = HOLD_OFFSET,
+			    .l_len = 1 };
+
+	return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+}
+
+static unsigned popcount8(uint8_t v)
+{
+	return (unsigned)__builtin_popcount(v);
+}
+
+int db_store_usage(struct db_store *s, uint64_t *bytes)
+{
+	uint64_t count, total = 0;
+	struct db_conn *c;
+	struct db_query q;
+	int rc = db_blob_usage(s, &total, &count);
+
+	if (rc == 0)
+		rc = db_thread_query(s, ST_PARTIAL_ALL, sql_partial_all, &c,
+				     &q);
+	if (rc)
+		return rc;
+	while ((rc = db_step(c, &q)) > 0) {
+		int shift = sqlite3_column_int(q.st, 1);
+		const uint8_t *map = sqlite3_column_blob(q.st, 2);
+		int n = sqlite3_column_bytes(q.st, 2);
+
+		for (int i = 0; map && i < n && shift > 0 && shift < 40; i++)
+			total += (uint64_t)popcount8(map[i]) << shift;
+	}
+	db_query_end(&q);
+	*bytes = total;
+	return rc < 0 ? rc : 0;
+}
+
+/*
+ * Remove one blob (complete, or partial) unless someone holds it.  Returns
+ * 1 when it was removed, 0 when held, or a negative errno.
+ */
+static int evict_one(struct db_store *s, bool partial, const char *etag)
+{
+	struct flock fl = { .l_type = F_WRLCK,
+			    .l_whence = SEEK_SET,
+			    .l_start = HOLD_OFFSET,
+			    .l_len = 1 };
+	char path[PATH_MAX];
+	int fd, rc = db_blob_file(s, partial ? "partial" : "blobs", etag, path,
+				  sizeof(path));
+
+	if (rc)
+		return rc;
+	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd >= 0 && fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		close(fd);
+		return 0; /* in use */
+	}
+	rc = partial ? db_partial_drop(s, etag) : db_blob_drop(s, etag);
+	if (fd >= 0)
+		close(fd);
+	return rc < 0 ? rc : 1;
+}
+
+struct candidate {
+	char etag[65];
+};
+
+/* A batch of candidates, oldest first, skipping the first skip. */
+static int candidates(struct db_store *s, bool partial, int skip,
+		      struct candidate *out, int *n)
+{
+	struct db_conn *c;
+	struct db_query q;
+	int rc = partial ? db_thread_query(s, ST_LRU_PARTIAL, sql_lru_partial,
+					   &c, &q)
+			 : db_thread_query(s, ST_LRU_BLOBS, sql_lru_blobs, &c,
+					   &q);
+
+	*n = 0;
+	if (rc)
+		return rc;
+	sqlite3_bind_int(q.st, 1, BATCH);
+	sqlite3_bind_int(q.st, 2, skip);
+	while (*n < BATCH && (rc = db_step(c, &q)) > 0) {
+		if (db_text(q.st, 0, out[*n].etag, sizeof(out[*n].etag)) == 0)
+			(*n)++;
+	}
+	db_query_end(&q);
+	return rc < 0 ? rc : 0;
+}
+
+int db_evict(struct db_store *s, uint64_t limit, uint64_t *freed)
+{
+	struct candidate batch[BATCH];
+	uint64_t used, start;
+	int rc = db_store_usage(s, &used);
+
+	start = used;
+	for (int pass = 0; rc == 0 && pass < 2 && used > limit; pass++) {
+		int skip = 0, n;
+
+		/* Complete blobs first, then what was being filled. */
+		while (used > limit &&
+		       (rc = candidates(s, pass == 1, skip, batch, &n)) == 0 &&
+		       n > 0) {
+			for (int i = 0; i < n && used > limit; i++) {
+				int r = evict_one(s, pass == 1, batch[i].etag);
+
+				if (r < 0)
+					return r;
+				if (r == 0) {
+					skip++; /* held: stays in the list */
+					continue;
+				}
+				rc = db_store_usage(s, &used);
+				if (rc)
+					break;
+			}
+		}
+	}
+	if (freed)
+		*freed = start > used ? start - used : 0;
+	return rc;
+}

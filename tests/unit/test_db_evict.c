@@ -1,0 +1,145 @@
+/*
+ * test_db_evict.c - settings, the in-use hold, store usage and LRU
+ * eviction that skips held blobs.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "db.h"
+
+#define A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define C "cccccccccccccccccccccccccccccccccccccccc"
+#define P "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd"
+
+static char dir[64];
+
+static void put_blob(struct db_store *s, const char *etag, int age)
+{
+	char tmp[PATH_MAX], sql[160];
+	int fd = db_blob_tmpfile(s, tmp, sizeof(tmp));
+	sqlite3 *db;
+	char path[PATH_MAX];
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "0123456789", 10), 10);
+	close(fd);
+	assert_int_equal(db_blob_install(s, tmp, etag, 10), 0);
+	/* Set the order of last use by hand. */
+	snprintf(path, sizeof(path), "%s/index.db", dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	snprintf(sql, sizeof(sql),
+		 "UPDATE blobs SET last_used = %d WHERE etag = '%s'", age,
+		 etag);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static bool present(struct db_store *s, const char *etag)
+{
+	uint64_t size;
+
+	return db_blob_get(s, etag, &size) == 0;
+}
+
+static void evict_lru_skipping_held(void **state)
+{
+	struct db_store *s;
+	struct db_partial p;
+	uint64_t used, freed;
+	int64_t v;
+	char path[PATH_MAX];
+	int held;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/hubfs-test-evict-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(db_store_open(&s, dir), 0);
+
+	assert_int_equal(db_setting_get(s, DB_SETTING_MAX_CACHE, &v), -ENOENT);
+	assert_int_equal(db_setting_put(s, DB_SETTING_MAX_CACHE, 1 << 30), 0);
+	assert_int_equal(db_setting_get(s, DB_SETTING_MAX_CACHE, &v), 0);
+	assert_int_equal(v, 1 << 30);
+
+	put_blob(s, A, 1);
+	put_blob(s, B, 2);
+	put_blob(s, C, 3);
+	/* A partial blob with two of its 1 MiB blocks present. */
+	assert_int_equal(db_partial_open(s, P, 5 << 20, &p), 0);
+	assert_int_equal(db_partial_mark(s, P, 5 << 20, p.shift, 1, 2, NULL),
+			 0);
+	close(p.fd);
+	db_partial_free(&p);
+	assert_int_equal(db_store_usage(s, &used), 0);
+	assert_int_equal(used, 30 + (2 << 20));
+
+	/* B is open somewhere: never evicted. */
+	db_blob_path(s, B, path, sizeof(path));
+	held = open(path, O_RDONLY);
+	assert_true(held >= 0);
+	assert_int_equal(db_blob_hold(held), 0);
+
+	/* Down to 15 bytes: the partial blob goes too, then A and C; B stays.
+	 */
+	assert_int_equal(db_evict(s, 15, &freed), 0);
+	assert_false(present(s, A));
+	assert_true(present(s, B));
+	assert_false(present(s, C));
+	assert_int_equal(db_store_usage(s, &used), 0);
+	assert_int_equal(used, 10);
+	assert_int_equal(freed, 20 + (2 << 20));
+
+	/* Nothing else can go while B is held: still 0, still there. */
+	assert_int_equal(db_evict(s, 0, NULL), 0);
+	assert_true(present(s, B));
+	close(held);
+	assert_int_equal(db_evict(s, 0, NULL), 0);
+	assert_false(present(s, B));
+
+	db_store_close(s);
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	assert_int_equal(system(path), 0);
+}
+
+static void touch_orders_lru(void **state)
+{
+	struct db_store *s;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/hubfs-test-evict-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(db_store_open(&s, dir), 0);
+	put_blob(s, A, 1);
+	put_blob(s, B, 2);
+	assert_int_equal(db_blob_touch(s, A), 0); /* A: used now */
+	assert_int_equal(db_evict(s, 10, NULL), 0);
+	assert_true(present(s, A));
+	assert_false(present(s, B));
+	db_store_close(s);
+	char cmd[96];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(evict_lru_skipping_held),
+		cmocka_unit_test(touch_orders_lru),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
