@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define XFER_MAX      (16ULL << 20)  /* bytes in one transfer at most */
@@ -136,10 +137,12 @@ struct job {
 	unsigned char *buf;    /* the block being gathered; engine thread */
 	int failed;	       /* a queued block failed (atomic: set by the
 				  block thread, read by the engine's) */
+	bool locked;	       /* holds the OFD lock on its byte range */
 	struct block_item end; /* queued when the run ends */
 };
 
 static int queue_block(struct job *j, uint64_t i, unsigned char *buf);
+static void range_unlock(const struct blob *b, struct job *j);
 
 static int job_failed(struct job *j)
 {
@@ -148,9 +151,10 @@ static int job_failed(struct job *j)
 
 /* Work for the sync thread. */
 enum sync_kind {
-	SYNC_MARK,   /* make blocks durable and mark them */
-	SYNC_FINISH, /* move a verified blob into blobs/ and record it */
-	SYNC_TOUCH,  /* record that a complete blob was used */
+	SYNC_MARK,	  /* make blocks durable and mark them */
+	SYNC_MARK_UNLOCK, /* the same, then release their range lock */
+	SYNC_FINISH,	  /* move a verified blob into blobs/ and record it */
+	SYNC_TOUCH,	  /* record that a complete blob was used */
 };
 
 struct sync_item {
@@ -671,8 +675,12 @@ static void job_finish(struct job *j, int rc, const struct hub_error *err)
 	pthread_mutex_unlock(&b->lock);
 	answer(b, failed, e);
 	answer(b, ready, 0);
-	if (rc == 0)
+	if (rc == 0 && j->locked)
+		queue_sync(b, SYNC_MARK_UNLOCK, j->first, j->count);
+	else if (rc == 0)
 		queue_sync(b, SYNC_MARK, j->first, j->count);
+	else
+		range_unlock(b, j);
 	blob_unref(b);
 	free(j->buf);
 	free(j);
@@ -800,7 +808,143 @@ static void plan_runs(struct blob *b, uint64_t first, uint64_t last,
 }
 
 /* Hand the planned runs to the engine (no lock held). */
-static void submit_runs(struct blob *b, struct runs *r)
+/*
+ * Blocks being fetched are held by an OFD write lock on their byte range
+ * of the blob's file, from the request until they are durable and marked
+ * (or the fetch failed).  Another hubfs process that wants one of them
+ * waits for the lock, then finds them marked instead of fetching them
+ * again.
+ */
+static int range_lock(const struct blob *b, const struct job *j, short type,
+		      bool wait)
+{
+	struct flock fl = {
+		.l_type = type,
+		.l_whence = SEEK_SET,
+		.l_start = (off_t)(j->first << b->shift),
+		.l_len = (off_t)(((j->first + j->count) << b->shift) -
+				 (j->first << b->shift)),
+	};
+	int rc;
+
+	do
+		rc = fcntl(b->fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl);
+	while (rc < 0 && errno == EINTR);
+	return rc < 0 ? -errno : 0;
+}
+
+static void range_unlock(const struct blob *b, struct job *j)
+{
+	if (j->locked)
+		range_lock(b, j, F_UNLCK, false);
+	j->locked = false;
+}
+
+static void submit_one(struct blob *b, struct job *j,
+		       enum hub_xfer_priority prio);
+
+/*
+ * Another process is fetching some of j's blocks: wait for it (on a thread
+ * of our own, not a FUSE worker), take what it marked, and fetch only if
+ * something is still missing.
+ */
+struct lock_wait {
+	struct job *j;
+	enum hub_xfer_priority prio;
+};
+
+static void submit_runs(struct blob *b, struct runs *r);
+
+/*
+ * What other processes made durable of b: their marks, or all of it when
+ * one of them completed the blob in the very file we have open.
+ */
+static void others_marks(struct blob *b, uint8_t *map)
+{
+	struct db_store *s = b->ctx->cfg.store;
+	struct stat ours, done;
+	char path[4096];
+	uint64_t size;
+
+	if (db_blob_get(s, b->etag, &size) == 0) {
+		db_blob_path(s, b->etag, path, sizeof(path));
+		if (fstat(b->fd, &ours) == 0 && stat(path, &done) == 0 &&
+		    ours.st_dev == done.st_dev && ours.st_ino == done.st_ino) {
+			memset(map, 0xff, db_bitmap_bytes(b->size, b->shift));
+			return;
+		}
+	}
+	db_partial_refresh(s, b->etag, b->size, b->shift, map);
+}
+
+/* The runs of j's blocks still missing, each a new job (lock held). */
+static void missing_runs(struct blob *b, const struct job *j,
+			 enum hub_xfer_priority prio, struct runs *r)
+{
+	for (uint64_t i = j->first; i < j->first + j->count;) {
+		uint64_t start = i;
+		struct job *sub;
+
+		if (db_bit(b->present, i)) {
+			clear_bit(b->inflight, i++);
+			continue;
+		}
+		while (i < j->first + j->count && !db_bit(b->present, i))
+			i++;
+		sub = calloc(1, sizeof(*sub));
+		if (!sub || r->n == sizeof(r->jobs) / sizeof(r->jobs[0])) {
+			free(sub);
+			for (uint64_t k = start; k < i; k++)
+				clear_bit(b->inflight, k);
+			continue;
+		}
+		sub->b = b;
+		sub->first = start;
+		sub->count = i - start; /* still marked in flight */
+		r->prio[r->n] = prio;
+		r->jobs[r->n++] = sub;
+	}
+}
+
+static void *wait_for_other(void *arg)
+{
+	struct lock_wait *lw = arg;
+	struct job *j = lw->j;
+	struct blob *b = j->b;
+	struct waiter *ready = NULL, *failed = NULL;
+	size_t n = db_bitmap_bytes(b->size, b->shift);
+	uint8_t *theirs = calloc(1, n ? n : 1);
+	struct runs runs = { .n = 0 };
+	bool ok = true;
+
+	j->locked = range_lock(b, j, F_WRLCK, true) == 0;
+	if (theirs)
+		others_marks(b, theirs);
+	pthread_mutex_lock(&b->lock);
+	for (uint64_t i = j->first; i < j->first + j->count; i++)
+		if (theirs && db_bit(theirs, i))
+			set_bit(b->present, i);
+	missing_runs(b, j, lw->prio, &runs);
+	if (!b->dropped) {
+		ok = hash_advance(b);
+		if (!ok)
+			drop_blob(b, &failed);
+		take_ready(b, &ready);
+	}
+	pthread_mutex_unlock(&b->lock);
+	free(theirs);
+	range_unlock(b, j);
+	free(j);
+	answer(b, ready, 0);
+	answer(b, failed, EIO);
+	submit_runs(b, &runs); /* only what nobody fetched */
+	blob_unref(b);	       /* the reference the thread was started with */
+	free(lw);
+	return NULL;
+}
+
+static void submit_one(struct blob *b, struct job *j,
+		       enum hub_xfer_priority prio)
 {
 	struct hub_file_ref ref = {
 		.type = b->type,
@@ -810,18 +954,43 @@ static void submit_runs(struct blob *b, struct runs *r)
 		.size = b->size,
 		.etag = b->etag,
 	};
+	uint64_t off = j->first << b->shift;
+	uint64_t end = block_end(b, j->first + j->count - 1);
+	int rc;
 
+	blob_ref(b);
+	rc = hub_xfer_submit(b->ctx->xfer, &ref, off, end - off, prio, &job_ops,
+			     j);
+	if (rc < 0) /* refused: done() was not called */
+		job_done(j, rc, NULL);
+}
+
+static void submit_runs(struct blob *b, struct runs *r)
+{
 	for (unsigned i = 0; i < r->n; i++) {
 		struct job *j = r->jobs[i];
-		uint64_t off = j->first << b->shift;
-		uint64_t end = block_end(b, j->first + j->count - 1);
-		int rc;
+		struct lock_wait *lw;
+		pthread_t t;
+		int rc = range_lock(b, j, F_WRLCK, false);
 
-		blob_ref(b);
-		rc = hub_xfer_submit(b->ctx->xfer, &ref, off, end - off,
-				     r->prio[i], &job_ops, j);
-		if (rc < 0) /* refused: done() was not called */
-			job_done(j, rc, NULL);
+		j->locked = rc == 0;
+		if (rc != -EAGAIN && rc != -EACCES) { /* ours, or no locks */
+			submit_one(b, j, r->prio[i]);
+			continue;
+		}
+		lw = malloc(sizeof(*lw));
+		if (lw) {
+			lw->j = j;
+			lw->prio = r->prio[i];
+			blob_ref(b);
+			if (pthread_create(&t, NULL, wait_for_other, lw) == 0) {
+				pthread_detach(t);
+				continue;
+			}
+			blob_unref(b);
+			free(lw);
+		}
+		submit_one(b, j, r->prio[i]); /* fetch it twice, then */
 	}
 }
 
@@ -873,7 +1042,7 @@ static void keep_within_limit(struct fs_ctx *ctx)
 		       (unsigned long long)freed, (long long)limit);
 }
 
-static void do_sync(struct sync_item *it)
+static void do_sync_once(struct sync_item *it)
 {
 	struct blob *b = it->b;
 	struct db_store *s = b->ctx->cfg.store;
@@ -894,7 +1063,7 @@ static void do_sync(struct sync_item *it)
 		pthread_mutex_unlock(&b->lock);
 		return;
 	}
-	if (it->kind == SYNC_MARK) {
+	if (it->kind != SYNC_FINISH) {
 		rc = db_partial_mark(s, b->etag, b->size, b->shift, it->first,
 				     it->count, NULL);
 	} else {
@@ -910,6 +1079,20 @@ static void do_sync(struct sync_item *it)
 		       b->etag, db_last_error(s));
 	else if (it->kind == SYNC_FINISH)
 		keep_within_limit(b->ctx);
+}
+
+static void do_sync(struct sync_item *it)
+{
+	struct blob *b = it->b;
+
+	do_sync_once(it);
+	if (it->kind == SYNC_MARK_UNLOCK) {
+		struct job range = { .first = it->first,
+				     .count = it->count,
+				     .locked = true };
+
+		range_unlock(b, &range);
+	}
 }
 
 static void *sync_main(void *arg)

@@ -180,6 +180,31 @@ class ReadTest(unittest.TestCase):
         os.close(fd)
         self.assertEqual(errors, [])
 
+    def test_two_mounts_of_one_store_fetch_once(self):
+        a = self.mount()
+        b = Mount(self.tmp, self.stack.endpoint, name="r%d-b" % self.n,
+                  store=a.store).start()
+        self.addCleanup(b.stop)
+        f = self.files["weights.safetensors"]
+        before = len(self.stack.cdn_log())
+        digests, barrier = {}, threading.Barrier(2)
+
+        def read(m):
+            barrier.wait()
+            with open(self.path(m, "weights.safetensors"), "rb") as fh:
+                digests[m.mnt] = hashlib.sha256(fh.read()).hexdigest()
+        threads = [threading.Thread(target=read, args=(m,)) for m in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(list(digests.values()), [f["sha256"]] * 2)
+        fetched = self.cdn_bytes(f["sha256"], before)
+        # Each block is fetched by one of the two; the other waits for it.
+        self.assertLess(fetched, 1.3 * f["size"],
+                        "fetched %d bytes for a %d-byte file"
+                        % (fetched, f["size"]))
+
     def test_size_limit_evicts_least_recently_used_unheld(self):
         import sqlite3
         m = self.mount()
