@@ -6,6 +6,8 @@
 #define HUBFS_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "db.h"
 #include "hub.h"
@@ -60,16 +62,44 @@ struct cli_common {
 int cli_common_option(struct cli_common *c, int opt, const char *arg);
 
 /*
+ * Why the commands run offline: "--offline", "HF_HUB_OFFLINE" or
+ * "TRANSFORMERS_OFFLINE"; NULL when they do not.
+ */
+const char *cli_offline_reason(const struct cli_common *c);
+
+/*
+ * The store folder the options describe (--cache-dir, else the default),
+ * allocated; caller frees.  NULL, with the complaint printed, when there
+ * is none (no HOME).
+ */
+char *cli_store_dir(const struct cli_common *c);
+
+/*
  * Open the Hub client and the store the options describe; prints what
  * went wrong.  Returns 0 or an exit code.
  */
 int cli_open(const struct cli_common *c, long stall_seconds,
 	     struct hub_client **hub, struct db_store **store);
 
+/* "512 B", "1.5 KiB", "12.0 MiB", "3.2 GiB", ...; returns buf. */
+const char *cli_human_size(uint64_t bytes, char *buf, size_t size);
+
+/* Unix seconds as local "YYYY-MM-DD HH:MM", or "-" for 0; returns buf. */
+const char *cli_human_time(int64_t t, char *buf, size_t size);
+
 /* A whole number of seconds, >= 0; prints the complaint. */
 int cli_parse_seconds(const char *arg, long *out);
 
 int cli_mount(int argc, char **argv);
 int cli_umount(int argc, char **argv);
+int cli_where(int argc, char **argv);
+int cli_ls(int argc, char **argv);
+
+/*
+ * The form mount(8) runs through mount.fuse3 for an fstab entry of type
+ * fuse.hubfs: "hubfs SOURCE MOUNTPOINT [-o OPTIONS]", argv[0] being the
+ * program.
+ */
+int cli_mount_fstab(int argc, char **argv);
 
 #endif /* HUBFS_CLI_H */

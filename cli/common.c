@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 static bool env_true(const char *name)
 {
@@ -37,6 +38,60 @@ int cli_common_option(struct cli_common *c, int opt, const char *arg)
 	}
 }
 
+const char *cli_offline_reason(const struct cli_common *c)
+{
+	if (c->offline)
+		return "--offline";
+	if (env_true("HF_HUB_OFFLINE"))
+		return "HF_HUB_OFFLINE";
+	if (env_true("TRANSFORMERS_OFFLINE"))
+		return "TRANSFORMERS_OFFLINE";
+	return NULL;
+}
+
+char *cli_store_dir(const struct cli_common *c)
+{
+	char *dir = c->cache_dir ? strdup(c->cache_dir) : db_default_dir();
+
+	if (!dir && c->cache_dir)
+		fprintf(stderr, "hubfs: out of memory\n");
+	else if (!dir)
+		fprintf(stderr, "hubfs: no store folder: set --cache-dir, "
+				"XDG_CACHE_HOME or HOME\n");
+	return dir;
+}
+
+const char *cli_human_size(uint64_t bytes, char *buf, size_t size)
+{
+	static const char *const units[] = { "KiB", "MiB", "GiB",
+					     "TiB", "PiB", "EiB" };
+	double v = (double)bytes;
+	size_t u = 0;
+
+	if (bytes < 1024) {
+		snprintf(buf, size, "%llu B", (unsigned long long)bytes);
+		return buf;
+	}
+	v /= 1024;
+	while (v >= 1023.95 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, size, "%.1f %s", v, units[u]);
+	return buf;
+}
+
+const char *cli_human_time(int64_t t, char *buf, size_t size)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t <= 0 || !localtime_r(&tt, &tm) ||
+	    strftime(buf, size, "%Y-%m-%d %H:%M", &tm) == 0)
+		snprintf(buf, size, "-");
+	return buf;
+}
+
 int cli_parse_seconds(const char *arg, long *out)
 {
 	char *end;
@@ -57,22 +112,26 @@ int cli_open(const struct cli_common *c, long stall_seconds,
 	     struct hub_client **hub, struct db_store **store)
 {
 	struct hub_config cfg = { 0 };
-	char *dir = c->cache_dir ? strdup(c->cache_dir) : db_default_dir();
+	char *dir = cli_store_dir(c);
 	int rc;
 
 	*hub = NULL;
 	*store = NULL;
-	if (!dir) {
-		fprintf(stderr, "hubfs: no store folder: set --cache-dir, "
-				"XDG_CACHE_HOME or HOME\n");
+	if (!dir)
 		return CLI_EXIT_FAIL;
-	}
 	cfg.endpoint = c->endpoint;
 	cfg.token_file = c->token_file;
-	cfg.offline = c->offline || env_true("HF_HUB_OFFLINE") ||
-		      env_true("TRANSFORMERS_OFFLINE");
+	cfg.offline = cli_offline_reason(c) != NULL;
 	cfg.stall_seconds = stall_seconds;
 	rc = hub_client_new(hub, &cfg);
+	if (rc == -EINVAL) {
+		fprintf(stderr,
+			"hubfs: the endpoint '%s'%s is not an http or https "
+			"URL\n",
+			c->endpoint ? c->endpoint : hub_default_endpoint(),
+			c->endpoint ? "" : " (HF_ENDPOINT)");
+		goto out;
+	}
 	if (rc < 0) {
 		fprintf(stderr, "hubfs: cannot set up the Hub client: %s\n",
 			strerror(-rc));

@@ -1,16 +1,22 @@
 /*
- * mount.c - "hubfs mount" and "hubfs umount".
+ * mount.c - "hubfs mount", its fstab form, and "hubfs umount".
  *
  * mount resolves every path and setting first, then (unless -f) forks:
  * the parent waits until the child reports that the mount answers, or
  * that it failed, and exits accordingly.  Threads, libcurl and SQLite are
  * started only in the child (DESIGN.md section 7).
+ *
+ * The fstab form is what mount(8) runs for an entry of type fuse.hubfs:
+ * mount.fuse3 execs "hubfs SOURCE MOUNTPOINT -o OPTIONS" through /bin/sh.
+ * Its -o options, like those of "hubfs mount -o", carry hubfs's own
+ * settings (cache_dir=DIR, ...) beside the ones meant for FUSE.
  */
 #include "cli.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +35,9 @@ struct mount_opts {
 	const char *log;
 	bool foreground;
 	bool debug;
-	char *fuse_options; /* joined -o options */
+	char *fuse_options; /* joined -o options meant for FUSE */
+	char **copies;	    /* of -o arguments; settings point into them */
+	size_t n_copies;
 	char mountpoint[PATH_MAX];
 };
 
@@ -50,11 +58,21 @@ static void mount_usage(FILE *out)
 		"  -f, --foreground        stay in the foreground\n"
 		"  -d, --debug             print every FUSE request (implies "
 		"-f)\n"
-		"  -o OPTION[,OPTION...]   FUSE mount options, e.g. "
-		"allow_other\n"
-		"                          (lets other local users read what "
-		"your token can)\n"
-		"  -h, --help              this help\n");
+		"  -o OPTION[,OPTION...]   the settings above as "
+		"cache_dir=DIR, "
+		"endpoint=URL,\n"
+		"                          token_file=FILE, offline, "
+		"revision_ttl=N,\n"
+		"                          read_timeout=N, log=FILE; any other "
+		"goes to FUSE,\n"
+		"                          e.g. allow_other (lets other local "
+		"users read what\n"
+		"                          your token can)\n"
+		"  -h, --help              this help\n"
+		"\n"
+		"The fstab form, which mount(8) runs for a line of type "
+		"fuse.hubfs:\n"
+		"  hubfs SOURCE MOUNTPOINT [-o OPTION[,OPTION...]]\n");
 }
 
 static int add_fuse_options(struct mount_opts *o, const char *opts)
@@ -71,6 +89,143 @@ static int add_fuse_options(struct mount_opts *o, const char *opts)
 	return 0;
 }
 
+/*
+ * Words of mount(8) and fstab that mean nothing to FUSE; mount.fuse3
+ * drops some of them, but not all, and hubfs may be run by hand.  hubfs
+ * is read-only and holds no device or set-user-ID file: rw, dev and suid
+ * (mount.fuse3 adds the last two to every mount, and fusermount3 refuses
+ * them to a user) are dropped, and so are the access-time words, which
+ * libfuse does not know.
+ */
+static bool mount_word(const char *opt)
+{
+	static const char *const words[] = {
+		"defaults",	 "auto",     "noauto",	   "user",
+		"users",	 "nouser",   "owner",	   "group",
+		"_netdev",	 "nofail",   "rw",	   "dev",
+		"suid",		 "relatime", "norelatime", "strictatime",
+		"nostrictatime", "lazytime", "nolazytime", "diratime",
+		"nodiratime",	 "iversion", "noiversion", NULL,
+	};
+
+	for (const char *const *w = words; *w; w++)
+		if (strcmp(opt, *w) == 0)
+			return true;
+	return strncmp(opt, "x-", 2) == 0 || strncmp(opt, "comment=", 8) == 0;
+}
+
+/* --read-timeout: a whole number of seconds, at least 1. */
+static int parse_timeout(const char *arg, long *out)
+{
+	if (cli_parse_seconds(arg, out) < 0)
+		return -1;
+	if (*out == 0) {
+		fprintf(stderr, "hubfs: the read timeout must be at least one "
+				"second\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* opt is key or key=value, with '_' or '-' in the key. */
+static bool key_is(const char *opt, const char *key)
+{
+	for (; *key; opt++, key++)
+		if (*opt != *key && !(*key == '_' && *opt == '-'))
+			return false;
+	return *opt == '\0' || *opt == '=';
+}
+
+/*
+ * One of hubfs's own settings given as -o key[=value]: 1 when taken, 0
+ * when opt is not one, -1 (complaint printed) for a bad value.  The
+ * setting points into opt.
+ */
+static int setting_option(struct mount_opts *o, const char *opt)
+{
+	static const char *const valued[] = { "cache_dir",    "endpoint",
+					      "token_file",   "log",
+					      "revision_ttl", "read_timeout" };
+	const char *eq = strchr(opt, '='), *v = eq ? eq + 1 : NULL;
+	size_t i, n = sizeof(valued) / sizeof(valued[0]);
+
+	if (key_is(opt, "offline")) {
+		o->common.offline = true;
+		return 1;
+	}
+	for (i = 0; i < n && !key_is(opt, valued[i]); i++)
+		;
+	if (i == n)
+		return 0;
+	if (!v || !*v) {
+		fprintf(stderr, "hubfs: -o %s needs a value (%s=...)\n",
+			valued[i], valued[i]);
+		return -1;
+	}
+	if (i == 0)
+		o->common.cache_dir = v;
+	else if (i == 1)
+		o->common.endpoint = v;
+	else if (i == 2)
+		o->common.token_file = v;
+	else if (i == 3)
+		o->log = v;
+	else if (i == 4 ? cli_parse_seconds(v, &o->revision_ttl) < 0
+			: parse_timeout(v, &o->read_timeout) < 0)
+		return -1;
+	return 1;
+}
+
+/* An -o argument: settings are taken, the rest is kept for FUSE. */
+static int parse_o(struct mount_opts *o, const char *arg)
+{
+	char **copies = realloc(o->copies, (o->n_copies + 1) * sizeof(char *));
+	char *opt, *next;
+	int rc;
+
+	if (!copies)
+		return CLI_EXIT_FAIL;
+	o->copies = copies;
+	opt = strdup(arg);
+	if (!opt)
+		return CLI_EXIT_FAIL;
+	copies[o->n_copies++] = opt;
+	for (; opt; opt = next) {
+		next = strchr(opt, ',');
+		if (next)
+			*next++ = '\0';
+		if (!*opt || mount_word(opt))
+			continue;
+		rc = setting_option(o, opt);
+		if (rc < 0)
+			return CLI_EXIT_USAGE;
+		if (rc == 0 && add_fuse_options(o, opt) < 0)
+			return CLI_EXIT_FAIL;
+	}
+	return 0;
+}
+
+static int set_mountpoint(struct mount_opts *o, const char *path)
+{
+	if (strncmp(path, "/dev/fd/", 8) == 0) {
+		fprintf(stderr,
+			"hubfs: %s: a mount point passed as a file "
+			"descriptor (drop_privileges) is not "
+			"supported\n",
+			path);
+		return CLI_EXIT_USAGE;
+	}
+	if (!realpath(path, o->mountpoint)) {
+		fprintf(stderr, "hubfs: %s: %s%s\n", path, strerror(errno),
+			errno == ENOTCONN ? " (a hubfs that died is still "
+					    "mounted there: run 'hubfs umount' "
+					    "first)"
+					  : "");
+		return CLI_EXIT_FAIL;
+	}
+	return 0;
+}
+
 static int parse_mount(int argc, char **argv, struct mount_opts *o)
 {
 	enum { OPT_TTL = 256, OPT_TIMEOUT, OPT_LOG, CLI_COMMON_OPT_ENUM };
@@ -84,10 +239,8 @@ static int parse_mount(int argc, char **argv, struct mount_opts *o)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int c;
+	int c, rc;
 
-	o->revision_ttl = 60;
-	o->read_timeout = 60;
 	while ((c = getopt_long(argc, argv, "fdho:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
@@ -97,8 +250,9 @@ static int parse_mount(int argc, char **argv, struct mount_opts *o)
 			o->debug = o->foreground = true;
 			break;
 		case 'o':
-			if (add_fuse_options(o, optarg) < 0)
-				return CLI_EXIT_FAIL;
+			rc = parse_o(o, optarg);
+			if (rc)
+				return rc;
 			break;
 		case 'h':
 			mount_usage(stdout);
@@ -108,8 +262,7 @@ static int parse_mount(int argc, char **argv, struct mount_opts *o)
 				return CLI_EXIT_USAGE;
 			break;
 		case OPT_TIMEOUT:
-			if (cli_parse_seconds(optarg, &o->read_timeout) < 0 ||
-			    o->read_timeout == 0)
+			if (parse_timeout(optarg, &o->read_timeout) < 0)
 				return CLI_EXIT_USAGE;
 			break;
 		case OPT_LOG:
@@ -126,16 +279,37 @@ static int parse_mount(int argc, char **argv, struct mount_opts *o)
 		mount_usage(stderr);
 		return CLI_EXIT_USAGE;
 	}
-	if (!realpath(argv[optind], o->mountpoint)) {
-		fprintf(stderr, "hubfs: %s: %s%s\n", argv[optind],
-			strerror(errno),
-			errno == ENOTCONN ? " (a hubfs that died is still "
-					    "mounted there: run 'hubfs umount' "
-					    "first)"
-					  : "");
-		return CLI_EXIT_FAIL;
+	return set_mountpoint(o, argv[optind]);
+}
+
+/*
+ * "hubfs SOURCE MOUNTPOINT [-o OPTIONS]...": SOURCE is any word (fstab's
+ * first field).  mount(8) clears the environment of HOME; the store and
+ * the token file are then found from the user's passwd entry.
+ */
+static int parse_fstab(int argc, char **argv, struct mount_opts *o)
+{
+	struct passwd *pw;
+	int c, rc;
+
+	while ((c = getopt(argc, argv, "o:")) != -1) {
+		if (c != 'o') {
+			mount_usage(stderr);
+			return CLI_EXIT_USAGE;
+		}
+		rc = parse_o(o, optarg);
+		if (rc)
+			return rc;
 	}
-	return 0;
+	if (argc - optind != 2) {
+		fprintf(stderr, "usage: hubfs SOURCE MOUNTPOINT "
+				"[-o OPTION[,OPTION...]]\n"
+				"       (or see 'hubfs --help')\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (!getenv("HOME") && (pw = getpwuid(getuid())) && pw->pw_dir)
+		setenv("HOME", pw->pw_dir, 1);
+	return set_mountpoint(o, argv[optind + 1]);
 }
 
 /*
@@ -260,24 +434,23 @@ out:
 	return rc;
 }
 
-int cli_mount(int argc, char **argv)
+/* Mount with the settings parsed (rc: what the parsing returned). */
+static int run_mount(struct mount_opts *o, int rc)
 {
-	struct mount_opts o = { 0 };
-	int pipefd[2], rc;
+	int pipefd[2];
 	pid_t pid;
 
-	rc = parse_mount(argc, argv, &o);
 	if (rc == 0)
-		rc = check_store_outside(&o);
+		rc = check_store_outside(o);
 	if (rc)
 		goto out;
-	if (fs_log_open(o.log, o.foreground && !o.log) < 0) {
-		fprintf(stderr, "hubfs: %s: %s\n", o.log, strerror(errno));
+	if (fs_log_open(o->log, o->foreground && !o->log) < 0) {
+		fprintf(stderr, "hubfs: %s: %s\n", o->log, strerror(errno));
 		rc = CLI_EXIT_FAIL;
 		goto out;
 	}
-	if (o.foreground) {
-		rc = serve(&o, -1);
+	if (o->foreground) {
+		rc = serve(o, -1);
 		goto out;
 	}
 	if (pipe(pipefd) < 0 || (pid = fork()) < 0) {
@@ -292,21 +465,51 @@ int cli_mount(int argc, char **argv)
 	}
 	close(pipefd[0]);
 	setsid();
-	rc = serve(&o, pipefd[1]);
+	rc = serve(o, pipefd[1]);
 out:
-	free(o.fuse_options);
+	free(o->fuse_options);
+	for (size_t i = 0; i < o->n_copies; i++)
+		free(o->copies[i]);
+	free(o->copies);
 	return rc < 0 ? 0 : rc;
+}
+
+static void mount_defaults(struct mount_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->revision_ttl = 60;
+	o->read_timeout = 60;
+}
+
+int cli_mount(int argc, char **argv)
+{
+	struct mount_opts o;
+
+	mount_defaults(&o);
+	return run_mount(&o, parse_mount(argc, argv, &o));
+}
+
+int cli_mount_fstab(int argc, char **argv)
+{
+	struct mount_opts o;
+
+	mount_defaults(&o);
+	return run_mount(&o, parse_fstab(argc, argv, &o));
 }
 
 int cli_umount(int argc, char **argv)
 {
+	bool help = argc == 2 && (strcmp(argv[1], "--help") == 0 ||
+				  strcmp(argv[1], "-h") == 0);
+
 	if (argc != 2 || argv[1][0] == '-') {
-		fprintf(argc == 2 && strcmp(argv[1], "--help") == 0 ? stdout
-								    : stderr,
-			"usage: hubfs umount MOUNTPOINT\n");
-		return argc == 2 && strcmp(argv[1], "--help") == 0
-			       ? CLI_EXIT_OK
-			       : CLI_EXIT_USAGE;
+		fprintf(help ? stdout : stderr,
+			"usage: hubfs umount MOUNTPOINT\n"
+			"\n"
+			"Unmount the hubfs mounted at MOUNTPOINT (with "
+			"fusermount3 -u, or umount\n"
+			"as root); the daemon then exits.\n");
+		return help ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 	}
 	execlp("fusermount3", "fusermount3", "-u", argv[1], (char *)NULL);
 	if (getuid() == 0)

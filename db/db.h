@@ -354,7 +354,8 @@ struct db_report_file {
 	uint64_t    size;
 	const char *etag;
 	bool        lfs;
-	bool        complete;  /* the blob is recorded complete */
+	bool        complete;  /* every byte is local: the blob is recorded
+				  complete, or the file is empty */
 	uint64_t    local;     /* bytes held locally, <= size */
 	int64_t     last_used; /* of its blob or partial blob; 0: never */
 };

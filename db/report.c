@@ -172,8 +172,9 @@ static int file_row(sqlite3_stmt *st, struct db_report_file *f)
 	f->lfs = sqlite3_column_int(st, 3) != 0;
 	if (!f->path || !f->etag)
 		return -ENOMEM;
-	if (sqlite3_column_type(st, 4) != SQLITE_NULL &&
-	    (uint64_t)sqlite3_column_int64(st, 4) == f->size) {
+	if (f->size == 0 ||
+	    (sqlite3_column_type(st, 4) != SQLITE_NULL &&
+	     (uint64_t)sqlite3_column_int64(st, 4) == f->size)) {
 		f->complete = true;
 		f->local = f->size;
 	} else {
@@ -184,8 +185,7 @@ static int file_row(sqlite3_stmt *st, struct db_report_file *f)
 	return 0;
 }
 
-int db_report_files(struct db_store *s, int64_t tree, db_file_fn cb,
-		    void *arg)
+int db_report_files(struct db_store *s, int64_t tree, db_file_fn cb, void *arg)
 {
 	struct db_conn *c;
 	sqlite3_stmt *st = NULL;
