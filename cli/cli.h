@@ -90,6 +90,9 @@ const char *cli_human_time(int64_t t, char *buf, size_t size);
 /* A whole number of seconds, >= 0; prints the complaint. */
 int cli_parse_seconds(const char *arg, long *out);
 
+/* A size such as 500M, 50G or 1.5T (powers of 1024); prints the complaint. */
+int cli_parse_size(const char *arg, uint64_t *out);
+
 int cli_mount(int argc, char **argv);
 int cli_umount(int argc, char **argv);
 int cli_where(int argc, char **argv);

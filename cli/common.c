@@ -3,6 +3,7 @@
  */
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,5 +149,35 @@ out:
 		*hub = NULL;
 		return CLI_EXIT_FAIL;
 	}
+	return 0;
+}
+
+int cli_parse_size(const char *arg, uint64_t *out)
+{
+	static const char units[] = "KMGTP";
+	char *end;
+	double v;
+	const char *u;
+
+	errno = 0;
+	v = strtod(arg, &end);
+	if (errno || end == arg || v < 0) {
+		fprintf(stderr, "hubfs: '%s' is not a size (e.g. 50G)\n", arg);
+		return -EINVAL;
+	}
+	if (*end && (u = strchr(units, toupper((unsigned char)*end))) != NULL) {
+		for (const char *k = units; k <= u; k++)
+			v *= 1024;
+		end++;
+		if (strcasecmp(end, "ib") == 0 || strcasecmp(end, "b") == 0)
+			end += strlen(end);
+	} else if (strcasecmp(end, "b") == 0) {
+		end++;
+	}
+	if (*end || v >= 9.2e18) {
+		fprintf(stderr, "hubfs: '%s' is not a size (e.g. 50G)\n", arg);
+		return -EINVAL;
+	}
+	*out = (uint64_t)v;
 	return 0;
 }

@@ -32,6 +32,7 @@ struct mount_opts {
 	struct cli_common common;
 	long revision_ttl;
 	long read_timeout;
+	uint64_t max_cache; /* 0: keep the store's setting */
 	const char *log;
 	bool foreground;
 	bool debug;
@@ -53,6 +54,12 @@ static void mount_usage(FILE *out)
 		"(60)\n"
 		"  --read-timeout SECONDS  give up on a read with no progress "
 		"(60)\n"
+		"  --max-cache SIZE        keep the store within SIZE (e.g. "
+		"50G), evicting\n"
+		"                          the least recently used files "
+		"nothing "
+		"has open;\n"
+		"                          kept in the store for later mounts\n"
 		"  --log FILE              log to FILE (default: syslog, or "
 		"stderr with -f)\n"
 		"  -f, --foreground        stay in the foreground\n"
@@ -63,7 +70,9 @@ static void mount_usage(FILE *out)
 		"endpoint=URL,\n"
 		"                          token_file=FILE, offline, "
 		"revision_ttl=N,\n"
-		"                          read_timeout=N, log=FILE; any other "
+		"                          read_timeout=N, max_cache=SIZE, "
+		"log=FILE; any other\n"
+		"                          "
 		"goes to FUSE,\n"
 		"                          e.g. allow_other (lets other local "
 		"users read what\n"
@@ -143,9 +152,10 @@ static bool key_is(const char *opt, const char *key)
  */
 static int setting_option(struct mount_opts *o, const char *opt)
 {
-	static const char *const valued[] = { "cache_dir",    "endpoint",
-					      "token_file",   "log",
-					      "revision_ttl", "read_timeout" };
+	static const char *const valued[] = {
+		"cache_dir",	"endpoint",	"token_file", "log",
+		"revision_ttl", "read_timeout", "max_cache",
+	};
 	const char *eq = strchr(opt, '='), *v = eq ? eq + 1 : NULL;
 	size_t i, n = sizeof(valued) / sizeof(valued[0]);
 
@@ -170,8 +180,9 @@ static int setting_option(struct mount_opts *o, const char *opt)
 		o->common.token_file = v;
 	else if (i == 3)
 		o->log = v;
-	else if (i == 4 ? cli_parse_seconds(v, &o->revision_ttl) < 0
-			: parse_timeout(v, &o->read_timeout) < 0)
+	else if (i == 4	  ? cli_parse_seconds(v, &o->revision_ttl) < 0
+		 : i == 5 ? parse_timeout(v, &o->read_timeout) < 0
+			  : cli_parse_size(v, &o->max_cache) < 0)
 		return -1;
 	return 1;
 }
@@ -228,12 +239,19 @@ static int set_mountpoint(struct mount_opts *o, const char *path)
 
 static int parse_mount(int argc, char **argv, struct mount_opts *o)
 {
-	enum { OPT_TTL = 256, OPT_TIMEOUT, OPT_LOG, CLI_COMMON_OPT_ENUM };
+	enum {
+		OPT_TTL = 256,
+		OPT_TIMEOUT,
+		OPT_LOG,
+		OPT_MAX_CACHE,
+		CLI_COMMON_OPT_ENUM
+	};
 	static const struct option longopts[] = {
 		CLI_COMMON_LONGOPTS,
 		{ "revision-ttl", required_argument, NULL, OPT_TTL },
 		{ "read-timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "log", required_argument, NULL, OPT_LOG },
+		{ "max-cache", required_argument, NULL, OPT_MAX_CACHE },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "debug", no_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
@@ -267,6 +285,11 @@ static int parse_mount(int argc, char **argv, struct mount_opts *o)
 			break;
 		case OPT_LOG:
 			o->log = optarg;
+			break;
+		case OPT_MAX_CACHE:
+			if (cli_parse_size(optarg, &o->max_cache) < 0 ||
+			    o->max_cache == 0)
+				return CLI_EXIT_USAGE;
 			break;
 		default:
 			if (cli_common_option(&o->common, c, optarg) == 0)
@@ -410,6 +433,14 @@ static int serve(struct mount_opts *o, int ready_fd)
 	if (rc)
 		goto out;
 	if (ready_fd >= 0 && chdir("/") < 0) {
+		rc = CLI_EXIT_FAIL;
+		goto out;
+	}
+	/* The limit stays with the store: later mounts, gc, status see it. */
+	if (o->max_cache && db_setting_put(store, DB_SETTING_MAX_CACHE,
+					   (int64_t)o->max_cache) < 0) {
+		fprintf(stderr, "hubfs: cannot record --max-cache: %s\n",
+			db_last_error(store));
 		rc = CLI_EXIT_FAIL;
 		goto out;
 	}

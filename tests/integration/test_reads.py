@@ -207,12 +207,11 @@ class ReadTest(unittest.TestCase):
 
     def test_size_limit_evicts_least_recently_used_unheld(self):
         import sqlite3
-        m = self.mount()
-        # The limit is a store setting (kept once set): 40 MiB.
+        m = self.mount(args=("--max-cache", "40M"))
         db = sqlite3.connect(os.path.join(m.store, "index.db"))
-        db.execute("INSERT INTO settings VALUES ('max_cache', ?)",
-                   (40 * MiB,))
-        db.commit()
+        self.assertEqual(db.execute("SELECT value FROM settings WHERE key ="
+                                    " 'max_cache'").fetchall(),
+                         [(40 * MiB,)])  # kept for later mounts
         db.close()
         names = ("other.safetensors", "plain.bin", "weights.safetensors")
         held = open(self.path(m, "other.safetensors"), "rb")
