@@ -83,31 +83,6 @@ static int blob_row(struct db_store *s, const char *etag, int64_t *size,
 	return rc;
 }
 
-/*
- * Run a write on one blob's row in its own transaction: etag, then the
- * integers of ints[0, n) as parameters 2, 3...
- */
-static int blob_write(struct db_store *s, enum db_stmt slot, const char *sql,
-		      const char *etag, const int64_t *ints, int n)
-{
-	struct db_conn *c;
-	struct db_query q;
-	int rc = db_conn_get(s, &c);
-
-	if (rc == 0)
-		rc = db_tx_begin(c);
-	if (rc)
-		return rc;
-	rc = db_query(c, slot, sql, &q);
-	if (rc == 0) {
-		sqlite3_bind_text(q.st, 1, etag, -1, SQLITE_STATIC);
-		for (int i = 0; i < n; i++)
-			sqlite3_bind_int64(q.st, 2 + i, ints[i]);
-		rc = db_finish(c, &q);
-	}
-	return db_tx_end(c, rc);
-}
-
 /* *match: path is a regular file of size bytes.  Absent is no error. */
 static int file_matches(const char *path, int64_t size, bool *match)
 {
@@ -139,8 +114,8 @@ int db_blob_get(struct db_store *s, const char *etag, uint64_t *size)
 		*size = (uint64_t)recorded;
 		return 0;
 	}
-	rc = blob_write(s, ST_BLOB_FORGET, sql_blob_forget, etag,
-			(int64_t[]){ recorded, used }, 2);
+	rc = db_write_row(s, ST_BLOB_FORGET, sql_blob_forget, etag,
+			  (int64_t[]){ recorded, used }, 2);
 	return rc ? rc : -ENOENT;
 }
 
@@ -148,8 +123,9 @@ int db_blob_put(struct db_store *s, const char *etag, uint64_t size)
 {
 	if (!etag_valid(etag) || size > INT64_MAX)
 		return -EINVAL;
-	return blob_write(s, ST_BLOB_PUT, sql_blob_put, etag,
-			  (int64_t[]){ (int64_t)size, (int64_t)time(NULL) }, 2);
+	return db_write_row(s, ST_BLOB_PUT, sql_blob_put, etag,
+			    (int64_t[]){ (int64_t)size, (int64_t)time(NULL) },
+			    2);
 }
 
 int db_blob_drop(struct db_store *s, const char *etag)
@@ -159,7 +135,7 @@ int db_blob_drop(struct db_store *s, const char *etag)
 
 	/* The row first: a file without a row is never trusted. */
 	if (rc == 0)
-		rc = blob_write(s, ST_BLOB_DEL, sql_blob_del, etag, NULL, 0);
+		rc = db_write_row(s, ST_BLOB_DEL, sql_blob_del, etag, NULL, 0);
 	if (rc == 0 && unlink(path) < 0 && errno != ENOENT)
 		rc = db_sys_fail("removing", path);
 	return rc;

@@ -67,22 +67,22 @@ const char *db_last_error(struct db_store *s);
 /* ---- Repos ------------------------------------------------------------- */
 
 struct db_repo {
-	int64_t            id;        /* row id, stable for the store's life */
+	int64_t id; /* row id, stable for the store's life */
 	enum hub_repo_type type;
-	char               name[256]; /* the id as asked for: "org/name", "gpt2" */
-	char               canonical[256]; /* "" or the id it redirects to */
-	int64_t            last_used; /* unix seconds */
+	char name[256];	     /* the id as asked for: "org/name", "gpt2" */
+	char canonical[256]; /* "" or the id it redirects to */
+	int64_t last_used;   /* unix seconds */
 };
 
 /* Find a repo the store knows.  -ENOENT when it does not. */
-int db_repo_get(struct db_store *s, enum hub_repo_type type,
-		const char *name, struct db_repo *out);
+int db_repo_get(struct db_store *s, enum hub_repo_type type, const char *name,
+		struct db_repo *out);
 /*
  * Record a repo (or update its canonical id, "" for none, NULL to keep the
  * recorded one), marking it used now.  Fills *out (may be NULL).
  */
-int db_repo_put(struct db_store *s, enum hub_repo_type type,
-		const char *name, const char *canonical, struct db_repo *out);
+int db_repo_put(struct db_store *s, enum hub_repo_type type, const char *name,
+		const char *canonical, struct db_repo *out);
 
 /*
  * The owners of known repos of a type (the part before '/') and the owners
@@ -165,12 +165,12 @@ int db_tree_add(struct db_tree_writer *w, const struct hub_entry *e);
 int db_tree_end(struct db_tree_writer *w, bool ok, struct db_tree *out);
 
 struct db_entry {
-	int64_t  id;      /* row id: unique in the store */
-	char     name[256];
-	bool     is_dir;
+	int64_t id; /* row id: unique in the store */
+	char name[256];
+	bool is_dir;
 	uint64_t size;
-	char     etag[65]; /* blob name: lfs sha256, else git sha1; "" for dirs */
-	bool     lfs;
+	char etag[65]; /* blob name: lfs sha256, else git sha1; "" for dirs */
+	bool lfs;
 };
 /* The entry name in folder parent ("" is the repo root).  -ENOENT. */
 int db_entry_lookup(struct db_store *s, int64_t tree, const char *parent,
@@ -197,8 +197,7 @@ int db_tree_count(struct db_store *s, int64_t tree, uint64_t *files,
  * when etag is not 40 or 64 lowercase hex digits.  Every blob function
  * refuses such an etag with -EINVAL before building a path.
  */
-void db_blob_path(struct db_store *s, const char *etag, char *buf,
-		  size_t size);
+void db_blob_path(struct db_store *s, const char *etag, char *buf, size_t size);
 /*
  * -ENOENT unless the blob is recorded complete and its file exists with the
  * recorded size; a record whose file is missing or has another size is
@@ -222,8 +221,8 @@ int db_blob_tmpfile(struct db_store *s, char *path_out, size_t size);
  * not size bytes long.  When recording fails the file stays in place,
  * unrecorded, and a later install replaces it.
  */
-int db_blob_install(struct db_store *s, const char *tmp_path,
-		    const char *etag, uint64_t size);
+int db_blob_install(struct db_store *s, const char *tmp_path, const char *etag,
+		    uint64_t size);
 
 /* ---- Partial blobs ------------------------------------------------------
  *
@@ -239,8 +238,8 @@ int db_blob_install(struct db_store *s, const char *tmp_path,
 #define DB_BLOCK_SHIFT 20 /* 1 MiB */
 
 struct db_partial {
-	int      fd;     /* partial/<etag>, O_RDWR; the caller closes it */
-	unsigned shift;  /* log2 of the block size */
+	int fd;		 /* partial/<etag>, O_RDWR; the caller closes it */
+	unsigned shift;	 /* log2 of the block size */
 	uint64_t blocks; /* how many: ceil(size / block size) */
 	uint8_t *bitmap; /* (blocks + 7) / 8 bytes; free with db_partial_free */
 };
@@ -336,13 +335,13 @@ int db_report_repos(struct db_store *s, db_repo_fn cb, void *arg);
  * points at (a folder name@<commit>), oldest listing first.
  */
 struct db_report_rev {
-	char    rev[256];   /* branch or tag as asked for; "" is the default
-			       branch, and the rev of a pinned commit */
-	bool    pinned;     /* a commit no revision points at */
-	char    commit[41];
+	char rev[256]; /* branch or tag as asked for; "" is the default
+			  branch, and the rev of a pinned commit */
+	bool pinned;   /* a commit no revision points at */
+	char commit[41];
 	int64_t checked_at; /* when rev was last resolved; 0 when pinned */
-	int64_t tree;       /* the commit's complete tree, or 0: not listed */
-	int64_t mtime;      /* the commit's time when listed, else 0 */
+	int64_t tree;	    /* the commit's complete tree, or 0: not listed */
+	int64_t mtime;	    /* the commit's time when listed, else 0 */
 };
 typedef int (*db_rev_fn)(void *arg, const struct db_report_rev *r);
 int db_report_revisions(struct db_store *s, int64_t repo, db_rev_fn cb,
@@ -350,18 +349,17 @@ int db_report_revisions(struct db_store *s, int64_t repo, db_rev_fn cb,
 
 /* A file of a tree; the strings are valid only during the callback. */
 struct db_report_file {
-	const char *path;      /* from the repo root */
-	uint64_t    size;
+	const char *path; /* from the repo root */
+	uint64_t size;
 	const char *etag;
-	bool        lfs;
-	bool        complete;  /* every byte is local: the blob is recorded
-				  complete, or the file is empty */
-	uint64_t    local;     /* bytes held locally, <= size */
-	int64_t     last_used; /* of its blob or partial blob; 0: never */
+	bool lfs;
+	bool complete;	   /* every byte is local: the blob is recorded
+			      complete, or the file is empty */
+	uint64_t local;	   /* bytes held locally, <= size */
+	int64_t last_used; /* of its blob or partial blob; 0: never */
 };
 typedef int (*db_file_fn)(void *arg, const struct db_report_file *f);
 /* The files (not folders) of a tree, sorted by path (byte order). */
-int db_report_files(struct db_store *s, int64_t tree, db_file_fn cb,
-		    void *arg);
+int db_report_files(struct db_store *s, int64_t tree, db_file_fn cb, void *arg);
 
 #endif /* HUBFS_DB_H */

@@ -113,6 +113,8 @@ int db_step(struct db_conn *c, struct db_query *q);
 int db_finish(struct db_conn *c, struct db_query *q);
 int db_run(struct db_conn *c, enum db_stmt slot, const char *sql);
 int db_exec(struct db_conn *c, const char *sql);
+int db_write_row(struct db_store *s, enum db_stmt slot, const char *sql,
+		 const char *key, const int64_t *ints, int n);
 int db_tx_begin(struct db_conn *c);
 int db_tx_end(struct db_conn *c, int rc);
 int db_fail(struct db_conn *c, int sqlite_rc);

@@ -51,36 +51,16 @@ int db_setting_get(struct db_store *s, const char *key, int64_t *value)
 	return rc > 0 ? 0 : rc ? rc : -ENOENT;
 }
 
-/* One statement with a text and an integer parameter, in a transaction. */
-static int write_text_int(struct db_store *s, enum db_stmt slot,
-			  const char *sql, const char *text, int64_t value)
-{
-	struct db_conn *c;
-	struct db_query q;
-	int rc = db_conn_get(s, &c);
-
-	if (rc == 0)
-		rc = db_tx_begin(c);
-	if (rc)
-		return rc;
-	rc = db_query(c, slot, sql, &q);
-	if (rc == 0) {
-		sqlite3_bind_text(q.st, 1, text, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(q.st, 2, value);
-		rc = db_finish(c, &q);
-	}
-	return db_tx_end(c, rc);
-}
-
 int db_setting_put(struct db_store *s, const char *key, int64_t value)
 {
-	return write_text_int(s, ST_SETTING_PUT, sql_setting_put, key, value);
+	return db_write_row(s, ST_SETTING_PUT, sql_setting_put, key, &value, 1);
 }
 
 int db_blob_touch(struct db_store *s, const char *etag)
 {
-	return write_text_int(s, ST_BLOB_TOUCH, sql_blob_touch, etag,
-			      (int64_t)time(NULL));
+	int64_t now = (int64_t)time(NULL);
+
+	return db_write_row(s, ST_BLOB_TOUCH, sql_blob_touch, etag, &now, 1);
 }
 
 int db_blob_hold(int fd)

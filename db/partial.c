@@ -181,20 +181,7 @@ void db_partial_free(struct db_partial *p)
 
 static int partial_forget(struct db_store *s, const char *etag)
 {
-	struct db_conn *c;
-	int rc = db_conn_get(s, &c);
-	struct db_query q;
-
-	if (rc == 0)
-		rc = db_tx_begin(c);
-	if (rc)
-		return rc;
-	rc = db_query(c, ST_PARTIAL_DEL, sql_partial_del, &q);
-	if (rc == 0) {
-		sqlite3_bind_text(q.st, 1, etag, -1, SQLITE_STATIC);
-		rc = db_finish(c, &q);
-	}
-	return db_tx_end(c, rc);
+	return db_write_row(s, ST_PARTIAL_DEL, sql_partial_del, etag, NULL, 0);
 }
 
 int db_partial_finish(struct db_store *s, const char *etag, uint64_t size)

@@ -109,11 +109,10 @@ static int migrate_v2(struct db_conn *c)
  * Version 3: settings kept in the store once set (the size limit), and an
  * index for evicting partial blobs oldest first.
  */
-static const char schema_v3[] =
-	"CREATE TABLE settings("
-	" key   TEXT PRIMARY KEY,"
-	" value INTEGER NOT NULL) WITHOUT ROWID;"
-	"CREATE INDEX partial_lru ON partial(updated);";
+static const char schema_v3[] = "CREATE TABLE settings("
+				" key   TEXT PRIMARY KEY,"
+				" value INTEGER NOT NULL) WITHOUT ROWID;"
+				"CREATE INDEX partial_lru ON partial(updated);";
 
 static int migrate_v3(struct db_conn *c)
 {

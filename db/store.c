@@ -460,3 +460,28 @@ void db_store_close(struct db_store *s)
 	free(s->dir);
 	free(s);
 }
+
+/*
+ * Run one write statement in its own transaction: key as parameter 1,
+ * then the integers of ints[0, n) as parameters 2, 3...
+ */
+int db_write_row(struct db_store *s, enum db_stmt slot, const char *sql,
+		 const char *key, const int64_t *ints, int n)
+{
+	struct db_conn *c;
+	struct db_query q;
+	int rc = db_conn_get(s, &c);
+
+	if (rc == 0)
+		rc = db_tx_begin(c);
+	if (rc)
+		return rc;
+	rc = db_query(c, slot, sql, &q);
+	if (rc == 0) {
+		sqlite3_bind_text(q.st, 1, key, -1, SQLITE_STATIC);
+		for (int i = 0; i < n; i++)
+			sqlite3_bind_int64(q.st, 2 + i, ints[i]);
+		rc = db_finish(c, &q);
+	}
+	return db_tx_end(c, rc);
+}

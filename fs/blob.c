@@ -120,7 +120,7 @@ struct block_item;
  * off the engine's thread lets it go on receiving meanwhile.
  */
 struct block_item {
-	struct block_item *next;
+	struct qitem q; /* first */
 	struct job *j;
 	uint64_t i;	    /* block, when buf */
 	unsigned char *buf; /* the block's bytes; NULL: the run ended */
@@ -158,7 +158,7 @@ enum sync_kind {
 };
 
 struct sync_item {
-	struct sync_item *next;
+	struct qitem q; /* first */
 	struct blob *b;
 	enum sync_kind kind;
 	uint64_t first, count; /* SYNC_MARK: the blocks */
@@ -686,17 +686,6 @@ static void job_finish(struct job *j, int rc, const struct hub_error *err)
 	free(j);
 }
 
-static void push_item(struct fs_ctx *ctx, struct block_item *it)
-{
-	pthread_mutex_lock(&ctx->blk_lock);
-	*ctx->blk_tail = it;
-	ctx->blk_tail = &it->next;
-	if (it->buf)
-		ctx->blk_queued++;
-	pthread_cond_signal(&ctx->blk_cond);
-	pthread_mutex_unlock(&ctx->blk_lock);
-}
-
 /* Hand a block to the block thread; -EBUSY when too many wait already. */
 static int queue_block(struct job *j, uint64_t i, unsigned char *buf)
 {
@@ -704,15 +693,13 @@ static int queue_block(struct job *j, uint64_t i, unsigned char *buf)
 	struct block_item *it;
 	bool full;
 
-	pthread_mutex_lock(&ctx->blk_lock);
-	full = ctx->blk_queued >= MAX_QUEUED_BLOCKS;
-	pthread_mutex_unlock(&ctx->blk_lock);
+	full = queue_counted(&ctx->blocks) >= MAX_QUEUED_BLOCKS;
 	if (full || !(it = calloc(1, sizeof(*it))))
 		return -EBUSY;
 	it->j = j;
 	it->i = i;
 	it->buf = buf;
-	push_item(ctx, it);
+	queue_push(&ctx->blocks, &it->q, true);
 	return 0;
 }
 
@@ -726,46 +713,26 @@ static void job_done(void *arg, int rc, const struct hub_error *err)
 	it->rc = rc;
 	if (err)
 		it->err = *err;
-	push_item(j->b->ctx, it);
+	queue_push(&j->b->ctx->blocks, &it->q, false);
 }
 
-static void *block_main(void *arg)
+static void handle_block(struct qitem *q, void *arg)
 {
-	struct fs_ctx *ctx = arg;
+	struct block_item *it = (struct block_item *)q;
 
-	pthread_mutex_lock(&ctx->blk_lock);
-	for (;;) {
-		struct block_item *it = ctx->blk_head;
+	(void)arg;
+	if (it->buf) {
+		int rc = job_failed(it->j)
+				 ? 0
+				 : block_arrived(it->j, it->i, it->buf);
 
-		if (!it) {
-			if (ctx->blk_stop)
-				break;
-			pthread_cond_wait(&ctx->blk_cond, &ctx->blk_lock);
-			continue;
-		}
-		ctx->blk_head = it->next;
-		if (!ctx->blk_head)
-			ctx->blk_tail = &ctx->blk_head;
-		if (it->buf)
-			ctx->blk_queued--;
-		pthread_mutex_unlock(&ctx->blk_lock);
-		if (it->buf) {
-			int rc = job_failed(it->j)
-					 ? 0
-					 : block_arrived(it->j, it->i, it->buf);
-
-			if (rc)
-				__atomic_store_n(&it->j->failed, rc,
-						 __ATOMIC_RELAXED);
-			free(it->buf);
-			free(it);
-		} else {
-			job_finish(it->j, it->rc, &it->err); /* frees it */
-		}
-		pthread_mutex_lock(&ctx->blk_lock);
+		if (rc)
+			__atomic_store_n(&it->j->failed, rc, __ATOMIC_RELAXED);
+		free(it->buf);
+		free(it);
+	} else {
+		job_finish(it->j, it->rc, &it->err); /* frees it */
 	}
-	pthread_mutex_unlock(&ctx->blk_lock);
-	return NULL;
 }
 
 static const struct hub_xfer_ops job_ops = { job_data, job_done };
@@ -853,7 +820,8 @@ struct lock_wait {
 	enum hub_xfer_priority prio;
 };
 
-static void submit_runs(struct blob *b, struct runs *r);
+static void submit_one(struct blob *b, struct job *j,
+		       enum hub_xfer_priority prio);
 
 /*
  * What other processes made durable of b: their marks, or all of it when
@@ -906,10 +874,30 @@ static void missing_runs(struct blob *b, const struct job *j,
 	}
 }
 
-static void *wait_for_other(void *arg)
+/* Let go of the parts of j's locked range whose blocks are present. */
+static void unlock_present(struct blob *b, const struct job *j)
 {
-	struct lock_wait *lw = arg;
-	struct job *j = lw->j;
+	for (uint64_t i = j->first; i < j->first + j->count;) {
+		struct job part = { .first = i, .locked = true };
+
+		if (!db_bit(b->present, i)) {
+			i++;
+			continue;
+		}
+		while (i < j->first + j->count && db_bit(b->present, i))
+			i++;
+		part.count = i - part.first;
+		range_unlock(b, &part);
+	}
+}
+
+/*
+ * j's range is ours (locked, or locks do not work here): take what other
+ * processes already made durable in it, and fetch only the rest, as runs
+ * that keep their part of the lock.  Frees j.
+ */
+static void settle(struct job *j, enum hub_xfer_priority prio)
+{
 	struct blob *b = j->b;
 	struct waiter *ready = NULL, *failed = NULL;
 	size_t n = db_bitmap_bytes(b->size, b->shift);
@@ -917,28 +905,40 @@ static void *wait_for_other(void *arg)
 	struct runs runs = { .n = 0 };
 	bool ok = true;
 
-	j->locked = range_lock(b, j, F_WRLCK, true) == 0;
 	if (theirs)
 		others_marks(b, theirs);
 	pthread_mutex_lock(&b->lock);
 	for (uint64_t i = j->first; i < j->first + j->count; i++)
 		if (theirs && db_bit(theirs, i))
 			set_bit(b->present, i);
-	missing_runs(b, j, lw->prio, &runs);
+	missing_runs(b, j, prio, &runs);
 	if (!b->dropped) {
 		ok = hash_advance(b);
 		if (!ok)
 			drop_blob(b, &failed);
 		take_ready(b, &ready);
 	}
+	if (j->locked)
+		unlock_present(b, j);
 	pthread_mutex_unlock(&b->lock);
 	free(theirs);
-	range_unlock(b, j);
-	free(j);
 	answer(b, ready, 0);
 	answer(b, failed, EIO);
-	submit_runs(b, &runs); /* only what nobody fetched */
-	blob_unref(b);	       /* the reference the thread was started with */
+	for (unsigned i = 0; i < runs.n; i++) {
+		runs.jobs[i]->locked = j->locked;
+		submit_one(b, runs.jobs[i], runs.prio[i]);
+	}
+	free(j);
+}
+
+static void *wait_for_other(void *arg)
+{
+	struct lock_wait *lw = arg;
+	struct blob *b = lw->j->b;
+
+	lw->j->locked = range_lock(b, lw->j, F_WRLCK, true) == 0;
+	settle(lw->j, lw->prio);
+	blob_unref(b); /* the reference the thread was started with */
 	free(lw);
 	return NULL;
 }
@@ -975,7 +975,7 @@ static void submit_runs(struct blob *b, struct runs *r)
 
 		j->locked = rc == 0;
 		if (rc != -EAGAIN && rc != -EACCES) { /* ours, or no locks */
-			submit_one(b, j, r->prio[i]);
+			settle(j, r->prio[i]);
 			continue;
 		}
 		lw = malloc(sizeof(*lw));
@@ -1009,14 +1009,7 @@ static void queue_sync(struct blob *b, enum sync_kind kind, uint64_t first,
 	it->kind = kind;
 	it->first = first;
 	it->count = count;
-	pthread_mutex_lock(&ctx->sync_lock);
-	struct sync_item **pp = &ctx->sync_queue;
-
-	while (*pp)
-		pp = &(*pp)->next;
-	*pp = it;
-	pthread_cond_signal(&ctx->sync_cond);
-	pthread_mutex_unlock(&ctx->sync_lock);
+	queue_push(&ctx->syncs, &it->q, false);
 }
 
 /*
@@ -1095,29 +1088,14 @@ static void do_sync(struct sync_item *it)
 	}
 }
 
-static void *sync_main(void *arg)
+static void handle_sync(struct qitem *q, void *arg)
 {
-	struct fs_ctx *ctx = arg;
+	struct sync_item *it = (struct sync_item *)q;
 
-	pthread_mutex_lock(&ctx->sync_lock);
-	for (;;) {
-		struct sync_item *it = ctx->sync_queue;
-
-		if (!it) {
-			if (ctx->sync_stop)
-				break;
-			pthread_cond_wait(&ctx->sync_cond, &ctx->sync_lock);
-			continue;
-		}
-		ctx->sync_queue = it->next;
-		pthread_mutex_unlock(&ctx->sync_lock);
-		do_sync(it);
-		blob_unref(it->b);
-		free(it);
-		pthread_mutex_lock(&ctx->sync_lock);
-	}
-	pthread_mutex_unlock(&ctx->sync_lock);
-	return NULL;
+	(void)arg;
+	do_sync(it);
+	blob_unref(it->b);
+	free(it);
 }
 
 /* ---- Dropping a blob that failed its check ---------------------------- */
@@ -1455,42 +1433,24 @@ uint64_t blob_cached_bytes(struct fs_ctx *ctx, const struct node *f)
 	return have;
 }
 
-static void stop_thread(pthread_mutex_t *lock, pthread_cond_t *cond, bool *stop,
-			pthread_t thread)
-{
-	pthread_mutex_lock(lock);
-	*stop = true;
-	pthread_cond_signal(cond);
-	pthread_mutex_unlock(lock);
-	pthread_join(thread, NULL);
-}
-
 int blob_start(struct fs_ctx *ctx)
 {
 	int rc;
 
 	pthread_mutex_init(&ctx->blobs_lock, NULL);
-	pthread_mutex_init(&ctx->sync_lock, NULL);
-	pthread_cond_init(&ctx->sync_cond, NULL);
-	pthread_mutex_init(&ctx->blk_lock, NULL);
-	pthread_cond_init(&ctx->blk_cond, NULL);
-	ctx->blk_tail = &ctx->blk_head;
-	rc = -pthread_create(&ctx->sync_thread, NULL, sync_main, ctx);
+	rc = queue_start(&ctx->syncs, handle_sync, ctx);
 	if (rc < 0)
 		return rc;
-	rc = -pthread_create(&ctx->blk_thread, NULL, block_main, ctx);
+	rc = queue_start(&ctx->blocks, handle_block, ctx);
 	if (rc < 0) {
-		stop_thread(&ctx->sync_lock, &ctx->sync_cond, &ctx->sync_stop,
-			    ctx->sync_thread);
+		queue_stop(&ctx->syncs);
 		return rc;
 	}
 	keep_within_limit(ctx);
 	rc = hub_xfer_start(&ctx->xfer, ctx->cfg.hub, 16);
 	if (rc < 0) {
-		stop_thread(&ctx->blk_lock, &ctx->blk_cond, &ctx->blk_stop,
-			    ctx->blk_thread);
-		stop_thread(&ctx->sync_lock, &ctx->sync_cond, &ctx->sync_stop,
-			    ctx->sync_thread);
+		queue_stop(&ctx->blocks);
+		queue_stop(&ctx->syncs);
 	}
 	return rc;
 }
@@ -1502,16 +1462,10 @@ void blob_stop(struct fs_ctx *ctx)
 	hub_xfer_stop(ctx->xfer); /* every job's done() is queued */
 	ctx->xfer = NULL;
 	/* Each drains its queue before it stops; blocks queue syncs. */
-	stop_thread(&ctx->blk_lock, &ctx->blk_cond, &ctx->blk_stop,
-		    ctx->blk_thread);
-	stop_thread(&ctx->sync_lock, &ctx->sync_cond, &ctx->sync_stop,
-		    ctx->sync_thread);
+	queue_stop(&ctx->blocks);
+	queue_stop(&ctx->syncs);
 	/* Files the kernel had not released yet when the session ended. */
 	while (ctx->handles)
 		blob_release((uintptr_t)ctx->handles);
 	pthread_mutex_destroy(&ctx->blobs_lock);
-	pthread_mutex_destroy(&ctx->sync_lock);
-	pthread_cond_destroy(&ctx->sync_cond);
-	pthread_mutex_destroy(&ctx->blk_lock);
-	pthread_cond_destroy(&ctx->blk_cond);
 }

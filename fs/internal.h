@@ -85,6 +85,33 @@ struct node *node_publish(struct node_table *t, struct node *n, uint64_t parent,
 struct node *node_find(struct node_table *t, uint64_t parent, const char *name);
 void node_forget(struct node_table *t, uint64_t id, uint64_t nlookup);
 
+/*
+ * queue.c: work served in order by a thread of its own.  An item embeds a
+ * struct qitem first; the handler owns it once called.
+ */
+struct qitem {
+	struct qitem *next;
+	bool counted; /* counts toward queue_counted() */
+};
+
+struct queue {
+	pthread_mutex_t lock; /* protects head, tail, counted, stop */
+	pthread_cond_t cond;
+	struct qitem *head, **tail;
+	unsigned counted;
+	bool stop;
+	pthread_t thread;
+	void (*handle)(struct qitem *it, void *arg);
+	void *arg;
+};
+
+int queue_start(struct queue *q, void (*handle)(struct qitem *, void *),
+		void *arg);
+void queue_push(struct queue *q, struct qitem *it, bool counted);
+unsigned queue_counted(struct queue *q);
+/* Serve everything queued, then stop the thread. */
+void queue_stop(struct queue *q);
+
 /* The daemon's state, one per mount. */
 struct fs_ctx {
 	struct fs_config cfg;
@@ -107,19 +134,10 @@ struct fs_ctx {
 	struct fuse_session *se; /* for cache invalidations */
 	struct hub_xfer *xfer;	 /* the transfer engine */
 	pthread_mutex_t blobs_lock;
-	struct blob *blobs;	  /* blobs in use; blobs_lock */
-	struct handle *handles;	  /* open files; blobs_lock */
-	pthread_mutex_t blk_lock; /* protects the blk_ fields */
-	pthread_cond_t blk_cond;
-	struct block_item *blk_head, **blk_tail;
-	unsigned blk_queued; /* blocks in the queue */
-	bool blk_stop;
-	pthread_t blk_thread;
-	pthread_mutex_t sync_lock; /* protects the sync_ fields */
-	pthread_cond_t sync_cond;
-	struct sync_item *sync_queue;
-	bool sync_stop;
-	pthread_t sync_thread;
+	struct blob *blobs;	/* blobs in use; blobs_lock */
+	struct handle *handles; /* open files; blobs_lock */
+	struct queue blocks;	/* received blocks to write, hash, answer */
+	struct queue syncs;	/* durability: fdatasync, marks, records */
 };
 
 /*
