@@ -263,11 +263,13 @@ void db_partial_free(struct db_partial *p);
  * Record blocks [first, first + count) present (their bytes durable), and
  * OR into bitmap (may be NULL) what other processes marked meanwhile.
  */
-int db_partial_mark(struct db_store *s, const char *etag, uint64_t size,
+int db_partial_mark(struct db_store *s, const char *etag, int fd,
+		    uint64_t size,
 		    unsigned shift, uint64_t first, uint64_t count,
 		    uint8_t *bitmap);
 /* OR the recorded bitmap into bitmap. */
-int db_partial_refresh(struct db_store *s, const char *etag, uint64_t size,
+int db_partial_refresh(struct db_store *s, const char *etag, int fd,
+		       uint64_t size,
 		       unsigned shift, uint8_t *bitmap);
 /*
  * The blob is complete and verified: fdatasync'ed partial/<etag> becomes

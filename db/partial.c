@@ -20,11 +20,11 @@
 #include <unistd.h>
 
 static const char sql_partial_get[] =
-	"SELECT size, shift, bitmap FROM partial WHERE etag = ?1";
+	"SELECT size, shift, bitmap, ino FROM partial WHERE etag = ?1";
 static const char sql_partial_put[] =
-	"INSERT INTO partial(etag, size, shift, bitmap, updated)"
-	" VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(etag) DO UPDATE"
-	" SET size = ?2, shift = ?3, bitmap = ?4, updated = ?5";
+	"INSERT INTO partial(etag, size, shift, bitmap, updated, ino)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(etag) DO UPDATE"
+	" SET size = ?2, shift = ?3, bitmap = ?4, updated = ?5, ino = ?6";
 static const char sql_partial_del[] = "DELETE FROM partial WHERE etag = ?1";
 
 size_t db_bitmap_bytes(uint64_t size, unsigned shift)
@@ -35,11 +35,37 @@ size_t db_bitmap_bytes(uint64_t size, unsigned shift)
 }
 
 /*
- * OR the stored bitmap of etag into bitmap, when it was recorded for the
- * same size and shift.  c may be in a transaction.
+ * The inode of the partial file the caller has open (fd), or of the one at
+ * its path now (fd < 0).  A bitmap is recorded with the inode of the file
+ * it describes and applies to that file only: a file that was completed
+ * and moved, or dropped, and created anew by another process starts with
+ * nothing, whatever the row still says.
  */
-static int read_bitmap(struct db_conn *c, const char *etag, uint64_t size,
-		       unsigned shift, uint8_t *bitmap)
+static int file_ino(struct db_store *s, const char *etag, int fd, int64_t *ino)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	int rc = 0;
+
+	if (fd >= 0) {
+		if (fstat(fd, &st) < 0)
+			return -errno;
+	} else if ((rc = db_blob_file(s, "partial", etag, path, sizeof(path))) <
+		   0) {
+		return rc;
+	} else if (stat(path, &st) < 0) {
+		return errno == ENOENT ? -ENOENT : -errno;
+	}
+	*ino = (int64_t)st.st_ino;
+	return 0;
+}
+
+/*
+ * OR the stored bitmap of etag into bitmap, when it was recorded for the
+ * same file (ino), size and shift.  c may be in a transaction.
+ */
+static int read_bitmap(struct db_conn *c, const char *etag, int64_t ino,
+		       uint64_t size, unsigned shift, uint8_t *bitmap)
 {
 	size_t n = db_bitmap_bytes(size, shift);
 	struct db_query q;
@@ -51,6 +77,7 @@ static int read_bitmap(struct db_conn *c, const char *etag, uint64_t size,
 	rc = db_step(c, &q);
 	if (rc > 0 && (uint64_t)sqlite3_column_int64(q.st, 0) == size &&
 	    sqlite3_column_int(q.st, 1) == (int)shift &&
+	    sqlite3_column_int64(q.st, 3) == ino &&
 	    (size_t)sqlite3_column_bytes(q.st, 2) == n) {
 		const uint8_t *stored = sqlite3_column_blob(q.st, 2);
 
@@ -67,7 +94,7 @@ static void set_bits(uint8_t *bitmap, uint64_t first, uint64_t count)
 		bitmap[i / 8] |= (uint8_t)(1u << (i % 8));
 }
 
-int db_partial_mark(struct db_store *s, const char *etag, uint64_t size,
+int db_partial_mark(struct db_store *s, const char *etag, int fd, uint64_t size,
 		    unsigned shift, uint64_t first, uint64_t count,
 		    uint8_t *bitmap)
 {
@@ -76,12 +103,16 @@ int db_partial_mark(struct db_store *s, const char *etag, uint64_t size,
 	uint8_t *merged;
 	struct db_conn *c;
 	struct db_query q;
+	int64_t ino;
 	int rc;
 
 	if (!hub_is_sha256(etag) && !hub_is_commit_id(etag))
 		return -EINVAL;
 	if (first > blocks || count > blocks - first || size > INT64_MAX)
 		return -EINVAL;
+	rc = file_ino(s, etag, fd, &ino);
+	if (rc < 0)
+		return rc;
 	merged = calloc(1, n ? n : 1);
 	if (!merged)
 		return -ENOMEM;
@@ -90,7 +121,7 @@ int db_partial_mark(struct db_store *s, const char *etag, uint64_t size,
 		rc = db_tx_begin(c);
 	if (rc)
 		goto out;
-	rc = read_bitmap(c, etag, size, shift, merged);
+	rc = read_bitmap(c, etag, ino, size, shift, merged);
 	set_bits(merged, first, count);
 	if (rc == 0)
 		rc = db_query(c, ST_PARTIAL_PUT, sql_partial_put, &q);
@@ -100,6 +131,7 @@ int db_partial_mark(struct db_store *s, const char *etag, uint64_t size,
 		sqlite3_bind_int(q.st, 3, (int)shift);
 		sqlite3_bind_blob(q.st, 4, merged, (int)n, SQLITE_STATIC);
 		sqlite3_bind_int64(q.st, 5, (int64_t)time(NULL));
+		sqlite3_bind_int64(q.st, 6, ino);
 		rc = db_finish(c, &q);
 	}
 	rc = db_tx_end(c, rc);
@@ -111,13 +143,18 @@ out:
 	return rc;
 }
 
-int db_partial_refresh(struct db_store *s, const char *etag, uint64_t size,
-		       unsigned shift, uint8_t *bitmap)
+int db_partial_refresh(struct db_store *s, const char *etag, int fd,
+		       uint64_t size, unsigned shift, uint8_t *bitmap)
 {
 	struct db_conn *c;
-	int rc = db_conn_get(s, &c);
+	int64_t ino;
+	int rc = file_ino(s, etag, fd, &ino);
 
-	return rc ? rc : read_bitmap(c, etag, size, shift, bitmap);
+	if (rc == -ENOENT)
+		return 0; /* no file: nothing present */
+	if (rc == 0)
+		rc = db_conn_get(s, &c);
+	return rc ? rc : read_bitmap(c, etag, ino, size, shift, bitmap);
 }
 
 /* Open or create the sparse file, at least size bytes long. */
@@ -161,7 +198,8 @@ int db_partial_open(struct db_store *s, const char *etag, uint64_t size,
 	if (rc < 0)
 		goto fail;
 	out->fd = rc;
-	rc = db_partial_refresh(s, etag, size, out->shift, out->bitmap);
+	rc = db_partial_refresh(s, etag, out->fd, size, out->shift,
+				out->bitmap);
 	if (rc == 0)
 		return 0;
 	close(out->fd);

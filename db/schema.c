@@ -119,11 +119,22 @@ static int migrate_v3(struct db_conn *c)
 	return db_exec(c, schema_v3);
 }
 
+/*
+ * Version 4: a bitmap names the inode of the partial file it describes, so
+ * that it never applies to another file of the same etag.
+ */
+static int migrate_v4(struct db_conn *c)
+{
+	return db_exec(c, "ALTER TABLE partial ADD COLUMN"
+			  " ino INTEGER NOT NULL DEFAULT 0;");
+}
+
 /* migrations[i] takes the schema from version i to version i + 1. */
 static int (*const migrations[])(struct db_conn *c) = {
 	migrate_v1,
 	migrate_v2,
 	migrate_v3,
+	migrate_v4,
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -842,7 +842,7 @@ static void others_marks(struct blob *b, uint8_t *map)
 			return;
 		}
 	}
-	db_partial_refresh(s, b->etag, b->size, b->shift, map);
+	db_partial_refresh(s, b->etag, b->fd, b->size, b->shift, map);
 }
 
 /* The runs of j's blocks still missing, each a new job (lock held). */
@@ -1057,8 +1057,8 @@ static void do_sync_once(struct sync_item *it)
 		return;
 	}
 	if (it->kind != SYNC_FINISH) {
-		rc = db_partial_mark(s, b->etag, b->size, b->shift, it->first,
-				     it->count, NULL);
+		rc = db_partial_mark(s, b->etag, b->fd, b->size, b->shift,
+				     it->first, it->count, NULL);
 	} else {
 		rc = db_partial_finish(s, b->etag, b->size);
 		if (rc < 0 && db_blob_get(s, b->etag, &size) == 0)

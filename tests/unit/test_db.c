@@ -144,7 +144,7 @@ static void store_layout(void **state)
 	assert_int_equal(db_repo_put(f->s, HUB_MODEL, "org/name", "", &r), 0);
 	assert_int_equal(mode_of(f->dir, "index.db-wal"), 0600);
 	assert_int_equal(mode_of(f->dir, "index.db-shm"), 0600);
-	assert_int_equal(sql_int(f, "PRAGMA user_version"), 3);
+	assert_int_equal(sql_int(f, "PRAGMA user_version"), 4);
 }
 
 static void store_not_a_folder(void **state)
@@ -172,7 +172,7 @@ static void store_newer_schema(void **state)
 	f->s = NULL;
 	assert_int_equal(db_store_open(&f->s, f->dir), -EPROTO);
 	assert_non_null(strstr(db_last_error(f->s), "99"));
-	sql_int(f, "PRAGMA user_version = 3");
+	sql_int(f, "PRAGMA user_version = 4");
 	reopen(f);
 
 	/* A version 1 store (before partial blobs) is migrated on open. */
@@ -180,7 +180,7 @@ static void store_newer_schema(void **state)
 	sql_int(f, "DROP TABLE settings");
 	sql_int(f, "PRAGMA user_version = 1");
 	reopen(f);
-	assert_int_equal(sql_int(f, "PRAGMA user_version"), 3);
+	assert_int_equal(sql_int(f, "PRAGMA user_version"), 4);
 	assert_int_equal(sql_int(f, "SELECT count(*) FROM partial"), 0);
 }
 
@@ -842,7 +842,7 @@ static void reopen_keeps_everything(void **state)
 	assert_int_equal(db_entry_lookup(f->s, t.id, "d", "f", &e), 0);
 	assert_int_equal(db_blob_get(f->s, SHA1_B, &size), 0);
 	assert_int_equal(size, 1);
-	assert_int_equal(sql_int(f, "PRAGMA user_version"), 3);
+	assert_int_equal(sql_int(f, "PRAGMA user_version"), 4);
 }
 
 #define THREADS 4

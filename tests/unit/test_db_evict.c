@@ -79,8 +79,8 @@ static void evict_lru_skipping_held(void **state)
 	put_blob(s, C, 3);
 	/* A partial blob with two of its 1 MiB blocks present. */
 	assert_int_equal(db_partial_open(s, P, 5 << 20, &p), 0);
-	assert_int_equal(db_partial_mark(s, P, 5 << 20, p.shift, 1, 2, NULL),
-			 0);
+	assert_int_equal(
+		db_partial_mark(s, P, -1, 5 << 20, p.shift, 1, 2, NULL), 0);
 	close(p.fd);
 	db_partial_free(&p);
 	assert_int_equal(db_store_usage(s, &used), 0);

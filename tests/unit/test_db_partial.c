@@ -68,17 +68,19 @@ static void sparse_file_and_bitmap(void **state)
 	assert_int_equal(p.bitmap[0], 0);
 
 	assert_int_equal(
-		db_partial_mark(f->s, ETAG, size, p.shift, 1, 2, p.bitmap), 0);
+		db_partial_mark(f->s, ETAG, -1, size, p.shift, 1, 2, p.bitmap),
+		0);
 	assert_int_equal(p.bitmap[0], 0x06);
 	/* Another process marks block 5; our next mark merges it in. */
-	assert_int_equal(db_partial_mark(f->s, ETAG, size, p.shift, 5, 1, NULL),
-			 0);
-	assert_int_equal(db_partial_refresh(f->s, ETAG, size, p.shift, other),
-			 0);
+	assert_int_equal(
+		db_partial_mark(f->s, ETAG, -1, size, p.shift, 5, 1, NULL), 0);
+	assert_int_equal(
+		db_partial_refresh(f->s, ETAG, -1, size, p.shift, other), 0);
 	assert_int_equal(other[0], 0x26);
 	assert_true(db_bit(other, 5) && !db_bit(other, 0));
-	assert_int_equal(db_partial_mark(f->s, ETAG, size, p.shift, 6, 1, NULL),
-			 -EINVAL);
+	assert_int_equal(
+		db_partial_mark(f->s, ETAG, -1, size, p.shift, 6, 1, NULL),
+		-EINVAL);
 	close(p.fd);
 	db_partial_free(&p);
 
@@ -107,8 +109,8 @@ static void finish_and_drop(void **state)
 	assert_int_equal(db_partial_open(f->s, ETAG, size, &p), 0);
 	assert_int_equal(pwrite(p.fd, "abc", 3, 0), 3);
 	assert_int_equal(db_blob_get(f->s, ETAG, &size), -ENOENT);
-	assert_int_equal(db_partial_mark(f->s, ETAG, 3, p.shift, 0, 1, NULL),
-			 0);
+	assert_int_equal(
+		db_partial_mark(f->s, ETAG, -1, 3, p.shift, 0, 1, NULL), 0);
 	assert_int_equal(db_partial_finish(f->s, ETAG, 3), 0);
 	assert_int_equal(db_blob_get(f->s, ETAG, &size), 0);
 	assert_int_equal(size, 3);
@@ -123,8 +125,8 @@ static void finish_and_drop(void **state)
 
 	/* A blob whose check failed: dropped, bitmap and file. */
 	assert_int_equal(db_partial_open(f->s, ETAG, 10, &p), 0);
-	assert_int_equal(db_partial_mark(f->s, ETAG, 10, p.shift, 0, 1, NULL),
-			 0);
+	assert_int_equal(
+		db_partial_mark(f->s, ETAG, -1, 10, p.shift, 0, 1, NULL), 0);
 	assert_int_equal(db_partial_drop(f->s, ETAG), 0);
 	snprintf(path, sizeof(path), "%s/partial/%s", f->dir, ETAG);
 	assert_int_equal(access(path, F_OK), -1);
@@ -138,6 +140,36 @@ static void finish_and_drop(void **state)
 			 -EINVAL);
 }
 
+static void bitmap_belongs_to_its_file(void **state)
+{
+	struct fixture *f = *state;
+	char from[PATH_MAX], to[PATH_MAX];
+	struct db_partial p, q;
+
+	assert_int_equal(db_partial_open(f->s, ETAG, 3 * MiB, &p), 0);
+	assert_int_equal(
+		db_partial_mark(f->s, ETAG, p.fd, 3 * MiB, p.shift, 0, 3, NULL),
+		0);
+	/* Another process completes it: the file moves to blobs/ ... */
+	snprintf(from, sizeof(from), "%s/partial/%s", f->dir, ETAG);
+	snprintf(to, sizeof(to), "%s/blobs/%s", f->dir, ETAG);
+	assert_int_equal(rename(from, to), 0);
+	/* ... and a new partial file made meanwhile has nothing, whatever
+	   the row still says. */
+	assert_int_equal(db_partial_open(f->s, ETAG, 3 * MiB, &q), 0);
+	assert_int_equal(q.bitmap[0], 0);
+	/* The moved file, still open, keeps its marks. */
+	memset(p.bitmap, 0, 1);
+	assert_int_equal(db_partial_refresh(f->s, ETAG, p.fd, 3 * MiB, p.shift,
+					    p.bitmap),
+			 0);
+	assert_int_equal(p.bitmap[0], 0x07);
+	close(p.fd);
+	close(q.fd);
+	db_partial_free(&p);
+	db_partial_free(&q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -145,6 +177,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(finish_and_drop, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(bitmap_belongs_to_its_file,
+						setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "db.h"
 
@@ -193,14 +194,17 @@ static void local_bytes(void **state)
 	/* small.txt complete; big.bin has blocks 1, 2 and the short last. */
 	assert_int_equal(db_blob_put(f->s, E_SMALL, 10), 0);
 	assert_int_equal(db_partial_open(f->s, E_BIG, big, &p), 0);
-	assert_int_equal(db_partial_mark(f->s, E_BIG, big, p.shift, 1, 2, NULL),
-			 0);
-	assert_int_equal(db_partial_mark(f->s, E_BIG, big, p.shift, 5, 1, NULL),
-			 0);
+	assert_int_equal(
+		db_partial_mark(f->s, E_BIG, -1, big, p.shift, 1, 2, NULL), 0);
+	assert_int_equal(
+		db_partial_mark(f->s, E_BIG, -1, big, p.shift, 5, 1, NULL), 0);
 	db_partial_free(&p);
 	/* half.bin: a bitmap recorded for another size counts nothing. */
+	assert_int_equal(db_partial_open(f->s, E_HALF, half + 1, &p), 0);
+	close(p.fd);
+	db_partial_free(&p);
 	assert_int_equal(
-		db_partial_mark(f->s, E_HALF, half + 1, 20, 0, 1, NULL), 0);
+		db_partial_mark(f->s, E_HALF, -1, half + 1, 20, 0, 1, NULL), 0);
 
 	assert_int_equal(db_report_files(f->s, t.id, collect_file, &l), 0);
 	assert_int_equal(l.n, 4); /* folders are not files */
@@ -217,7 +221,8 @@ static void local_bytes(void **state)
 	assert_true(l.row[3].complete);
 
 	/* Every block: the whole size, no more. */
-	assert_int_equal(db_partial_mark(f->s, E_BIG, big, 20, 0, 6, NULL), 0);
+	assert_int_equal(db_partial_mark(f->s, E_BIG, -1, big, 20, 0, 6, NULL),
+			 0);
 	memset(&l, 0, sizeof(l));
 	assert_int_equal(db_report_files(f->s, t.id, collect_file, &l), 0);
 	assert_int_equal(l.row[0].local, big);
