@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
 import mountlib  # noqa: E402  (path set above; it brings hubstack too)
 import hubstack  # noqa: E402
+import hubmirror  # noqa: E402  (tests/harness/, on the path through mountlib)
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -49,7 +50,7 @@ BIG_REPO, BIG_FILE = "acme/big-model", "model-1g.safetensors"
 FOUR_REPO = "acme/four-big"
 FOUR_FILES = ["part-%d.safetensors" % i for i in range(1, 5)]
 
-CASES = ["cold", "peers", "warm", "first", "threads", "random", "rss"]
+CASES = ["cold", "peers", "warm", "first", "threads", "random", "rss", "fleet"]
 CASE_HELP = {
     "cold": "cold sequential read: hubfs vs curl (1 stream) vs aria2c -x16 -s16, "
             "CDN uncapped and rate-limited",
@@ -64,16 +65,20 @@ CASE_HELP = {
               "(rate-limited CDN)",
     "rss": "daemon VmHWM while one mount streams 4 different 1 GiB files at once "
            "(uncapped CDN)",
+    "fleet": "3 mounts with 3 stores (3 machines) read the file at once: each from "
+             "the CDN vs through contrib/mirror/hubfs-mirror, cold and warm: CDN bytes "
+             "and time (rate-limited CDN)",
 }
 # Which stack a case runs on: "open" = CDN uncapped, "rate" = limit_rate.
 CASE_STACKS = {"cold": ("open", "rate"), "peers": ("open", "rate"), "warm": ("open",),
                "rss": ("open",), "first": ("rate",), "threads": ("rate",),
-               "random": ("rate",)}
+               "random": ("rate",), "fleet": ("rate",)}
 
 READ_TIMEOUT = 180      # one cold 1 GiB read (100 MiB/s takes ~11 s)
 MOUNT_TIMEOUT = 60
 FIO_IOS = 2000
 THREADS = 8
+FLEET = 3               # mounts in the fleet case, each with its own store
 BEST_OF = 3             # warm and re-read: best of this many
 
 PR_SET_PDEATHSIG = 1
@@ -364,6 +369,7 @@ class Bench:
         self.notes = []
         self.mounts = []        # hubfs mountlib.Mount objects still mounted
         self.peers = []         # PeerMount objects still mounted
+        self.mirrors = []       # hubmirror.Mirror objects still running
         self.procs = set()      # running child processes (own process groups)
         self.can_drop = None
         self.work = None
@@ -458,10 +464,11 @@ class Bench:
                 "XDG_CONFIG_HOME": os.path.join(home, ".config"), "LANG": "C.UTF-8"}
 
     # ---- hubfs mounts
-    def hubfs_mount(self, ctx, name, store):
+    def hubfs_mount(self, ctx, name, store, endpoint=None):
         if not os.access(self.hubfs, os.X_OK):
             raise NA("no hubfs binary at %s (make build, or set HUBFS_BIN)" % self.hubfs)
-        m = mountlib.Mount(self.work, ctx.stack.endpoint, name=name, store=store)
+        m = mountlib.Mount(self.work, endpoint or ctx.stack.endpoint, name=name,
+                           store=store)
         self.mounts.append(m)
         m.start()
         pids = mountlib.daemon_pids(m.mnt)
@@ -542,6 +549,12 @@ class Bench:
                 pm.stop()
             except Exception as e:  # noqa: BLE001
                 log("cleanup: %s: %s" % (pm.mnt, e))
+        for mi in list(self.mirrors):
+            try:
+                mi.stop()
+            except Exception as e:  # noqa: BLE001
+                log("cleanup: mirror %s: %s" % (mi.cache_dir, e))
+            self.mirrors.remove(mi)
 
 
 def kill_group(p):
@@ -914,6 +927,99 @@ def case_rss(b, ctx):
     b.measure("rss/hubfs", "rss", "hubfs 4 x 1 GiB at once", ctx.label, fn)
 
 
+def case_fleet(b, ctx):
+    """FLEET mounts, each with its own store (as FLEET machines would have),
+    read the file at once: each from the CDN directly, then all through one
+    hubfs-mirror (cold: nothing cached; warm: the mirror holds the file)."""
+    size, sha = ctx.big["size"], ctx.big["sha256"]
+    state = {}
+
+    def fleet_read(label, endpoint, warm_dir=None):
+        stores = [b.fresh("fleet-%s-%d-store" % (label, i)) for i in range(FLEET)]
+        b.cold_prep(ctx, [sha])
+        if warm_dir:        # the mirror's cache in memory, like the CDN's file
+            warm_files(warm_dir)
+        mounts, procs = [], []
+        try:
+            for i in range(FLEET):
+                mounts.append(b.hubfs_mount(ctx, "fleet-%s-%d" % (label, i), stores[i],
+                                            endpoint))
+            paths = [m.path(BIG_REPO, BIG_FILE) for m in mounts]
+            for p in paths:
+                if b.stat_size(p) != size:
+                    raise NA("wrong size in the mount")
+            mark = ctx.log_mark()
+            t0 = time.monotonic()
+            for p in paths:
+                proc = subprocess.Popen(
+                    [sys.executable, os.path.abspath(__file__), "--worker", "read", p,
+                     "0", "-1"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, start_new_session=True)
+                procs.append(proc)
+                b.procs.add(proc)
+            deadline = t0 + 2 * b.args.read_timeout
+            results = []
+            for proc in procs:
+                try:
+                    out, err = proc.communicate(timeout=max(1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    raise NA("%d readers not done within %d s"
+                             % (FLEET, 2 * b.args.read_timeout))
+                if proc.returncode != 0:
+                    raise NA("reader failed: %s" % " ".join(err.decode().split())[-200:])
+                results.append(json.loads(out))
+            secs = time.monotonic() - t0
+            hwm = max((b.hwm(m) or 0) for m in mounts) or None
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    kill_group(proc)
+                    proc.wait()
+                b.procs.discard(proc)
+            for m in mounts:
+                b.hubfs_unmount(m)
+            for store in stores:
+                shutil.rmtree(store, ignore_errors=True)
+        got = sum(r["bytes"] for r in results)
+        if got != FLEET * size:
+            raise NA("read %d bytes of %d" % (got, FLEET * size))
+        cdn, reqs = ctx.cdn_bytes(mark)
+        return {"seconds": secs, "nbytes": got, "cdn_bytes": cdn, "requests": reqs,
+                "hwm": hwm, "note": "%d mounts, %d stores; slowest reader %.2f s"
+                % (FLEET, FLEET, max(r["seconds"] for r in results))}
+
+    b.measure("fleet/direct", "fleet", "hubfs x%d, each from the CDN" % FLEET, ctx.label,
+              lambda: fleet_read("direct", None))
+
+    def through_mirror(warm):
+        def fn():
+            if warm:
+                mi = state.get("mirror")
+                if mi is None:
+                    raise NA("no mirror from the cold run")
+                return fleet_read("warm", mi.url, os.path.join(mi.cache_dir, "lfs"))
+            if not os.access(hubmirror.MIRROR, os.X_OK):
+                raise NA("no %s" % hubmirror.MIRROR)
+            mi = hubmirror.Mirror(ctx.stack.endpoint, b.fresh("fleet-mirror"))
+            b.mirrors.append(mi)
+            try:
+                mi.start()
+            except hubmirror.MirrorError as e:
+                raise NA(str(e))
+            state["mirror"] = mi
+            return fleet_read("cold", mi.url)
+        return fn
+    b.measure("fleet/mirror", "fleet", "hubfs x%d via hubfs-mirror, cold" % FLEET,
+              ctx.label, through_mirror(False))
+    b.measure("fleet/mirror-warm", "fleet", "hubfs x%d via hubfs-mirror, warm" % FLEET,
+              ctx.label, through_mirror(True))
+    mi = state.get("mirror")
+    if mi is not None:
+        mi.stop()
+        b.mirrors.remove(mi)
+        shutil.rmtree(mi.cache_dir, ignore_errors=True)
+
+
 # --------------------------------------------------------------- the report
 
 def mibs(row):
@@ -1032,6 +1138,15 @@ def ratio_rows(b):
           None, "<=", "MiB")
     value("peak RSS streaming 4 x 1 GiB (VmHWM)", "rss/hubfs",
           lambda r: r["hwm"] / MiB if r["hwm"] else float("nan"), 128, "<=", "MiB")
+    # nbytes is what the FLEET readers read together: FLEET copies of the file.
+    value("fleet x%d via the mirror: CDN bytes, in copies of the file" % FLEET,
+          "fleet/mirror", lambda r: r["cdn_bytes"] * FLEET / r["nbytes"], 1.1, "<=", "x")
+    value("fleet x%d each from the CDN: CDN bytes, in copies of the file" % FLEET,
+          "fleet/direct", lambda r: r["cdn_bytes"] * FLEET / r["nbytes"], None, "<=", "x")
+    ratio("fleet x%d: via the mirror, cold / each from the CDN" % FLEET, "fleet/mirror",
+          "fleet/direct")
+    ratio("fleet x%d: via the mirror, warm / each from the CDN" % FLEET,
+          "fleet/mirror-warm", "fleet/direct")
     return out
 
 
@@ -1149,6 +1264,8 @@ def run_stack(b, kind):
                 case_random(b, ctx)
             elif c == "rss":
                 case_rss(b, ctx)
+            elif c == "fleet":
+                case_fleet(b, ctx)
     finally:
         b.cleanup()
         stack.stop()

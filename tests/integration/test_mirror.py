@@ -1,0 +1,308 @@
+"""Many machines, one download: hubfs behind contrib/mirror/hubfs-mirror.
+
+The emulator (the Hub), the nginx CDN, the mirror (a second nginx) and
+hubfs mounts with their own stores, as separate machines would have them,
+all pointed at the mirror.  One mount reads a set of repos, then two more
+read the same at once: every byte matches the fixtures, and the CDN sees
+nothing of the second and third.  Access stays the Hub's: a mount without
+the right token gets EACCES or ENOENT for bytes the mirror holds.
+"""
+import errno
+import hashlib
+import http.client
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import unittest
+import urllib.parse
+
+from mountlib import Mount, files_at, hubstack
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "harness"))
+import hubmirror  # noqa: E402
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "large",
+                       "reads.json")
+MiB = 1 << 20
+SLICE = 8 * MiB  # the mirror's default
+
+# What every "machine" reads: (type, id, path below the mount root).  The
+# 48 MiB and 20 MiB LFS files of acme/reads among them, a private repo, a
+# xet file, a dataset, regular files.
+REPOS = [("model", "acme/reads", ("acme", "reads")),
+         ("model", "acme/tiny-model", ("acme", "tiny-model")),
+         ("model", "acme/secret-model", ("acme", "secret-model")),
+         ("dataset", "acme/tiny-dataset", ("datasets", "acme", "tiny-dataset"))]
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class MirrorTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="hubfs-mirror-")
+        os.chmod(cls.tmp, 0o755)  # nginx's workers run as nobody under root
+        # Three entries a page: tree listings go through the mirror page by
+        # page, so its rewritten Link headers are what the mounts follow.
+        cls.stack = hubstack.Stack(os.path.join(cls.tmp, "stack"),
+                                   fixtures=[FIXTURE], page_size=3)
+        cls.stack.__enter__()
+        try:
+            cls.mirror = hubmirror.Mirror(cls.stack.endpoint,
+                                          os.path.join(cls.tmp, "mirror"))
+            cls.mirror.start()
+        except BaseException:
+            cls.stack.__exit__(None, None, None)
+            raise
+        cls.n = 0
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.mirror.stop()
+        cls.stack.__exit__(None, None, None)
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    # ---- helpers
+    def mount(self, user=None):
+        """A machine: its own store and HOME, the mirror as its endpoint."""
+        type(self).n += 1
+        env = {"HF_TOKEN": self.stack.token(user)} if user else {}
+        m = Mount(self.tmp, self.mirror.url, name="m%d" % self.n, env=env)
+        m.start()
+        self.addCleanup(m.stop)
+        return m
+
+    def expected(self):
+        """{path in the mount: (sha256, size)} for every file of REPOS."""
+        out = {}
+        for rtype, rid, where in REPOS:
+            files, _ = files_at(self.stack.manifest, rtype, rid, "main")
+            for path, f in files.items():
+                out[os.path.join(*where, path)] = (f["sha256"], f["size"])
+        return out
+
+    def read_all(self, m, want):
+        """sha256 of every file of want read through mount m."""
+        return {p: sha256_of(os.path.join(m.mnt, p)) for p in sorted(want)}
+
+    def http(self, method, path, token=None, **headers):
+        u = urllib.parse.urlsplit(self.mirror.url)
+        if token:
+            headers["Authorization"] = "Bearer " + token
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+        try:
+            conn.request(method, path, headers=headers)
+            r = conn.getresponse()
+            return r, r.read()
+        finally:
+            conn.close()
+
+    def lfs(self, rid, path, rtype="model"):
+        files, _ = files_at(self.stack.manifest, rtype, rid, "main")
+        return files[path]
+
+    def content(self, f, off=0, size=None):
+        with open(f["content"], "rb") as fh:
+            fh.seek(off)
+            return fh.read(f["size"] if size is None else size)
+
+    def cdn_auth_never_sent(self):
+        leaks = [e for e in self.stack.cdn_log() if e.get("auth")]
+        self.assertEqual(leaks, [], "Authorization reached the CDN")
+
+    # ---- the fleet
+    def test_fleet_fetches_each_slice_once(self):
+        want = self.expected()
+        sums = {p: s for p, (s, _) in want.items()}
+        big = [p for p, (_, size) in want.items() if size >= 20 * MiB]
+        self.assertEqual(len(big), 2, big)  # 48 MiB and 20 MiB, LFS
+
+        first = self.mount("alice")
+        before = len(self.stack.cdn_log())
+        self.assertEqual(self.read_all(first, want), sums)
+        weights = self.lfs("acme/reads", "weights.safetensors")
+        fetched = sum(e["bytes"] for e in self.stack.cdn_log()[before:]
+                      if weights["sha256"] in e["uri"])
+        self.assertEqual(fetched, weights["size"])  # from the CDN, once
+
+        b, c = self.mount("alice"), self.mount("carol")
+        cdn_mark = len(self.stack.cdn_log())
+        hub_mark = self.stack.hub_log()[-1]["seq"]
+        got, errors = {}, []
+        barrier = threading.Barrier(2)
+
+        def machine(m):
+            try:
+                barrier.wait()
+                got[m.mnt] = self.read_all(m, want)
+            except Exception as e:  # noqa: BLE001 -- reported below
+                errors.append("%s: %r" % (m.mnt, e))
+        threads = [threading.Thread(target=machine, args=(m,)) for m in (b, c)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(got[b.mnt], sums)
+        self.assertEqual(got[c.mnt], sums)
+        self.assertEqual(self.stack.cdn_log()[cdn_mark:], [],
+                         "the CDN served the second and third machines")
+        # ... while every one of their resolves still went to the Hub,
+        # with a token.
+        resolves = [e for e in self.stack.hub_log(since=hub_mark)
+                    if "/resolve/" in e["path"]]
+        self.assertTrue(resolves)
+        self.assertTrue(all(e["auth"] for e in resolves), resolves[:3])
+        lfs_resolves = {e["path"].rsplit("/", 1)[-1] for e in resolves
+                        if e["status"] == 302}
+        self.assertIn("weights.safetensors", lfs_resolves)
+        # Listings were paged through the mirror (Link rewritten to it).
+        self.assertTrue(any("cursor=" in e["uri"] for e in self.mirror.log()))
+        self.cdn_auth_never_sent()
+
+    # ---- access control stays the Hub's
+    def test_no_access_no_cached_bytes(self):
+        secret = self.lfs("acme/secret-model", "model.bin")
+        gated = self.lfs("bigco/gated-model", "model.safetensors")
+        alice = self.stack.token("alice")
+        # The mirror holds both (fetched for alice; the second read is a hit).
+        for rid, path, f in (("acme/secret-model", "model.bin", secret),
+                             ("bigco/gated-model", "model.safetensors", gated)):
+            url = "/%s/resolve/main/%s" % (rid, path)
+            for _ in range(2):
+                r, body = self.http("GET", url, alice)
+                self.assertEqual((r.status, body), (200, self.content(f)))
+            self.assertEqual(r.getheader("X-Mirror-Cache"), "HIT")
+        # Over HTTP: the Hub's verdicts, none of the bytes.
+        bob = self.stack.token("bob")
+        for token, rid, path, status in (
+                (None, "acme/secret-model", "model.bin", 401),
+                (bob, "acme/secret-model", "model.bin", 404),
+                (None, "bigco/gated-model", "model.safetensors", 401),
+                (bob, "bigco/gated-model", "model.safetensors", 403),
+                (self.stack.invalid_token, "acme/secret-model", "model.bin", 401)):
+            r, body = self.http("GET", "/%s/resolve/main/%s" % (rid, path), token,
+                                Range="bytes=0-99")
+            self.assertEqual(r.status, status, (rid, token))
+            self.assertNotIn(self.content(self.lfs(rid, path), 0, 100), body)
+            self.assertIsNone(r.getheader("X-Mirror-Cache"))
+        # Through mounts.
+        anon = self.mount()
+        with self.assertRaises(OSError) as cm:
+            with open(anon.path("acme", "secret-model", "model.bin"), "rb") as f:
+                f.read()
+        self.assertIn(cm.exception.errno, (errno.EACCES, errno.ENOENT))
+        with self.assertRaises(OSError) as cm:
+            with open(anon.path("alice", "private-notes", "secret.bin"), "rb") as f:
+                f.read()
+        self.assertIn(cm.exception.errno, (errno.EACCES, errno.ENOENT))
+        m_bob = self.mount("bob")
+        with self.assertRaises(OSError) as cm:
+            with open(m_bob.path("bigco", "gated-model", "model.safetensors"),
+                      "rb") as f:
+                f.read()
+        self.assertEqual(cm.exception.errno, errno.EACCES)
+        self.cdn_auth_never_sent()
+
+    # ---- what a client sees on the wire
+    def test_http_answers(self):
+        f = self.lfs("acme/reads", "other.safetensors")
+        url = "/acme/reads/resolve/main/other.safetensors"
+        commit = self.stack.repo("acme/reads")["refs"]["main"]
+        # A range across a slice boundary, twice (a miss, then a hit).
+        a, z = SLICE - 1000, SLICE + 999
+        for _ in range(2):
+            r, body = self.http("GET", url, Range="bytes=%d-%d" % (a, z))
+            self.assertEqual(r.status, 206)
+            self.assertEqual(r.getheader("Content-Range"),
+                             "bytes %d-%d/%d" % (a, z, f["size"]))
+            self.assertEqual(body, self.content(f, a, z - a + 1))
+            self.assertEqual(r.getheader("X-Linked-Etag"), '"%s"' % f["sha256"])
+            self.assertEqual(r.getheader("ETag"), '"%s"' % f["sha256"])
+            self.assertEqual(r.getheader("X-Linked-Size"), str(f["size"]))
+            self.assertEqual(r.getheader("X-Repo-Commit"), commit)
+            self.assertIsNone(r.getheader("X-Xet-Hash"))
+        for rng, first in (("bytes=-10", f["size"] - 10),
+                           ("bytes=%d-" % (f["size"] - 5), f["size"] - 5)):
+            r, body = self.http("GET", url, Range=rng)
+            self.assertEqual((r.status, body), (206, self.content(f, first)))
+        r, body = self.http("GET", url, Range="bytes=%d-" % f["size"])
+        self.assertEqual(r.status, 416)
+        self.assertEqual(r.getheader("Content-Range"), "bytes */%d" % f["size"])
+        # HEAD = GET without the body: the full size, no redirect.
+        r, body = self.http("HEAD", url)
+        self.assertEqual((r.status, body), (200, b""))
+        self.assertEqual(r.getheader("Content-Length"), str(f["size"]))
+        self.assertEqual(r.getheader("X-Linked-Etag"), '"%s"' % f["sha256"])
+        # A regular file passes through: the Hub's relative 307, same host.
+        r, _ = self.http("GET", "/acme/reads/resolve/main/plain.bin")
+        self.assertEqual(r.status, 307)
+        self.assertTrue(r.getheader("Location").startswith(
+            "/api/resolve-cache/models/acme/reads/%s/plain.bin" % commit))
+        plain = self.lfs("acme/reads", "plain.bin")
+        r, body = self.http("GET", r.getheader("Location"), Range="bytes=5-14")
+        self.assertEqual((r.status, body), (206, self.content(plain, 5, 10)))
+        # A renamed repo: the Hub's relative 307, unchanged.
+        r, _ = self.http("GET", "/api/models/acme/old-name")
+        self.assertEqual((r.status, r.getheader("Location")),
+                         (307, "/api/models/acme/new-name"))
+        # Pagination: the next page is on the mirror.
+        r, _ = self.http("GET", "/api/models/acme/tiny-model/tree/main?recursive=true",
+                         self.stack.token("alice"))
+        self.assertEqual(r.status, 200)
+        self.assertTrue(r.getheader("Link").startswith("<%s/api/models/acme/tiny-model/"
+                                                       % self.mirror.url),
+                        r.getheader("Link"))
+        self.cdn_auth_never_sent()
+
+    def test_cdn_refusal_is_a_retryable_502(self):
+        # An expired signed URL (the CDN's 403) is the mirror's failure, not
+        # a verdict on the client: 502, nothing cached, the next try works.
+        f = self.lfs("openai-community/gpt2", "model.safetensors")
+        url = "/openai-community/gpt2/resolve/main/model.safetensors"
+        self.stack.fault(kind="expired", target="cdn", count=1)
+        try:
+            r, body = self.http("GET", url, Range="bytes=0-99")
+            self.assertEqual(r.status, 502)
+            self.assertNotIn(self.content(f, 0, 100), body)
+        finally:
+            self.stack.clear_faults()
+        r, body = self.http("GET", url, Range="bytes=0-99")
+        self.assertEqual((r.status, body), (206, self.content(f, 0, 100)))
+        self.assertEqual(r.getheader("X-Mirror-Cache"), "MISS")
+
+    def test_corrupt_slice_is_fetched_again_on_no_cache(self):
+        # nginx does not hash what it caches: wrong bytes from the CDN stay
+        # until a client asks again with "Cache-Control: no-cache".
+        f = self.lfs("acme/new-name", "weights.bin")
+        url = "/acme/new-name/resolve/main/weights.bin"
+        self.stack.fault(kind="wrong_bytes", target="cdn", path=f["sha256"],
+                         after=100, count=1)
+        try:
+            r, body = self.http("GET", url)
+            self.assertEqual(r.status, 200)
+            self.assertNotEqual(body, self.content(f))
+        finally:
+            self.stack.clear_faults()
+        m = self.mount()
+        with self.assertRaises(OSError) as cm:
+            sha256_of(m.path("acme", "new-name", "weights.bin"))
+        self.assertEqual(cm.exception.errno, errno.EIO)
+        r, body = self.http("GET", url, **{"Cache-Control": "no-cache"})
+        self.assertEqual((r.status, body), (200, self.content(f)))
+        self.assertEqual(r.getheader("X-Mirror-Cache"), "BYPASS")
+        self.assertEqual(sha256_of(m.path("acme", "new-name", "weights.bin")),
+                         f["sha256"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
