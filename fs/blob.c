@@ -1100,6 +1100,34 @@ static void handle_sync(struct qitem *q, void *arg)
 
 /* ---- Dropping a blob that failed its check ---------------------------- */
 
+/*
+ * The etags dropped lately: the next open of each one tells the kernel to
+ * drop what it cached of the file (its pages are invalidated on the drop
+ * too, from another thread, which that open must not race).  Every other
+ * open keeps the cache: content is immutable per etag.  blobs_lock.
+ */
+static void note_dropped(struct fs_ctx *ctx, const char *etag)
+{
+	pthread_mutex_lock(&ctx->blobs_lock);
+	memcpy(ctx->dropped[ctx->n_dropped++ % DROPPED_KEPT], etag, 65);
+	pthread_mutex_unlock(&ctx->blobs_lock);
+}
+
+static bool was_dropped(struct fs_ctx *ctx, const char *etag)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&ctx->blobs_lock);
+	for (unsigned i = 0; i < DROPPED_KEPT && !found; i++) {
+		if (strcmp(ctx->dropped[i], etag) == 0) {
+			ctx->dropped[i][0] = '\0';
+			found = true;
+		}
+	}
+	pthread_mutex_unlock(&ctx->blobs_lock);
+	return found;
+}
+
 static void *inval_main(void *arg)
 {
 	struct blob *b = arg;
@@ -1136,6 +1164,7 @@ static void drop_blob(struct blob *b, struct waiter **failed)
 	unlist(ctx, b);
 	b->refs++;
 	pthread_mutex_unlock(&ctx->blobs_lock);
+	note_dropped(ctx, b->etag);
 	if (ctx->se && pthread_create(&t, NULL, inval_main, b) == 0)
 		pthread_detach(t);
 	else
@@ -1145,7 +1174,7 @@ static void drop_blob(struct blob *b, struct waiter **failed)
 /* ---- The FUSE side ----------------------------------------------------- */
 
 int blob_open(struct fs_ctx *ctx, const struct node *f, uint64_t *fh,
-	      bool *verified)
+	      bool *keep_cache)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 	int rc;
@@ -1168,7 +1197,7 @@ int blob_open(struct fs_ctx *ctx, const struct node *f, uint64_t *fh,
 	ctx->handles = h;
 	pthread_mutex_unlock(&ctx->blobs_lock);
 	pthread_mutex_lock(&h->b->lock);
-	*verified = h->b->verified;
+	*keep_cache = !was_dropped(ctx, f->etag);
 	if (h->b->complete)
 		queue_sync(h->b, SYNC_TOUCH, 0, 0);
 	pthread_mutex_unlock(&h->b->lock);

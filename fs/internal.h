@@ -136,8 +136,11 @@ struct fs_ctx {
 	pthread_mutex_t blobs_lock;
 	struct blob *blobs;	/* blobs in use; blobs_lock */
 	struct handle *handles; /* open files; blobs_lock */
-	struct queue blocks;	/* received blocks to write, hash, answer */
-	struct queue syncs;	/* durability: fdatasync, marks, records */
+#define DROPPED_KEPT 16
+	char dropped[DROPPED_KEPT][65]; /* etags dropped lately; blobs_lock */
+	unsigned n_dropped;		/* blobs_lock */
+	struct queue blocks; /* received blocks to write, hash, answer */
+	struct queue syncs;  /* durability: fdatasync, marks, records */
 };
 
 /*
@@ -160,9 +163,9 @@ void misses_free(struct fs_ctx *ctx);
  */
 int blob_start(struct fs_ctx *ctx);
 void blob_stop(struct fs_ctx *ctx);
-/* *verified: the content was checked, so the kernel may keep its pages. */
+/* *keep_cache: whether the kernel may keep what it cached of the file. */
 int blob_open(struct fs_ctx *ctx, const struct node *f, uint64_t *fh,
-	      bool *verified);
+	      bool *keep_cache);
 void blob_read(struct fs_ctx *ctx, const struct node *f, fuse_req_t req,
 	       uint64_t fh, size_t size, uint64_t off);
 void blob_release(uint64_t fh);

@@ -374,7 +374,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = ctx_of(req);
 	struct node *n = node_get(&ctx->nodes, ino);
-	bool verified;
+	bool keep_cache;
 	uint64_t fh;
 	int rc;
 
@@ -387,18 +387,17 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	rc = blob_open(ctx, n, &fh, &verified);
+	rc = blob_open(ctx, n, &fh, &keep_cache);
 	if (rc < 0) {
 		fuse_reply_err(req, rc == -ENOSPC ? ENOSPC : EIO);
 		return;
 	}
 	fi->fh = fh;
 	/*
-	 * Verified content is immutable per etag: the kernel keeps its pages
-	 * across opens.  Pages of a partial blob are dropped at each open,
-	 * so none outlive a blob that fails its check.
+	 * Content is immutable per etag: the kernel keeps its pages across
+	 * opens, except at the first open after the blob failed its check.
 	 */
-	fi->keep_cache = verified;
+	fi->keep_cache = keep_cache;
 	if (fuse_reply_open(req, fi) != 0)
 		blob_release(fh);
 }

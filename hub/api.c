@@ -140,10 +140,11 @@ static int get_json(struct hub_client *c, const char *url, cJSON **out,
 		    char **next, struct hub_error *err)
 {
 	struct json_get g = { .call = { .json = true } };
-	struct hub_backoff b = { 0 };
+	struct hub_backoff b;
 	bool token_retried = false;
 	int rc;
 
+	hub_backoff_init(&b);
 	*out = NULL;
 	if (next)
 		*next = NULL;

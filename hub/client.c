@@ -625,19 +625,39 @@ long hub_backoff_delay(unsigned tries, const struct hub_resp *resp)
 	return 1L << (tries < 3 ? tries : 3); /* 1, 2, 4, 8, 8, ... */
 }
 
+static time_t monotonic_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+void hub_backoff_init(struct hub_backoff *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->start = monotonic_now();
+}
+
 bool hub_backoff_wait(struct hub_client *c, struct hub_backoff *b,
 		      const struct hub_resp *resp)
 {
-	long wait, total_cap = 2 * c->stall_seconds;
+	long wait, left = 2 * c->stall_seconds -
+			  (long)(monotonic_now() - b->start);
 	struct timespec ts;
 
-	if (b->tries >= RETRIES || b->slept >= total_cap)
+	/*
+	 * Retries end within twice the read timeout of the request's start
+	 * (or last progress), attempts included: a Hub that stalls every
+	 * attempt does not keep a lookup waiting for minutes.
+	 */
+	if (b->tries >= RETRIES || left <= 0)
 		return false;
 	wait = hub_backoff_delay(b->tries, resp);
 	if (wait > c->stall_seconds)
 		wait = c->stall_seconds;
-	if (b->slept + wait > total_cap)
-		wait = total_cap - b->slept;
+	if (wait > left)
+		return false;
 	b->tries++;
 	b->slept += wait;
 	ts.tv_sec = wait;

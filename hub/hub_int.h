@@ -160,11 +160,19 @@ void hub_headers_free(struct curl_slist *h);
 /* 408, 429, 5xx (not 501/505) or a transport failure worth retrying. */
 bool hub_call_retryable(const struct hub_call *call);
 
-/* Counts consecutive failed attempts of one request and their waits. */
+/*
+ * Counts consecutive failed attempts of one request and their waits, and
+ * when the request (or its last progress) began: no request goes on
+ * retrying once twice stall_seconds have passed since then.  Start one with
+ * hub_backoff_init().
+ */
 struct hub_backoff {
 	unsigned tries;
-	long slept; /* seconds */
+	long slept;   /* seconds */
+	time_t start; /* CLOCK_MONOTONIC seconds */
 };
+
+void hub_backoff_init(struct hub_backoff *b);
 
 /*
  * Seconds to wait before the next attempt after `tries` failed ones in a
@@ -176,7 +184,8 @@ long hub_backoff_delay(unsigned tries, const struct hub_resp *resp);
 /*
  * Sleep before the next attempt: 1, 2, 4, 8, 8 s, or what RateLimit
  * (r=0;t=N) or Retry-After ask for, each wait capped at stall_seconds.
- * Returns false, without sleeping, when the retries are used up.
+ * Returns false, without sleeping, when the retries are used up or the
+ * wait would end more than 2 * stall_seconds after b->start.
  */
 bool hub_backoff_wait(struct hub_client *c, struct hub_backoff *b,
 		      const struct hub_resp *resp);

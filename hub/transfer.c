@@ -478,7 +478,7 @@ int hub_fetch(struct hub_client *c, enum hub_repo_type type, const char *id,
 			       .arg = arg,
 			       .size = HUB_NO_END };
 	struct hub_call call = { .on_body = hub_range_on_body, .arg = &r };
-	struct hub_backoff b = { 0 };
+	struct hub_backoff b;
 	struct hub_error tmp;
 	char *resolve_url;
 	int rc;
@@ -492,6 +492,7 @@ int hub_fetch(struct hub_client *c, enum hub_repo_type type, const char *id,
 		return hub_error_offline(err);
 	r.next = offset;
 	r.end = length ? offset + length : HUB_NO_END;
+	hub_backoff_init(&b);
 	resolve_url = hub_resolve_url(c, type, id, commit, path);
 	if (!resolve_url)
 		return -ENOMEM;
@@ -504,7 +505,7 @@ int hub_fetch(struct hub_client *c, enum hub_repo_type type, const char *id,
 			break;
 		}
 		if (r.next > before) /* progress: a fresh retry budget */
-			memset(&b, 0, sizeof(b));
+			hub_backoff_init(&b);
 		if (rc == HUB_AGAIN)
 			continue;
 		if (rc == HUB_RETRY && hub_backoff_wait(c, &b, &call.resp))
