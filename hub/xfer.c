@@ -427,8 +427,11 @@ static int attempt_begin(struct hub_xfer *x, struct xreq *q, double now)
 		q->url = to;
 		return 1;
 	}
-	if (sibling_resolving(x, q))
+	if (sibling_resolving(x, q)) {
+		/* Waiting on the file, not on a slot: the stall clock runs. */
+		clock_run(q, true, now);
 		return 0;
+	}
 	if (hub_pacer_delay(&x->pacer, now) > 0) {
 		x->paced = true;
 		clock_run(q, true, now); /* waiting for the Hub's leave */
@@ -460,8 +463,11 @@ static void schedule(struct hub_xfer *x, double now)
 			int rc;
 
 			next = q->next;
-			if (blocked && strcmp(blocked, q->resolve_url) == 0)
+			if (blocked && strcmp(blocked, q->resolve_url) == 0) {
+				clock_run(q, true,
+					  now); /* as for its sibling */
 				continue;
+			}
 			rc = attempt_begin(x, q, now);
 			if (rc == 0) {
 				blocked = q->resolve_url;

@@ -604,13 +604,11 @@ class FaultTest(unittest.TestCase):
                        path=r"^/api/models/acme/tiny-model(/revision/.*)?$")
 
     # ------------------------------------------------------------ known bugs
-    # BUG (hub/xfer.c): while a file's transfers stall, its requests take
-    # turns at the resolve URL (attempt_begin: a request waits while a
-    # sibling is "resolving", and a sibling stays so until bytes come) and
-    # the stall clocks of the ones waiting stand still, so N concurrent
-    # reads of different blocks fail only after about N times
-    # --read-timeout.  Each should fail after about --read-timeout.
-    @unittest.expectedFailure
+    # Regression: while a file's transfers stalled, its requests took turns
+    # at the resolve URL (a request waits while a sibling is "resolving")
+    # with their stall clocks stopped, so N concurrent reads of different
+    # blocks failed only after about N times --read-timeout.  The clock
+    # now runs while a request waits on its file.
     def test_concurrent_reads_of_a_stalled_file_fail_in_time(self):
         """Four preads of different blocks of a file whose CDN stalls all
         fail with EIO in about the time one does."""
