@@ -263,14 +263,12 @@ void db_partial_free(struct db_partial *p);
  * Record blocks [first, first + count) present (their bytes durable), and
  * OR into bitmap (may be NULL) what other processes marked meanwhile.
  */
-int db_partial_mark(struct db_store *s, const char *etag, int fd,
-		    uint64_t size,
+int db_partial_mark(struct db_store *s, const char *etag, int fd, uint64_t size,
 		    unsigned shift, uint64_t first, uint64_t count,
 		    uint8_t *bitmap);
 /* OR the recorded bitmap into bitmap. */
 int db_partial_refresh(struct db_store *s, const char *etag, int fd,
-		       uint64_t size,
-		       unsigned shift, uint8_t *bitmap);
+		       uint64_t size, unsigned shift, uint8_t *bitmap);
 /*
  * The blob is complete and verified: fdatasync'ed partial/<etag> becomes
  * blobs/<etag>, then the blob is recorded and the bitmap dropped.
@@ -304,11 +302,16 @@ int db_store_usage(struct db_store *s, uint64_t *bytes);
 
 /*
  * Evict unheld blobs, least recently used first, until the store holds at
- * most limit bytes.  *freed (may be NULL) gets the bytes removed.
+ * most limit bytes; cb (may be NULL) hears of each one.  With dry_run,
+ * nothing is removed: cb hears what would be.  *freed (may be NULL) gets
+ * the bytes removed (or that would be).
  * Returns 0 even when the limit could not be reached (everything left is
  * in use); a negative errno on failure.
  */
-int db_evict(struct db_store *s, uint64_t limit, uint64_t *freed);
+typedef int (*db_evicted_fn)(void *arg, const char *etag, uint64_t bytes,
+			     bool partial);
+int db_evict(struct db_store *s, uint64_t limit, bool dry_run, db_evicted_fn cb,
+	     void *arg, uint64_t *freed);
 
 /* Used bytes of the store's blobs, and how many. */
 int db_blob_usage(struct db_store *s, uint64_t *bytes, uint64_t *count);

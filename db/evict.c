@@ -30,9 +30,11 @@ static const char sql_setting_put[] =
 static const char sql_blob_touch[] =
 	"UPDATE blobs SET last_used = ?2 WHERE etag = ?1";
 static const char sql_lru_blobs[] =
-	"SELECT etag FROM blobs ORDER BY last_used LIMIT ?1 OFFSET ?2";
+	"SELECT etag, size, 0, NULL FROM blobs ORDER BY last_used"
+	" LIMIT ?1 OFFSET ?2";
 static const char sql_lru_partial[] =
-	"SELECT etag FROM partial ORDER BY updated LIMIT ?1 OFFSET ?2";
+	"SELECT etag, 0, shift, bitmap FROM partial ORDER BY updated"
+	" LIMIT ?1 OFFSET ?2";
 static const char sql_partial_all[] = "SELECT size, shift, bitmap FROM partial";
 
 int db_setting_get(struct db_store *s, const char *key, int64_t *value)
@@ -78,6 +80,24 @@ static unsigned popcount8(uint8_t v)
 	return (unsigned)__builtin_popcount(v);
 }
 
+struct candidate {
+	char etag[65];
+	uint64_t bytes; /* held in the store */
+};
+
+/* Bytes of the present blocks a bitmap row records. */
+static uint64_t bitmap_bytes(sqlite3_stmt *st, int shift_col, int map_col)
+{
+	int shift = sqlite3_column_int(st, shift_col);
+	const uint8_t *map = sqlite3_column_blob(st, map_col);
+	int n = sqlite3_column_bytes(st, map_col);
+	uint64_t total = 0;
+
+	for (int i = 0; map && i < n && shift > 0 && shift < 40; i++)
+		total += (uint64_t)popcount8(map[i]) << shift;
+	return total;
+}
+
 int db_store_usage(struct db_store *s, uint64_t *bytes)
 {
 	uint64_t count, total = 0;
@@ -90,14 +110,8 @@ int db_store_usage(struct db_store *s, uint64_t *bytes)
 				     &q);
 	if (rc)
 		return rc;
-	while ((rc = db_step(c, &q)) > 0) {
-		int shift = sqlite3_column_int(q.st, 1);
-		const uint8_t *map = sqlite3_column_blob(q.st, 2);
-		int n = sqlite3_column_bytes(q.st, 2);
-
-		for (int i = 0; map && i < n && shift > 0 && shift < 40; i++)
-			total += (uint64_t)popcount8(map[i]) << shift;
-	}
+	while ((rc = db_step(c, &q)) > 0)
+		total += bitmap_bytes(q.st, 1, 2);
 	db_query_end(&q);
 	*bytes = total;
 	return rc < 0 ? rc : 0;
@@ -107,7 +121,8 @@ int db_store_usage(struct db_store *s, uint64_t *bytes)
  * Remove one blob (complete, or partial) unless someone holds it.  Returns
  * 1 when it was removed, 0 when held, or a negative errno.
  */
-static int evict_one(struct db_store *s, bool partial, const char *etag)
+static int evict_one(struct db_store *s, bool partial, const char *etag,
+		     bool dry_run)
 {
 	struct flock fl = { .l_type = F_WRLCK,
 			    .l_whence = SEEK_SET,
@@ -124,15 +139,12 @@ static int evict_one(struct db_store *s, bool partial, const char *etag)
 		close(fd);
 		return 0; /* in use */
 	}
-	rc = partial ? db_partial_drop(s, etag) : db_blob_drop(s, etag);
+	if (!dry_run)
+		rc = partial ? db_partial_drop(s, etag) : db_blob_drop(s, etag);
 	if (fd >= 0)
 		close(fd);
 	return rc < 0 ? rc : 1;
 }
-
-struct candidate {
-	char etag[65];
-};
 
 /* A batch of candidates, oldest first, skipping the first skip. */
 static int candidates(struct db_store *s, bool partial, int skip,
@@ -151,14 +163,19 @@ static int candidates(struct db_store *s, bool partial, int skip,
 	sqlite3_bind_int(q.st, 1, BATCH);
 	sqlite3_bind_int(q.st, 2, skip);
 	while (*n < BATCH && (rc = db_step(c, &q)) > 0) {
-		if (db_text(q.st, 0, out[*n].etag, sizeof(out[*n].etag)) == 0)
-			(*n)++;
+		if (db_text(q.st, 0, out[*n].etag, sizeof(out[*n].etag)) < 0)
+			continue;
+		out[*n].bytes =
+			partial ? bitmap_bytes(q.st, 2, 3)
+				: (uint64_t)sqlite3_column_int64(q.st, 1);
+		(*n)++;
 	}
 	db_query_end(&q);
 	return rc < 0 ? rc : 0;
 }
 
-int db_evict(struct db_store *s, uint64_t limit, uint64_t *freed)
+int db_evict(struct db_store *s, uint64_t limit, bool dry_run, db_evicted_fn cb,
+	     void *arg, uint64_t *freed)
 {
 	struct candidate batch[BATCH];
 	uint64_t used, start;
@@ -173,20 +190,26 @@ int db_evict(struct db_store *s, uint64_t limit, uint64_t *freed)
 		       (rc = candidates(s, pass == 1, skip, batch, &n)) == 0 &&
 		       n > 0) {
 			for (int i = 0; i < n && used > limit; i++) {
-				int r = evict_one(s, pass == 1, batch[i].etag);
+				struct candidate *b = &batch[i];
+				int r = evict_one(s, pass == 1, b->etag,
+						  dry_run);
 
 				if (r < 0)
 					return r;
-				if (r == 0) {
-					skip++; /* held: stays in the list */
+				if (r == 0 || dry_run)
+					skip++; /* still in the list */
+				if (r == 0)
 					continue;
-				}
-				rc = db_store_usage(s, &used);
-				if (rc)
-					break;
+				used -= b->bytes < used ? b->bytes : used;
+				if (cb && (rc = cb(arg, b->etag, b->bytes,
+						   pass == 1)) != 0)
+					goto out;
 			}
+			if (!dry_run)
+				rc = db_store_usage(s, &used);
 		}
 	}
+out:
 	if (freed)
 		*freed = start > used ? start - used : 0;
 	return rc;

@@ -534,7 +534,7 @@ static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
 		if (db_store_usage(b->ctx->cfg.store, &used) == 0 &&
 		    db_evict(b->ctx->cfg.store,
 			     used > ROOM_ON_ENOSPC ? used - ROOM_ON_ENOSPC : 0,
-			     &freed) == 0 &&
+			     false, NULL, NULL, &freed) == 0 &&
 		    freed > 0) {
 			fs_log(LOG_WARNING,
 			       "store: disk full, evicted %llu bytes",
@@ -1026,7 +1026,7 @@ static void keep_within_limit(struct fs_ctx *ctx)
 
 	if (db_setting_get(s, DB_SETTING_MAX_CACHE, &limit) < 0 || limit <= 0)
 		return;
-	if (db_evict(s, (uint64_t)limit, &freed) < 0)
+	if (db_evict(s, (uint64_t)limit, false, NULL, NULL, &freed) < 0)
 		fs_log(LOG_WARNING, "store: evicting: %s", db_last_error(s));
 	else if (freed)
 		fs_log(LOG_INFO,

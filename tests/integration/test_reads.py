@@ -225,8 +225,38 @@ class ReadTest(unittest.TestCase):
         m.stop()
         blobs = os.listdir(os.path.join(m.store, "blobs"))
         self.assertIn(self.files["other.safetensors"]["sha256"], blobs)
-        self.assertNotIn(self.files["plain.bin"]["sha256"], blobs)
+        self.assertNotIn(self.files["plain.bin"]["oid"], blobs)  # git sha1
         self.assertIn("evicted", m.read_log())
+
+    def test_gc_removes_least_recently_used_and_dry_run_nothing(self):
+        import subprocess
+        import mountlib
+        m = self.mount()
+        for name in ("plain.bin", "other.safetensors"):  # plain is older
+            with open(self.path(m, name), "rb") as fh:
+                fh.read()
+        m.stop()
+        blobs = os.path.join(m.store, "blobs")
+        plain = self.files["plain.bin"]["oid"]  # not LFS: the git sha1
+        other = self.files["other.safetensors"]["sha256"]
+        self.assertEqual(sorted(os.listdir(blobs)), sorted([plain, other]))
+        gc = [mountlib.HUBFS, "gc", "--cache-dir", m.store,
+              "--max-cache", "25M"]
+        r = subprocess.run(gc + ["--dry-run"], capture_output=True,
+                           text=True, timeout=60, env=m.env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("would remove", r.stdout)
+        self.assertIn(plain, r.stdout)
+        self.assertEqual(sorted(os.listdir(blobs)), sorted([plain, other]))
+        r = subprocess.run(gc, capture_output=True, text=True, timeout=60,
+                           env=m.env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(os.listdir(blobs), [other])
+        # The limit stays with the store: a plain 'gc' uses it.
+        r = subprocess.run(gc[:4], capture_output=True, text=True,
+                           timeout=60, env=m.env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("freed 0 B", r.stdout)
 
     def test_corrupt_bytes_never_pass_a_whole_read(self):
         m = self.mount()

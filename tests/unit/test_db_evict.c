@@ -55,6 +55,15 @@ static bool present(struct db_store *s, const char *etag)
 	return db_blob_get(s, etag, &size) == 0;
 }
 
+static int count_one(void *arg, const char *etag, uint64_t bytes, bool partial)
+{
+	(void)etag;
+	(void)bytes;
+	(void)partial;
+	(*(unsigned *)arg)++;
+	return 0;
+}
+
 static void evict_lru_skipping_held(void **state)
 {
 	struct db_store *s;
@@ -92,9 +101,17 @@ static void evict_lru_skipping_held(void **state)
 	assert_true(held >= 0);
 	assert_int_equal(db_blob_hold(held), 0);
 
+	/* A dry run says what would go, and removes nothing. */
+	unsigned would = 0;
+
+	assert_int_equal(db_evict(s, 15, true, count_one, &would, &freed), 0);
+	assert_int_equal(would, 3);
+	assert_int_equal(freed, 20 + (2 << 20));
+	assert_true(present(s, A) && present(s, C));
+
 	/* Down to 15 bytes: the partial blob goes too, then A and C; B stays.
 	 */
-	assert_int_equal(db_evict(s, 15, &freed), 0);
+	assert_int_equal(db_evict(s, 15, false, NULL, NULL, &freed), 0);
 	assert_false(present(s, A));
 	assert_true(present(s, B));
 	assert_false(present(s, C));
@@ -103,10 +120,10 @@ static void evict_lru_skipping_held(void **state)
 	assert_int_equal(freed, 20 + (2 << 20));
 
 	/* Nothing else can go while B is held: still 0, still there. */
-	assert_int_equal(db_evict(s, 0, NULL), 0);
+	assert_int_equal(db_evict(s, 0, false, NULL, NULL, NULL), 0);
 	assert_true(present(s, B));
 	close(held);
-	assert_int_equal(db_evict(s, 0, NULL), 0);
+	assert_int_equal(db_evict(s, 0, false, NULL, NULL, NULL), 0);
 	assert_false(present(s, B));
 
 	db_store_close(s);
@@ -125,7 +142,7 @@ static void touch_orders_lru(void **state)
 	put_blob(s, A, 1);
 	put_blob(s, B, 2);
 	assert_int_equal(db_blob_touch(s, A), 0); /* A: used now */
-	assert_int_equal(db_evict(s, 10, NULL), 0);
+	assert_int_equal(db_evict(s, 10, false, NULL, NULL, NULL), 0);
 	assert_true(present(s, A));
 	assert_false(present(s, B));
 	db_store_close(s);
