@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "hub.h"
+#include "stack.h"
 
 static const char *endpoint, *cdn_log;
 static cJSON *manifest, *tokens;
@@ -32,47 +33,9 @@ static char tmpdir[] = "/tmp/hubfs-test-client-XXXXXX";
 
 /* ---- Files, JSON and the emulator's control API ------------------------ */
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	long n;
-
-	if (!f)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 &&
-	    fseek(f, 0, SEEK_SET) == 0) {
-		buf = malloc((size_t)n + 1);
-		if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-			free(buf);
-			buf = NULL;
-		}
-		if (buf) {
-			buf[n] = '\0';
-			*len = (size_t)n;
-		}
-	}
-	fclose(f);
-	return buf;
-}
-
-static cJSON *load_json(const char *env)
-{
-	const char *path = getenv(env);
-	size_t len;
-	char *text = path ? slurp(path, &len) : NULL;
-	cJSON *doc = text ? cJSON_Parse(text) : NULL;
-
-	free(text);
-	return doc;
-}
-
 static const char *user_token(const char *user)
 {
-	cJSON *u =
-		cJSON_GetObjectItem(cJSON_GetObjectItem(tokens, "users"), user);
-
-	return cJSON_GetStringValue(cJSON_GetObjectItem(u, "token"));
+	return stack_user_token(tokens, user);
 }
 
 static cJSON *repo_of(const char *type, const char *id)
@@ -196,7 +159,7 @@ static void faults_fired(void)
 static int cdn_requests(const char *range)
 {
 	size_t len;
-	char *log = slurp(cdn_log, &len), *line, *nl;
+	char *log = stack_slurp(cdn_log, &len), *line, *nl;
 	int n = 0;
 
 	assert_non_null(log);
@@ -272,8 +235,8 @@ static int setup_all(void **state)
 	(void)state;
 	endpoint = getenv("HUBFS_TEST_ENDPOINT");
 	cdn_log = getenv("HUBFS_TEST_CDN_LOG");
-	manifest = load_json("HUBFS_TEST_MANIFEST");
-	tokens = load_json("HUBFS_TEST_TOKENS");
+	manifest = stack_load_json("HUBFS_TEST_MANIFEST");
+	tokens = stack_load_json("HUBFS_TEST_TOKENS");
 	if (!endpoint || !cdn_log || !manifest || !tokens || !mkdtemp(tmpdir)) {
 		fprintf(stderr, "run me under tests/harness/hubstack.py\n");
 		return -1;
@@ -854,7 +817,7 @@ static const char *fetch_as(struct hub_client *c, enum hub_repo_type type,
 	cJSON *f =
 		cJSON_GetObjectItem(cJSON_GetObjectItem(commit, "files"), path);
 	size_t size = 0;
-	char *want = slurp(
+	char *want = stack_slurp(
 		cJSON_GetStringValue(cJSON_GetObjectItem(f, "content")), &size);
 	struct sink s = { .start = off };
 	struct hub_error err;
@@ -1192,7 +1155,7 @@ static void fetch_threads(void **state)
 static void cdn_never_saw_a_token(void **state)
 {
 	size_t len;
-	char *log = slurp(cdn_log, &len), *line, *nl;
+	char *log = stack_slurp(cdn_log, &len), *line, *nl;
 	int lines = 0;
 
 	(void)state;

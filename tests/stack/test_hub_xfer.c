@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "hub.h"
+#include "stack.h"
 
 #define MODEL	 "acme/tiny-model"
 #define BRANCH	 "xfer-test"
@@ -43,47 +44,9 @@ static char tmpdir[] = "/tmp/hubfs-test-xfer-XXXXXX";
 
 /* ---- Files, JSON and the emulator's control API ------------------------- */
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	long n;
-
-	if (!f)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 &&
-	    fseek(f, 0, SEEK_SET) == 0) {
-		buf = malloc((size_t)n + 1);
-		if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-			free(buf);
-			buf = NULL;
-		}
-		if (buf) {
-			buf[n] = '\0';
-			*len = (size_t)n;
-		}
-	}
-	fclose(f);
-	return buf;
-}
-
-static cJSON *load_json(const char *env)
-{
-	const char *path = getenv(env);
-	size_t len;
-	char *text = path ? slurp(path, &len) : NULL;
-	cJSON *doc = text ? cJSON_Parse(text) : NULL;
-
-	free(text);
-	return doc;
-}
-
 static const char *user_token(const char *user)
 {
-	cJSON *u =
-		cJSON_GetObjectItem(cJSON_GetObjectItem(tokens, "users"), user);
-
-	return cJSON_GetStringValue(cJSON_GetObjectItem(u, "token"));
+	return stack_user_token(tokens, user);
 }
 
 static cJSON *repo_of(const char *id)
@@ -144,9 +107,9 @@ static struct hub_file_ref ref_of(const char *id, const char *ref,
 static char *content_of(const char *id, const char *ref, const char *path)
 {
 	size_t n = 0;
-	char *p = slurp(cJSON_GetStringValue(cJSON_GetObjectItem(
-				file_of(id, ref, path), "content")),
-			&n);
+	char *p = stack_slurp(cJSON_GetStringValue(cJSON_GetObjectItem(
+				      file_of(id, ref, path), "content")),
+			      &n);
 
 	assert_non_null(p);
 	return p;
@@ -275,7 +238,7 @@ static int hub_requests(const char *needle, const char *range, int status)
 static int cdn_lines(bool (*fn)(cJSON *e, const void *arg), const void *arg)
 {
 	size_t len;
-	char *log = slurp(cdn_log, &len), *line, *nl;
+	char *log = stack_slurp(cdn_log, &len), *line, *nl;
 	int n = 0;
 
 	assert_non_null(log);
@@ -572,7 +535,7 @@ static int setup_all(void **state)
 	(void)state;
 	endpoint = getenv("HUBFS_TEST_ENDPOINT");
 	cdn_log = getenv("HUBFS_TEST_CDN_LOG");
-	tokens = load_json("HUBFS_TEST_TOKENS");
+	tokens = stack_load_json("HUBFS_TEST_TOKENS");
 	if (!endpoint || !cdn_log || !tokens || !mkdtemp(tmpdir)) {
 		fprintf(stderr, "run me under tests/harness/hubstack.py\n");
 		return -1;
@@ -586,7 +549,7 @@ static int setup_all(void **state)
 	unsetenv("HF_ENDPOINT");
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	push_test_commit();
-	manifest = load_json("HUBFS_TEST_MANIFEST"); /* with the commit */
+	manifest = stack_load_json("HUBFS_TEST_MANIFEST"); /* with the commit */
 	if (!manifest)
 		return -1;
 	want_lfs = content_of(MODEL, BRANCH, LFS);
@@ -1199,7 +1162,8 @@ static void stop_cancels_all(void **state)
 	b.x = x; /* done() tries to submit again: refused */
 	t0 = now_s();
 	hub_xfer_stop(x);
-	assert_true(now_s() - t0 < 15); /* stalled transfers are not waited for */
+	assert_true(now_s() - t0 <
+		    15); /* stalled transfers are not waited for */
 	pthread_mutex_lock(&b.lock);
 	assert_int_equal(b.finished, 16);
 	pthread_mutex_unlock(&b.lock);
