@@ -316,6 +316,41 @@ int db_evict(struct db_store *s, uint64_t limit, bool dry_run, db_evicted_fn cb,
 /* Used bytes of the store's blobs, and how many. */
 int db_blob_usage(struct db_store *s, uint64_t *bytes, uint64_t *count);
 
+/* ---- Pins ---------------------------------------------------------------
+ *
+ * "hubfs pull" pins what it fetches: a pin names a blob (complete or not
+ * yet) for a repo and a revision as asked for ("" the default branch, a
+ * branch, tag or commit id).  Eviction never takes a pinned blob, so pins
+ * may hold the store above its limit.  Pins go with their repo
+ * (db_repo_forget).
+ */
+struct db_pin {
+	const char *etag;
+	uint64_t size;
+};
+/* Pin n blobs for (repo, rev), in one transaction. */
+int db_pin_add(struct db_store *s, int64_t repo, const char *rev,
+	       const struct db_pin *pins, size_t n);
+/*
+ * Remove the pins of (repo, rev), or every pin of repo when rev is NULL;
+ * *removed (may be NULL) gets how many.
+ */
+int db_pin_remove(struct db_store *s, int64_t repo, const char *rev,
+		  uint64_t *removed);
+
+struct db_pin_usage {
+	uint64_t blobs;		 /* distinct pinned blobs */
+	uint64_t bytes;		 /* their sizes */
+	uint64_t complete_bytes; /* of those, the complete ones */
+};
+int db_pin_usage(struct db_store *s, struct db_pin_usage *out);
+
+/*
+ * Drop a repo from the index: its revisions, trees and pins.  Its blobs
+ * stay until eviction takes them.  -ENOENT when there is no such row.
+ */
+int db_repo_forget(struct db_store *s, int64_t repo);
+
 /* ---- Reports ------------------------------------------------------------
  *
  * Read-only summaries for "hubfs ls" (db/report.c): the repos the store

@@ -9,6 +9,7 @@
  *   blobs.c   blob files and their records
  *   partial.c blobs being filled, block by block
  *   evict.c   settings, last use, the size limit and eviction
+ *   pins.c    what pull keeps; forgetting a repo
  */
 #ifndef HUBFS_DB_INT_H
 #define HUBFS_DB_INT_H
@@ -64,6 +65,11 @@ enum db_stmt {
 	ST_LRU_BLOBS,
 	ST_LRU_PARTIAL,
 	ST_PARTIAL_ALL,
+	ST_PIN_ADD,
+	ST_UNPIN_REV,
+	ST_UNPIN_ALL,
+	ST_PIN_USAGE,
+	ST_REPO_FORGET,
 	ST_COUNT
 };
 

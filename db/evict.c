@@ -30,10 +30,12 @@ static const char sql_setting_put[] =
 static const char sql_blob_touch[] =
 	"UPDATE blobs SET last_used = ?2 WHERE etag = ?1";
 static const char sql_lru_blobs[] =
-	"SELECT etag, size, 0, NULL FROM blobs ORDER BY last_used"
+	"SELECT etag, size, 0, NULL FROM blobs"
+	" WHERE etag NOT IN (SELECT etag FROM pins) ORDER BY last_used"
 	" LIMIT ?1 OFFSET ?2";
 static const char sql_lru_partial[] =
-	"SELECT etag, 0, shift, bitmap FROM partial ORDER BY updated"
+	"SELECT etag, 0, shift, bitmap FROM partial"
+	" WHERE etag NOT IN (SELECT etag FROM pins) ORDER BY updated"
 	" LIMIT ?1 OFFSET ?2";
 static const char sql_partial_all[] = "SELECT size, shift, bitmap FROM partial";
 

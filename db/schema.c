@@ -129,12 +129,28 @@ static int migrate_v4(struct db_conn *c)
 			  " ino INTEGER NOT NULL DEFAULT 0;");
 }
 
+/*
+ * Version 5: pins, what "hubfs pull" keeps through eviction (pins.c).  A
+ * pin goes with its repo's row; the etags index serves eviction's "is it
+ * pinned" and the pinned total.
+ */
+static const char schema_v5[] =
+	"CREATE TABLE pins("
+	" repo INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,"
+	" rev  TEXT NOT NULL,"
+	" etag TEXT NOT NULL,"
+	" size INTEGER NOT NULL,"
+	" PRIMARY KEY(repo, rev, etag)) WITHOUT ROWID;"
+	"CREATE INDEX pins_etag ON pins(etag);";
+
+static int migrate_v5(struct db_conn *c)
+{
+	return db_exec(c, schema_v5);
+}
+
 /* migrations[i] takes the schema from version i to version i + 1. */
 static int (*const migrations[])(struct db_conn *c) = {
-	migrate_v1,
-	migrate_v2,
-	migrate_v3,
-	migrate_v4,
+	migrate_v1, migrate_v2, migrate_v3, migrate_v4, migrate_v5,
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

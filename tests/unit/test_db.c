@@ -24,6 +24,10 @@
 
 #include "db.h"
 
+/* The schema version this hubfs writes (db/schema.c). */
+#define SCHEMA_VERSION 5
+#define SCHEMA_TEXT    "5"
+
 #define SHA1_A "a16a55fda99d2f2e7b69cce5cf93ff4ad3049930"
 #define SHA1_B "0123456789abcdef0123456789abcdef01234567"
 #define SHA1_C "fedcba9876543210fedcba9876543210fedcba98"
@@ -144,7 +148,7 @@ static void store_layout(void **state)
 	assert_int_equal(db_repo_put(f->s, HUB_MODEL, "org/name", "", &r), 0);
 	assert_int_equal(mode_of(f->dir, "index.db-wal"), 0600);
 	assert_int_equal(mode_of(f->dir, "index.db-shm"), 0600);
-	assert_int_equal(sql_int(f, "PRAGMA user_version"), 4);
+	assert_int_equal(sql_int(f, "PRAGMA user_version"), SCHEMA_VERSION);
 }
 
 static void store_not_a_folder(void **state)
@@ -172,16 +176,18 @@ static void store_newer_schema(void **state)
 	f->s = NULL;
 	assert_int_equal(db_store_open(&f->s, f->dir), -EPROTO);
 	assert_non_null(strstr(db_last_error(f->s), "99"));
-	sql_int(f, "PRAGMA user_version = 4");
+	sql_int(f, "PRAGMA user_version = " SCHEMA_TEXT);
 	reopen(f);
 
 	/* A version 1 store (before partial blobs) is migrated on open. */
 	sql_int(f, "DROP TABLE partial");
 	sql_int(f, "DROP TABLE settings");
+	sql_int(f, "DROP TABLE pins");
 	sql_int(f, "PRAGMA user_version = 1");
 	reopen(f);
-	assert_int_equal(sql_int(f, "PRAGMA user_version"), 4);
+	assert_int_equal(sql_int(f, "PRAGMA user_version"), SCHEMA_VERSION);
 	assert_int_equal(sql_int(f, "SELECT count(*) FROM partial"), 0);
+	assert_int_equal(sql_int(f, "SELECT count(*) FROM pins"), 0);
 }
 
 static void default_dir(void **state)
@@ -842,7 +848,7 @@ static void reopen_keeps_everything(void **state)
 	assert_int_equal(db_entry_lookup(f->s, t.id, "d", "f", &e), 0);
 	assert_int_equal(db_blob_get(f->s, SHA1_B, &size), 0);
 	assert_int_equal(size, 1);
-	assert_int_equal(sql_int(f, "PRAGMA user_version"), 4);
+	assert_int_equal(sql_int(f, "PRAGMA user_version"), SCHEMA_VERSION);
 }
 
 #define THREADS 4

@@ -1,6 +1,6 @@
 /*
  * test_db_evict.c - settings, the in-use hold, store usage and LRU
- * eviction that skips held blobs.
+ * eviction that skips held and pinned blobs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -151,11 +151,80 @@ static void touch_orders_lru(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* Pinned blobs, complete or partial, outlive any limit until unpinned. */
+static void pins_hold_until_unpinned(void **state)
+{
+	struct db_store *s;
+	struct db_repo r, other;
+	struct db_partial p;
+	struct db_pin_usage u;
+	uint64_t removed;
+	const struct db_pin pins[] = { { A, 10 }, { P, 5 << 20 } };
+	const struct db_pin bad[] = { { "../x", 1 } };
+	char cmd[96];
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/hubfs-test-evict-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(db_store_open(&s, dir), 0);
+	assert_int_equal(db_repo_put(s, HUB_MODEL, "org/a", "", &r), 0);
+	assert_int_equal(db_repo_put(s, HUB_MODEL, "org/b", "", &other), 0);
+	put_blob(s, A, 1);
+	put_blob(s, B, 2);
+	assert_int_equal(db_partial_open(s, P, 5 << 20, &p), 0);
+	assert_int_equal(
+		db_partial_mark(s, P, -1, 5 << 20, p.shift, 0, 1, NULL), 0);
+	close(p.fd);
+	db_partial_free(&p);
+
+	assert_int_equal(db_pin_add(s, r.id, "main", bad, 1), -EINVAL);
+	assert_int_equal(db_pin_add(s, r.id, "main", pins, 2), 0);
+	assert_int_equal(db_pin_add(s, r.id, "", pins, 1), 0);
+	assert_int_equal(db_pin_add(s, other.id, "", pins, 1), 0);
+	assert_int_equal(db_pin_usage(s, &u), 0);
+	assert_int_equal(u.blobs, 2); /* A counted once */
+	assert_int_equal(u.bytes, 10 + (5 << 20));
+	assert_int_equal(u.complete_bytes, 10);
+
+	/* Only B can go. */
+	assert_int_equal(db_evict(s, 0, false, NULL, NULL, NULL), 0);
+	assert_true(present(s, A));
+	assert_false(present(s, B));
+	struct db_partial again;
+
+	assert_int_equal(db_partial_open(s, P, 5 << 20, &again), 0);
+	assert_true(db_bit(again.bitmap, 0));
+	close(again.fd);
+	db_partial_free(&again);
+
+	/* Unpinning one revision leaves A pinned by the others. */
+	assert_int_equal(db_pin_remove(s, r.id, "main", &removed), 0);
+	assert_int_equal(removed, 2);
+	assert_int_equal(db_evict(s, 0, false, NULL, NULL, NULL), 0);
+	assert_true(present(s, A));
+	assert_int_equal(db_pin_remove(s, r.id, NULL, &removed), 0);
+	assert_int_equal(removed, 1);
+	assert_true(present(s, A));
+	/* Forgetting the last repo that pins A lets it go. */
+	assert_int_equal(db_repo_forget(s, other.id), 0);
+	assert_int_equal(db_repo_forget(s, other.id), -ENOENT);
+	assert_int_equal(db_pin_usage(s, &u), 0);
+	assert_int_equal(u.blobs, 0);
+	assert_int_equal(db_evict(s, 0, false, NULL, NULL, NULL), 0);
+	assert_false(present(s, A));
+	assert_int_equal(db_repo_get(s, HUB_MODEL, "org/b", &other), -ENOENT);
+
+	db_store_close(s);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(evict_lru_skipping_held),
 		cmocka_unit_test(touch_orders_lru),
+		cmocka_unit_test(pins_hold_until_unpinned),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
