@@ -81,6 +81,18 @@ char *cli_store_dir(const struct cli_common *c);
 int cli_open(const struct cli_common *c, long stall_seconds,
 	     struct hub_client **hub, struct db_store **store);
 
+/*
+ * A repo as the commands name it: "[datasets/|spaces/]owner/name[@REV]"
+ * (or a legacy id without owner), REV percent-encoded or not.
+ */
+struct cli_target {
+	enum hub_repo_type type;
+	char id[256];
+	char *rev; /* NULL: the default branch; allocated, caller frees */
+};
+/* -EINVAL when arg is not of that form (t->rev is then NULL). */
+int cli_parse_target(const char *arg, struct cli_target *t);
+
 /* "512 B", "1.5 KiB", "12.0 MiB", "3.2 GiB", ...; returns buf. */
 const char *cli_human_size(uint64_t bytes, char *buf, size_t size);
 
@@ -98,6 +110,7 @@ int cli_umount(int argc, char **argv);
 int cli_where(int argc, char **argv);
 int cli_ls(int argc, char **argv);
 int cli_gc(int argc, char **argv);
+int cli_pull(int argc, char **argv);
 
 /*
  * The form mount(8) runs through mount.fuse3 for an fstab entry of type

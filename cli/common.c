@@ -181,3 +181,36 @@ int cli_parse_size(const char *arg, uint64_t *out)
 	*out = (uint64_t)v;
 	return 0;
 }
+
+/* "[datasets/|spaces/]owner/name[@rev]", rev percent-encoded or not. */
+int cli_parse_target(const char *arg, struct cli_target *t)
+{
+	const char *at;
+	size_t n;
+
+	memset(t, 0, sizeof(*t));
+	t->type = HUB_MODEL;
+	if (strncmp(arg, "datasets/", 9) == 0) {
+		t->type = HUB_DATASET;
+		arg += 9;
+	} else if (strncmp(arg, "spaces/", 7) == 0) {
+		t->type = HUB_SPACE;
+		arg += 7;
+	}
+	at = strchr(arg, '@');
+	n = at ? (size_t)(at - arg) : strlen(arg);
+	while (n > 0 && arg[n - 1] == '/')
+		n--;
+	if (n == 0 || n >= sizeof(t->id))
+		return -EINVAL;
+	memcpy(t->id, arg, n);
+	t->id[n] = '\0';
+	if (!hub_repo_id_valid(t->id))
+		return -EINVAL;
+	if (at && (!at[1] || hub_unescape(at + 1, &t->rev) < 0 || !t->rev[0])) {
+		free(t->rev);
+		t->rev = NULL;
+		return -EINVAL;
+	}
+	return 0;
+}

@@ -469,42 +469,6 @@ static int list_files(struct db_store *s, const struct repo *p,
 
 /* ---- Which repo and revision ------------------------------------------- */
 
-struct target {
-	enum hub_repo_type type;
-	char id[256];
-	char *rev; /* NULL: the head; allocated */
-};
-
-/* "[datasets/|spaces/]owner/name[@rev]", rev percent-encoded or not. */
-static int parse_target(const char *arg, struct target *t)
-{
-	const char *at;
-	size_t n;
-
-	memset(t, 0, sizeof(*t));
-	t->type = HUB_MODEL;
-	if (strncmp(arg, "datasets/", 9) == 0) {
-		t->type = HUB_DATASET;
-		arg += 9;
-	} else if (strncmp(arg, "spaces/", 7) == 0) {
-		t->type = HUB_SPACE;
-		arg += 7;
-	}
-	at = strchr(arg, '@');
-	n = at ? (size_t)(at - arg) : strlen(arg);
-	while (n > 0 && arg[n - 1] == '/')
-		n--;
-	if (n == 0 || n >= sizeof(t->id))
-		return -EINVAL;
-	memcpy(t->id, arg, n);
-	t->id[n] = '\0';
-	if (!hub_repo_id_valid(t->id))
-		return -EINVAL;
-	if (at && (!at[1] || hub_unescape(at + 1, &t->rev) < 0 || !t->rev[0]))
-		return -EINVAL;
-	return 0;
-}
-
 static bool is_hex(const char *s)
 {
 	for (; *s; s++)
@@ -537,7 +501,7 @@ static struct rev *find_rev(struct repo *p, const char *rev)
 	return found;
 }
 
-static int show_repo(struct db_store *s, const struct target *t, bool json)
+static int show_repo(struct db_store *s, const struct cli_target *t, bool json)
 {
 	struct repo p = { 0 };
 	struct rev *v;
@@ -626,11 +590,11 @@ static int open_store(const char *dir, struct db_store **out)
 static int run_ls(const struct cli_common *common, const char *arg, bool json)
 {
 	struct db_store *s = NULL;
-	struct target t;
+	struct cli_target t;
 	char *dir;
 	int rc;
 
-	if (arg && parse_target(arg, &t) < 0) {
+	if (arg && cli_parse_target(arg, &t) < 0) {
 		fprintf(stderr,
 			"hubfs ls: '%s' is not a repo: owner/name, "
 			"datasets/owner/name or spaces/owner/name, "

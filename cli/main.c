@@ -25,6 +25,8 @@ static const struct cli_command commands[] = {
 	{ "where", "print the store, token source, endpoint and offline mode",
 	  cli_where },
 	{ "ls", "list the repos in the store, or one repo's files", cli_ls },
+	{ "pull", "fetch a repo's files into the store now, and pin them",
+	  cli_pull },
 	{ "gc", "remove unused files until the store is within its limit",
 	  cli_gc },
 	{ NULL, NULL, NULL },

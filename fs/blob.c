@@ -53,7 +53,9 @@
 
 struct waiter {
 	struct waiter *next;
-	fuse_req_t req;
+	fuse_req_t req;	   /* a FUSE read, or NULL: */
+	blob_done_fn done; /* a reader of our own (blob_fetch) */
+	void *arg;
 	uint64_t off;
 	size_t size;	    /* clipped to the file */
 	bool need_verified; /* touches the end: wait for the check */
@@ -436,7 +438,9 @@ static void answer(struct blob *b, struct waiter *ready, int err)
 		struct waiter *w = ready;
 
 		ready = w->next;
-		if (err)
+		if (w->done)
+			w->done(w->arg, err);
+		else if (err)
 			fuse_reply_err(w->req, err);
 		else
 			reply_from_file(w->req, b->fd, w->off, w->size);
@@ -1433,6 +1437,54 @@ void blob_read(struct fs_ctx *ctx, const struct node *f, fuse_req_t req,
 	submit_runs(b, &runs);
 out:
 	blob_unref(b);
+}
+
+int blob_fetch(struct fs_ctx *ctx, uint64_t fh, uint64_t off, uint64_t size,
+	       blob_done_fn done, void *arg)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fh;
+	struct runs runs = { .n = 0 };
+	struct waiter *w;
+	struct blob *b;
+	bool waits;
+	int rc;
+
+	(void)ctx;
+	rc = handle_blob(h, &b);
+	if (rc < 0)
+		return rc;
+	rc = -EINVAL;
+	if (off >= b->size || size == 0 || size > b->size - off)
+		goto out;
+	rc = -ENOMEM;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		goto out;
+	w->done = done;
+	w->arg = arg;
+	w->off = off;
+	w->size = (size_t)size;
+	w->need_verified = off + size == b->size;
+	pthread_mutex_lock(&b->lock);
+	if (b->complete || b->dropped) {
+		rc = b->dropped ? -EIO : 0;
+		pthread_mutex_unlock(&b->lock);
+		free(w);
+		if (rc == 0)
+			done(arg, 0);
+		goto out;
+	}
+	waits = wait_for(b, w, &runs);
+	pthread_mutex_unlock(&b->lock);
+	if (!waits) {
+		free(w);
+		done(arg, 0);
+	}
+	submit_runs(b, &runs);
+	rc = 0;
+out:
+	blob_unref(b);
+	return rc;
 }
 
 uint64_t blob_cached_bytes(struct fs_ctx *ctx, const struct node *f)

@@ -37,6 +37,68 @@ struct fs_config {
  */
 int fs_run(const struct fs_config *cfg, int ready_fd);
 
+/* ---- Without a mount: what the commands use -----------------------------
+ *
+ * A context that resolves repos and fetches blobs into the store exactly
+ * as a mount does (the same read path: blocks, hashing, durability, the
+ * locks that let a mount and a pull share a blob), with no FUSE session.
+ * cfg->mountpoint and cfg->fuse_options are not used.
+ */
+struct fs_ctx;
+int fs_ctx_open(struct fs_ctx **out, const struct fs_config *cfg);
+/* Stops every transfer and waits for what is durable to be recorded. */
+void fs_ctx_close(struct fs_ctx *ctx);
+
+/* A repo at a revision, its tree in the store. */
+struct fs_repo {
+	enum hub_repo_type type;
+	char id[256]; /* canonical: after a rename or a legacy id */
+	int64_t repo; /* db row */
+	char commit[41];
+	int64_t mtime; /* commit time */
+	int64_t tree;  /* db tree row */
+};
+/*
+ * Resolve id (an "owner/name", a legacy id or an old name of a renamed
+ * repo) at rev (NULL: the default branch) as a lookup in the mount would,
+ * honouring cfg->revision_ttl (0 asks the Hub now), and list its tree
+ * into the store if it is not there.  0 or a negative errno: -ENOENT (no
+ * such repo or revision), -EACCES (the Hub refused), -EISDIR (an owner,
+ * not a repo), -EIO; the cause is logged with fs_log().
+ */
+int fs_repo_resolve(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
+		    const char *rev, struct fs_repo *out);
+
+/*
+ * Fetch files of a repo into the store, verified, several at once.  Each
+ * item's rc is set: 0 once the blob is complete and verified, else a
+ * negative errno (-EIO for a failed check or transfer, -ENOSPC, -EINTR
+ * when *stop was raised first).  progress, when not NULL, is called from
+ * the calling thread about five times a second and at the end.  Returns 0
+ * when every item succeeded, -EINTR when stopped, else -EIO.
+ */
+struct fs_pull_item {
+	const char *path; /* in the repo */
+	uint64_t size;
+	const char *etag;
+	bool lfs;
+	uint64_t local; /* bytes already in the store, when known */
+	bool done;	/* out: settled (set on the calling thread) */
+	int rc;		/* out */
+};
+struct fs_pull_progress {
+	uint64_t total;	   /* bytes of every item */
+	uint64_t done;	   /* bytes of them in the store now */
+	uint64_t at_start; /* bytes in the store before the pull */
+	size_t files_done, files;
+	const char *current; /* a file being fetched, or NULL */
+};
+typedef void (*fs_pull_progress_fn)(void *arg,
+				    const struct fs_pull_progress *p);
+int fs_pull(struct fs_ctx *ctx, const struct fs_repo *r,
+	    struct fs_pull_item *items, size_t n, fs_pull_progress_fn progress,
+	    void *arg, const volatile int *stop);
+
 /* ---- Logging ----------------------------------------------------------- */
 
 /*
@@ -44,6 +106,8 @@ int fs_run(const struct fs_config *cfg, int ready_fd);
  * neither is given.  Call once before any thread starts.
  */
 int fs_log_open(const char *file, bool to_stderr);
+/* Lines less urgent than priority (LOG_INFO unless set) are left out. */
+void fs_log_set_level(int priority);
 void fs_log(int priority, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

@@ -169,6 +169,16 @@ int blob_open(struct fs_ctx *ctx, const struct node *f, uint64_t *fh,
 void blob_read(struct fs_ctx *ctx, const struct node *f, fuse_req_t req,
 	       uint64_t fh, size_t size, uint64_t off);
 void blob_release(uint64_t fh);
+/*
+ * A reader that is not a FUSE request (a pull): done is called exactly
+ * once, with 0 when [off, off + size) is in the store (and the blob
+ * verified, for a range that ends the file), else a positive errno.  It
+ * may be called before blob_fetch returns, and from other threads.
+ * Returns 0, or a negative errno when done will not be called.
+ */
+typedef void (*blob_done_fn)(void *arg, int err);
+int blob_fetch(struct fs_ctx *ctx, uint64_t fh, uint64_t off, uint64_t size,
+	       blob_done_fn done, void *arg);
 /* Bytes of the file's content present in the store. */
 uint64_t blob_cached_bytes(struct fs_ctx *ctx, const struct node *f);
 

@@ -32,6 +32,11 @@ int fs_log_open(const char *file, bool to_stderr)
 	return 0;
 }
 
+void fs_log_set_level(int priority)
+{
+	log_level = priority;
+}
+
 static const char *level_name(int priority)
 {
 	switch (priority) {

@@ -773,3 +773,75 @@ int list_entries(struct fs_ctx *ctx, struct node *dir, db_entry_fn cb,
 	rc = db_dir_list(ctx->cfg.store, tree, dir->path, cb, arg);
 	return rc < 0 && rc != -ENOMEM ? EIO : -rc;
 }
+
+/* ---- Repos for the commands -------------------------------------------- */
+
+/*
+ * "org/name", "gpt2" (a legacy id) or a renamed id, followed to the repo
+ * folder it names, the way a lookup in the mount would, and its tree
+ * listed.  A link's target is "[../]CANONICAL[@rev]".
+ */
+static int resolve_one(struct fs_ctx *ctx, enum hub_repo_type type,
+		       const char *id, const char *erev, struct node **out)
+{
+	const char *slash = strchr(id, '/');
+	char name[600];
+	struct node *owner;
+	char *o;
+	int rc;
+
+	snprintf(name, sizeof(name), "%s%s%s", slash ? slash + 1 : id,
+		 erev ? "@" : "", erev ? erev : "");
+	if (!slash)
+		return resolve_top(ctx, type, name, out);
+	o = strndup(id, (size_t)(slash - id));
+	owner = o ? new_owner(type, o) : NULL;
+	free(o);
+	if (!owner)
+		return ENOMEM;
+	rc = resolve_repo(ctx, owner, name, out);
+	node_free(owner);
+	return rc;
+}
+
+int fs_repo_resolve(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
+		    const char *rev, struct fs_repo *out)
+{
+	char cur[256], *erev = NULL;
+	struct node *n = NULL;
+	int rc = ENOENT;
+
+	memset(out, 0, sizeof(*out));
+	if (strlen(id) >= sizeof(cur) || !hub_repo_id_valid(id))
+		return -ENOENT;
+	if (rev && !(erev = hub_escape_segment(rev)))
+		return -ENOMEM;
+	memcpy(cur, id, strlen(id) + 1);
+	for (int hops = 0; hops < 4; hops++) {
+		rc = resolve_one(ctx, type, cur, erev, &n);
+		if (rc)
+			break;
+		if (n->kind == NODE_DIR) {
+			out->type = type;
+			snprintf(out->id, sizeof(out->id), "%s", n->repo_id);
+			out->repo = n->repo;
+			memcpy(out->commit, n->commit, sizeof(out->commit));
+			out->mtime = n->mtime;
+			rc = tree_of(ctx, n, &out->tree);
+			break;
+		}
+		rc = n->kind == NODE_OWNER ? EISDIR : ELOOP;
+		if (n->kind != NODE_LINK)
+			break;
+		/* "[../]CANONICAL[@rev]": the same revision of the new id */
+		const char *t = n->target;
+
+		t += strncmp(t, "../", 3) == 0 ? 3 : 0;
+		snprintf(cur, sizeof(cur), "%.*s", (int)strcspn(t, "@"), t);
+		node_free(n);
+		n = NULL;
+	}
+	node_free(n);
+	free(erev);
+	return -rc;
+}

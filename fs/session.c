@@ -106,6 +106,35 @@ static void ctx_destroy(struct fs_ctx *ctx)
 	pthread_cond_destroy(&ctx->listed);
 }
 
+int fs_ctx_open(struct fs_ctx **out, const struct fs_config *cfg)
+{
+	struct fs_ctx *ctx = malloc(sizeof(*ctx));
+	int rc;
+
+	*out = NULL;
+	if (!ctx)
+		return -ENOMEM;
+	rc = ctx_init(ctx, cfg);
+	if (rc == 0)
+		rc = blob_start(ctx);
+	if (rc < 0) {
+		ctx_destroy(ctx);
+		free(ctx);
+		return rc;
+	}
+	*out = ctx;
+	return 0;
+}
+
+void fs_ctx_close(struct fs_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	blob_stop(ctx);
+	ctx_destroy(ctx);
+	free(ctx);
+}
+
 static int build_args(const struct fs_config *cfg, struct fuse_args *args)
 {
 	char opts[1024];
