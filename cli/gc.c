@@ -1,7 +1,10 @@
 /*
- * gc.c - "hubfs gc": bring the store within its size limit now.
+ * gc.c - "hubfs gc": remove what nothing refers to, and bring the store
+ * within its size limit now.
  *
- * The least recently used files that no process has open go first,
+ * First the blobs that no tree in the index lists and no pin names (what
+ * "hubfs forget" left, for one).  Then, when the store has a limit, the
+ * least recently used files that no process has open go first,
  * complete ones before partly fetched ones (db_evict); a file a running
  * mount reads is held by its OFD lock and stays.  --dry-run says what
  * would go and removes nothing.
@@ -23,9 +26,12 @@ static void gc_usage(FILE *out)
 	fprintf(out,
 		"usage: hubfs gc [OPTIONS]\n"
 		"\n"
-		"Remove the least recently used files that nothing has open "
+		"Remove the files no known repo lists any more (after 'hubfs "
+		"forget'), then\n"
+		"the least recently used ones that nothing has open or pins, "
 		"until the store\n"
-		"is within its size limit (--max-cache, kept in the store).\n"
+		"is within its size limit (--max-cache, kept in the store), "
+		"if it has one.\n"
 		"\n" CLI_COMMON_HELP
 		"  --max-cache SIZE        the limit (e.g. 50G); it is kept "
 		"for the mounts too\n"
@@ -94,13 +100,11 @@ static int limit_of(struct gc_opts *o, struct db_store *store, uint64_t *limit)
 		}
 		return 0;
 	}
-	if (db_setting_get(store, DB_SETTING_MAX_CACHE, &v) == 0 && v > 0) {
+	if (db_setting_get(store, DB_SETTING_MAX_CACHE, &v) == 0 && v > 0)
 		*limit = (uint64_t)v;
-		return 0;
-	}
-	fprintf(stderr, "hubfs: the store has no size limit: give one with "
-			"--max-cache SIZE\n");
-	return CLI_EXIT_FAIL;
+	else
+		*limit = UINT64_MAX; /* none */
+	return 0;
 }
 
 int cli_gc(int argc, char **argv)
@@ -108,7 +112,7 @@ int cli_gc(int argc, char **argv)
 	struct gc_opts o = { 0 };
 	struct hub_client *hub = NULL;
 	struct db_store *store = NULL;
-	uint64_t limit = 0, freed = 0, used = 0;
+	uint64_t limit = 0, freed = 0, unref = 0, used = 0;
 	char a[32], b[32], c[32];
 	int rc = parse_gc(argc, argv, &o);
 
@@ -119,20 +123,27 @@ int cli_gc(int argc, char **argv)
 	if (rc == 0)
 		rc = limit_of(&o, store, &limit);
 	if (rc == 0 &&
-	    db_evict(store, limit, o.dry_run, report, &o.dry_run, &freed) < 0) {
+	    (db_evict_unreferenced(store, o.dry_run, report, &o.dry_run,
+				   &unref) < 0 ||
+	     (limit != UINT64_MAX && db_evict(store, limit, o.dry_run, report,
+					      &o.dry_run, &freed) < 0))) {
 		fprintf(stderr, "hubfs: gc: %s\n", db_last_error(store));
 		rc = CLI_EXIT_FAIL;
 	}
+	freed += unref;
 	if (rc == 0 && db_store_usage(store, &used) == 0) {
 		if (o.dry_run)
 			used = used > freed ? used - freed : 0;
-		printf("%s %s; the store %s %s of %s%s\n",
+		if (limit == UINT64_MAX)
+			snprintf(c, sizeof(c), "no limit");
+		else
+			cli_human_size(limit, c, sizeof(c));
+		printf("%s %s; the store %s %s (limit: %s)%s\n",
 		       o.dry_run ? "would free" : "freed",
 		       cli_human_size(freed, a, sizeof(a)),
 		       o.dry_run ? "would hold" : "holds",
-		       cli_human_size(used, b, sizeof(b)),
-		       cli_human_size(limit, c, sizeof(c)),
-		       used > limit ? " (the rest is in use)" : "");
+		       cli_human_size(used, b, sizeof(b)), c,
+		       used > limit ? "; the rest is in use or pinned" : "");
 	}
 	db_store_close(store);
 	hub_client_free(hub);

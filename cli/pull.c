@@ -27,8 +27,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RESERVE (64ULL << 20) /* left free on the disk beyond what is pulled   \
-			       */
+#define RESERVE                                                                \
+	(64ULL << 20) /* left free on the disk beyond what is pulled           \
+		       */
 
 struct pull_opts {
 	struct cli_common common;
@@ -204,13 +205,16 @@ static int select_files(struct db_store *store, int64_t tree,
 
 /* ---- Room on the disk -------------------------------------------------- */
 
-static int disk_free(const char *dir, uint64_t *avail)
+static int disk_free(const char *dir, uint64_t *avail, uint64_t *reserve)
 {
 	struct statvfs sv;
+	uint64_t size;
 
 	if (statvfs(dir, &sv) < 0)
 		return -errno;
 	*avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	size = (uint64_t)sv.f_blocks * sv.f_frsize;
+	*reserve = size / 20 < RESERVE ? size / 20 : RESERVE;
 	return 0;
 }
 
@@ -222,25 +226,26 @@ static int disk_free(const char *dir, uint64_t *avail)
 static int check_room(struct db_store *store, int64_t tree, struct selection *s)
 {
 	const char *dir = db_store_dir(store);
-	uint64_t avail = 0, used, freed = 0;
+	uint64_t avail = 0, reserve = 0, used, freed = 0;
 	char a[32], b[32];
-	int rc = disk_free(dir, &avail);
+	int rc = disk_free(dir, &avail, &reserve);
 
 	if (rc < 0) {
 		fprintf(stderr, "hubfs pull: %s: %s\n", dir, strerror(-rc));
 		return CLI_EXIT_FAIL;
 	}
-	if (s->need + RESERVE <= avail)
+	if (s->need + reserve <= avail)
 		return 0;
 	if (db_store_usage(store, &used) == 0) {
-		uint64_t short_by = s->need + RESERVE - avail;
+		uint64_t short_by = s->need + reserve - avail;
 
 		db_evict(store, used > short_by ? used - short_by : 0, false,
 			 NULL, NULL, &freed);
 		/* Eviction may have taken partial files of this pull. */
 		if (freed && (rc = select_files(store, tree, s)) != 0)
 			return rc;
-		if (disk_free(dir, &avail) == 0 && s->need + RESERVE <= avail)
+		if (disk_free(dir, &avail, &reserve) == 0 &&
+		    s->need + reserve <= avail)
 			return 0;
 	}
 	fprintf(stderr,

@@ -346,10 +346,33 @@ struct db_pin_usage {
 int db_pin_usage(struct db_store *s, struct db_pin_usage *out);
 
 /*
- * Drop a repo from the index: its revisions, trees and pins.  Its blobs
+ * Drop a repo from the index: its revisions, trees and pins, and the
+ * legacy or old ids that redirect to it.  Its blobs
  * stay until eviction takes them.  -ENOENT when there is no such row.
  */
 int db_repo_forget(struct db_store *s, int64_t repo);
+
+/* ---- Checking and cleaning ------------------------------------------ */
+
+/*
+ * Hash a complete blob's file again and compare with its etag.  0 when it
+ * matches; -EBADMSG when it does not (db_last_error() says what it hashed
+ * to; the blob is left as it is: db_blob_drop() removes it); -ENOENT when
+ * the blob is not recorded complete.  *size gets its size.
+ */
+int db_blob_verify(struct db_store *s, const char *etag, uint64_t *size);
+
+/* Every complete blob, by etag; cb may drop the blob it is given. */
+typedef int (*db_blob_fn)(void *arg, const char *etag, uint64_t size);
+int db_blobs(struct db_store *s, db_blob_fn cb, void *arg);
+
+/*
+ * Remove the blobs, complete or partial, that no tree in the index lists
+ * and no pin names (a forgotten repo's, an old revision's that was
+ * dropped), unless held; cb and dry_run as for db_evict.
+ */
+int db_evict_unreferenced(struct db_store *s, bool dry_run, db_evicted_fn cb,
+			  void *arg, uint64_t *freed);
 
 /* ---- Reports ------------------------------------------------------------
  *

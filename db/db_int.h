@@ -10,6 +10,7 @@
  *   partial.c blobs being filled, block by block
  *   evict.c   settings, last use, the size limit and eviction
  *   pins.c    what pull keeps; forgetting a repo
+ *   verify.c  re-hashing complete blobs; blobs nothing refers to
  */
 #ifndef HUBFS_DB_INT_H
 #define HUBFS_DB_INT_H
@@ -70,6 +71,10 @@ enum db_stmt {
 	ST_UNPIN_ALL,
 	ST_PIN_USAGE,
 	ST_REPO_FORGET,
+	ST_ALIAS_FORGET,
+	ST_BLOB_ALL,
+	ST_UNREF_BLOBS,
+	ST_UNREF_PARTIAL,
 	ST_COUNT
 };
 

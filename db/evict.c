@@ -37,6 +37,16 @@ static const char sql_lru_partial[] =
 	"SELECT etag, 0, shift, bitmap FROM partial"
 	" WHERE etag NOT IN (SELECT etag FROM pins) ORDER BY updated"
 	" LIMIT ?1 OFFSET ?2";
+static const char sql_unref_blobs[] =
+	"SELECT etag, size, 0, NULL FROM blobs"
+	" WHERE etag NOT IN (SELECT etag FROM pins)"
+	" AND etag NOT IN (SELECT etag FROM entries)"
+	" ORDER BY last_used LIMIT ?1 OFFSET ?2";
+static const char sql_unref_partial[] =
+	"SELECT etag, 0, shift, bitmap FROM partial"
+	" WHERE etag NOT IN (SELECT etag FROM pins)"
+	" AND etag NOT IN (SELECT etag FROM entries)"
+	" ORDER BY updated LIMIT ?1 OFFSET ?2";
 static const char sql_partial_all[] = "SELECT size, shift, bitmap FROM partial";
 
 int db_setting_get(struct db_store *s, const char *key, int64_t *value)
@@ -148,16 +158,26 @@ static int evict_one(struct db_store *s, bool partial, const char *etag,
 	return rc < 0 ? rc : 1;
 }
 
-/* A batch of candidates, oldest first, skipping the first skip. */
-static int candidates(struct db_store *s, bool partial, int skip,
+/*
+ * A batch of candidates, oldest first, skipping the first skip: any
+ * unpinned blob, or (unref) only those no tree lists.
+ */
+static int candidates(struct db_store *s, bool partial, bool unref, int skip,
 		      struct candidate *out, int *n)
 {
+	static const struct {
+		enum db_stmt slot;
+		const char *sql;
+	} queries[2][2] = {
+		{ { ST_LRU_BLOBS, sql_lru_blobs },
+		  { ST_LRU_PARTIAL, sql_lru_partial } },
+		{ { ST_UNREF_BLOBS, sql_unref_blobs },
+		  { ST_UNREF_PARTIAL, sql_unref_partial } },
+	};
 	struct db_conn *c;
 	struct db_query q;
-	int rc = partial ? db_thread_query(s, ST_LRU_PARTIAL, sql_lru_partial,
-					   &c, &q)
-			 : db_thread_query(s, ST_LRU_BLOBS, sql_lru_blobs, &c,
-					   &q);
+	int rc = db_thread_query(s, queries[unref][partial].slot,
+				 queries[unref][partial].sql, &c, &q);
 
 	*n = 0;
 	if (rc)
@@ -176,8 +196,8 @@ static int candidates(struct db_store *s, bool partial, int skip,
 	return rc < 0 ? rc : 0;
 }
 
-int db_evict(struct db_store *s, uint64_t limit, bool dry_run, db_evicted_fn cb,
-	     void *arg, uint64_t *freed)
+static int evict(struct db_store *s, uint64_t limit, bool unref, bool dry_run,
+		 db_evicted_fn cb, void *arg, uint64_t *freed)
 {
 	struct candidate batch[BATCH];
 	uint64_t used, start;
@@ -189,7 +209,8 @@ int db_evict(struct db_store *s, uint64_t limit, bool dry_run, db_evicted_fn cb,
 
 		/* Complete blobs first, then what was being filled. */
 		while (used > limit &&
-		       (rc = candidates(s, pass == 1, skip, batch, &n)) == 0 &&
+		       (rc = candidates(s, pass == 1, unref, skip, batch,
+					&n)) == 0 &&
 		       n > 0) {
 			for (int i = 0; i < n && used > limit; i++) {
 				struct candidate *b = &batch[i];
@@ -215,4 +236,16 @@ out:
 	if (freed)
 		*freed = start > used ? start - used : 0;
 	return rc;
+}
+
+int db_evict(struct db_store *s, uint64_t limit, bool dry_run, db_evicted_fn cb,
+	     void *arg, uint64_t *freed)
+{
+	return evict(s, limit, false, dry_run, cb, arg, freed);
+}
+
+int db_evict_unreferenced(struct db_store *s, bool dry_run, db_evicted_fn cb,
+			  void *arg, uint64_t *freed)
+{
+	return evict(s, 0, true, dry_run, cb, arg, freed);
 }

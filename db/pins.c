@@ -25,6 +25,10 @@ static const char sql_pin_usage[] =
 	"  THEN size ELSE 0 END), 0)"
 	" FROM (SELECT etag, max(size) AS size FROM pins GROUP BY etag)";
 static const char sql_repo_forget[] = "DELETE FROM repos WHERE id = ?1";
+/* The legacy and old ids that lead to it go with it. */
+static const char sql_alias_forget[] =
+	"DELETE FROM repos WHERE canonical != '' AND (type, canonical) IN"
+	" (SELECT type, name FROM repos WHERE id = ?1)";
 
 int db_pin_add(struct db_store *s, int64_t repo, const char *rev,
 	       const struct db_pin *pins, size_t n)
@@ -110,7 +114,13 @@ int db_repo_forget(struct db_store *s, int64_t repo)
 		rc = db_tx_begin(c);
 	if (rc)
 		return rc;
-	rc = db_query(c, ST_REPO_FORGET, sql_repo_forget, &q);
+	rc = db_query(c, ST_ALIAS_FORGET, sql_alias_forget, &q);
+	if (rc == 0) {
+		sqlite3_bind_int64(q.st, 1, repo);
+		rc = db_finish(c, &q);
+	}
+	if (rc == 0)
+		rc = db_query(c, ST_REPO_FORGET, sql_repo_forget, &q);
 	if (rc == 0) {
 		sqlite3_bind_int64(q.st, 1, repo);
 		rc = db_finish(c, &q);

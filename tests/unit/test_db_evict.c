@@ -205,7 +205,11 @@ static void pins_hold_until_unpinned(void **state)
 	assert_int_equal(db_pin_remove(s, r.id, NULL, &removed), 0);
 	assert_int_equal(removed, 1);
 	assert_true(present(s, A));
-	/* Forgetting the last repo that pins A lets it go. */
+	/* Forgetting the last repo that pins A lets it go, and its alias. */
+	struct db_repo alias;
+
+	assert_int_equal(db_repo_put(s, HUB_MODEL, "b", "org/b", &alias), 0);
+	assert_int_equal(db_repo_put(s, HUB_DATASET, "b", "org/b", NULL), 0);
 	assert_int_equal(db_repo_forget(s, other.id), 0);
 	assert_int_equal(db_repo_forget(s, other.id), -ENOENT);
 	assert_int_equal(db_pin_usage(s, &u), 0);

@@ -1,0 +1,127 @@
+/*
+ * verify.c - checking complete blobs again ("hubfs verify") and finding
+ * the ones nothing refers to any more ("hubfs gc").
+ *
+ * A blob is named by its hash: 64 hex digits are the sha256 of the
+ * content (LFS and xet files), 40 the git blob id, the sha1 of
+ * "blob <size>\0" followed by the content.
+ */
+#include "db_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HASH_BUF (1U << 20)
+
+static const char sql_blob_all[] =
+	"SELECT etag, size FROM blobs WHERE etag > ?1 ORDER BY etag LIMIT ?2";
+
+/* The hash of size bytes of fd, as lowercase hex, in the etag's scheme. */
+static int hash_fd(int fd, const char *etag, uint64_t size, char *hex)
+{
+	unsigned char digest[EVP_MAX_MD_SIZE], *buf = malloc(HASH_BUF);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	bool sha256 = strlen(etag) == 64;
+	uint64_t off = 0;
+	unsigned len = 0;
+	int rc = -ENOMEM;
+
+	if (!buf || !md ||
+	    !EVP_DigestInit_ex(md, sha256 ? EVP_sha256() : EVP_sha1(), NULL))
+		goto out;
+	if (!sha256) {
+		char header[40];
+		int n = snprintf(header, sizeof(header), "blob %llu",
+				 (unsigned long long)size);
+
+		EVP_DigestUpdate(md, header, (size_t)n + 1);
+	}
+	while (off < size) {
+		size_t want =
+			size - off < HASH_BUF ? (size_t)(size - off) : HASH_BUF;
+		ssize_t n = pread(fd, buf, want, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) { /* short: the file changed under us */
+			rc = n < 0 ? -errno : -EBADMSG;
+			goto out;
+		}
+		EVP_DigestUpdate(md, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	EVP_DigestFinal_ex(md, digest, &len);
+	for (unsigned i = 0; i < len; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	rc = 0;
+out:
+	EVP_MD_CTX_free(md);
+	free(buf);
+	return rc;
+}
+
+int db_blob_verify(struct db_store *s, const char *etag, uint64_t *size)
+{
+	char path[PATH_MAX], hex[2 * EVP_MAX_MD_SIZE + 1];
+	int fd, rc = db_blob_get(s, etag, size);
+
+	if (rc)
+		return rc;
+	db_blob_path(s, etag, path, sizeof(path));
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return errno == ENOENT ? -ENOENT : db_sys_fail("opening", path);
+	rc = hash_fd(fd, etag, *size, hex);
+	close(fd);
+	if (rc == 0 && strcmp(hex, etag) != 0) {
+		db_errorf("blob %s has content hashing to %s", etag, hex);
+		rc = -EBADMSG;
+	}
+	return rc;
+}
+
+int db_blobs(struct db_store *s, db_blob_fn cb, void *arg)
+{
+	struct {
+		char etag[65];
+		uint64_t size;
+	} batch[64];
+	char after[65] = "";
+	int n, rc;
+
+	/*
+	 * In batches, each read after the last etag of the one before, with
+	 * no statement open while cb runs: cb may drop the blob it is given.
+	 */
+	do {
+		struct db_conn *c;
+		struct db_query q;
+
+		rc = db_thread_query(s, ST_BLOB_ALL, sql_blob_all, &c, &q);
+		if (rc)
+			return rc;
+		sqlite3_bind_text(q.st, 1, after, -1, SQLITE_STATIC);
+		sqlite3_bind_int(q.st, 2, 64);
+		n = 0;
+		while (n < 64 && (rc = db_step(c, &q)) > 0)
+			if (db_text(q.st, 0, batch[n].etag,
+				    sizeof(batch[n].etag)) == 0)
+				batch[n++].size =
+					(uint64_t)sqlite3_column_int64(q.st, 1);
+		db_query_end(&q);
+		if (rc < 0)
+			return rc;
+		for (int i = 0; i < n; i++)
+			if ((rc = cb(arg, batch[i].etag, batch[i].size)) != 0)
+				return rc;
+		if (n > 0)
+			memcpy(after, batch[n - 1].etag, sizeof(after));
+	} while (n == 64);
+	return 0;
+}
