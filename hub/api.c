@@ -120,9 +120,8 @@ static int parse_body(struct hub_client *c, const struct json_get *g,
 		hub_call_error(c, &g->call, err);
 		return -EPROTO;
 	}
-	*out = g->call.body
-		       ? cJSON_ParseWithLength(g->call.body, g->call.body_len)
-		       : NULL;
+	*out = g->call.body ? hub_json_parse(g->call.body, g->call.body_len)
+			    : NULL;
 	if (!*out) {
 		hub_error_proto(err, "malformed JSON (HTTP %d)",
 				g->call.resp.status);

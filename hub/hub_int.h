@@ -369,6 +369,15 @@ int hub_json_size(const cJSON *item, uint64_t *out);
 /* ISO-8601 "2023-03-21T09:05:27.000Z" (or with +hh:mm) to unix seconds. */
 int hub_parse_iso8601(const char *s, int64_t *out);
 
+/*
+ * Parse a JSON body off the network (caller frees with cJSON_Delete; NULL
+ * when it is not JSON).  body[0..n) is changed: cJSON turns "\u0000" into a
+ * NUL that silently cuts a string short, so "a\u0000/../b" would read as "a"
+ * and name another file.  Each such escape becomes "\u0001" first, a
+ * control character that every check of a name or hash refuses.
+ */
+cJSON *hub_json_parse(char *body, size_t n);
+
 /* Repo info fields (hub-api.md section 2.2); -EPROTO when unusable. */
 int hub_json_repo_info(const cJSON *root, struct hub_repo_info *out);
 

@@ -29,6 +29,23 @@ int hub_json_size(const cJSON *item, uint64_t *out)
 	return 0;
 }
 
+cJSON *hub_json_parse(char *body, size_t n)
+{
+	bool in_string = false;
+
+	for (size_t i = 0; i < n; i++) {
+		if (body[i] == '"') {
+			in_string = !in_string;
+		} else if (in_string && body[i] == '\\' && i + 1 < n) {
+			if (body[i + 1] == 'u' && i + 5 < n &&
+			    memcmp(body + i + 2, "0000", 4) == 0)
+				body[i + 5] = '1';
+			i++; /* the escaped character cannot end the string */
+		}
+	}
+	return cJSON_ParseWithLength(body, n);
+}
+
 /* Exactly n digits at *pp into *out, advancing *pp. */
 static int digits(const char **pp, int n, int *out)
 {

@@ -122,6 +122,41 @@ class BlobStore:
         _write_atomic(meta_path, json.dumps({"sha256": blob.sha256, "sha1": blob.sha1}).encode())
         return self._remember(blob)
 
+    def sparse(self, seed, size):
+        """`size` bytes that are zeros but for a last MiB (or less) of
+        random.Random(seed).randbytes(): kept as a sparse file, so a fixture
+        can have a file past 2 GiB that costs no disk and is hashed once."""
+        meta_path = os.path.join(self.root, "gen", "sparse-%s-%d.json" % (seed, size))
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+            path = self._path(meta["sha256"])
+            if os.path.getsize(path) == size:
+                return self._remember(Blob(size, meta["sha256"], meta["sha1"], path))
+        except (OSError, ValueError, KeyError):
+            pass
+        tail = random.Random(seed).randbytes(min(CHUNK, size))
+        h256 = hashlib.sha256()
+        h1 = hashlib.sha1(b"blob %d\0" % size)
+        zeros, left = bytes(16 * CHUNK), size - len(tail)
+        while left > 0:
+            chunk = zeros[:min(len(zeros), left)]
+            h256.update(chunk)
+            h1.update(chunk)
+            left -= len(chunk)
+        h256.update(tail)
+        h1.update(tail)
+        tmp = os.path.join(self.root, "gen", "tmp.%d.%d" % (os.getpid(), threading.get_ident()))
+        with open(tmp, "wb") as f:
+            f.truncate(size)
+            f.seek(size - len(tail))
+            f.write(tail)
+        os.chmod(tmp, 0o644)
+        blob = Blob(size, h256.hexdigest(), h1.hexdigest(), self._path(h256.hexdigest()))
+        os.replace(tmp, blob.path)
+        _write_atomic(meta_path, json.dumps({"sha256": blob.sha256, "sha1": blob.sha1}).encode())
+        return self._remember(blob)
+
     def _generate(self, seed, size):
         rng = random.Random(seed)
         h256 = hashlib.sha256()
@@ -301,6 +336,7 @@ class Repo:
         self.renamed_from = list(spec.get("renamed_from", []))
         self.default_branch = spec.get("default_branch", "main")
         self.info = dict(spec.get("info", {}))
+        self.raw_entries = [raw_entry(e) for e in spec.get("raw_entries", [])]
         self.refs = {"branches": {}, "tags": {}, "prs": {}, "converts": {}}
         self.commits = {}
         self.labels = {}
@@ -347,6 +383,18 @@ class Repo:
         out.update({"refs/pr/%s" % n: c.id for n, c in self.refs["prs"].items()})
         out.update({"refs/convert/%s" % n: c.id for n, c in self.refs["converts"].items()})
         return out
+
+
+def raw_entry(spec):
+    """A hostile tree entry as the bytes to send: an object is sent as JSON
+    with every non-ASCII character escaped (so a NUL becomes \\u0000), {"raw":
+    TEXT} as that JSON text verbatim, {"raw_base64": B64} as those bytes
+    verbatim (not even UTF-8)."""
+    if "raw" in spec and len(spec) == 1:
+        return spec["raw"].encode("utf-8")
+    if "raw_base64" in spec and len(spec) == 1:
+        return base64.b64decode(spec["raw_base64"])
+    return json.dumps(spec, ensure_ascii=True).encode("ascii")
 
 
 class Hub:
@@ -485,6 +533,8 @@ class Hub:
         elif "file" in spec:
             with open(os.path.join(base, spec["file"]), "rb") as f:
                 blob = self.store.put_bytes(f.read())
+        elif "size" in spec and "seed" in spec and spec.get("sparse"):
+            blob = self.store.sparse(spec["seed"], int(spec["size"]))
         elif "size" in spec and "seed" in spec:
             blob = self.store.generated(spec["seed"], int(spec["size"]))
         else:

@@ -27,6 +27,11 @@ e.g. tests/fixtures/large/*.json, only when passed with --fixtures):
       "renamed_from": ["old-owner/old-name", "legacyid"],  (old ids answer 307)
       "default_branch": "main",
       "info": { ...extra fields merged into /api/{types}/{id}... },
+      "raw_entries": [ ENTRY, ... ],  hostile entries appended to every listing
+                                of the root folder (no file behind them): an
+                                object is sent as ASCII JSON (a NUL in a string
+                                becomes \\u0000), {"raw": "JSON text"} and
+                                {"raw_base64": "..."} are sent verbatim
       "commits": [ {                              (applied in order)
         "ref": "main",          branch, "refs/pr/N" or "refs/convert/NAME" it
                                 advances (default: default branch)
@@ -43,6 +48,8 @@ e.g. tests/fixtures/large/*.json, only when passed with --fixtures):
       {"text": "..."} | {"base64": "..."} | {"file": "relative/path"} |
       {"size": N, "seed": S}   N bytes of random.Random(S).randbytes() drawn
                                in 1 MiB chunks (cached by (seed, size))
+      {"size": N, "seed": S, "sparse": true}   zeros but for the last MiB (random
+                               as above): a sparse file, for sizes past 2 GiB
     plus "lfs": true (stored as an LFS pointer; served through the CDN) and
     "xet": true (implies lfs; adds xetHash), optional "xetHash": "<64 hex>".
   TREE generates many small text files:
@@ -209,10 +216,17 @@ class Emulator:
         self.common_headers(resp, bucket, remaining, reset, quota, window)
         entry = self.log.add({"time": time.time(), "method": req.method, "path": req.raw_path,
                               "query": req.query, "status": resp.status, "range": req.range_header,
-                              "auth": req.authorization is not None, "bucket": bucket,
+                              "auth": req.authorization is not None,
+                              "user": self.token_user(req), "bucket": bucket,
                               "conn": handler.conn_id, "fault": fault.kind if fault else None})
         entry["bytes"] = self.send_safely(handler, resp, req.head, fault)
         self.log.write_through(entry)
+
+    def token_user(self, req):
+        """For the log: whose token came (None: none, or not a known one)."""
+        scheme, _, token = (req.authorization or "").partition(" ")
+        user = self.hub.user_for_token(token.strip()) if scheme.lower() == "bearer" else None
+        return user["name"] if user else None
 
     def route_safely(self, req, fault):
         if fault and fault.kind == "range_200":
@@ -457,12 +471,26 @@ class Emulator:
             raise HubError(404, "Entry not found", "EntryNotFound")
         expand = req.flag("expand")
         listing = self.listing(commit, path, req.flag("recursive"))
+        if not path and repo.raw_entries:
+            listing = listing + [(raw, None) for raw in repo.raw_entries]
         size = self.config.tree_page_size(expand)
-        entries = [self.entry_json(commit, p, is_dir, expand) for p, is_dir in listing[offset:offset + size]]
-        resp = json_response(entries)
+        page = listing[offset:offset + size]
+        if any(is_dir is None for _, is_dir in page):
+            resp = self.raw_page(commit, page, expand)
+        else:
+            resp = json_response([self.entry_json(commit, p, is_dir, expand) for p, is_dir in page])
         if offset + size < len(listing):
             resp.add("Link", '<%s>; rel="next"' % self.next_url(req, encode_cursor(commit.id, offset + size)))
         return resp
+
+    def raw_page(self, commit, page, expand):
+        """A page with a repo's raw (hostile) entries, which are bytes, not
+        objects: the JSON array is put together by hand."""
+        parts = [p if is_dir is None else
+                 json.dumps(self.entry_json(commit, p, is_dir, expand), ensure_ascii=False).encode("utf-8")
+                 for p, is_dir in page]
+        resp = Response(200, [], b"[" + b",".join(parts) + b"]", is_json=True)
+        return resp.add("Content-Type", "application/json; charset=utf-8")
 
     def listing(self, commit, path, recursive):
         key = (commit.id, path, recursive)
@@ -686,7 +714,8 @@ class Emulator:
         self.cdn_log_line({"server": "fault-cdn", "time": now_iso(), "method": req.method,
                            "uri": dec(req.raw_path), "args": req.query, "range": req.range_header or "",
                            "status": resp.status, "bytes": max(0, sent),
-                           "auth": int(req.authorization is not None), "conn": handler.conn_id,
+                           "auth": int(req.authorization is not None),
+                           "authorization": req.authorization or "", "conn": handler.conn_id,
                            "fault": fault.kind if fault else None})
 
     def cdn_route(self, req):

@@ -7,7 +7,8 @@ at /blobs/<sha256>?expires=<unix>&md5=<b64url>, checks the URL with
 secure_link (md5 of "<expires><uri> <secret>"), answers 403 to a bad or
 expired signature and to any request carrying Authorization, serves Range
 (206/416), sends ETag "<sha256>", and logs one JSON object per request to
-the CDN log.  Under root it runs as nobody:nogroup.  Standard library only.
+the CDN log (the Authorization header's value included, so that a test can
+show that no token ever reaches it).  Under root it runs as nobody:nogroup.  Standard library only.
 
 It also lists STATE/files/ at /files/ (autoindex, no signature, same rate
 limit and log; /files answers 301 to /files/): a folder that nothing fills
@@ -41,6 +42,7 @@ http {{
     log_format hubfs_cdn escape=json '{{"server":"nginx","time":"$time_iso8601",'
         '"method":"$request_method","uri":"$uri","args":"$args","range":"$http_range",'
         '"status":$status,"bytes":$body_bytes_sent,"auth":$hubfs_auth,'
+        '"authorization":"$http_authorization",'
         '"conn":$connection,"conn_requests":$connection_requests}}';
     server {{
         listen 127.0.0.1:{port};

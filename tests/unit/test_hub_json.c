@@ -233,6 +233,57 @@ static void tree_entries(void **state)
 	entry_bad("[]");
 }
 
+/* A body parsed the way the client parses it (hub_json_parse rewrites it). */
+static int parsed_entry(const char *text, cJSON **doc, struct hub_entry *e)
+{
+	char *body = strdup(text);
+
+	assert_non_null(body);
+	*doc = hub_json_parse(body, strlen(body));
+	free(body);
+	assert_non_null(*doc);
+	return hub_json_tree_entry(*doc, e);
+}
+
+static void nul_escapes(void **state)
+{
+	struct hub_entry e;
+	cJSON *doc;
+
+	(void)state;
+	/* Plain cJSON would cut these at the NUL: "nul", a valid name. */
+	assert_int_equal(parsed_entry("{\"type\": \"file\", \"oid\": \"" SHA1
+				      "\", \"size\": 1, \"path\": "
+				      "\"nul\\u0000/../evil\"}",
+				      &doc, &e),
+			 -EINVAL);
+	cJSON_Delete(doc);
+	assert_int_equal(parsed_entry("{\"type\": \"file\", \"oid\": \"" SHA1
+				      "\\u0000\", \"size\": 1, \"path\": "
+				      "\"x\"}",
+				      &doc, &e),
+			 -EINVAL);
+	cJSON_Delete(doc);
+	/* An escaped backslash before "u0000" is six plain characters. */
+	assert_int_equal(parsed_entry("{\"type\": \"file\", \"oid\": \"" SHA1
+				      "\", \"size\": 1, \"path\": "
+				      "\"a\\\\u0000\"}",
+				      &doc, &e),
+			 0);
+	assert_string_equal(e.path, "a\\u0000");
+	cJSON_Delete(doc);
+	/* An escaped quote does not end the string. */
+	{
+		char body[] = "[1, \"\\\"\\u0000\"]";
+
+		doc = hub_json_parse(body, strlen(body));
+		assert_non_null(doc);
+		assert_string_equal(cJSON_GetArrayItem(doc, 1)->valuestring,
+				    "\"\x01");
+		cJSON_Delete(doc);
+	}
+}
+
 static void whoami(void **state)
 {
 	struct hub_whoami *w = malloc(sizeof(*w));
@@ -465,6 +516,7 @@ int main(void)
 		cmocka_unit_test(dates),
 		cmocka_unit_test(repo_info),
 		cmocka_unit_test(tree_entries),
+		cmocka_unit_test(nul_escapes),
 		cmocka_unit_test(whoami),
 		cmocka_unit_test(error_messages),
 		cmocka_unit_test(token_cleaning),
