@@ -81,6 +81,9 @@ char *cli_store_dir(const struct cli_common *c);
 int cli_open(const struct cli_common *c, long stall_seconds,
 	     struct hub_client **hub, struct db_store **store);
 
+/* Print, on stderr, what opening the store repaired (a damaged index). */
+void cli_report_repair(struct db_store *s);
+
 /* "512 B", "1.5 KiB", "12.0 MiB", "3.2 GiB", ...; returns buf. */
 const char *cli_human_size(uint64_t bytes, char *buf, size_t size);
 

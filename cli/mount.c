@@ -432,6 +432,9 @@ static int serve(struct mount_opts *o, int ready_fd)
 	rc = cli_open(&o->common, o->read_timeout, &hub, &store);
 	if (rc)
 		goto out;
+	/* stderr may be a terminal that goes away: the log keeps it. */
+	if (db_store_repaired(store))
+		fs_log(LOG_WARNING, "%s", db_store_repaired(store));
 	if (ready_fd >= 0 && chdir("/") < 0) {
 		rc = CLI_EXIT_FAIL;
 		goto out;
