@@ -221,11 +221,17 @@ int db_tree_count(struct db_store *s, int64_t tree, uint64_t *files,
 void db_blob_path(struct db_store *s, const char *etag, char *buf, size_t size);
 /*
  * -ENOENT unless the blob is recorded complete and its file exists with the
- * recorded size; a record whose file is missing or has another size is
- * dropped.
+ * recorded size, inode and mtime (those it had when recorded); a record
+ * whose file is missing, has another size or was written or replaced
+ * since is dropped, and the blob fetched again.  Content changed with its
+ * size, inode and mtime kept (a bit flip on disk, an mtime restored) is
+ * not noticed here: only hashing the file again finds it.
  */
 int db_blob_get(struct db_store *s, const char *etag, uint64_t *size);
-/* Record a verified blob and mark it used now. */
+/*
+ * Record a verified blob and mark it used now, with the inode and mtime
+ * its file has now (blobs/<etag>; none recorded when it is absent).
+ */
 int db_blob_put(struct db_store *s, const char *etag, uint64_t size);
 /* Drop a blob's record and file (a failed check, an eviction). */
 int db_blob_drop(struct db_store *s, const char *etag);

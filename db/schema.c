@@ -10,6 +10,7 @@
 #include "db_int.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 /*
@@ -187,15 +188,63 @@ static int migrate_locked(struct db_conn *c)
 	return set_user_version(c, SCHEMA_VERSION);
 }
 
+/*
+ * A separate step, not (yet) a version: when a blob was installed, its
+ * file's inode and mtime (ns), so that a file changed or replaced since is
+ * not trusted (blobs.c).  Kept out of user_version because version 5 is
+ * being taken on another branch; when both land this becomes the next
+ * numbered migration.  Idempotent: it looks before it alters, under the
+ * write lock.  0 in both columns means "not known" (an older install).
+ */
+static int has_blob_stamp(struct db_conn *c, bool *has)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(c->db,
+				    "SELECT count(*) FROM pragma_table_info("
+				    "'blobs') WHERE name = 'mtime_ns'",
+				    -1, &st, NULL);
+
+	if (rc != SQLITE_OK)
+		return db_fail(c, rc);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*has = sqlite3_column_int(st, 0) > 0;
+		rc = 0;
+	} else {
+		rc = db_fail(c, rc);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int add_blob_stamp(struct db_conn *c)
+{
+	bool has;
+	int rc = has_blob_stamp(c, &has);
+
+	if (rc || has)
+		return rc;
+	rc = db_tx_begin(c);
+	if (rc)
+		return rc;
+	rc = has_blob_stamp(c, &has);
+	if (rc == 0 && !has)
+		rc = db_exec(c, "ALTER TABLE blobs ADD COLUMN"
+				" ino INTEGER NOT NULL DEFAULT 0;"
+				"ALTER TABLE blobs ADD COLUMN"
+				" mtime_ns INTEGER NOT NULL DEFAULT 0;");
+	return db_tx_end(c, rc);
+}
+
 int db_migrate(struct db_conn *c)
 {
 	int v, rc = user_version(c, &v);
 
 	/* The common case takes no write lock. */
-	if (rc || v == SCHEMA_VERSION)
-		return rc;
-	rc = db_tx_begin(c);
-	if (rc)
-		return rc;
-	return db_tx_end(c, migrate_locked(c));
+	if (rc == 0 && v != SCHEMA_VERSION) {
+		rc = db_tx_begin(c);
+		if (rc == 0)
+			rc = db_tx_end(c, migrate_locked(c));
+	}
+	return rc ? rc : add_blob_stamp(c);
 }
