@@ -96,6 +96,8 @@ struct db_store {
 	pthread_key_t key; /* this thread's struct db_conn */
 	pthread_mutex_t lock;
 	struct db_conn *conns; /* every thread's connection; lock */
+	char repaired[5120];   /* what db_store_open repaired, or "" (an error
+				  and a path) */
 };
 
 /*

@@ -10,6 +10,7 @@
 #include "db_int.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 /*
@@ -148,9 +149,22 @@ static int migrate_v5(struct db_conn *c)
 	return db_exec(c, schema_v5);
 }
 
+/*
+ * Version 6: when a blob was installed, its file's inode and mtime (ns),
+ * so that a file changed or replaced since is not trusted (blobs.c).  0 in
+ * both means "not known" (installed before this version).
+ */
+static int migrate_v6(struct db_conn *c)
+{
+	return db_exec(c, "ALTER TABLE blobs ADD COLUMN"
+			  " ino INTEGER NOT NULL DEFAULT 0;"
+			  "ALTER TABLE blobs ADD COLUMN"
+			  " mtime_ns INTEGER NOT NULL DEFAULT 0;");
+}
+
 /* migrations[i] takes the schema from version i to version i + 1. */
 static int (*const migrations[])(struct db_conn *c) = {
-	migrate_v1, migrate_v2, migrate_v3, migrate_v4, migrate_v5,
+	migrate_v1, migrate_v2, migrate_v3, migrate_v4, migrate_v5, migrate_v6,
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
