@@ -122,6 +122,16 @@ static int file_matches(const char *path, const struct blob_stamp *b,
 	return 0;
 }
 
+int db_blob_recorded(struct db_store *s, const char *etag, uint64_t *size)
+{
+	struct blob_stamp b = { 0 };
+	int rc = etag_valid(etag) ? blob_row(s, etag, &b) : -EINVAL;
+
+	if (rc > 0)
+		*size = (uint64_t)b.size;
+	return rc < 0 ? rc : rc ? 0 : -ENOENT;
+}
+
 int db_blob_get(struct db_store *s, const char *etag, uint64_t *size)
 {
 	char path[PATH_MAX];

@@ -384,8 +384,10 @@ int db_repo_forget(struct db_store *s, int64_t repo);
 /*
  * Hash a complete blob's file again and compare with its etag.  0 when it
  * matches; -EBADMSG when it does not (db_last_error() says what it hashed
- * to; the blob is left as it is: db_blob_drop() removes it); -ENOENT when
- * the blob is not recorded complete.  *size gets its size.
+ * to; the blob is left as it is: db_blob_drop() removes it); -ESTALE when
+ * its file is missing or was changed or replaced since it was verified
+ * (its record is dropped, as db_blob_get does); -ENOENT when the blob is
+ * not recorded complete.  *size gets its size.
  */
 int db_blob_verify(struct db_store *s, const char *etag, uint64_t *size);
 
