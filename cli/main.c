@@ -107,7 +107,7 @@ static bool fstab_form(int argc, char **argv)
 		return false;
 	if (stat(argv[2], &st) == 0)
 		return S_ISDIR(st.st_mode);
-	return errno == ENOTCONN;
+	return errno == ENOTCONN || errno == ECONNABORTED;
 }
 
 static void version(void)

@@ -229,10 +229,11 @@ static int set_mountpoint(struct mount_opts *o, const char *path)
 	}
 	if (!realpath(path, o->mountpoint)) {
 		fprintf(stderr, "hubfs: %s: %s%s\n", path, strerror(errno),
-			errno == ENOTCONN ? " (a hubfs that died is still "
-					    "mounted there: run 'hubfs umount' "
-					    "first)"
-					  : "");
+			errno == ENOTCONN || errno == ECONNABORTED
+				? " (a hubfs that died is still "
+				  "mounted there: run 'hubfs umount' "
+				  "first)"
+				: "");
 		return CLI_EXIT_FAIL;
 	}
 	return 0;
@@ -548,16 +549,18 @@ int cli_umount(int argc, char **argv)
 		return help ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 	}
 	/*
-	 * A daemon killed under its mount leaves it answering ENOTCONN, and
+	 * A daemon killed under its mount leaves it answering ENOTCONN (or
+	 * ECONNABORTED, while the kernel tears the connection down), and
 	 * a file still open on it makes a plain unmount fail EBUSY.  Nothing
 	 * can be served there any more: detach it (lazily) so that the
 	 * folder is usable again.  statfs always reaches the daemon; stat
 	 * of the mount point may be answered from the kernel's cache.
 	 */
-	if (statvfs(argv[1], &sv) < 0 && errno == ENOTCONN) {
+	if (statvfs(argv[1], &sv) < 0 &&
+	    (errno == ENOTCONN || errno == ECONNABORTED)) {
 		fprintf(stderr,
 			"hubfs: the daemon of %s is gone (%s); detaching it\n",
-			argv[1], strerror(ENOTCONN));
+			argv[1], strerror(errno));
 		execlp("fusermount3", "fusermount3", "-u", "-z", argv[1],
 		       (char *)NULL);
 		if (getuid() == 0)

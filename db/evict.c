@@ -165,9 +165,9 @@ static int evict_one(struct db_store *s, bool partial, const char *etag,
 		close(fd);
 		fd = -1;
 		rc = partial ? db_partial_drop(s, etag) : db_blob_drop(s, etag);
-		if (rc == -ENOSPC)
-			return 2;
 	}
+	if (rc == -ENOSPC && fd < 0)
+		return 2; /* the file is gone (now or before): the row waits */
 	if (fd >= 0)
 		close(fd);
 	return rc < 0 ? rc : 1;

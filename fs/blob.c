@@ -82,6 +82,8 @@ struct blob {
 	bool complete;	   /* recorded in blobs/: nothing left to do */
 	bool verified;	   /* every block present and the hash checked */
 	bool dropped;	   /* failed its check: only waits to be freed */
+	bool unmarked;	   /* a mark or the final record failed: the
+			      index lacks blocks the file has */
 	uint8_t *present;  /* bytes are in the file (durable or not) */
 	uint8_t *inflight; /* a transfer will deliver them */
 	uint64_t hashed;   /* blocks fed to md, in order */
@@ -220,6 +222,16 @@ static void unlist(struct fs_ctx *ctx, struct blob *b)
 	b->listed = false;
 }
 
+static void note_dropped(struct fs_ctx *ctx, const char *etag);
+
+/*
+ * The last reference is gone.  If the index could not record some of the
+ * blocks this blob had (a full disk), the kernel may still cache their
+ * pages while the next struct blob, loaded from the index, thinks them
+ * missing: a reader served from that cache would never make the blob
+ * whole.  The next open drops the cache, as after a failed check, and the
+ * blocks are fetched again.
+ */
 static void blob_unref(struct blob *b)
 {
 	struct fs_ctx *ctx = b->ctx;
@@ -233,6 +245,8 @@ static void blob_unref(struct blob *b)
 	pthread_mutex_unlock(&ctx->blobs_lock);
 	if (last) {
 		assert(!b->waiters);
+		if (b->unmarked && !b->complete)
+			note_dropped(ctx, b->etag);
 		blob_free(b);
 	}
 }
@@ -546,12 +560,12 @@ static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
 		if (erc < 0)
 			fs_log(LOG_WARNING, "store: disk full; evicting: %s",
 			       db_last_error(s));
-		if (freed > 0) {
+		if (freed > 0)
 			fs_log(LOG_WARNING,
 			       "store: disk full, evicted %llu bytes",
 			       (unsigned long long)freed);
-			rc = write_all(b->fd, buf, len, off);
-		}
+		/* Files may be gone even when their rows could not go. */
+		rc = write_all(b->fd, buf, len, off);
 	}
 	if (rc < 0)
 		return rc;
@@ -667,22 +681,52 @@ static void take_stranded(struct blob *b, struct waiter **failed)
 	}
 }
 
+/*
+ * A run that failed part way still delivered some blocks: readers may have
+ * been served them, and the kernel may cache them.  Mark them too, or the
+ * index would lack blocks that a reader served from the kernel's cache
+ * never asks for again.
+ */
+static void mark_arrived(struct blob *b, const struct job *j,
+			 const uint8_t *arrived)
+{
+	for (uint64_t k = 0; k < j->count;) {
+		uint64_t start = k;
+
+		if (!db_bit(arrived, k)) {
+			k++;
+			continue;
+		}
+		while (k < j->count && db_bit(arrived, k))
+			k++;
+		queue_sync(b, SYNC_MARK, j->first + start, k - start);
+	}
+}
+
 /* The end of a run, after every block of it was handled. */
 static void job_finish(struct job *j, int rc, const struct hub_error *err)
 {
 	struct blob *b = j->b;
 	struct waiter *failed = NULL, *ready = NULL;
+	uint8_t *arrived = NULL;
 	int e;
 
 	if (rc == 0 && job_failed(j))
 		rc = job_failed(j);
 	e = rc ? transfer_errno(b, rc, err) : 0;
+	if (rc)
+		arrived = calloc(1, (j->count + 7) / 8);
 	pthread_mutex_lock(&b->lock);
-	for (uint64_t i = j->first; i < j->first + j->count; i++)
+	for (uint64_t i = j->first; i < j->first + j->count; i++) {
 		clear_bit(b->inflight, i);
+		if (arrived && db_bit(b->present, i))
+			set_bit(arrived, i - j->first);
+	}
 	if (rc)
 		take_stranded(b, &failed);
 	take_ready(b, &ready); /* reads at the end that no longer wait */
+	if (rc && !arrived)
+		b->unmarked = true; /* cannot say which: see blob_unref() */
 	pthread_mutex_unlock(&b->lock);
 	answer(b, failed, e);
 	answer(b, ready, 0);
@@ -692,6 +736,9 @@ static void job_finish(struct job *j, int rc, const struct hub_error *err)
 		queue_sync(b, SYNC_MARK, j->first, j->count);
 	else
 		range_unlock(b, j);
+	if (arrived)
+		mark_arrived(b, j, arrived);
+	free(arrived);
 	blob_unref(b);
 	free(j->buf);
 	free(j);
@@ -1076,6 +1123,8 @@ static void do_sync_once(struct sync_item *it)
 			rc = 0; /* another process recorded it first */
 		b->complete = rc == 0;
 	}
+	if (rc < 0)
+		b->unmarked = true;
 	pthread_mutex_unlock(&b->lock);
 	if (rc < 0)
 		fs_log(LOG_WARNING, "store: recording %s of %s: %s",

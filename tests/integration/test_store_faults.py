@@ -264,10 +264,9 @@ class StoreFaultTest(unittest.TestCase):
         eviction makes room and the big file reads right."""
         self.fill_small()
 
-    # BUG (fs/blob.c, not fixed): after a read met ENOSPC, the big blob,
-    # once read whole and verified, is never moved into blobs/ and
-    # recorded: it stays partial (and is fetched again by a later mount).
-    @unittest.expectedFailure
+    # After a read met ENOSPC, the run that failed had delivered blocks a
+    # reader got and the kernel cached; they were never marked, so the
+    # blob never became whole.  Fixed: job_finish() marks what arrived.
     def test_small_filesystem_records_the_blob(self):
         """After the full disk is relieved, the verified big blob lands in
         blobs/."""
@@ -280,7 +279,8 @@ class StoreFaultTest(unittest.TestCase):
                          self.files[big]["sha256"])
 
     def fill_small(self):
-        small = os.path.join(self.tmp, "small")
+        type(self).n += 1
+        small = os.path.join(self.tmp, "small%d" % self.n)
         os.makedirs(small)
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755",
                         "tmpfs", small], check=True)
@@ -310,18 +310,27 @@ class StoreFaultTest(unittest.TestCase):
         self.assertEqual(err.errno, errno.ENOSPC, repr(err))
         FIGURES.append("64 MiB tmpfs, 29 MiB held: ENOSPC after %d MiB of "
                        "the 48 MiB file" % (got // MiB))
-        # Still answering (a file that needs no room reads), and what
-        # was stored is intact.
+        # Still answering, and what was stored is intact.  (config.json
+        # itself may have been evicted to make room: nothing held it.)
         self.assertIn("config.json", os.listdir(m.path(*REPO.split("/"))))
         os.stat(self.path(m, big))
-        self.check(m, "config.json")
+        os.stat(self.path(m, "config.json"))
         for name in held:
             self.assertEqual(sha256_file(self.blob(store, name)),
                              self.files[name]["sha256"], name)
             self.check(m, name)
         for fd in held.values():
             os.close(fd)
-        self.check(m, big)
+        # FUSE's release is asynchronous: the blobs stay held (and cannot
+        # be evicted to make room) until the daemon has seen it.
+        for attempt in range(20):
+            try:
+                self.check(m, big)
+                break
+            except OSError as e:
+                if e.errno != errno.ENOSPC or attempt == 19:
+                    raise
+                time.sleep(0.25)
         return store, big
 
     # ------------------------------------------------------------ unmounting
@@ -390,7 +399,9 @@ class StoreFaultTest(unittest.TestCase):
             time.sleep(0.05)
         with self.assertRaises(OSError) as cm:
             os.listdir(m.mnt)
-        self.assertEqual(cm.exception.errno, errno.ENOTCONN)
+        # ECONNABORTED while the kernel is still tearing it down.
+        self.assertIn(cm.exception.errno, (errno.ENOTCONN,
+                                           errno.ECONNABORTED))
         r = run("umount", m.mnt)
         FIGURES.append("hubfs umount of a dead mount with a file open: "
                        "exit %d %s" % (r.returncode, r.stderr.strip()))
