@@ -111,6 +111,7 @@ int cli_where(int argc, char **argv);
 int cli_ls(int argc, char **argv);
 int cli_gc(int argc, char **argv);
 int cli_pull(int argc, char **argv);
+int cli_status(int argc, char **argv);
 
 /*
  * The form mount(8) runs through mount.fuse3 for an fstab entry of type

@@ -27,6 +27,8 @@ static const struct cli_command commands[] = {
 	{ "ls", "list the repos in the store, or one repo's files", cli_ls },
 	{ "pull", "fetch a repo's files into the store now, and pin them",
 	  cli_pull },
+	{ "status", "the store's use, and what each running mount is doing",
+	  cli_status },
 	{ "gc", "remove unused files until the store is within its limit",
 	  cli_gc },
 	{ NULL, NULL, NULL },
