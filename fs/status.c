@@ -40,7 +40,7 @@
 
 #define MOUNTS_DIR  "mounts"
 #define REQUEST_MS  1000 /* a client gets this long to send its word */
-#define REPLY_MS    2000 /* and the client waits this long for an answer */
+#define REPLY_MS    3000 /* and the client waits this long for an answer */
 #define REQUEST_MAX 64	 /* bytes of a request */
 #define REPLY_MAX   (64 << 10) /* bytes of an answer, at most */
 
@@ -55,8 +55,9 @@ static int64_t now_ms(void)
 }
 
 /*
- * Open <store>/mounts (creating it when create), checked to be ours and
- * made 0700.  Returns the descriptor or a negative errno.
+ * Open <store>/mounts, checked to be ours.  A mount (create) creates it
+ * and makes it 0700; root may look into anyone's.  Returns the
+ * descriptor or a negative errno.
  */
 static int mounts_open(const char *store, bool create)
 {
@@ -72,11 +73,12 @@ static int mounts_open(const char *store, bool create)
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0 || st.st_uid != geteuid()) {
+	if (fstat(fd, &st) < 0 ||
+	    (st.st_uid != geteuid() && (create || geteuid() != 0))) {
 		close(fd);
 		return -EPERM;
 	}
-	if ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0) {
+	if (create && (st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0) {
 		int rc = -errno;
 
 		close(fd);
@@ -392,7 +394,10 @@ static void *status_main(void *arg)
 	return NULL;
 }
 
-/* Bind and listen on <pid>.sock in ctx->status_dir. */
+/*
+ * Bind and listen on <pid>.sock in ctx->status_dir; on failure nothing
+ * of ours is left bound (ctx->status_fd is the caller's to close).
+ */
 static int listen_on(struct fs_ctx *ctx, const char *dir)
 {
 	struct sockaddr_un sa;
@@ -442,19 +447,19 @@ int status_start(struct fs_ctx *ctx)
 	if (rc < 0)
 		goto fail;
 	ctx->status_dir = rc;
-	rc = listen_on(ctx, dir);
-	if (rc < 0)
-		goto fail;
 	ctx->status_wake = eventfd(0, EFD_CLOEXEC);
 	if (ctx->status_wake < 0) {
 		rc = -errno;
-		goto fail_bound;
+		goto fail;
 	}
-	rc = -pthread_create(&ctx->status_thread, NULL, status_main, ctx);
-	if (rc == 0)
-		return 0;
-fail_bound:
-	unlinkat(ctx->status_dir, ctx->status_name, 0);
+	rc = listen_on(ctx, dir); /* leaves nothing bound when it fails */
+	if (rc == 0) {
+		rc = -pthread_create(&ctx->status_thread, NULL, status_main,
+				     ctx);
+		if (rc == 0)
+			return 0;
+		unlinkat(ctx->status_dir, ctx->status_name, 0);
+	}
 fail:
 	fs_log(LOG_WARNING,
 	       "no status socket in %s: %s ('hubfs status' "
