@@ -159,12 +159,12 @@ static int add_mount(void *arg, long pid, const cJSON *reply)
 	return 0;
 }
 
-/* The store holds more than its limit, and pins alone explain it. */
 static bool over_limit(const struct store_facts *f)
 {
 	return f->limit > 0 && f->used > (uint64_t)f->limit;
 }
 
+/* Above the limit, and what is pinned and held explains all of the excess. */
 static bool over_because_pinned(const struct store_facts *f)
 {
 	return over_limit(f) &&
