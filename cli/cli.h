@@ -119,6 +119,7 @@ int cli_forget(int argc, char **argv);
 int cli_unpin(int argc, char **argv);
 int cli_refresh(int argc, char **argv);
 int cli_verify(int argc, char **argv);
+int cli_status(int argc, char **argv);
 
 /*
  * The form mount(8) runs through mount.fuse3 for an fstab entry of type

@@ -34,6 +34,8 @@ static const struct cli_command commands[] = {
 	{ "refresh", "resolve branches and tags again now", cli_refresh },
 	{ "verify", "hash the files in the store again; remove bad ones",
 	  cli_verify },
+	{ "status", "the store's use, and what each running mount is doing",
+	  cli_status },
 	{ "gc", "remove unused files until the store is within its limit",
 	  cli_gc },
 	{ NULL, NULL, NULL },

@@ -342,6 +342,8 @@ int db_evict(struct db_store *s, uint64_t limit, bool dry_run, db_evicted_fn cb,
 
 /* Used bytes of the store's blobs, and how many. */
 int db_blob_usage(struct db_store *s, uint64_t *bytes, uint64_t *count);
+/* Bytes present in the store's partial blobs, and how many there are. */
+int db_partial_usage(struct db_store *s, uint64_t *bytes, uint64_t *count);
 
 /* ---- Pins ---------------------------------------------------------------
  *

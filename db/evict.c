@@ -110,23 +110,37 @@ static uint64_t bitmap_bytes(sqlite3_stmt *st, int shift_col, int map_col)
 	return total;
 }
 
-int db_store_usage(struct db_store *s, uint64_t *bytes)
+int db_partial_usage(struct db_store *s, uint64_t *bytes, uint64_t *count)
 {
-	uint64_t count, total = 0;
+	uint64_t total = 0, n = 0;
 	struct db_conn *c;
 	struct db_query q;
-	int rc = db_blob_usage(s, &total, &count);
+	int rc = db_thread_query(s, ST_PARTIAL_ALL, sql_partial_all, &c, &q);
 
-	if (rc == 0)
-		rc = db_thread_query(s, ST_PARTIAL_ALL, sql_partial_all, &c,
-				     &q);
 	if (rc)
 		return rc;
-	while ((rc = db_step(c, &q)) > 0)
+	while ((rc = db_step(c, &q)) > 0) {
 		total += bitmap_bytes(q.st, 1, 2);
+		n++;
+	}
 	db_query_end(&q);
+	if (rc < 0)
+		return rc;
 	*bytes = total;
-	return rc < 0 ? rc : 0;
+	*count = n;
+	return 0;
+}
+
+int db_store_usage(struct db_store *s, uint64_t *bytes)
+{
+	uint64_t complete, partial, count;
+	int rc = db_blob_usage(s, &complete, &count);
+
+	if (rc == 0)
+		rc = db_partial_usage(s, &partial, &count);
+	if (rc == 0)
+		*bytes = complete + partial;
+	return rc;
 }
 
 /*

@@ -452,12 +452,15 @@ static void answer(struct blob *b, struct waiter *ready, int err)
 		struct waiter *w = ready;
 
 		ready = w->next;
-		if (w->done)
+		if (w->done) {
 			w->done(w->arg, err);
-		else if (err)
+		} else if (err) {
 			fuse_reply_err(w->req, err);
-		else
+		} else {
+			__atomic_fetch_add(&b->ctx->bytes_served, w->size,
+					   __ATOMIC_RELAXED);
 			reply_from_file(w->req, b->fd, w->off, w->size);
+		}
 		free(w);
 	}
 }
@@ -1427,6 +1430,13 @@ static bool wait_for(struct blob *b, struct waiter *w, struct runs *runs)
 	return true;
 }
 
+/* A read answered at once, from what the store has. */
+static void count_local(struct fs_ctx *ctx, uint64_t bytes)
+{
+	__atomic_fetch_add(&ctx->reads_local, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&ctx->bytes_served, bytes, __ATOMIC_RELAXED);
+}
+
 void blob_read(struct fs_ctx *ctx, const struct node *f, fuse_req_t req,
 	       uint64_t fh, size_t size, uint64_t off)
 {
@@ -1437,7 +1447,6 @@ void blob_read(struct fs_ctx *ctx, const struct node *f, fuse_req_t req,
 	uint64_t end, ra_off, ra_end;
 	bool complete;
 
-	(void)ctx;
 	(void)f;
 	if (handle_blob(h, &b) < 0) {
 		fuse_reply_err(req, EIO);
@@ -1448,11 +1457,13 @@ void blob_read(struct fs_ctx *ctx, const struct node *f, fuse_req_t req,
 		goto out;
 	}
 	end = off + size < b->size ? off + size : b->size;
+	__atomic_fetch_add(&ctx->reads, 1, __ATOMIC_RELAXED);
 	plan_readahead(h, b, off, end, &ra_off, &ra_end);
 	pthread_mutex_lock(&b->lock);
 	complete = b->complete;
 	pthread_mutex_unlock(&b->lock);
 	if (complete) {
+		count_local(ctx, end - off);
 		reply_from_file(req, b->fd, off, (size_t)(end - off));
 		goto out;
 	}
@@ -1488,6 +1499,7 @@ void blob_read(struct fs_ctx *ctx, const struct node *f, fuse_req_t req,
 	pthread_mutex_unlock(&b->lock);
 	if (!waits) {
 		free(w);
+		count_local(ctx, end - off);
 		reply_from_file(req, b->fd, off, (size_t)(end - off));
 	}
 	submit_runs(b, &runs);
@@ -1568,6 +1580,17 @@ uint64_t blob_cached_bytes(struct fs_ctx *ctx, const struct node *f)
 	pthread_mutex_unlock(&b->lock);
 	blob_unref(b);
 	return have;
+}
+
+unsigned blob_count(struct fs_ctx *ctx)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&ctx->blobs_lock);
+	for (struct blob *b = ctx->blobs; b; b = b->next)
+		n++;
+	pthread_mutex_unlock(&ctx->blobs_lock);
+	return n;
 }
 
 int blob_start(struct fs_ctx *ctx)

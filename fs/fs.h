@@ -99,6 +99,41 @@ int fs_pull(struct fs_ctx *ctx, const struct fs_repo *r,
 	    struct fs_pull_item *items, size_t n, fs_pull_progress_fn progress,
 	    void *arg, const volatile int *stop);
 
+/* ---- Running mounts ------------------------------------------------------
+ *
+ * Each running mount answers on a Unix socket in its store,
+ * <store>/mounts/<pid>.sock (fs/status.c).  Requests:
+ *
+ *   "status"   pid, mountpoint, endpoint, store, offline, started (unix
+ *              seconds), revision_ttl, bytes_served (to readers),
+ *              bytes_fetched (from the network), reads (FUSE reads of
+ *              bytes in a file), reads_local (of those, answered without
+ *              waiting for the network), transfers_in_flight,
+ *              transfers_queued, blobs_open
+ *   "refresh"  the mount forgets the commits its branches and tags
+ *              resolved to, so the next lookup asks the Hub; answers pid,
+ *              mountpoint, endpoint, store and invalidated (how many repo
+ *              folders the kernel dropped), or error
+ *
+ * Numbers are JSON numbers (exact up to 2^53).
+ */
+struct cJSON;
+/*
+ * Called once per running mount with its pid and its parsed answer (a
+ * JSON object, or NULL when the mount did not answer in time; valid only
+ * during the call).  A non-zero return stops the walk.
+ */
+typedef int (*fs_status_fn)(void *arg, long pid, const struct cJSON *reply);
+/*
+ * Send request to every mount running on the store at store_dir, waiting
+ * at most a couple of seconds for each.  Sockets of mounts that died
+ * without removing them are removed.  Returns 0 (no mount is not an
+ * error, nor is a store that does not exist), cb's non-zero return, or a
+ * negative errno.
+ */
+int fs_status_query(const char *store_dir, const char *request, fs_status_fn cb,
+		    void *arg);
+
 /* ---- Logging ----------------------------------------------------------- */
 
 /*

@@ -6,6 +6,7 @@
  *   fetch.c    getting a blob into the store, verified
  *   ops.c      the FUSE low-level handlers
  *   session.c  mounting and the loop
+ *   status.c   the socket that answers "hubfs status" and "hubfs refresh"
  */
 #ifndef HUBFS_FS_INTERNAL_H
 #define HUBFS_FS_INTERNAL_H
@@ -84,6 +85,12 @@ struct node *node_publish(struct node_table *t, struct node *n, uint64_t parent,
 /* The node published under (parent, name), without counting a lookup. */
 struct node *node_find(struct node_table *t, uint64_t parent, const char *name);
 void node_forget(struct node_table *t, uint64_t id, uint64_t nlookup);
+/*
+ * Call fn for each node published under a name, with the table lock held:
+ * fn must not call into the table, and copies what it keeps.
+ */
+typedef void (*node_walk_fn)(void *arg, const struct node *n);
+void node_walk_named(struct node_table *t, node_walk_fn fn, void *arg);
 
 /*
  * queue.c: work served in order by a thread of its own.  An item embeds a
@@ -141,6 +148,26 @@ struct fs_ctx {
 	unsigned n_dropped;		/* blobs_lock */
 	struct queue blocks; /* received blocks to write, hash, answer */
 	struct queue syncs;  /* durability: fdatasync, marks, records */
+
+	/*
+	 * What "hubfs status" reports of the read path, counted by
+	 * blob_read with relaxed atomic adds: FUSE reads of bytes within a
+	 * file, those answered without waiting for the network, and the
+	 * bytes answered.
+	 */
+	uint64_t reads, reads_local, bytes_served;
+	/*
+	 * "hubfs refresh": a branch's commit checked before this (unix
+	 * seconds) is asked of the Hub again.  Relaxed atomic.
+	 */
+	int64_t refreshed;
+
+	/* status.c: the socket; set up and torn down by fs_run's thread */
+	int status_fd;	      /* listening, or -1 */
+	int status_dir;	      /* <store>/mounts, or -1 */
+	int status_wake;      /* eventfd: stop the thread */
+	char status_name[32]; /* <pid>.sock */
+	pthread_t status_thread;
 };
 
 /*
@@ -181,6 +208,17 @@ int blob_fetch(struct fs_ctx *ctx, uint64_t fh, uint64_t off, uint64_t size,
 	       blob_done_fn done, void *arg);
 /* Bytes of the file's content present in the store. */
 uint64_t blob_cached_bytes(struct fs_ctx *ctx, const struct node *f);
+/* Blobs in use (open files share one per etag). */
+unsigned blob_count(struct fs_ctx *ctx);
+
+/*
+ * status.c: the socket in <store>/mounts that answers "hubfs status" and
+ * "hubfs refresh" while the session runs.  status_start returns 0 or a
+ * negative errno (the mount then runs without it); status_stop removes
+ * the socket and is a no-op when status_start failed.
+ */
+int status_start(struct fs_ctx *ctx);
+void status_stop(struct fs_ctx *ctx);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops fs_ops;

@@ -256,3 +256,12 @@ void node_forget(struct node_table *t, uint64_t id, uint64_t nlookup)
 	pthread_mutex_unlock(&t->lock);
 	node_free(n);
 }
+
+void node_walk_named(struct node_table *t, node_walk_fn fn, void *arg)
+{
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = 0; i < t->nbuckets; i++)
+		for (struct node *n = t->by_name[i]; n; n = n->next_name)
+			fn(arg, n);
+	pthread_mutex_unlock(&t->lock);
+}

@@ -362,7 +362,10 @@ static int resolve_revision(struct fs_ctx *ctx, const struct db_repo *repo,
 		if (db_tree_find(ctx->cfg.store, repo->id, out->commit,
 				 &tree) == 0)
 			out->mtime = tree.mtime;
+		/* "hubfs refresh" makes what was checked before it stale. */
 		if (time(NULL) - checked < ctx->cfg.revision_ttl &&
+		    checked > __atomic_load_n(&ctx->refreshed,
+					      __ATOMIC_RELAXED) &&
 		    out->mtime != 0)
 			return 0;
 	}

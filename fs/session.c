@@ -86,6 +86,7 @@ static int ctx_init(struct fs_ctx *ctx, const struct fs_config *cfg)
 	ctx->uid = getuid();
 	ctx->gid = getgid();
 	ctx->started = time(NULL);
+	ctx->status_fd = ctx->status_dir = ctx->status_wake = -1;
 	pthread_mutex_init(&ctx->lock, NULL);
 	pthread_cond_init(&ctx->listed, NULL);
 	if (node_table_init(&ctx->nodes) < 0)
@@ -181,6 +182,7 @@ int fs_run(const struct fs_config *cfg, int ready_fd)
 	if (rc < 0)
 		goto out;
 	started = true;
+	status_start(&ctx); /* without it, the mount still serves */
 	if (ready_fd >= 0)
 		start_ready_thread(cfg->mountpoint, ready_fd);
 	loop = fuse_loop_cfg_create();
@@ -198,6 +200,7 @@ int fs_run(const struct fs_config *cfg, int ready_fd)
 	fs_log(LOG_INFO, "unmounting %s", cfg->mountpoint);
 out:
 	fuse_loop_cfg_destroy(loop);
+	status_stop(&ctx);
 	if (started)
 		blob_stop(&ctx);
 	if (mounted)
