@@ -115,9 +115,10 @@ class ValgrindMount:
     def summary(self):
         """ERROR SUMMARY and the leak summary lines of the report."""
         text = self.report()
+        wanted = (r"ERROR SUMMARY|in use at exit|All heap|definitely lost:|"
+                  r"indirectly lost:|possibly lost:")
         lines = [re.sub(r"^==\d+== ", "", ln) for ln in text.splitlines()
-                 if re.search(r"ERROR SUMMARY|definitely lost:|indirectly "
-                              r"lost:|possibly lost:|in use at exit|All heap", ln)]
+                 if re.search(wanted, ln)]
         return "; ".join(ln.strip() for ln in lines)
 
 
