@@ -3,6 +3,9 @@
 #   make run    install what is missing, build, mount at ~/models (MOUNT=...)
 #   make test   install what is missing, build, run every test
 #   make asan   the suite under AddressSanitizer and UBSan
+#   make tsan   the threaded paths under ThreadSanitizer: the unit and stack
+#               tests and the mount, read and load tests (TSAN_TESTS)
+#   make valgrind  the daemon under valgrind's memcheck (test_valgrind.py)
 #   make bench  the benchmarks (not part of make test); CASES=cold,warm runs some
 
 BUILD      ?= build
@@ -11,8 +14,10 @@ CMAKE_ARGS ?=
 JOBS       ?= $(shell nproc)
 MOUNT      ?= $(HOME)/models
 CASES      ?=
+TESTS      ?=
+TSAN_TESTS ?= ^(unit/|stack/|integration/(mount|reads|load))
 
-.PHONY: all build test asan bench run format clean
+.PHONY: all build test asan tsan valgrind bench run format clean
 
 all: build
 
@@ -25,10 +30,24 @@ test:
 	@.ci/install-deps test
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)
 	cmake --build $(BUILD) -j $(JOBS)
-	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) \
+		$(if $(TESTS),-R '$(TESTS)')
 
 asan:
 	$(MAKE) test BUILD=build-asan CMAKE_ARGS="-DHUBFS_SANITIZE=ON $(CMAKE_ARGS)"
+
+# A race ends a test program at once; the daemon's reports go to a file
+# that mountlib.py checks at unmount.
+tsan:
+	TSAN_OPTIONS=halt_on_error=1 $(MAKE) test BUILD=build-tsan \
+		CMAKE_ARGS="-DHUBFS_TSAN=ON $(CMAKE_ARGS)" TESTS='$(TSAN_TESTS)'
+
+valgrind:
+	@.ci/install-deps test
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)
+	cmake --build $(BUILD) -j $(JOBS) --target hubfs
+	HUBFS_BIN=$(abspath $(BUILD))/hubfs /usr/bin/python3 \
+		tests/integration/test_valgrind.py
 
 bench:
 	@.ci/install-deps bench
