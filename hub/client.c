@@ -325,7 +325,7 @@ static void store_header(struct hub_resp *r, const char *name, size_t nn,
 #undef IS
 }
 
-static size_t on_header(char *buf, size_t size, size_t nitems, void *userp)
+size_t hub_call_on_header(char *buf, size_t size, size_t nitems, void *userp)
 {
 	struct hub_call *call = userp;
 	size_t n = size * nitems, nn;
@@ -497,7 +497,7 @@ static CURLcode setup(struct hub_client *c, CURL *easy, struct hub_call *call,
 	SET(CURLOPT_LOW_SPEED_TIME, c->stall_seconds);
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	SET(CURLOPT_HTTPHEADER, headers);
-	SET(CURLOPT_HEADERFUNCTION, on_header);
+	SET(CURLOPT_HEADERFUNCTION, hub_call_on_header);
 	SET(CURLOPT_HEADERDATA, call);
 	SET(CURLOPT_WRITEFUNCTION, on_write);
 	SET(CURLOPT_WRITEDATA, call);
