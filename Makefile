@@ -54,7 +54,8 @@ fuzz:
 		mkdir -p new/$$t; \
 		echo "fuzz_$$t: $(FUZZ_SECONDS) s (log: build-fuzz/fuzz-$$t.log)"; \
 		tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
-			-print_final_stats=1 new/$$t ../tests/fuzz/corpus/$$t \
+			-print_final_stats=1 -dict=../tests/fuzz/$$t.dict \
+			new/$$t ../tests/fuzz/corpus/$$t \
 			> fuzz-$$t.log 2>&1 || { tail -40 fuzz-$$t.log; exit 1; }; \
 		grep -E '^#[0-9]+.*DONE|stat::number_of_executed_units' fuzz-$$t.log; \
 		tests/fuzz/fuzz_$$t -merge=1 ../tests/fuzz/corpus/$$t new/$$t \

@@ -600,16 +600,23 @@ bool hub_call_retryable(const struct hub_call *call)
 	       transport_retryable(call->cc);
 }
 
+#define WAIT_CAP (24L * 3600) /* as hub_parse_retry_after() caps */
+
 /* Seconds the server asked us to wait, or -1. */
 static long server_wait(const struct hub_resp *resp)
 {
 	struct hub_ratelimit rl;
 	long secs;
 
+	/*
+	 * t= is capped at a day like Retry-After: any t= parses, up to
+	 * LONG_MAX, and adding the one second to that would overflow
+	 * (found by tests/fuzz/fuzz_headers).
+	 */
 	if (resp->ratelimit[0] &&
 	    hub_parse_ratelimit(resp->ratelimit, &rl) == 0 &&
 	    rl.remaining == 0 && rl.reset >= 0)
-		return rl.reset + 1;
+		return (rl.reset < WAIT_CAP ? rl.reset : WAIT_CAP) + 1;
 	if (resp->retry_after[0] &&
 	    hub_parse_retry_after(resp->retry_after, time(NULL), &secs) == 0)
 		return secs + 1;

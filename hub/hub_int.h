@@ -184,7 +184,8 @@ void hub_backoff_init(struct hub_backoff *b);
 /*
  * Seconds to wait before the next attempt after `tries` failed ones in a
  * row: what RateLimit (r=0;t=N: N + 1) or Retry-After (N + 1) ask for,
- * else 1, 2, 4, 8, 8, ...  Not capped.
+ * else 1, 2, 4, 8, 8, ...  The server's ask is capped at a day (plus 1),
+ * nothing else.
  */
 long hub_backoff_delay(unsigned tries, const struct hub_resp *resp);
 
