@@ -23,6 +23,7 @@
 #include "hub_int.h"
 
 #include <errno.h>
+#include <strings.h>
 
 #define HUB	"https://huggingface.co"
 #define COMMIT	"0123456789abcdef0123456789abcdef01234567"
@@ -52,7 +53,8 @@ static int deliver(void *arg, uint64_t offset, const void *buf, size_t n)
 		   n <= s->body_len - (offset - s->base));
 	FUZZ_CHECK(memcmp(buf, s->body + (offset - s->base), n) == 0);
 	if (s->cancel)
-		return -ECANCELED; /* then the bytes do not count as delivered */
+		return -ECANCELED; /* then the bytes do not count as delivered
+				    */
 	s->expect += n;
 	return 0;
 }
@@ -100,6 +102,57 @@ static void check_error(const struct hub_error *err)
 		FUZZ_CHECK((unsigned char)*p >= 0x20 && *p != 0x7f);
 }
 
+/*
+ * The last Content-Range value sent, read here by hand: what the client
+ * keeps of it must be refused or mean the same (a value cut short could
+ * name another range or size).
+ */
+static char *content_range;
+static size_t content_range_len;
+
+static void note_content_range(const char *p, size_t n)
+{
+	static const char name[] = "content-range:";
+	size_t k = sizeof(name) - 1;
+
+	if (n >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+		free(content_range); /* a new response */
+		content_range = NULL;
+		return;
+	}
+	if (n < k || strncasecmp(p, name, k) != 0)
+		return;
+	p += k;
+	n -= k;
+	while (n > 0 && (*p == ' ' || *p == '\t'))
+		p++, n--;
+	while (n > 0 && strchr("\r\n \t", p[n - 1]))
+		n--;
+	free(content_range);
+	content_range = malloc(n + 1);
+	FUZZ_CHECK(content_range);
+	memcpy(content_range, p, n);
+	content_range[n] = '\0';
+	content_range_len = n;
+}
+
+static void check_content_range(const struct hub_resp *r)
+{
+	struct hub_content_range sent, kept;
+	int rs, rk;
+
+	if (!content_range)
+		return;
+	/* A value with a NUL in it is no Content-Range. */
+	rs = strlen(content_range) < content_range_len
+		     ? -EINVAL
+		     : hub_parse_content_range(content_range, &sent);
+	rk = hub_parse_content_range(r->content_range, &kept);
+	/* Refused, or the very range sent: never another one. */
+	FUZZ_CHECK(rk < 0 ||
+		   (rs == 0 && memcmp(&sent, &kept, sizeof(sent)) == 0));
+}
+
 /* Feed the header lines; returns where the body starts. */
 static const char *headers(struct hub_call *call, char *p, const char *end)
 {
@@ -110,6 +163,7 @@ static const char *headers(struct hub_call *call, char *p, const char *end)
 		bool blank =
 			n <= 2 && (p[0] == '\n' || (p[0] == '\r' && n == 2));
 
+		note_content_range(p, n);
 		FUZZ_CHECK(hub_call_on_header(p, 1, n, call) == n);
 		p += n;
 		/* The end of the headers, unless of an interim 1xx response. */
@@ -167,6 +221,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	call.url = CDN;
 	body = headers(&call, buf, buf + size - 4);
 	check_resp(&call.resp);
+	check_content_range(&call.resp);
+	free(content_range);
+	content_range = NULL;
 	s.body = body;
 	s.body_len = (size_t)(buf + size - 4 - body);
 	s.base = call.resp.status == 206 ? r.next : 0;
