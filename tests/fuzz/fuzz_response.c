@@ -112,18 +112,24 @@ static size_t content_range_len;
 
 static void note_content_range(const char *p, size_t n)
 {
-	static const char name[] = "content-range:";
-	size_t k = sizeof(name) - 1;
+	static const char name[] = "content-range";
+	const char *colon = memchr(p, ':', n);
+	size_t k;
 
 	if (n >= 5 && strncmp(p, "HTTP/", 5) == 0) {
 		free(content_range); /* a new response */
 		content_range = NULL;
 		return;
 	}
-	if (n < k || strncasecmp(p, name, k) != 0)
+	if (!colon)
 		return;
-	p += k;
-	n -= k;
+	/* The client, like libcurl, takes "Content-Range :" too. */
+	for (k = (size_t)(colon - p); k > 0 && strchr(" \t", p[k - 1]); k--)
+		;
+	if (k != sizeof(name) - 1 || strncasecmp(p, name, k) != 0)
+		return;
+	n -= (size_t)(colon + 1 - p);
+	p = colon + 1;
 	while (n > 0 && (*p == ' ' || *p == '\t'))
 		p++, n--;
 	while (n > 0 && strchr("\r\n \t", p[n - 1]))
