@@ -7,6 +7,9 @@
 #               tests and the mount, read and load tests (TSAN_TESTS)
 #   make valgrind  the daemon under valgrind's memcheck (test_valgrind.py)
 #   make bench  the benchmarks (not part of make test); CASES=cold,warm runs some
+#   make fuzz   build the libFuzzer targets with clang (build-fuzz), run each
+#               for FUZZ_SECONDS and merge what is new into its corpus;
+#               FUZZ_TARGETS=json runs some (tests/fuzz/README.md)
 
 BUILD      ?= build
 BUILD_TYPE ?= RelWithDebInfo
@@ -16,8 +19,10 @@ MOUNT      ?= $(HOME)/models
 CASES      ?=
 TESTS      ?=
 TSAN_TESTS ?= ^(unit/|stack/|integration/(mount|reads|load))
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= headers names url json response
 
-.PHONY: all build test asan tsan valgrind bench run format clean
+.PHONY: all build test asan tsan valgrind bench fuzz run format clean
 
 all: build
 
@@ -56,6 +61,27 @@ bench:
 	HUBFS_BIN=$(abspath $(BUILD))/hubfs /usr/bin/python3 tests/bench/bench.py \
 		$(if $(CASES),--cases $(CASES))
 
+# One target at a time (-jobs is not used: the machine may be shared).  New
+# inputs land in build-fuzz/new/<target>; -merge=1 then copies into the
+# corpus only those that add coverage.  A crash stops make, leaving the
+# reproducer (crash-*) in build-fuzz/.
+fuzz:
+	@.ci/install-deps test
+	CC=clang cmake -S . -B build-fuzz -DHUBFS_FUZZ=ON -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)
+	cmake --build build-fuzz -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	@set -e; cd build-fuzz; for t in $(FUZZ_TARGETS); do \
+		mkdir -p new/$$t; \
+		echo "fuzz_$$t: $(FUZZ_SECONDS) s (log: build-fuzz/fuzz-$$t.log)"; \
+		tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+			-print_final_stats=1 -dict=../tests/fuzz/$$t.dict \
+			new/$$t ../tests/fuzz/corpus/$$t \
+			> fuzz-$$t.log 2>&1 || { tail -40 fuzz-$$t.log; exit 1; }; \
+		grep -E '^#[0-9]+.*DONE|stat::number_of_executed_units' fuzz-$$t.log; \
+		tests/fuzz/fuzz_$$t -merge=1 ../tests/fuzz/corpus/$$t new/$$t \
+			> merge-$$t.log 2>&1 || { tail -20 merge-$$t.log; exit 1; }; \
+		grep -E 'MERGE-OUTER: [0-9]+ new files' merge-$$t.log; \
+	done
+
 run: build
 	@mkdir -p $(MOUNT)
 	@if mountpoint -q $(MOUNT); then \
@@ -69,4 +95,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz

@@ -330,14 +330,11 @@ static int author_page(void *ctx, const cJSON *page)
 
 	cJSON_ArrayForEach(item, page)
 	{
-		const cJSON *id =
-			cJSON_IsObject(item)
-				? cJSON_GetObjectItemCaseSensitive(item, "id")
-				: NULL;
+		const char *id = hub_json_listed_id(item);
 
-		if (!cJSON_IsString(id) || !hub_repo_id_valid(id->valuestring))
+		if (!id)
 			continue;
-		rc = a->cb(a->arg, id->valuestring);
+		rc = a->cb(a->arg, id);
 		if (rc != 0)
 			return rc;
 	}

@@ -267,6 +267,21 @@ static void set_field(char *dst, size_t size, const char *v, size_t n)
 	dst[n] = '\0';
 }
 
+/*
+ * A value the client parses and acts on (a range, a commit, an etag, a
+ * rate limit) is never cut short: cut to fit, "bytes 0-9/1000000" padded
+ * with spaces could read as a 100-byte file, and so could one with a NUL
+ * after "/100".  Such a value is kept as "?", which parses as nothing and
+ * matches nothing (found by tests/fuzz/fuzz_response).
+ */
+static void set_parsed(char *dst, size_t size, const char *v, size_t n)
+{
+	if (n >= size || memchr(v, '\0', n))
+		set_field(dst, size, "?", 1);
+	else
+		set_field(dst, size, v, n);
+}
+
 static void set_location(struct hub_resp *r, const char *v, size_t n)
 {
 	free(r->location);
@@ -302,30 +317,30 @@ static void store_header(struct hub_resp *r, const char *name, size_t nn,
 	else if (IS("link"))
 		add_link(r, v, n);
 	else if (IS("content-range"))
-		set_field(r->content_range, sizeof(r->content_range), v, n);
+		set_parsed(r->content_range, sizeof(r->content_range), v, n);
 	else if (IS("x-error-code"))
 		set_field(r->error_code, sizeof(r->error_code), v, n);
 	else if (IS("x-error-message"))
 		set_field(r->error_message, sizeof(r->error_message), v, n);
 	else if (IS("x-repo-commit"))
-		set_field(r->repo_commit, sizeof(r->repo_commit), v, n);
+		set_parsed(r->repo_commit, sizeof(r->repo_commit), v, n);
 	else if (IS("x-linked-etag"))
-		set_field(r->linked_etag, sizeof(r->linked_etag), v, n);
+		set_parsed(r->linked_etag, sizeof(r->linked_etag), v, n);
 	else if (IS("x-linked-size"))
-		set_field(r->linked_size, sizeof(r->linked_size), v, n);
+		set_parsed(r->linked_size, sizeof(r->linked_size), v, n);
 	else if (IS("etag"))
-		set_field(r->etag, sizeof(r->etag), v, n);
+		set_parsed(r->etag, sizeof(r->etag), v, n);
 	else if (IS("ratelimit"))
-		set_field(r->ratelimit, sizeof(r->ratelimit), v, n);
+		set_parsed(r->ratelimit, sizeof(r->ratelimit), v, n);
 	else if (IS("ratelimit-policy"))
-		set_field(r->ratelimit_policy, sizeof(r->ratelimit_policy), v,
-			  n);
+		set_parsed(r->ratelimit_policy, sizeof(r->ratelimit_policy), v,
+			   n);
 	else if (IS("retry-after"))
-		set_field(r->retry_after, sizeof(r->retry_after), v, n);
+		set_parsed(r->retry_after, sizeof(r->retry_after), v, n);
 #undef IS
 }
 
-static size_t on_header(char *buf, size_t size, size_t nitems, void *userp)
+size_t hub_call_on_header(char *buf, size_t size, size_t nitems, void *userp)
 {
 	struct hub_call *call = userp;
 	size_t n = size * nitems, nn;
@@ -497,7 +512,7 @@ static CURLcode setup(struct hub_client *c, CURL *easy, struct hub_call *call,
 	SET(CURLOPT_LOW_SPEED_TIME, c->stall_seconds);
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	SET(CURLOPT_HTTPHEADER, headers);
-	SET(CURLOPT_HEADERFUNCTION, on_header);
+	SET(CURLOPT_HEADERFUNCTION, hub_call_on_header);
 	SET(CURLOPT_HEADERDATA, call);
 	SET(CURLOPT_WRITEFUNCTION, on_write);
 	SET(CURLOPT_WRITEDATA, call);
@@ -600,16 +615,23 @@ bool hub_call_retryable(const struct hub_call *call)
 	       transport_retryable(call->cc);
 }
 
+#define WAIT_CAP (24L * 3600) /* as hub_parse_retry_after() caps */
+
 /* Seconds the server asked us to wait, or -1. */
 static long server_wait(const struct hub_resp *resp)
 {
 	struct hub_ratelimit rl;
 	long secs;
 
+	/*
+	 * t= is capped at a day like Retry-After: any t= parses, up to
+	 * LONG_MAX, and adding the one second to that would overflow
+	 * (found by tests/fuzz/fuzz_headers).
+	 */
 	if (resp->ratelimit[0] &&
 	    hub_parse_ratelimit(resp->ratelimit, &rl) == 0 &&
 	    rl.remaining == 0 && rl.reset >= 0)
-		return rl.reset + 1;
+		return (rl.reset < WAIT_CAP ? rl.reset : WAIT_CAP) + 1;
 	if (resp->retry_after[0] &&
 	    hub_parse_retry_after(resp->retry_after, time(NULL), &secs) == 0)
 		return secs + 1;

@@ -154,6 +154,13 @@ int hub_call_setup(struct hub_client *c, struct hub_call *call, CURL *easy,
 		   struct curl_slist **headers);
 void hub_call_finish(struct hub_call *call, CURL *easy, CURLcode cc);
 
+/*
+ * The CURLOPT_HEADERFUNCTION of every call (userp is the hub_call): one
+ * header line as it came off the network, status line included, into
+ * call->resp.  Exposed for the fuzzers (tests/fuzz/).
+ */
+size_t hub_call_on_header(char *buf, size_t size, size_t nitems, void *userp);
+
 /* Free a header list, wiping it first: one entry may hold the token. */
 void hub_headers_free(struct curl_slist *h);
 
@@ -177,7 +184,8 @@ void hub_backoff_init(struct hub_backoff *b);
 /*
  * Seconds to wait before the next attempt after `tries` failed ones in a
  * row: what RateLimit (r=0;t=N: N + 1) or Retry-After (N + 1) ask for,
- * else 1, 2, 4, 8, 8, ...  Not capped.
+ * else 1, 2, 4, 8, 8, ...  The server's ask is capped at a day (plus 1),
+ * nothing else.
  */
 long hub_backoff_delay(unsigned tries, const struct hub_resp *resp);
 
@@ -387,6 +395,12 @@ int hub_json_repo_info(const cJSON *root, struct hub_repo_info *out);
  * unknown type).
  */
 int hub_json_tree_entry(const cJSON *item, struct hub_entry *out);
+
+/*
+ * The repo id of one item of an author listing (section 2.5), or NULL when
+ * the item has none that hub_repo_id_valid() accepts.  Points into item.
+ */
+const char *hub_json_listed_id(const cJSON *item);
 
 /* whoami-v2 (section 7.3): name and orgs[].name; -EPROTO when unusable. */
 int hub_json_whoami(const cJSON *root, struct hub_whoami *out);

@@ -216,6 +216,13 @@ int hub_json_tree_entry(const cJSON *item, struct hub_entry *out)
 	return 0;
 }
 
+const char *hub_json_listed_id(const cJSON *item)
+{
+	const char *id = str(item, "id");
+
+	return id && hub_repo_id_valid(id) ? id : NULL;
+}
+
 /* A user or organisation name: one part of a repo id. */
 static bool owner_valid(const char *s)
 {
