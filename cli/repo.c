@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "fs.h"
 
+#include <cJSON.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -297,6 +298,15 @@ static int collect_repo(void *arg, const struct db_repo *r)
 	return 0;
 }
 
+/* A running mount was told: its branch folders are looked up again. */
+static int told_mount(void *arg, long pid, const struct cJSON *reply)
+{
+	(void)pid;
+	if (reply && !cJSON_GetObjectItemCaseSensitive(reply, "error"))
+		(*(unsigned *)arg)++;
+	return 0;
+}
+
 static int run_refresh(struct cli_common *c, struct hub_client *hub,
 		       struct db_store *s, const struct cli_target *t,
 		       const char *arg)
@@ -304,6 +314,7 @@ static int run_refresh(struct cli_common *c, struct hub_client *hub,
 	struct repo_ids ids = { 0 };
 	struct fs_ctx *ctx;
 	struct db_repo r;
+	unsigned mounts = 0;
 	int rc, worst = 0;
 
 	(void)c;
@@ -325,6 +336,11 @@ static int run_refresh(struct cli_common *c, struct hub_client *hub,
 	}
 	free(ids.repos);
 	fs_ctx_close(ctx);
+	if (fs_status_query(db_store_dir(s), "refresh", told_mount, &mounts) ==
+		    0 &&
+	    mounts)
+		printf("%u running mount%s will look the branches up again\n",
+		       mounts, mounts == 1 ? "" : "s");
 	return worst;
 }
 
@@ -355,9 +371,9 @@ static const struct repo_cmd cmds[] = {
 	  "of every repo)\n"
 	  "again now, instead of when their time to live runs out, and list "
 	  "the files of\n"
-	  "commits that are new.  A running mount uses the new commits for "
-	  "folders it\n"
-	  "looks up from then on.\n",
+	  "commits that are new.  Running mounts are told, and show the new "
+	  "commits\n"
+	  "from then on.\n",
 	  true, true, run_refresh },
 };
 

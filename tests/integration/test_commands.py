@@ -347,6 +347,13 @@ class CommandsTest(unittest.TestCase):
     def test_refresh_sees_a_new_commit_now(self):
         store = self.new_store()
         self.hubfs(store, "add", "acme/pull-model")
+        # A mount that would keep the branch resolved for an hour.
+        m = Mount(self.tmp, self.stack.endpoint, name="ref%d" % self.n,
+                  store=store, args=["--revision-ttl", "3600"])
+        m.start()
+        self.addCleanup(m.stop)
+        repo = m.path("acme", "pull-model")
+        self.assertNotIn("NEW.md", os.listdir(repo))
         r = self.hubfs(store, "refresh")
         self.assertIn("acme/pull-model (default branch): %s, unchanged"
                       % self.commit[:12], r.stdout)
@@ -358,6 +365,11 @@ class CommandsTest(unittest.TestCase):
         self.assertIn("%s -> %s" % (self.commit[:12], sha[:12]), r.stdout)
         files = self.ls_files(store, "acme/pull-model")
         self.assertIn("NEW.md", files)
+        self.assertIn("1 running mount will look the branches up again",
+                      r.stdout)
+        self.assertIn("NEW.md", os.listdir(repo))
+        with open(os.path.join(repo, "NEW.md")) as f:
+            self.assertEqual(f.read(), "new file\n")
 
     def test_verify_removes_a_corrupted_blob(self):
         store = self.new_store()
