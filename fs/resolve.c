@@ -62,7 +62,8 @@ void misses_free(struct fs_ctx *ctx)
 
 #define MAX_MISSES 4096
 
-static void miss_add(struct fs_ctx *ctx, const char *key, int err)
+static void miss_add_for(struct fs_ctx *ctx, const char *key, int err,
+			 long seconds)
 {
 	size_t len = strlen(key) + 1, count = 0;
 	struct miss *m = malloc(sizeof(*m) + len), **pp;
@@ -85,11 +86,30 @@ static void miss_add(struct fs_ctx *ctx, const char *key, int err)
 	memcpy(m->key, key, len);
 	m->err = err;
 	m->token = hub_client_token_changes(ctx->cfg.hub);
-	m->until = time(NULL) + ctx->cfg.negative_ttl;
+	m->until = time(NULL) + seconds;
 	pthread_mutex_lock(&ctx->lock);
 	m->next = ctx->misses;
 	ctx->misses = m;
 	pthread_mutex_unlock(&ctx->lock);
+}
+
+static void miss_add(struct fs_ctx *ctx, const char *key, int err)
+{
+	miss_add_for(ctx, key, err, ctx->cfg.negative_ttl);
+}
+
+/*
+ * How long a listing that failed after waiting out the read timeout (a
+ * stalled Hub) is remembered: lookups queued behind it (the kernel runs
+ * lookups of one name one at a time) fail at once instead of each waiting
+ * that long again.  Short, so that the Hub is asked again soon; a quick
+ * failure is not remembered at all.
+ */
+static long failure_ttl(const struct fs_ctx *ctx)
+{
+	long t = ctx->cfg.read_timeout;
+
+	return t < 2 ? 2 : t > 10 ? 10 : t;
 }
 
 /* Log a Hub failure once and turn it into an errno for the program. */
@@ -564,14 +584,26 @@ static int tree_of(struct fs_ctx *ctx, const struct node *n, int64_t *tree)
 	struct listing me;
 	struct db_tree t;
 	unsigned skipped = 0;
+	char key[80];
+	time_t began;
 	int rc, hrc = 0;
 
 	if (db_tree_find(ctx->cfg.store, n->repo, n->commit, &t) == 0)
 		goto found;
 	if (hub_client_offline(ctx->cfg.hub))
 		return ENOENT;
+	snprintf(key, sizeof(key), "tree:%lld:%s", (long long)n->repo,
+		 n->commit);
+	if ((rc = miss_known(ctx, key)) != 0)
+		return rc;
 	if (!listing_claim(ctx, n, &me, &t))
 		goto found;
+	/* The listing this one waited for may just have failed. */
+	if ((rc = miss_known(ctx, key)) != 0) {
+		listing_release(ctx, &me);
+		return rc;
+	}
+	began = time(NULL);
 	rc = db_tree_begin(ctx->cfg.store, n->repo, n->commit, n->mtime,
 			   &fill.w);
 	if (rc == 0) {
@@ -580,15 +612,22 @@ static int tree_of(struct fs_ctx *ctx, const struct node *n, int64_t *tree)
 				    &err);
 		rc = db_tree_end(fill.w, hrc == 0, &t);
 	}
+	/* Remembered before the lookups waiting on this one wake up. */
+	if (hrc < 0 && fill.rc == 0) {
+		int e = hub_failure(ctx, hrc, &err, "listing the files of",
+				    n->repo_id);
+
+		if (time(NULL) - began >= ctx->cfg.read_timeout)
+			miss_add_for(ctx, key, e, failure_ttl(ctx));
+		listing_release(ctx, &me);
+		return e;
+	}
 	listing_release(ctx, &me);
 	if (skipped)
 		fs_log(LOG_WARNING,
 		       "%s@%s: %u entries with unsafe names or "
 		       "hashes were left out",
 		       n->repo_id, n->commit, skipped);
-	if (hrc < 0 && fill.rc == 0)
-		return hub_failure(ctx, hrc, &err, "listing the files of",
-				   n->repo_id);
 	if (rc < 0 || fill.rc < 0) {
 		rc = fill.rc < 0 ? fill.rc : rc;
 		fs_log(LOG_ERR, "%s@%s: storing the file list: %s", n->repo_id,
