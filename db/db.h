@@ -189,6 +189,24 @@ int db_dir_list(struct db_store *s, int64_t tree, const char *parent,
 int db_tree_count(struct db_store *s, int64_t tree, uint64_t *files,
 		  uint64_t *bytes);
 
+/*
+ * The etags of the files of every complete tree of a repo, each once,
+ * sorted: the blobs/ folder of the huggingface_hub cache view.
+ */
+int db_repo_blobs(struct db_store *s, int64_t repo, db_name_fn cb, void *arg);
+
+/* A file with a given etag in a complete tree of a repo. */
+struct db_blob_file {
+	char commit[41];
+	char path[HUB_PATH_MAX + 1]; /* from the repo root */
+	uint64_t size;
+	bool lfs;
+	int64_t mtime; /* the commit's time */
+};
+/* One file of the repo whose etag this is (any one).  -ENOENT. */
+int db_blob_where(struct db_store *s, int64_t repo, const char *etag,
+		  struct db_blob_file *out);
+
 /* ---- Blobs ------------------------------------------------------------- */
 
 /*

@@ -148,9 +148,18 @@ static int migrate_v5(struct db_conn *c)
 	return db_exec(c, schema_v5);
 }
 
+/*
+ * Version 6: files by etag, for the huggingface_hub cache view's
+ * blobs/<etag> (a lookup there names only the etag).
+ */
+static int migrate_v6(struct db_conn *c)
+{
+	return db_exec(c, "CREATE INDEX entries_etag ON entries(etag);");
+}
+
 /* migrations[i] takes the schema from version i to version i + 1. */
 static int (*const migrations[])(struct db_conn *c) = {
-	migrate_v1, migrate_v2, migrate_v3, migrate_v4, migrate_v5,
+	migrate_v1, migrate_v2, migrate_v3, migrate_v4, migrate_v5, migrate_v6,
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -422,3 +422,67 @@ int db_dir_list(struct db_store *s, int64_t tree, const char *parent,
 	db_query_end(&q);
 	return rc;
 }
+
+/* ---- Files by etag ------------------------------------------------------ */
+
+static const char sql_repo_blobs[] =
+	"SELECT DISTINCT e.etag FROM trees t JOIN entries e ON e.tree = t.id"
+	" WHERE t.repo = ?1 AND t.complete AND NOT e.is_dir ORDER BY 1";
+
+int db_repo_blobs(struct db_store *s, int64_t repo, db_name_fn cb, void *arg)
+{
+	struct db_conn *c;
+	struct db_query q;
+	char etag[65];
+	int rc = db_thread_query(s, ST_REPO_BLOBS, sql_repo_blobs, &c, &q);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(q.st, 1, repo);
+	while ((rc = db_step(c, &q)) > 0) {
+		rc = db_text(q.st, 0, etag, sizeof(etag));
+		if (rc == 0)
+			rc = cb(arg, etag);
+		if (rc)
+			break;
+	}
+	db_query_end(&q);
+	return rc;
+}
+
+/* Any file will do: the content is the same for every path of an etag. */
+static const char sql_blob_where[] =
+	"SELECT t.commit_id, CASE e.parent WHEN '' THEN e.name"
+	"  ELSE e.parent || '/' || e.name END, e.size, e.lfs, t.mtime"
+	" FROM entries e JOIN trees t ON t.id = e.tree"
+	" WHERE e.etag = ?2 AND t.repo = ?1 AND t.complete AND NOT e.is_dir"
+	" LIMIT 1";
+
+int db_blob_where(struct db_store *s, int64_t repo, const char *etag,
+		  struct db_blob_file *out)
+{
+	struct db_conn *c;
+	struct db_query q;
+	int rc;
+
+	if (!hub_is_sha256(etag) && !hub_is_commit_id(etag))
+		return -EINVAL;
+	rc = db_thread_query(s, ST_BLOB_WHERE, sql_blob_where, &c, &q);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(q.st, 1, repo);
+	sqlite3_bind_text(q.st, 2, etag, -1, SQLITE_STATIC);
+	rc = db_step(c, &q);
+	if (rc > 0) {
+		out->size = (uint64_t)sqlite3_column_int64(q.st, 2);
+		out->lfs = sqlite3_column_int(q.st, 3) != 0;
+		out->mtime = sqlite3_column_int64(q.st, 4);
+		rc = db_text(q.st, 0, out->commit, sizeof(out->commit));
+		if (rc == 0)
+			rc = db_text(q.st, 1, out->path, sizeof(out->path));
+	} else if (rc == 0) {
+		rc = -ENOENT;
+	}
+	db_query_end(&q);
+	return rc;
+}
