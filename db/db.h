@@ -434,6 +434,9 @@ struct db_report_file {
 	uint64_t size;
 	const char *etag;
 	bool lfs;
+	const char *oid;   /* an LFS file's git blob id; "" for others, and for
+			      trees listed before schema version 6 */
+	const char *xet;   /* its xet hash, or "" */
 	bool complete;	   /* every byte is local: the blob is recorded
 			      complete, or the file is empty */
 	uint64_t local;	   /* bytes held locally, <= size */

@@ -149,12 +149,19 @@ static int migrate_v5(struct db_conn *c)
 }
 
 /*
- * Version 6: files by etag, for the huggingface_hub cache view's
- * blobs/<etag> (a lookup there names only the etag).
+ * Version 6: for the huggingface_hub cache view, files by etag (a lookup
+ * in its blobs/ names only the etag), and what its trees/<commit>.json
+ * needs besides: an LFS file's git blob id (oid; '' for other files, whose
+ * etag it is) and xet hash ('' when none).  Trees listed before have ''.
  */
+static const char schema_v6[] =
+	"CREATE INDEX entries_etag ON entries(etag);"
+	"ALTER TABLE entries ADD COLUMN oid TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE entries ADD COLUMN xet TEXT NOT NULL DEFAULT '';";
+
 static int migrate_v6(struct db_conn *c)
 {
-	return db_exec(c, "CREATE INDEX entries_etag ON entries(etag);");
+	return db_exec(c, schema_v6);
 }
 
 /* migrations[i] takes the schema from version i to version i + 1. */

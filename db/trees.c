@@ -34,11 +34,14 @@ static const char sql_stage_create[] =
 	" size   INTEGER NOT NULL,"
 	" etag   TEXT NOT NULL,"
 	" lfs    INTEGER NOT NULL,"
+	" oid    TEXT NOT NULL,"
+	" xet    TEXT NOT NULL,"
 	" PRIMARY KEY(parent, name)) WITHOUT ROWID;"
 	"BEGIN"; /* touches only temp: no lock on the index */
 
 static const char sql_stage_add[] =
-	"INSERT OR IGNORE INTO temp.stage VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+	"INSERT OR IGNORE INTO temp.stage VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+	" ?8)";
 
 int db_tree_begin(struct db_store *s, int64_t repo, const char *commit,
 		  int64_t mtime, struct db_tree_writer **out)
@@ -80,6 +83,8 @@ struct row {
 	uint64_t size;
 	const char *etag;
 	bool lfs;
+	const char *oid; /* an LFS file's git blob id, else "" */
+	const char *xet; /* "" when none */
 };
 
 /* Stage a row; *added says whether its path was new. */
@@ -99,6 +104,8 @@ static int stage(struct db_tree_writer *w, const struct row *r, bool *added)
 	sqlite3_bind_int64(q.st, 4, (sqlite3_int64)r->size);
 	sqlite3_bind_text(q.st, 5, r->etag, -1, SQLITE_STATIC);
 	sqlite3_bind_int(q.st, 6, r->lfs);
+	sqlite3_bind_text(q.st, 7, r->oid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q.st, 8, r->xet, -1, SQLITE_STATIC);
 	rc = db_finish(w->c, &q);
 	*added = rc == 0 && sqlite3_changes(w->c->db) > 0;
 	return rc;
@@ -125,7 +132,7 @@ static void split(const char *path, size_t n, struct piece *parent,
  */
 static int stage_ancestors(struct db_tree_writer *w, struct piece dir)
 {
-	struct row r = { .is_dir = true, .etag = "" };
+	struct row r = { .is_dir = true, .etag = "", .oid = "", .xet = "" };
 	bool added = true;
 	int rc = 0;
 
@@ -145,7 +152,7 @@ static int entry_to_row(const struct hub_entry *e, struct row *r)
 	split(e->path, strlen(e->path), &r->parent, &r->name);
 	r->is_dir = e->is_dir;
 	r->size = 0;
-	r->etag = "";
+	r->etag = r->oid = r->xet = "";
 	r->lfs = false;
 	if (e->is_dir)
 		return 0;
@@ -156,6 +163,11 @@ static int entry_to_row(const struct hub_entry *e, struct row *r)
 		return -EINVAL;
 	if (r->lfs ? !hub_is_sha256(r->etag) : !hub_is_commit_id(r->etag))
 		return -EINVAL;
+	/* Extras for trees/<commit>.json: kept only when well-formed. */
+	if (r->lfs && e->oid && hub_is_commit_id(e->oid))
+		r->oid = e->oid;
+	if (e->xet_hash && hub_is_sha256(e->xet_hash))
+		r->xet = e->xet_hash;
 	return 0;
 }
 
@@ -189,8 +201,10 @@ static const char sql_tree_new[] =
 	" RETURNING id";
 /* In (parent, name) order, the order of the index it lands in. */
 static const char sql_tree_fill[] =
-	"INSERT INTO entries(tree, parent, name, is_dir, size, etag, lfs)"
-	" SELECT ?1, parent, name, is_dir, size, etag, lfs FROM temp.stage"
+	"INSERT INTO entries(tree, parent, name, is_dir, size, etag, lfs, oid,"
+	" xet)"
+	" SELECT ?1, parent, name, is_dir, size, etag, lfs, oid, xet"
+	" FROM temp.stage"
 	" ORDER BY parent, name";
 static const char sql_tree_seal[] =
 	"UPDATE trees SET complete = 1,"

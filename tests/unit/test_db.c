@@ -184,6 +184,8 @@ static void store_newer_schema(void **state)
 	sql_int(f, "DROP TABLE settings");
 	sql_int(f, "DROP TABLE pins");
 	sql_int(f, "DROP INDEX entries_etag");
+	sql_int(f, "ALTER TABLE entries DROP COLUMN oid");
+	sql_int(f, "ALTER TABLE entries DROP COLUMN xet");
 	sql_int(f, "PRAGMA user_version = 1");
 	reopen(f);
 	assert_int_equal(sql_int(f, "PRAGMA user_version"), SCHEMA_VERSION);
@@ -547,6 +549,14 @@ static void tree_nested(void **state)
 	assert_int_equal(walk.entries, 9);
 }
 
+static int add_extras(void *arg, const struct db_report_file *rf)
+{
+	char buf[256];
+
+	snprintf(buf, sizeof(buf), "%s:%s:%s", rf->path, rf->oid, rf->xet);
+	return add_name(arg, buf);
+}
+
 /* The view's blobs/: a repo's etags across its complete trees, by etag. */
 static void files_by_etag(void **state)
 {
@@ -556,11 +566,22 @@ static void files_by_etag(void **state)
 	struct db_blob_file bf;
 	struct names n = { 0 };
 
+	struct hub_entry xet = file_entry("x.bin", 9, SHA1_A, SHA256_B);
+	struct db_tree t;
+	struct names extras = { 0 };
+
+	xet.xet_hash = SHA256_A;
 	assert_int_equal(db_tree_begin(f->s, repo, SHA1_A, 5, &w), 0);
 	add(w, file_entry("a/b/c.bin", 5000000000ULL, SHA1_C, SHA256_A));
 	add(w, file_entry("README.md", 10, SHA1_B, NULL));
 	add(w, file_entry("copy.md", 10, SHA1_B, NULL));
-	assert_int_equal(db_tree_end(w, true, NULL), 0);
+	add(w, xet);
+	assert_int_equal(db_tree_end(w, true, &t), 0);
+	/* An LFS file keeps its git blob id, a xet file its hash. */
+	assert_int_equal(db_report_files(f->s, t.id, add_extras, &extras), 0);
+	assert_string_equal(extras.buf,
+			    "README.md::,a/b/c.bin:" SHA1_C
+			    ":,copy.md::,x.bin:" SHA1_A ":" SHA256_A);
 	assert_int_equal(db_tree_begin(f->s, repo, SHA1_B, 6, &w), 0);
 	add(w, file_entry("new.txt", 3, SHA1_C, NULL));
 	assert_int_equal(db_tree_end(w, true, NULL), 0);
@@ -573,7 +594,7 @@ static void files_by_etag(void **state)
 	assert_int_equal(db_tree_end(w, true, NULL), 0);
 
 	assert_int_equal(db_repo_blobs(f->s, repo, add_name, &n), 0);
-	assert_string_equal(n.buf, SHA1_B "," SHA256_A "," SHA1_C);
+	assert_string_equal(n.buf, SHA1_B "," SHA256_A "," SHA256_B "," SHA1_C);
 
 	assert_int_equal(db_blob_where(f->s, repo, SHA256_A, &bf), 0);
 	assert_string_equal(bf.commit, SHA1_A);
@@ -586,7 +607,8 @@ static void files_by_etag(void **state)
 	assert_string_equal(bf.commit, SHA1_B);
 	assert_false(bf.lfs);
 	assert_int_equal(db_blob_where(f->s, repo, SHA1_A, &bf), -ENOENT);
-	assert_int_equal(db_blob_where(f->s, repo, SHA256_B, &bf), -ENOENT);
+	assert_int_equal(db_blob_where(f->s, other, SHA256_A, &bf), -ENOENT);
+	assert_int_equal(db_blob_where(f->s, other, SHA256_B, &bf), 0);
 	assert_int_equal(db_blob_where(f->s, repo, "../x", &bf), -EINVAL);
 }
 
