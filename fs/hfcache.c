@@ -9,6 +9,7 @@
  *       snapshots/<commit>/<path>      a folder of the tree, or a relative
  *                                      link to ../../blobs/<etag>
  *       blobs/<etag>                   the content, read like any file
+ *       trees/<commit>.json            the commit's files (section 8.6)
  *
  * Pointing HF_HUB_CACHE here lets programs that only know repo ids read
  * through hubfs.  Listings show what the store holds (they cost no Hub
@@ -479,10 +480,159 @@ static int blob_name(void *arg, const char *etag)
 	return b->cb(b->arg, etag, false);
 }
 
+/* ---- trees/<commit>.json ------------------------------------------------ */
+
+/* s as a JSON string: hub_path_safe() paths hold no control character. */
+static void json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+struct tree_json {
+	FILE *f;
+	bool first;
+};
+
+/*
+ * One file: "size" and "blob_id" (the git blob id), and for LFS files
+ * "lfs_sha256", "lfs_size" and, when xet-backed, "xet_hash".  A tree listed
+ * before the store kept LFS files' blob ids cannot be written: -ENOENT.
+ */
+static int json_file(void *arg, const struct db_report_file *rf)
+{
+	struct tree_json *t = arg;
+	unsigned long long size = (unsigned long long)rf->size;
+
+	if (rf->lfs && !rf->oid[0])
+		return -ENOENT;
+	fputs(t->first ? "\n" : ",\n", t->f);
+	t->first = false;
+	fputs("    ", t->f);
+	json_string(t->f, rf->path);
+	fprintf(t->f, ": {\"size\": %llu, \"blob_id\": \"%s\"", size,
+		rf->lfs ? rf->oid : rf->etag);
+	if (rf->lfs)
+		fprintf(t->f, ", \"lfs_sha256\": \"%s\", \"lfs_size\": %llu",
+			rf->etag, size);
+	if (rf->xet[0])
+		fprintf(t->f, ", \"xet_hash\": \"%s\"", rf->xet);
+	fputc('}', t->f);
+	return 0;
+}
+
+/* The JSON of a tree in the store (caller frees), or ENOENT, EIO. */
+static int tree_json(struct fs_ctx *ctx, int64_t tree, char **out)
+{
+	struct tree_json t = { .first = true };
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	t.f = open_memstream(out, &len);
+	if (!t.f)
+		return ENOMEM;
+	fputs("{\"format_version\": 1, \"files\": {", t.f);
+	rc = db_report_files(ctx->cfg.store, tree, json_file, &t);
+	fputs(t.first ? "}}\n" : "\n}}\n", t.f);
+	if (fclose(t.f) != 0 && rc == 0)
+		rc = -ENOMEM;
+	if (rc < 0) {
+		free(*out);
+		*out = NULL;
+		return rc == -ENOENT ? ENOENT : rc == -ENOMEM ? ENOMEM : EIO;
+	}
+	return 0;
+}
+
+#define JSON_SUFFIX ".json"
+
+/* trees/<commit>.json: made from the store's tree, listed first if new. */
+static int lookup_tree(struct fs_ctx *ctx, const struct node *dir,
+		       const char *name, struct node **out)
+{
+	char commit[41];
+	struct db_tree tree;
+	struct node *d = NULL, *n;
+	int rc;
+
+	if (strlen(name) != 40 + strlen(JSON_SUFFIX) ||
+	    strcmp(name + 40, JSON_SUFFIX) != 0)
+		return ENOENT;
+	memcpy(commit, name, 40);
+	commit[40] = '\0';
+	if (!hub_is_commit_id(commit))
+		return ENOENT;
+	if (db_tree_find(ctx->cfg.store, dir->repo, commit, &tree) < 0) {
+		rc = resolve_repo_at(ctx, dir->type, dir->repo_id, commit, &d);
+		node_free(d);
+		if (rc)
+			return rc;
+		if (db_tree_find(ctx->cfg.store, dir->repo, commit, &tree) < 0)
+			return ENOENT;
+	}
+	n = node_alloc(NODE_TEXT);
+	if (!n)
+		return ENOMEM;
+	n->type = dir->type;
+	n->repo = dir->repo;
+	memcpy(n->commit, commit, sizeof(n->commit));
+	n->mtime = tree.mtime;
+	rc = tree_json(ctx, tree.id, &n->text);
+	if (rc == 0 && asprintf(&n->vpath, "%s/%s", dir->vpath, name) < 0) {
+		n->vpath = NULL;
+		rc = ENOMEM;
+	}
+	if (rc) {
+		node_free(n);
+		return rc;
+	}
+	n->ino = ino_hash(HFCACHE_NAME, n->vpath);
+	*out = n;
+	return 0;
+}
+
+/* The commits whose tree the store holds with everything the JSON needs. */
+static int list_trees(struct fs_ctx *ctx, const struct node *dir, hf_name_fn cb,
+		      void *arg)
+{
+	struct rev_list l;
+	struct db_tree tree;
+	char name[64], *json;
+	int rc = revs_get(ctx, dir->repo, &l);
+
+	for (size_t i = 0; rc == 0 && i < l.n; i++) {
+		if (!l.items[i].listed ||
+		    db_tree_find(ctx->cfg.store, dir->repo, l.items[i].commit,
+				 &tree) < 0)
+			continue;
+		rc = tree_json(ctx, tree.id, &json);
+		free(json);
+		if (rc == ENOENT) {
+			rc = 0;
+			continue;
+		}
+		snprintf(name, sizeof(name), "%s%s", l.items[i].commit,
+			 JSON_SUFFIX);
+		if (rc == 0)
+			rc = -cb(arg, name, false);
+	}
+	free(l.items);
+	return rc;
+}
+
 /* ---- The view's folders ------------------------------------------------- */
 
-static const char *const repo_children[] = { "blobs", "refs", "snapshots" };
-static const enum hf_folder repo_kinds[] = { HF_BLOBS, HF_REFS, HF_SNAPSHOTS };
+static const char *const repo_children[] = { "blobs", "refs", "snapshots",
+					     "trees" };
+static const enum hf_folder repo_kinds[] = { HF_BLOBS, HF_REFS, HF_SNAPSHOTS,
+					     HF_TREES };
+#define N_CHILDREN (sizeof(repo_children) / sizeof(repo_children[0]))
 
 int hfcache_child(struct fs_ctx *ctx, struct node *parent, const char *name,
 		  struct node **out)
@@ -492,7 +642,7 @@ int hfcache_child(struct fs_ctx *ctx, struct node *parent, const char *name,
 	case HF_ROOT:
 		return lookup_repo(ctx, parent, name, out);
 	case HF_REPO:
-		for (size_t i = 0; i < 3; i++) {
+		for (size_t i = 0; i < N_CHILDREN; i++) {
 			if (strcmp(name, repo_children[i]) == 0) {
 				*out = new_hf(repo_kinds[i], parent, name);
 				return *out ? 0 : ENOMEM;
@@ -505,6 +655,8 @@ int hfcache_child(struct fs_ctx *ctx, struct node *parent, const char *name,
 		return lookup_snapshot(ctx, parent, name, out);
 	case HF_BLOBS:
 		return lookup_blob(ctx, parent, name, out);
+	case HF_TREES:
+		return lookup_tree(ctx, parent, name, out);
 	}
 	return ENOENT;
 }
@@ -542,7 +694,7 @@ int hfcache_list(struct fs_ctx *ctx, struct node *dir, hf_name_fn cb, void *arg)
 		rc = db_report_repos(ctx->cfg.store, repo_name, &rn);
 		break;
 	case HF_REPO:
-		for (size_t i = 0; rc == 0 && i < 3; i++)
+		for (size_t i = 0; rc == 0 && i < N_CHILDREN; i++)
 			rc = cb(arg, repo_children[i], true);
 		break;
 	case HF_REFS:
@@ -552,6 +704,8 @@ int hfcache_list(struct fs_ctx *ctx, struct node *dir, hf_name_fn cb, void *arg)
 	case HF_BLOBS:
 		rc = db_repo_blobs(ctx->cfg.store, dir->repo, blob_name, &bn);
 		break;
+	case HF_TREES:
+		return list_trees(ctx, dir, cb, arg);
 	}
 	return rc < 0 && rc != -ENOMEM ? EIO : -rc;
 }

@@ -37,6 +37,7 @@ enum hf_folder {
 	HF_REFS,      /* refs/, or a folder of revisions containing '/' */
 	HF_SNAPSHOTS, /* snapshots/ */
 	HF_BLOBS,     /* blobs/ */
+	HF_TREES,     /* trees/: <commit>.json, hub-api.md section 8.6 */
 };
 
 /*

@@ -7,6 +7,7 @@ relative snapshot links into blobs/, blobs named by etag).
 """
 import errno
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -121,7 +122,7 @@ class HfCacheViewTest(unittest.TestCase):
         folder = self.view("models--acme--tiny-model")
         refs = self.refs("model", "acme/tiny-model")
         self.assertEqual(sorted(os.listdir(folder)),
-                         ["blobs", "refs", "snapshots"])
+                         ["blobs", "refs", "snapshots", "trees"])
         self.assertEqual(sorted(os.listdir(os.path.join(folder, "refs"))),
                          ["main", "refs", "v1.0"])
         self.assertEqual(os.listdir(os.path.join(folder, "refs", "refs")),
@@ -148,6 +149,41 @@ class HfCacheViewTest(unittest.TestCase):
             st = os.lstat(os.path.join(folder, "blobs", etag))
             self.assertEqual(st.st_size, size)
             self.assertEqual(st.st_mode & 0o777, 0o444)
+
+    def test_trees_json(self):
+        """trees/<commit>.json as hub-api.md section 8.6 describes it."""
+        for rtype, rid in (("model", "acme/tiny-model"),
+                           ("dataset", "acme/tiny-dataset")):
+            folder = self.view(rtype + "s--" + rid.replace("/", "--"))
+            commits = os.listdir(os.path.join(folder, "snapshots"))
+            self.assertEqual(
+                sorted(os.listdir(os.path.join(folder, "trees"))),
+                sorted(c + ".json" for c in commits))
+            for commit in commits:
+                files, _ = files_at(self.stack.manifest, rtype, rid, commit)
+                p = os.path.join(folder, "trees", commit + ".json")
+                with open(p, "rb") as f:
+                    raw = f.read()
+                self.assertEqual(os.stat(p).st_size, len(raw))
+                doc = json.loads(raw)
+                self.assertEqual(doc["format_version"], 1)
+                self.assertEqual(sorted(doc["files"]), sorted(files))
+                for path, f in files.items():
+                    want = {"size": f["size"], "blob_id": f["oid"]}
+                    if f["lfs"] or f["xet"]:
+                        want["lfs_sha256"] = f["sha256"]
+                        want["lfs_size"] = f["size"]
+                    if f["xet"]:
+                        want["xet_hash"] = f["xetHash"]
+                    self.assertEqual(doc["files"][path], want, path)
+        self.assertTrue(any(f["xet"] for f in files_at(
+            self.stack.manifest, "model", "acme/tiny-model", "main")[0]
+            .values()), "the fixture lost its xet file")
+        folder = self.view("models--acme--tiny-model")
+        for bad in ("x.json", "0" * 40 + ".json", "0" * 40,
+                    self.refs("model", "acme/tiny-model")["main"] + ".jso"):
+            self.assertFalse(os.path.exists(os.path.join(folder, "trees",
+                                                         bad)), bad)
 
     def test_sha256sum_through_the_view(self):
         folder = self.view("models--acme--tiny-model")
@@ -244,6 +280,7 @@ class HfCacheViewTest(unittest.TestCase):
             (open, (os.path.join(folder, "refs", "new"), "w")),
             (os.mkdir, (self.view("new-folder"),)),
             (os.mkdir, (os.path.join(folder, ".no_exist"),)),
+            (open, (os.path.join(folder, "trees", commit + ".json"), "w")),
             (os.unlink, (ref,)), (os.unlink, (os.path.join(snap,
                                                            "config.json"),)),
             (os.rmdir, (snap,)),
