@@ -265,6 +265,28 @@ class HfCacheViewTest(unittest.TestCase):
                     ("blobs", "x"), ("nothing",)):
             self.assertFalse(os.path.exists(os.path.join(folder, *bad)), bad)
 
+    def test_offline_mount_of_the_same_store(self):
+        """What HF_HUB_OFFLINE=1 programs see: the store, no Hub at all."""
+        rid = "acme/tiny-model"
+        commit = self.refs("model", rid)["main"]
+        files, _ = files_at(self.stack.manifest, "model", rid, commit)
+        rel = "model.safetensors"
+        online = self.view("models--acme--tiny-model", "snapshots", commit,
+                           rel)
+        self.assertEqual(sha256_of(online), files[rel]["sha256"])
+        with Mount(self.tmp, "http://127.0.0.1:9", name="off",
+                   args=("--offline",), store=self.m.store) as off:
+            folder = off.path(VIEW, "models--acme--tiny-model")
+            self.assertIn("models--acme--tiny-model",
+                          os.listdir(off.path(VIEW)))
+            self.assert_ref(folder, "main", commit)
+            self.assertIn(commit, os.listdir(os.path.join(folder,
+                                                          "snapshots")))
+            p = os.path.join(folder, "snapshots", commit, rel)
+            self.assertEqual(sha256_of(p), files[rel]["sha256"])
+            self.assertFalse(os.path.exists(off.path(
+                VIEW, "models--acme--never-seen")))
+
     # --- read-only ----------------------------------------------------------
 
     def test_read_only(self):
