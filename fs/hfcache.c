@@ -361,7 +361,9 @@ static int list_refs(struct fs_ctx *ctx, const struct node *dir, hf_name_fn cb,
 		const char *r = ref_name(&l.items[i]), *slash;
 		char part[256];
 
-		if (!r || !l.items[i].listed)
+		/* A name that cannot be a path (an empty, "." or ".."
+		   part) is no ref; the Hub has none such anyway. */
+		if (!r || !l.items[i].listed || !hub_path_safe(r))
 			continue;
 		if (plen) {
 			if (strncmp(r, prefix, plen) != 0 || r[plen] != '/')
