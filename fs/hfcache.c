@@ -31,21 +31,15 @@
 
 #define DEFAULT_REF "main"
 
-static const char *const type_prefix[] = {
-	[HUB_MODEL] = "models",
-	[HUB_DATASET] = "datasets",
-	[HUB_SPACE] = "spaces",
-};
-
 /* "models--org--name" for (model, "org/name").  Caller frees. */
 static char *folder_name(enum hub_repo_type type, const char *id)
 {
-	size_t size = strlen(type_prefix[type]) + 2 * strlen(id) + 3;
+	size_t size = strlen(hub_type_plural(type)) + 2 * strlen(id) + 3;
 	char *s = malloc(size), *p;
 
 	if (!s)
 		return NULL;
-	p = s + snprintf(s, size, "%s--", type_prefix[type]);
+	p = s + snprintf(s, size, "%s--", hub_type_plural(type));
 	for (; *id; id++) {
 		if (*id == '/') {
 			*p++ = '-';
@@ -63,17 +57,21 @@ static int parse_folder(const char *name, enum hub_repo_type *type,
 			char id[256])
 {
 	const char *sep = strstr(name, "--");
-	size_t n = 0;
+	enum hub_repo_type types[] = { HUB_MODEL, HUB_DATASET, HUB_SPACE };
+	size_t n = 0, i;
 
 	if (!sep)
 		return ENOENT;
-	for (*type = HUB_MODEL; *type <= HUB_SPACE; (*type)++)
-		if (strlen(type_prefix[*type]) == (size_t)(sep - name) &&
-		    strncmp(name, type_prefix[*type], (size_t)(sep - name)) ==
-			    0)
+	for (i = 0; i < 3; i++) {
+		const char *plural = hub_type_plural(types[i]);
+
+		if (strlen(plural) == (size_t)(sep - name) &&
+		    strncmp(name, plural, (size_t)(sep - name)) == 0)
 			break;
-	if (*type > HUB_SPACE)
+	}
+	if (i == 3)
 		return ENOENT;
+	*type = types[i];
 	for (const char *p = sep + 2; *p; p++) {
 		if (n + 1 >= 256)
 			return ENOENT;
@@ -675,7 +673,8 @@ static int repo_name(void *arg, const struct db_repo *r)
 	int rc;
 
 	/* An old or legacy id is a link to its repo: found, not listed. */
-	if (r->canonical[0] || (unsigned)r->type > HUB_SPACE)
+	if (r->canonical[0] || (r->type != HUB_MODEL &&
+				r->type != HUB_DATASET && r->type != HUB_SPACE))
 		return 0;
 	name = folder_name(r->type, r->name);
 	if (!name)
