@@ -55,7 +55,7 @@ class HfCacheViewTest(unittest.TestCase):
         for p in (("acme", "tiny-model"), ("acme", "tiny-model@v1.0"),
                   ("acme", "tiny-model@refs%2Fpr%2F1"),
                   ("datasets", "acme", "tiny-dataset"),
-                  ("acme", "old-name")):
+                  ("acme", "old-name"), ("gpt2",)):
             os.listdir(cls.m.path(*p))
 
     @classmethod
@@ -115,6 +115,11 @@ class HfCacheViewTest(unittest.TestCase):
         self.assertNotIn("models--acme--old-name", names)
         self.assertEqual(os.readlink(self.view("models--acme--old-name")),
                          "models--acme--new-name")
+        self.assertNotIn("models--gpt2", names)
+        self.assertEqual(os.readlink(self.view("models--gpt2")),
+                         "models--openai-community--gpt2")
+        commit = self.refs("model", "openai-community/gpt2")["main"]
+        self.assert_ref(self.view("models--gpt2"), "main", commit)
 
     # --- refs, snapshots, blobs --------------------------------------------
 
@@ -226,16 +231,13 @@ class HfCacheViewTest(unittest.TestCase):
     # --- what hubfs does not know yet ----------------------------------------
 
     def test_unknown_repo_resolves(self):
-        folder = self.view("models--openai-community--gpt2")
-        self.assertNotIn("models--openai-community--gpt2",
-                         os.listdir(self.view()))
+        folder = self.view("datasets--bob--bob-data")
+        self.assertNotIn("datasets--bob--bob-data", os.listdir(self.view()))
         self.assertTrue(os.path.isdir(folder))
-        commit = self.refs("model", "openai-community/gpt2")["main"]
+        commit = self.refs("dataset", "bob/bob-data")["main"]
         self.assert_ref(folder, "main", commit)
-        self.assert_snapshot(folder, "model", "openai-community/gpt2",
-                             commit)
-        self.assertIn("models--openai-community--gpt2",
-                      os.listdir(self.view()))
+        self.assert_snapshot(folder, "dataset", "bob/bob-data", commit)
+        self.assertIn("datasets--bob--bob-data", os.listdir(self.view()))
         space = self.view("spaces--acme--demo-space")
         commit = self.refs("space", "acme/demo-space")["main"]
         self.assert_ref(space, "main", commit)
