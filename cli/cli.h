@@ -93,6 +93,9 @@ struct cli_target {
 /* -EINVAL when arg is not of that form (t->rev is then NULL). */
 int cli_parse_target(const char *arg, struct cli_target *t);
 
+/* Print, on stderr, what opening the store repaired (a damaged index). */
+void cli_report_repair(struct db_store *s);
+
 /* "512 B", "1.5 KiB", "12.0 MiB", "3.2 GiB", ...; returns buf. */
 const char *cli_human_size(uint64_t bytes, char *buf, size_t size);
 

@@ -141,7 +141,10 @@ int cli_open(const struct cli_common *c, long stall_seconds,
 	rc = db_store_open(store, dir);
 	if (rc < 0)
 		fprintf(stderr, "hubfs: cannot open the store %s: %s\n", dir,
-			strerror(-rc));
+			rc == -EPROTO || rc == -EIO ? db_last_error(NULL)
+						    : strerror(-rc));
+	else
+		cli_report_repair(*store);
 out:
 	free(dir);
 	if (rc < 0) {
@@ -150,6 +153,14 @@ out:
 		return CLI_EXIT_FAIL;
 	}
 	return 0;
+}
+
+void cli_report_repair(struct db_store *s)
+{
+	const char *what = db_store_repaired(s);
+
+	if (what)
+		fprintf(stderr, "hubfs: %s\n", what);
 }
 
 int cli_parse_size(const char *arg, uint64_t *out)

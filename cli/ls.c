@@ -584,6 +584,7 @@ static int open_store(const char *dir, struct db_store **out)
 						    : strerror(-rc));
 		return CLI_EXIT_FAIL;
 	}
+	cli_report_repair(*out);
 	return 0;
 }
 

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -432,6 +433,9 @@ static int serve(struct mount_opts *o, int ready_fd)
 	rc = cli_open(&o->common, o->read_timeout, &hub, &store);
 	if (rc)
 		goto out;
+	/* stderr may be a terminal that goes away: the log keeps it. */
+	if (db_store_repaired(store))
+		fs_log(LOG_WARNING, "%s", db_store_repaired(store));
 	if (ready_fd >= 0 && chdir("/") < 0) {
 		rc = CLI_EXIT_FAIL;
 		goto out;
@@ -532,6 +536,7 @@ int cli_umount(int argc, char **argv)
 {
 	bool help = argc == 2 && (strcmp(argv[1], "--help") == 0 ||
 				  strcmp(argv[1], "-h") == 0);
+	struct statvfs sv;
 
 	if (argc != 2 || argv[1][0] == '-') {
 		fprintf(help ? stdout : stderr,
@@ -541,6 +546,25 @@ int cli_umount(int argc, char **argv)
 			"fusermount3 -u, or umount\n"
 			"as root); the daemon then exits.\n");
 		return help ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+	}
+	/*
+	 * A daemon killed under its mount leaves it answering ENOTCONN, and
+	 * a file still open on it makes a plain unmount fail EBUSY.  Nothing
+	 * can be served there any more: detach it (lazily) so that the
+	 * folder is usable again.  statfs always reaches the daemon; stat
+	 * of the mount point may be answered from the kernel's cache.
+	 */
+	if (statvfs(argv[1], &sv) < 0 && errno == ENOTCONN) {
+		fprintf(stderr,
+			"hubfs: the daemon of %s is gone (%s); detaching it\n",
+			argv[1], strerror(ENOTCONN));
+		execlp("fusermount3", "fusermount3", "-u", "-z", argv[1],
+		       (char *)NULL);
+		if (getuid() == 0)
+			execlp("umount", "umount", "-l", "--", argv[1],
+			       (char *)NULL);
+		perror("hubfs: fusermount3");
+		return CLI_EXIT_FAIL;
 	}
 	execlp("fusermount3", "fusermount3", "-u", argv[1], (char *)NULL);
 	if (getuid() == 0)

@@ -37,7 +37,7 @@ static void verify_usage(FILE *out)
 		"hash, so that the next read fetches it again.  Exit status 1 "
 		"when one failed.\n"
 		"\n" CLI_COMMON_HELP "  -q, --quiet             print only "
-				     "failures and the summary\n"
+		"failures and the summary\n"
 		"  -h, --help              this help\n");
 }
 
@@ -62,7 +62,7 @@ static int check_blob(void *arg, const char *etag, uint64_t size)
 			       v->label ? v->label : etag);
 		return 0;
 	}
-	if (rc != -EBADMSG) {
+	if (rc != -EBADMSG && rc != -ESTALE) {
 		fprintf(stderr, "hubfs verify: %s: %s\n", etag,
 			db_last_error(v->s));
 		return CLI_EXIT_FAIL;

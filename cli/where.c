@@ -22,6 +22,7 @@ struct where {
 	bool store_exists;
 	char database[PATH_MAX + 16];
 	bool database_exists;
+	char damage[512]; /* why the index looks damaged, or "" */
 	struct hub_token_source token;
 	const char *token_state; /* NULL: usable as far as can be told */
 	const char *endpoint;
@@ -82,6 +83,10 @@ static int find_store(const struct cli_common *c, struct where *w)
 	w->store_exists = exists(w->store);
 	snprintf(w->database, sizeof(w->database), "%s/index.db", w->store);
 	w->database_exists = exists(w->database);
+	/* Opening it would create files: only its header is looked at. */
+	if (w->store_exists && db_index_inspect(w->store) == -EIO)
+		snprintf(w->damage, sizeof(w->damage), "%s",
+			 db_last_error(NULL));
 	return 0;
 }
 
@@ -143,6 +148,10 @@ static void print_text(const struct where *w)
 	       w->store_exists ? "" : "; not created yet");
 	printf("database  %s%s\n", w->database,
 	       w->database_exists ? "" : " (not created yet)");
+	if (w->damage[0])
+		printf("damaged   %s; the next mount or command that opens "
+		       "the store rebuilds it\n",
+		       w->damage);
 	if (w->token.kind == HUB_TOKEN_ENV)
 		printf("token     %s (environment variable)\n", w->token.where);
 	else if (w->token.kind == HUB_TOKEN_FILE)
@@ -170,6 +179,9 @@ static int print_json(const struct where *w)
 		cJSON_AddBoolToObject(o, "store_exists", w->store_exists);
 		cJSON_AddStringToObject(o, "database", w->database);
 		cJSON_AddBoolToObject(o, "database_exists", w->database_exists);
+		if (w->damage[0])
+			cJSON_AddStringToObject(o, "database_damage",
+						w->damage);
 		cJSON_AddStringToObject(t, "kind", token_kind(&w->token));
 		cJSON_AddStringToObject(t, "where", w->token.where);
 		if (w->token.kind == HUB_TOKEN_FILE)

@@ -52,10 +52,11 @@ void db_blob_path(struct db_store *s, const char *etag, char *buf, size_t size)
 /* ---- Records ----------------------------------------------------------- */
 
 static const char sql_blob_get[] =
-	"SELECT size, last_used FROM blobs WHERE etag = ?1";
+	"SELECT size, last_used, ino, mtime_ns FROM blobs WHERE etag = ?1";
 static const char sql_blob_put[] =
-	"INSERT INTO blobs(etag, size, last_used) VALUES (?1, ?2, ?3)"
-	" ON CONFLICT(etag) DO UPDATE SET size = ?2, last_used = ?3";
+	"INSERT INTO blobs(etag, size, last_used, ino, mtime_ns)"
+	" VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(etag) DO UPDATE"
+	" SET size = ?2, last_used = ?3, ino = ?4, mtime_ns = ?5";
 /* Only the row that was read: not one a new install wrote meanwhile. */
 static const char sql_blob_forget[] =
 	"DELETE FROM blobs WHERE etag = ?1 AND size = ?2 AND last_used = ?3";
@@ -63,9 +64,26 @@ static const char sql_blob_del[] = "DELETE FROM blobs WHERE etag = ?1";
 static const char sql_blob_usage[] =
 	"SELECT coalesce(sum(size), 0), count(*) FROM blobs";
 
+/*
+ * What a blob's row says of its file.  ino and mtime_ns are those of the
+ * file as installed (both 0: not recorded, an install by an older hubfs).
+ * Writing to the file changes its mtime, replacing it its inode: either
+ * way the content is no longer the one that was verified.  A change that
+ * restores the mtime keeps both and goes unnoticed here; only hashing the
+ * file again finds it.
+ */
+struct blob_stamp {
+	int64_t size, last_used, ino, mtime_ns;
+};
+
+static int64_t mtime_ns(const struct stat *st)
+{
+	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
 /* The row of a blob: 1 when there is one, 0 when not, or -errno. */
-static int blob_row(struct db_store *s, const char *etag, int64_t *size,
-		    int64_t *last_used)
+static int blob_row(struct db_store *s, const char *etag,
+		    struct blob_stamp *out)
 {
 	struct db_conn *c;
 	struct db_query q;
@@ -76,56 +94,87 @@ static int blob_row(struct db_store *s, const char *etag, int64_t *size,
 	sqlite3_bind_text(q.st, 1, etag, -1, SQLITE_STATIC);
 	rc = db_step(c, &q);
 	if (rc > 0) {
-		*size = sqlite3_column_int64(q.st, 0);
-		*last_used = sqlite3_column_int64(q.st, 1);
+		out->size = sqlite3_column_int64(q.st, 0);
+		out->last_used = sqlite3_column_int64(q.st, 1);
+		out->ino = sqlite3_column_int64(q.st, 2);
+		out->mtime_ns = sqlite3_column_int64(q.st, 3);
 	}
 	db_query_end(&q);
 	return rc;
 }
 
-/* *match: path is a regular file of size bytes.  Absent is no error. */
-static int file_matches(const char *path, int64_t size, bool *match)
+/*
+ * *match: path is a regular file of the recorded size, inode and mtime.
+ * Absent is no error.
+ */
+static int file_matches(const char *path, const struct blob_stamp *b,
+			bool *match)
 {
 	struct stat st;
 
 	*match = false;
 	if (stat(path, &st) < 0)
 		return errno == ENOENT ? 0 : db_sys_fail("checking", path);
-	*match = S_ISREG(st.st_mode) && st.st_size == size;
+	*match = S_ISREG(st.st_mode) && st.st_size == b->size;
+	if (b->ino || b->mtime_ns)
+		*match = *match && (int64_t)st.st_ino == b->ino &&
+			 mtime_ns(&st) == b->mtime_ns;
 	return 0;
+}
+
+int db_blob_recorded(struct db_store *s, const char *etag, uint64_t *size)
+{
+	struct blob_stamp b = { 0 };
+	int rc = etag_valid(etag) ? blob_row(s, etag, &b) : -EINVAL;
+
+	if (rc > 0)
+		*size = (uint64_t)b.size;
+	return rc < 0 ? rc : rc ? 0 : -ENOENT;
 }
 
 int db_blob_get(struct db_store *s, const char *etag, uint64_t *size)
 {
 	char path[PATH_MAX];
-	int64_t recorded = 0, used = 0;
+	struct blob_stamp b = { 0 };
 	bool match;
 	int rc = blob_path(s, etag, path, sizeof(path));
 
 	if (rc)
 		return rc;
-	rc = blob_row(s, etag, &recorded, &used);
+	rc = blob_row(s, etag, &b);
 	if (rc <= 0)
 		return rc ? rc : -ENOENT;
-	rc = file_matches(path, recorded, &match);
+	rc = file_matches(path, &b, &match);
 	if (rc)
 		return rc;
 	if (match) {
-		*size = (uint64_t)recorded;
+		*size = (uint64_t)b.size;
 		return 0;
 	}
+	/* The file left in place is replaced when the blob is fetched. */
 	rc = db_write_row(s, ST_BLOB_FORGET, sql_blob_forget, etag,
-			  (int64_t[]){ recorded, used }, 2);
+			  (int64_t[]){ b.size, b.last_used }, 2);
 	return rc ? rc : -ENOENT;
 }
 
 int db_blob_put(struct db_store *s, const char *etag, uint64_t size)
 {
+	char path[PATH_MAX];
+	struct stat st;
+	int64_t ino = 0, mtime = 0;
+
 	if (!etag_valid(etag) || size > INT64_MAX)
 		return -EINVAL;
-	return db_write_row(s, ST_BLOB_PUT, sql_blob_put, etag,
-			    (int64_t[]){ (int64_t)size, (int64_t)time(NULL) },
-			    2);
+	/* The file as verified: a later change to it shows (db_blob_get). */
+	if (blob_path(s, etag, path, sizeof(path)) == 0 &&
+	    stat(path, &st) == 0) {
+		ino = (int64_t)st.st_ino;
+		mtime = mtime_ns(&st);
+	}
+	return db_write_row(
+		s, ST_BLOB_PUT, sql_blob_put, etag,
+		(int64_t[]){ (int64_t)size, (int64_t)time(NULL), ino, mtime },
+		4);
 }
 
 int db_blob_drop(struct db_store *s, const char *etag)

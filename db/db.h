@@ -51,6 +51,27 @@ char *db_default_dir(void);
  */
 int db_store_open(struct db_store **out, const char *dir);
 /*
+ * A damaged index (SQLite finds it malformed or not a database, PRAGMA
+ * quick_check fails, or it is empty beside blobs) is moved aside to
+ * index.db.corrupt-<UTC time>, its WAL with it, and a new one is created;
+ * the blob files, which only the old index vouched for, are removed and
+ * fetched again on use.  db_store_repaired then returns one line saying
+ * so, naming both files (NULL when nothing was repaired): the caller
+ * shows it to the user.  Valid while the store is open.
+ *
+ * Another process that has the damaged index open at the time goes on
+ * using it until it reopens the store.
+ */
+const char *db_store_repaired(const struct db_store *s);
+/*
+ * A look at the index of store folder dir without SQLite, creating and
+ * changing nothing: -EIO (db_last_error says why) when its header is not
+ * SQLite's, the file is shorter than the header says, or it is empty
+ * beside blobs.  Damage inside the file is found only by opening it.  0
+ * when it looks sound or does not exist.
+ */
+int db_index_inspect(const char *dir);
+/*
  * Closes every thread's connection.  Call it once no other thread uses the
  * store.  NULL is a no-op.
  */
@@ -218,11 +239,17 @@ int db_blob_where(struct db_store *s, int64_t repo, const char *etag,
 void db_blob_path(struct db_store *s, const char *etag, char *buf, size_t size);
 /*
  * -ENOENT unless the blob is recorded complete and its file exists with the
- * recorded size; a record whose file is missing or has another size is
- * dropped.
+ * recorded size, inode and mtime (those it had when recorded); a record
+ * whose file is missing, has another size or was written or replaced
+ * since is dropped, and the blob fetched again.  Content changed with its
+ * size, inode and mtime kept (a bit flip on disk, an mtime restored) is
+ * not noticed here: only hashing the file again finds it.
  */
 int db_blob_get(struct db_store *s, const char *etag, uint64_t *size);
-/* Record a verified blob and mark it used now. */
+/*
+ * Record a verified blob and mark it used now, with the inode and mtime
+ * its file has now (blobs/<etag>; none recorded when it is absent).
+ */
 int db_blob_put(struct db_store *s, const char *etag, uint64_t size);
 /* Drop a blob's record and file (a failed check, an eviction). */
 int db_blob_drop(struct db_store *s, const char *etag);
@@ -375,8 +402,10 @@ int db_repo_forget(struct db_store *s, int64_t repo);
 /*
  * Hash a complete blob's file again and compare with its etag.  0 when it
  * matches; -EBADMSG when it does not (db_last_error() says what it hashed
- * to; the blob is left as it is: db_blob_drop() removes it); -ENOENT when
- * the blob is not recorded complete.  *size gets its size.
+ * to; the blob is left as it is: db_blob_drop() removes it); -ESTALE when
+ * its file is missing or was changed or replaced since it was verified
+ * (its record is dropped, as db_blob_get does); -ENOENT when the blob is
+ * not recorded complete.  *size gets its size.
  */
 int db_blob_verify(struct db_store *s, const char *etag, uint64_t *size);
 

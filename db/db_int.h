@@ -98,6 +98,8 @@ struct db_store {
 	pthread_key_t key; /* this thread's struct db_conn */
 	pthread_mutex_t lock;
 	struct db_conn *conns; /* every thread's connection; lock */
+	char repaired[5120];   /* what db_store_open repaired, or "" (an error
+				  and a path) */
 };
 
 /*
@@ -135,7 +137,8 @@ int db_sys_fail(const char *what, const char *path);
 void db_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int db_text(sqlite3_stmt *st, int col, char *buf, size_t size);
 
-/* blobs.c */
+/* blobs.c; db_blob_recorded: the row alone, the file unchecked */
+int db_blob_recorded(struct db_store *s, const char *etag, uint64_t *size);
 int db_blob_file(struct db_store *s, const char *folder, const char *etag,
 		 char *buf, size_t size);
 int db_sync_dir(const char *dir);

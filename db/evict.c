@@ -131,7 +131,8 @@ int db_store_usage(struct db_store *s, uint64_t *bytes)
 
 /*
  * Remove one blob (complete, or partial) unless someone holds it.  Returns
- * 1 when it was removed, 0 when held, or a negative errno.
+ * 1 when it was removed, 2 when only its file was (the disk is full), 0
+ * when held, or a negative errno.
  */
 static int evict_one(struct db_store *s, bool partial, const char *etag,
 		     bool dry_run)
@@ -153,6 +154,20 @@ static int evict_one(struct db_store *s, bool partial, const char *etag,
 	}
 	if (!dry_run)
 		rc = partial ? db_partial_drop(s, etag) : db_blob_drop(s, etag);
+	/*
+	 * A full disk leaves SQLite no room to delete the row: free the
+	 * file's room first (our descriptor keeps it until closed), then try
+	 * the row again.  Safe in this order too: a blob row whose file is
+	 * missing, or a bitmap whose file has another inode, is never
+	 * trusted, and is dropped when next seen.  A row still left: 2.
+	 */
+	if (rc == -ENOSPC && fd >= 0 && unlink(path) == 0) {
+		close(fd);
+		fd = -1;
+		rc = partial ? db_partial_drop(s, etag) : db_blob_drop(s, etag);
+		if (rc == -ENOSPC)
+			return 2;
+	}
 	if (fd >= 0)
 		close(fd);
 	return rc < 0 ? rc : 1;
@@ -219,7 +234,7 @@ static int evict(struct db_store *s, uint64_t limit, bool unref, bool dry_run,
 
 				if (r < 0)
 					return r;
-				if (r == 0 || dry_run)
+				if (r != 1 || dry_run)
 					skip++; /* still in the list */
 				if (r == 0)
 					continue;

@@ -7,6 +7,7 @@
 #include "db_int.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -15,10 +16,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The description of this thread's last db/ failure (db_last_error). */
 static _Thread_local char last_error[512];
+
+/*
+ * Set when SQLite said the index is damaged (SQLITE_CORRUPT, SQLITE_NOTADB)
+ * or PRAGMA quick_check found it so: db_store_open then rebuilds it.
+ */
+static _Thread_local bool damaged;
 
 void db_errorf(const char *fmt, ...)
 {
@@ -82,7 +90,18 @@ char *db_default_dir(void)
  */
 int db_fail(struct db_conn *c, int sqlite_rc)
 {
-	db_errorf("%s", sqlite3_errmsg(c->db));
+	switch (sqlite_rc & 0xff) {
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		/* Name the file: the message alone does not say which. */
+		damaged = true;
+		db_errorf("%s is damaged: %s", c->store->db_path,
+			  sqlite3_errmsg(c->db));
+		return -EIO;
+	default:
+		db_errorf("%s", sqlite3_errmsg(c->db));
+		break;
+	}
 	if (sqlite_rc == SQLITE_CONSTRAINT_FOREIGNKEY)
 		return -ENOENT;
 	switch (sqlite_rc & 0xff) {
@@ -411,10 +430,235 @@ static int wal_mode(struct db_conn *c)
 	return rc;
 }
 
+/*
+ * PRAGMA quick_check reads every page of the index once and checks the
+ * b-trees' structure (not that indexes agree with their tables): about
+ * 60-90 ms for a store that knows a 100,000-file repo (an 11 MB index),
+ * cheap enough for every open.  A damaged page found later still fails its
+ * statement with SQLITE_CORRUPT, as -EIO naming the file (db_fail).
+ */
+static int quick_check(struct db_conn *c)
+{
+	sqlite3_stmt *st;
+	const char *res;
+	int rc = sqlite3_prepare_v2(c->db, "PRAGMA quick_check(1)", -1, &st,
+				    NULL);
+
+	if (rc != SQLITE_OK)
+		return db_fail(c, rc);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		rc = db_fail(c, rc);
+	} else if ((res = (const char *)sqlite3_column_text(st, 0)) &&
+		   strcmp(res, "ok") == 0) {
+		rc = 0;
+	} else {
+		/* One line: its first names the database ("*** in database
+		   main ***"), the last the damage. */
+		const char *nl = res ? strrchr(res, '\n') : NULL;
+
+		damaged = true;
+		db_errorf("%s is damaged: %s", c->store->db_path,
+			  nl	? nl + 1
+			  : res ? res
+				: "quick_check failed");
+		rc = -EIO;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Close every connection, this thread's too (it is forgotten). */
+static void close_conns(struct db_store *s)
+{
+	struct db_conn *c, *next;
+
+	pthread_mutex_lock(&s->lock);
+	for (c = s->conns; c; c = next) {
+		next = c->next;
+		db_conn_close(c);
+	}
+	s->conns = NULL;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Does folder sub of store folder dir hold anything? */
+static bool holds_files(const char *dir, const char *sub)
+{
+	char *path = path_join(dir, sub);
+	DIR *d = path ? opendir(path) : NULL;
+	struct dirent *e;
+	bool any = false;
+
+	while (d && !any && (e = readdir(d)))
+		any = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	if (d)
+		closedir(d);
+	free(path);
+	return any;
+}
+
+/*
+ * An index.db of 0 bytes is a new store's, created by store_files and not
+ * yet written (SQLite writes page 1 when it switches to WAL).  Beside
+ * blobs it is an index that lost its content.
+ */
+static bool emptied(const char *dir, const char *db_path)
+{
+	struct stat st;
+
+	if (stat(db_path, &st) < 0 || st.st_size != 0)
+		return false;
+	if (!holds_files(dir, "blobs") && !holds_files(dir, "partial"))
+		return false;
+	db_errorf("%s is damaged: 0 bytes long, in a store that holds blobs",
+		  db_path);
+	return true;
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | p[3];
+}
+
+/*
+ * What the file's 100-byte header (sqlite.org/fileformat.html, 1.3) says
+ * without SQLite: the magic string, and a file shorter than the pages the
+ * header counts (valid when the change counter at 24 equals the
+ * version-valid-for number at 92).
+ */
+static int check_header(const char *db_path)
+{
+	unsigned char h[100];
+	struct stat st;
+	uint32_t page;
+	ssize_t n;
+	int fd = open(db_path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : db_sys_fail("opening", db_path);
+	n = fstat(fd, &st) < 0 ? -1 : pread(fd, h, sizeof(h), 0);
+	close(fd);
+	if (n < 0)
+		return db_sys_fail("reading", db_path);
+	if (n == 0)
+		return 0;
+	if ((size_t)n < sizeof(h) || memcmp(h, "SQLite format 3", 16)) {
+		db_errorf("%s is damaged: not an SQLite database", db_path);
+		return -EIO;
+	}
+	page = (uint32_t)h[16] << 8 | h[17];
+	page = page == 1 ? 65536 : page;
+	if (be32(h + 24) == be32(h + 92) &&
+	    (uint64_t)st.st_size < (uint64_t)be32(h + 28) * page) {
+		db_errorf("%s is damaged: %lld bytes long, its header counts "
+			  "%llu",
+			  db_path, (long long)st.st_size,
+			  (unsigned long long)be32(h + 28) * page);
+		return -EIO;
+	}
+	return 0;
+}
+
+int db_index_inspect(const char *dir)
+{
+	char *db_path = path_join(dir, "index.db");
+	int rc;
+
+	if (!db_path)
+		return -ENOMEM;
+	rc = emptied(dir, db_path) ? -EIO : check_header(db_path);
+	free(db_path);
+	return rc;
+}
+
+/* Open, check and migrate the index; *bad when it is damaged. */
+static int open_index(struct db_store *s, bool *bad)
+{
+	struct db_conn *c;
+	int rc;
+
+	damaged = false;
+	*bad = emptied(s->dir, s->db_path);
+	if (*bad)
+		return -EIO;
+	rc = db_conn_get(s, &c);
+	if (rc == 0)
+		rc = wal_mode(c);
+	if (rc == 0)
+		rc = quick_check(c);
+	if (rc == 0)
+		rc = db_migrate(c);
+	*bad = rc && damaged;
+	return rc;
+}
+
+/* Remove the files of a store folder whose names are etags. */
+static void clear_folder(struct db_store *s, const char *sub)
+{
+	char *path = path_join(s->dir, sub), file[PATH_MAX];
+	DIR *d = path ? opendir(path) : NULL;
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		if (!hub_is_sha256(e->d_name) && !hub_is_commit_id(e->d_name))
+			continue;
+		if (db_blob_file(s, sub, e->d_name, file, sizeof(file)) == 0)
+			unlink(file);
+	}
+	if (d)
+		closedir(d);
+	free(path);
+}
+
+/*
+ * Set a damaged index aside as index.db.corrupt-<time> (its WAL beside
+ * it, -wal appended) and start an empty one.  The blob files go too: only
+ * the index said they were verified, and with it gone nothing could ever
+ * evict them, so they are fetched again on use rather than left to fill
+ * the disk (re-adopting them would mean hashing every one first).
+ */
+static int set_aside(struct db_store *s)
+{
+	char stamp[32], aside[PATH_MAX], from[PATH_MAX];
+	time_t now = time(NULL);
+	struct tm tm;
+	int fd;
+
+	close_conns(s);
+	pthread_setspecific(s->key, NULL);
+	if (!gmtime_r(&now, &tm) ||
+	    !strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm))
+		snprintf(stamp, sizeof(stamp), "%lld", (long long)now);
+	snprintf(aside, sizeof(aside), "%s.corrupt-%s", s->db_path, stamp);
+	if (rename(s->db_path, aside) < 0)
+		return db_sys_fail("moving aside", s->db_path);
+	snprintf(s->repaired, sizeof(s->repaired),
+		 "%s; moved it to %s and started a new index (blobs are "
+		 "fetched again)",
+		 last_error, aside);
+	/* A WAL left beside the new index would be replayed into it. */
+	snprintf(from, sizeof(from), "%s-wal", s->db_path);
+	strncat(aside, "-wal", sizeof(aside) - strlen(aside) - 1);
+	if (rename(from, aside) < 0 && errno != ENOENT)
+		return db_sys_fail("moving aside", from);
+	snprintf(from, sizeof(from), "%s-shm", s->db_path);
+	if (unlink(from) < 0 && errno != ENOENT)
+		return db_sys_fail("removing", from);
+	clear_folder(s, "blobs");
+	clear_folder(s, "partial");
+	fd = open(s->db_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return db_sys_fail("creating", s->db_path);
+	close(fd);
+	return 0;
+}
+
 int db_store_open(struct db_store **out, const char *dir)
 {
 	struct db_store *s = calloc(1, sizeof(*s));
-	struct db_conn *c;
+	bool bad = false;
 	int rc;
 
 	*out = NULL;
@@ -427,11 +671,13 @@ int db_store_open(struct db_store **out, const char *dir)
 	pthread_mutex_init(&s->lock, NULL);
 	rc = store_files(s, dir);
 	if (rc == 0)
-		rc = db_conn_get(s, &c);
-	if (rc == 0)
-		rc = wal_mode(c);
-	if (rc == 0)
-		rc = db_migrate(c);
+		rc = open_index(s, &bad);
+	/* Once: a fresh index that fails too is not the old one's fault. */
+	if (rc && bad) {
+		rc = set_aside(s);
+		if (rc == 0)
+			rc = open_index(s, &bad);
+	}
 	if (rc) {
 		db_store_close(s);
 		return rc;
@@ -440,21 +686,18 @@ int db_store_open(struct db_store **out, const char *dir)
 	return 0;
 }
 
+const char *db_store_repaired(const struct db_store *s)
+{
+	return s->repaired[0] ? s->repaired : NULL;
+}
+
 void db_store_close(struct db_store *s)
 {
-	struct db_conn *c, *next;
-
 	if (!s)
 		return;
 	/* First, so that no thread's exit closes a connection again. */
 	pthread_key_delete(s->key);
-	pthread_mutex_lock(&s->lock);
-	for (c = s->conns; c; c = next) {
-		next = c->next;
-		db_conn_close(c);
-	}
-	s->conns = NULL;
-	pthread_mutex_unlock(&s->lock);
+	close_conns(s);
 	pthread_mutex_destroy(&s->lock);
 	free(s->db_path);
 	free(s->dir);

@@ -69,8 +69,16 @@ out:
 int db_blob_verify(struct db_store *s, const char *etag, uint64_t *size)
 {
 	char path[PATH_MAX], hex[2 * EVP_MAX_MD_SIZE + 1];
-	int fd, rc = db_blob_get(s, etag, size);
+	int fd, rc = db_blob_recorded(s, etag, size);
 
+	if (rc)
+		return rc;
+	rc = db_blob_get(s, etag, size);
+	if (rc == -ENOENT) { /* recorded a moment ago: dropped just now */
+		db_errorf("its file is missing, or was changed since it was "
+			  "verified");
+		return -ESTALE;
+	}
 	if (rc)
 		return rc;
 	db_blob_path(s, etag, path, sizeof(path));

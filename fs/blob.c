@@ -533,13 +533,20 @@ static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
 
 	if (rc == -ENOSPC || rc == -EDQUOT) {
 		/* The disk is full: make room from blobs nobody uses. */
+		struct db_store *s = b->ctx->cfg.store;
 		uint64_t used, freed = 0;
+		int erc = db_store_usage(s, &used);
 
-		if (db_store_usage(b->ctx->cfg.store, &used) == 0 &&
-		    db_evict(b->ctx->cfg.store,
-			     used > ROOM_ON_ENOSPC ? used - ROOM_ON_ENOSPC : 0,
-			     false, NULL, NULL, &freed) == 0 &&
-		    freed > 0) {
+		if (erc == 0)
+			erc = db_evict(s,
+				       used > ROOM_ON_ENOSPC
+					       ? used - ROOM_ON_ENOSPC
+					       : 0,
+				       false, NULL, NULL, &freed);
+		if (erc < 0)
+			fs_log(LOG_WARNING, "store: disk full; evicting: %s",
+			       db_last_error(s));
+		if (freed > 0) {
 			fs_log(LOG_WARNING,
 			       "store: disk full, evicted %llu bytes",
 			       (unsigned long long)freed);

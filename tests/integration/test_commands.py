@@ -379,9 +379,25 @@ class CommandsTest(unittest.TestCase):
         self.assertIn("model-00002-of-00002.safetensors", r.stdout)
         self.assertIn("1 failed", r.stdout)
         self.assertFalse(os.path.exists(path))
+        self.assertIn("changed since it was verified", r.stdout)
         # The next pull fetches it again, right.
         self.hubfs(store, "pull", "acme/pull-model", "*.safetensors")
         self.assertEqual(sha256_file(path), f["sha256"])
+
+        # A flip that keeps the size and the mtime: only hashing finds it.
+        st = os.stat(path)
+        with open(path, "r+b") as fh:
+            fh.seek(777)
+            b = fh.read(1)
+            fh.seek(777)
+            fh.write(bytes([b[0] ^ 0x01]))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        r = self.hubfs(store, "verify", "-q", ok=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("hashing to", r.stdout)
+        self.assertIn("1 failed", r.stdout)
+        self.assertNotIn("ok ", r.stdout)  # -q: failures only
+        self.assertFalse(os.path.exists(path))
 
 
 if __name__ == "__main__":

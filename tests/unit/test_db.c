@@ -25,8 +25,8 @@
 #include "db.h"
 
 /* The schema version this hubfs writes (db/schema.c). */
-#define SCHEMA_VERSION 6
-#define SCHEMA_TEXT    "6"
+#define SCHEMA_VERSION 7
+#define SCHEMA_TEXT    "7"
 
 #define SHA1_A "a16a55fda99d2f2e7b69cce5cf93ff4ad3049930"
 #define SHA1_B "0123456789abcdef0123456789abcdef01234567"
@@ -183,6 +183,8 @@ static void store_newer_schema(void **state)
 	sql_int(f, "DROP TABLE partial");
 	sql_int(f, "DROP TABLE settings");
 	sql_int(f, "DROP TABLE pins");
+	sql_int(f, "ALTER TABLE blobs DROP COLUMN ino");
+	sql_int(f, "ALTER TABLE blobs DROP COLUMN mtime_ns");
 	sql_int(f, "DROP INDEX entries_etag");
 	sql_int(f, "ALTER TABLE entries DROP COLUMN oid");
 	sql_int(f, "ALTER TABLE entries DROP COLUMN xet");
