@@ -210,6 +210,24 @@ int db_dir_list(struct db_store *s, int64_t tree, const char *parent,
 int db_tree_count(struct db_store *s, int64_t tree, uint64_t *files,
 		  uint64_t *bytes);
 
+/*
+ * The etags of the files of every complete tree of a repo, each once,
+ * sorted: the blobs/ folder of the huggingface_hub cache view.
+ */
+int db_repo_blobs(struct db_store *s, int64_t repo, db_name_fn cb, void *arg);
+
+/* A file with a given etag in a complete tree of a repo. */
+struct db_blob_file {
+	char commit[41];
+	char path[HUB_PATH_MAX + 1]; /* from the repo root */
+	uint64_t size;
+	bool lfs;
+	int64_t mtime; /* the commit's time */
+};
+/* One file of the repo whose etag this is (any one).  -ENOENT. */
+int db_blob_where(struct db_store *s, int64_t repo, const char *etag,
+		  struct db_blob_file *out);
+
 /* ---- Blobs ------------------------------------------------------------- */
 
 /*
@@ -447,6 +465,9 @@ struct db_report_file {
 	uint64_t size;
 	const char *etag;
 	bool lfs;
+	const char *oid;   /* an LFS file's git blob id; "" for others, and for
+			      trees listed before schema version 6 */
+	const char *xet;   /* its xet hash, or "" */
 	bool complete;	   /* every byte is local: the blob is recorded
 			      complete, or the file is empty */
 	uint64_t local;	   /* bytes held locally, <= size */

@@ -112,7 +112,7 @@ static const char sql_files[] =
 	"SELECT CASE e.parent WHEN '' THEN e.name"
 	"  ELSE e.parent || '/' || e.name END AS path,"
 	" e.size, e.etag, e.lfs, b.size, coalesce(b.last_used, 0),"
-	" p.size, p.shift, p.bitmap, coalesce(p.updated, 0)"
+	" p.size, p.shift, p.bitmap, coalesce(p.updated, 0), e.oid, e.xet"
 	" FROM entries e"
 	" LEFT JOIN blobs b ON b.etag = e.etag"
 	" LEFT JOIN partial p ON p.etag = e.etag"
@@ -170,7 +170,9 @@ static int file_row(sqlite3_stmt *st, struct db_report_file *f)
 	f->size = (uint64_t)sqlite3_column_int64(st, 1);
 	f->etag = (const char *)sqlite3_column_text(st, 2);
 	f->lfs = sqlite3_column_int(st, 3) != 0;
-	if (!f->path || !f->etag)
+	f->oid = (const char *)sqlite3_column_text(st, 10);
+	f->xet = (const char *)sqlite3_column_text(st, 11);
+	if (!f->path || !f->etag || !f->oid || !f->xet)
 		return -ENOMEM;
 	if (f->size == 0 ||
 	    (sqlite3_column_type(st, 4) != SQLITE_NULL &&

@@ -34,11 +34,14 @@ static const char sql_stage_create[] =
 	" size   INTEGER NOT NULL,"
 	" etag   TEXT NOT NULL,"
 	" lfs    INTEGER NOT NULL,"
+	" oid    TEXT NOT NULL,"
+	" xet    TEXT NOT NULL,"
 	" PRIMARY KEY(parent, name)) WITHOUT ROWID;"
 	"BEGIN"; /* touches only temp: no lock on the index */
 
 static const char sql_stage_add[] =
-	"INSERT OR IGNORE INTO temp.stage VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+	"INSERT OR IGNORE INTO temp.stage VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+	" ?8)";
 
 int db_tree_begin(struct db_store *s, int64_t repo, const char *commit,
 		  int64_t mtime, struct db_tree_writer **out)
@@ -80,6 +83,8 @@ struct row {
 	uint64_t size;
 	const char *etag;
 	bool lfs;
+	const char *oid; /* an LFS file's git blob id, else "" */
+	const char *xet; /* "" when none */
 };
 
 /* Stage a row; *added says whether its path was new. */
@@ -99,6 +104,8 @@ static int stage(struct db_tree_writer *w, const struct row *r, bool *added)
 	sqlite3_bind_int64(q.st, 4, (sqlite3_int64)r->size);
 	sqlite3_bind_text(q.st, 5, r->etag, -1, SQLITE_STATIC);
 	sqlite3_bind_int(q.st, 6, r->lfs);
+	sqlite3_bind_text(q.st, 7, r->oid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q.st, 8, r->xet, -1, SQLITE_STATIC);
 	rc = db_finish(w->c, &q);
 	*added = rc == 0 && sqlite3_changes(w->c->db) > 0;
 	return rc;
@@ -125,7 +132,7 @@ static void split(const char *path, size_t n, struct piece *parent,
  */
 static int stage_ancestors(struct db_tree_writer *w, struct piece dir)
 {
-	struct row r = { .is_dir = true, .etag = "" };
+	struct row r = { .is_dir = true, .etag = "", .oid = "", .xet = "" };
 	bool added = true;
 	int rc = 0;
 
@@ -145,7 +152,7 @@ static int entry_to_row(const struct hub_entry *e, struct row *r)
 	split(e->path, strlen(e->path), &r->parent, &r->name);
 	r->is_dir = e->is_dir;
 	r->size = 0;
-	r->etag = "";
+	r->etag = r->oid = r->xet = "";
 	r->lfs = false;
 	if (e->is_dir)
 		return 0;
@@ -156,6 +163,11 @@ static int entry_to_row(const struct hub_entry *e, struct row *r)
 		return -EINVAL;
 	if (r->lfs ? !hub_is_sha256(r->etag) : !hub_is_commit_id(r->etag))
 		return -EINVAL;
+	/* Extras for trees/<commit>.json: kept only when well-formed. */
+	if (r->lfs && e->oid && hub_is_commit_id(e->oid))
+		r->oid = e->oid;
+	if (e->xet_hash && hub_is_sha256(e->xet_hash))
+		r->xet = e->xet_hash;
 	return 0;
 }
 
@@ -189,8 +201,10 @@ static const char sql_tree_new[] =
 	" RETURNING id";
 /* In (parent, name) order, the order of the index it lands in. */
 static const char sql_tree_fill[] =
-	"INSERT INTO entries(tree, parent, name, is_dir, size, etag, lfs)"
-	" SELECT ?1, parent, name, is_dir, size, etag, lfs FROM temp.stage"
+	"INSERT INTO entries(tree, parent, name, is_dir, size, etag, lfs, oid,"
+	" xet)"
+	" SELECT ?1, parent, name, is_dir, size, etag, lfs, oid, xet"
+	" FROM temp.stage"
 	" ORDER BY parent, name";
 static const char sql_tree_seal[] =
 	"UPDATE trees SET complete = 1,"
@@ -418,6 +432,75 @@ int db_dir_list(struct db_store *s, int64_t tree, const char *parent,
 			rc = cb(arg, &e);
 		if (rc)
 			break;
+	}
+	db_query_end(&q);
+	return rc;
+}
+
+/* ---- Files by etag ------------------------------------------------------ */
+
+static const char sql_repo_blobs[] =
+	"SELECT DISTINCT e.etag FROM trees t JOIN entries e ON e.tree = t.id"
+	" WHERE t.repo = ?1 AND t.complete AND NOT e.is_dir ORDER BY 1";
+
+int db_repo_blobs(struct db_store *s, int64_t repo, db_name_fn cb, void *arg)
+{
+	struct db_conn *c;
+	struct db_query q;
+	char etag[65];
+	int rc = db_thread_query(s, ST_REPO_BLOBS, sql_repo_blobs, &c, &q);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(q.st, 1, repo);
+	while ((rc = db_step(c, &q)) > 0) {
+		rc = db_text(q.st, 0, etag, sizeof(etag));
+		if (rc == 0)
+			rc = cb(arg, etag);
+		if (rc)
+			break;
+	}
+	db_query_end(&q);
+	return rc;
+}
+
+/*
+ * Any file will do: the content is the same for every path of an etag.
+ * The index is on the etag's prefix (schema.c); "+e.etag" keeps SQLite
+ * from substituting ?2 into that expression, which would hide the index.
+ */
+static const char sql_blob_where[] =
+	"SELECT t.commit_id, CASE e.parent WHEN '' THEN e.name"
+	"  ELSE e.parent || '/' || e.name END, e.size, e.lfs, t.mtime"
+	" FROM entries e INDEXED BY entries_etag JOIN trees t ON t.id = e.tree"
+	" WHERE substr(e.etag, 1, 12) = substr(?2, 1, 12) AND +e.etag = ?2"
+	"  AND t.repo = ?1 AND t.complete AND NOT e.is_dir"
+	" LIMIT 1";
+
+int db_blob_where(struct db_store *s, int64_t repo, const char *etag,
+		  struct db_blob_file *out)
+{
+	struct db_conn *c;
+	struct db_query q;
+	int rc;
+
+	if (!hub_is_sha256(etag) && !hub_is_commit_id(etag))
+		return -EINVAL;
+	rc = db_thread_query(s, ST_BLOB_WHERE, sql_blob_where, &c, &q);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(q.st, 1, repo);
+	sqlite3_bind_text(q.st, 2, etag, -1, SQLITE_STATIC);
+	rc = db_step(c, &q);
+	if (rc > 0) {
+		out->size = (uint64_t)sqlite3_column_int64(q.st, 2);
+		out->lfs = sqlite3_column_int(q.st, 3) != 0;
+		out->mtime = sqlite3_column_int64(q.st, 4);
+		rc = db_text(q.st, 0, out->commit, sizeof(out->commit));
+		if (rc == 0)
+			rc = db_text(q.st, 1, out->path, sizeof(out->path));
+	} else if (rc == 0) {
+		rc = -ENOENT;
 	}
 	db_query_end(&q);
 	return rc;

@@ -3,6 +3,7 @@
  *
  *   node.c     the table of FUSE nodes (lookup counts, reuse by name)
  *   resolve.c  names to nodes: owners, repos, revisions, trees
+ *   hfcache.c  the same repos in huggingface_hub's cache layout, .hf-cache/
  *   fetch.c    getting a blob into the store, verified
  *   ops.c      the FUSE low-level handlers
  *   session.c  mounting and the loop
@@ -25,6 +26,19 @@ enum node_kind {
 	NODE_LINK, /* a legacy or renamed id: a symlink to its canonical id */
 	NODE_DIR,  /* a folder in a repo at a commit; path "" is the root */
 	NODE_FILE, /* a file in a repo at a commit */
+	NODE_TEXT, /* a small file whose content is text (a ref of the view) */
+	NODE_HF,   /* a folder of .hf-cache/ above the snapshots (hf says which)
+		    */
+};
+
+/* The folders of .hf-cache/ that are not folders of a commit's tree. */
+enum hf_folder {
+	HF_ROOT,      /* .hf-cache itself */
+	HF_REPO,      /* models--org--name */
+	HF_REFS,      /* refs/, or a folder of revisions containing '/' */
+	HF_SNAPSHOTS, /* snapshots/ */
+	HF_BLOBS,     /* blobs/ */
+	HF_TREES,     /* trees/: <commit>.json, hub-api.md section 8.6 */
 };
 
 /*
@@ -55,8 +69,11 @@ struct node {
 	uint64_t size; /* FILE */
 	char etag[65];
 	bool lfs;
-	char *target;	/* LINK */
-	time_t expires; /* a branch's repo root: re-resolve after */
+	char *target;	   /* LINK */
+	time_t expires;	   /* a branch's repo root or ref: re-resolve after */
+	enum hf_folder hf; /* HF */
+	char *vpath;	   /* in .hf-cache/: the path under it, else NULL */
+	char *text;	   /* TEXT: the content */
 };
 
 struct node_table {
@@ -183,6 +200,30 @@ int list_entries(struct fs_ctx *ctx, struct node *dir, db_entry_fn cb,
 		 void *arg);
 struct node *entry_node(const struct node *dir, const struct db_entry *e);
 void misses_free(struct fs_ctx *ctx);
+/*
+ * The root folder of repo id at rev (NULL: the default branch), as the
+ * main tree resolves "owner/name@rev", with its tree listed: a DIR node,
+ * or a LINK ("../" + canonical id) for a renamed repo.  The node is not
+ * published; the caller frees it.
+ */
+int resolve_repo_at(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
+		    const char *rev, struct node **out);
+
+/* hfcache.c: .hf-cache/, in the layout of hub-api.md section 8. */
+#define HFCACHE_NAME ".hf-cache"
+int hfcache_root(struct node **out);
+int hfcache_child(struct fs_ctx *ctx, struct node *parent, const char *name,
+		  struct node **out);
+/* The names in an HF folder, each with whether it is a folder. */
+typedef int (*hf_name_fn)(void *arg, const char *name, bool is_dir);
+int hfcache_list(struct fs_ctx *ctx, struct node *dir, hf_name_fn cb,
+		 void *arg);
+/*
+ * Turn n, a new entry of a view's snapshot folder dir, into its view
+ * form: folders stay folders, files become links into blobs/.  Frees n
+ * and returns NULL on failure.
+ */
+struct node *hfcache_entry(const struct node *dir, struct node *n);
 
 /*
  * blob.c: the read path.  blob_open and blob_start return 0 or a negative

@@ -98,6 +98,8 @@ void node_free(struct node *n)
 	free(n->repo_id);
 	free(n->path);
 	free(n->target);
+	free(n->vpath);
+	free(n->text);
 	free(n);
 }
 

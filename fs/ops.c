@@ -45,6 +45,12 @@ static void node_attr(struct fs_ctx *ctx, const struct node *n, struct stat *st)
 		/* Never sparse-looking: cp would copy holes as zeros. */
 		st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
 		break;
+	case NODE_TEXT:
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = (off_t)strlen(n->text);
+		st->st_blocks = (blkcnt_t)((st->st_size + 511) / 512);
+		break;
 	case NODE_LINK:
 		st->st_mode = S_IFLNK | 0777;
 		st->st_nlink = 1;
@@ -66,6 +72,9 @@ static double entry_timeout(struct fs_ctx *ctx, const struct node *n)
 				  : IMMUTABLE_TIMEOUT;
 	if (n->kind == NODE_DIR || n->kind == NODE_FILE)
 		return IMMUTABLE_TIMEOUT;
+	if (n->kind == NODE_TEXT) /* a ref of .hf-cache/ */
+		return n->expires ? (double)ctx->cfg.revision_ttl
+				  : IMMUTABLE_TIMEOUT;
 	return LISTING_TIMEOUT;
 }
 
@@ -170,6 +179,7 @@ static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
  */
 struct dirent_snap {
 	char *name;
+	mode_t type;	       /* above the repos: S_IFDIR or S_IFREG */
 	struct node *node;     /* readdirplus: an unpublished node, or NULL */
 	struct db_entry entry; /* folders in repos: the index's entry */
 };
@@ -206,6 +216,16 @@ static int snap_add(struct dir_handle *h, const char *name,
 static int snap_name(void *arg, const char *name)
 {
 	return snap_add(arg, name, NULL);
+}
+
+static int snap_typed(void *arg, const char *name, bool is_dir)
+{
+	struct dir_handle *h = arg;
+	int rc = snap_add(h, name, NULL);
+
+	if (rc == 0)
+		h->items[h->n - 1].type = is_dir ? S_IFDIR : S_IFREG;
+	return rc;
 }
 
 static int snap_entry(void *arg, const struct db_entry *e)
@@ -254,7 +274,8 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino,
 	struct dir_handle *h;
 	int rc;
 
-	if (!n || n->kind == NODE_FILE || n->kind == NODE_LINK) {
+	if (!n || n->kind == NODE_FILE || n->kind == NODE_LINK ||
+	    n->kind == NODE_TEXT) {
 		fuse_reply_err(req, n ? ENOTDIR : ESTALE);
 		return;
 	}
@@ -266,6 +287,9 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino,
 	h->dir = n;
 	if (n->kind == NODE_DIR) {
 		rc = list_entries(ctx, n, snap_entry, h);
+	} else if (n->kind == NODE_HF) {
+		rc = hfcache_list(ctx, n, snap_typed, h);
+		snap_unique(h);
 	} else {
 		rc = list_names(ctx, n, snap_name, h);
 		snap_unique(h);
@@ -298,7 +322,7 @@ static size_t add_dirent(fuse_req_t req, struct dir_handle *h, size_t i,
 
 	memset(&e, 0, sizeof(e));
 	e.attr.st_ino = 2;
-	e.attr.st_mode = S_IFDIR;
+	e.attr.st_mode = d->type ? d->type : S_IFDIR;
 	if (h->dir->kind == NODE_DIR) {
 		n = entry_node(h->dir, &d->entry);
 		if (!n)
@@ -378,13 +402,18 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	uint64_t fh;
 	int rc;
 
-	if (!n || n->kind != NODE_FILE) {
+	if (!n || (n->kind != NODE_FILE && n->kind != NODE_TEXT)) {
 		fuse_reply_err(req, n ? EISDIR : ESTALE);
 		return;
 	}
 	if ((fi->flags & O_ACCMODE) != O_RDONLY ||
 	    (fi->flags & (O_TRUNC | O_APPEND))) {
 		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (n->kind == NODE_TEXT) { /* read from the node itself */
+		fi->fh = 0;
+		fuse_reply_open(req, fi);
 		return;
 	}
 	rc = blob_open(ctx, n, &fh, &keep_cache);
@@ -406,16 +435,25 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = ctx_of(req);
+	struct node *n = node_get(&ctx->nodes, ino);
+	size_t len;
 
-	blob_read(ctx, node_get(&ctx->nodes, ino), req, fi->fh, size,
-		  (uint64_t)off);
+	if (n && n->kind == NODE_TEXT) {
+		len = strlen(n->text);
+		off = off < 0 || (size_t)off > len ? (off_t)len : off;
+		len -= (size_t)off;
+		fuse_reply_buf(req, n->text + off, size < len ? size : len);
+		return;
+	}
+	blob_read(ctx, n, req, fi->fh, size, (uint64_t)off);
 }
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
 	(void)ino;
-	blob_release(fi->fh);
+	if (fi->fh) /* 0: a TEXT node's, which holds nothing */
+		blob_release(fi->fh);
 	fuse_reply_err(req, 0);
 }
 

@@ -672,7 +672,7 @@ struct node *entry_node(const struct node *dir, const struct db_entry *e)
 		return NULL;
 	}
 	n->ino = ino_hash(n->commit, n->path);
-	return n;
+	return dir->vpath ? hfcache_entry(dir, n) : n;
 }
 
 static int resolve_entry(struct fs_ctx *ctx, struct node *dir, const char *name,
@@ -691,12 +691,50 @@ static int resolve_entry(struct fs_ctx *ctx, struct node *dir, const char *name,
 	return *out ? 0 : ENOMEM;
 }
 
+int resolve_repo_at(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
+		    const char *rev, struct node **out)
+{
+	struct node owner = { .kind = NODE_OWNER, .type = type };
+	const char *slash = strchr(id, '/');
+	char *erev = rev ? hub_escape_segment(rev) : NULL, *name = NULL;
+	int64_t tree;
+	int rc = ENOMEM;
+
+	*out = NULL;
+	if (rev && !erev)
+		goto out;
+	rc = ENOENT;
+	if (!slash)
+		goto out;
+	owner.owner = strndup(id, (size_t)(slash - id));
+	rc = ENOMEM;
+	if (!owner.owner || asprintf(&name, "%s%s%s", slash + 1,
+				     erev ? "@" : "", erev ? erev : "") < 0) {
+		name = NULL;
+		goto out;
+	}
+	rc = resolve_repo(ctx, &owner, name, out);
+	if (rc == 0 && (*out)->kind == NODE_DIR)
+		rc = tree_of(ctx, *out, &tree);
+	if (rc) {
+		node_free(*out);
+		*out = NULL;
+	}
+out:
+	free(owner.owner);
+	free(name);
+	free(erev);
+	return rc;
+}
+
 int resolve_child(struct fs_ctx *ctx, struct node *parent, const char *name,
 		  struct node **out)
 {
 	*out = NULL;
 	switch (parent->kind) {
 	case NODE_ROOT:
+		if (strcmp(name, HFCACHE_NAME) == 0)
+			return hfcache_root(out); /* costs no Hub request */
 		if (name[0] == '.')
 			return ENOENT;
 		if (strcmp(name, "datasets") == 0 ||
@@ -721,6 +759,8 @@ int resolve_child(struct fs_ctx *ctx, struct node *parent, const char *name,
 		return resolve_repo(ctx, parent, name, out);
 	case NODE_DIR:
 		return resolve_entry(ctx, parent, name, out);
+	case NODE_HF:
+		return hfcache_child(ctx, parent, name, out);
 	default:
 		return ENOTDIR;
 	}
@@ -784,6 +824,7 @@ int list_names(struct fs_ctx *ctx, struct node *dir, db_name_fn cb, void *arg)
 
 	switch (dir->kind) {
 	case NODE_ROOT:
+		cb(arg, HFCACHE_NAME);
 		cb(arg, "datasets");
 		cb(arg, "spaces");
 		list_whoami(ctx, cb, arg);

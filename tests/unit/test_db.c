@@ -25,8 +25,8 @@
 #include "db.h"
 
 /* The schema version this hubfs writes (db/schema.c). */
-#define SCHEMA_VERSION 6
-#define SCHEMA_TEXT    "6"
+#define SCHEMA_VERSION 7
+#define SCHEMA_TEXT    "7"
 
 #define SHA1_A "a16a55fda99d2f2e7b69cce5cf93ff4ad3049930"
 #define SHA1_B "0123456789abcdef0123456789abcdef01234567"
@@ -185,6 +185,9 @@ static void store_newer_schema(void **state)
 	sql_int(f, "DROP TABLE pins");
 	sql_int(f, "ALTER TABLE blobs DROP COLUMN ino");
 	sql_int(f, "ALTER TABLE blobs DROP COLUMN mtime_ns");
+	sql_int(f, "DROP INDEX entries_etag");
+	sql_int(f, "ALTER TABLE entries DROP COLUMN oid");
+	sql_int(f, "ALTER TABLE entries DROP COLUMN xet");
 	sql_int(f, "PRAGMA user_version = 1");
 	reopen(f);
 	assert_int_equal(sql_int(f, "PRAGMA user_version"), SCHEMA_VERSION);
@@ -546,6 +549,69 @@ static void tree_nested(void **state)
 
 	assert_int_equal(db_dir_list(f->s, t.id, "", walk_entry, &walk), 0);
 	assert_int_equal(walk.entries, 9);
+}
+
+static int add_extras(void *arg, const struct db_report_file *rf)
+{
+	char buf[256];
+
+	snprintf(buf, sizeof(buf), "%s:%s:%s", rf->path, rf->oid, rf->xet);
+	return add_name(arg, buf);
+}
+
+/* The view's blobs/: a repo's etags across its complete trees, by etag. */
+static void files_by_etag(void **state)
+{
+	struct fixture *f = *state;
+	int64_t repo = new_repo(f, "org/a"), other = new_repo(f, "org/b");
+	struct db_tree_writer *w;
+	struct db_blob_file bf;
+	struct names n = { 0 };
+
+	struct hub_entry xet = file_entry("x.bin", 9, SHA1_A, SHA256_B);
+	struct db_tree t;
+	struct names extras = { 0 };
+
+	xet.xet_hash = SHA256_A;
+	assert_int_equal(db_tree_begin(f->s, repo, SHA1_A, 5, &w), 0);
+	add(w, file_entry("a/b/c.bin", 5000000000ULL, SHA1_C, SHA256_A));
+	add(w, file_entry("README.md", 10, SHA1_B, NULL));
+	add(w, file_entry("copy.md", 10, SHA1_B, NULL));
+	add(w, xet);
+	assert_int_equal(db_tree_end(w, true, &t), 0);
+	/* An LFS file keeps its git blob id, a xet file its hash. */
+	assert_int_equal(db_report_files(f->s, t.id, add_extras, &extras), 0);
+	assert_string_equal(extras.buf,
+			    "README.md::,a/b/c.bin:" SHA1_C
+			    ":,copy.md::,x.bin:" SHA1_A ":" SHA256_A);
+	assert_int_equal(db_tree_begin(f->s, repo, SHA1_B, 6, &w), 0);
+	add(w, file_entry("new.txt", 3, SHA1_C, NULL));
+	assert_int_equal(db_tree_end(w, true, NULL), 0);
+	/* Neither a rolled-back tree nor another repo's counts. */
+	assert_int_equal(db_tree_begin(f->s, repo, SHA1_C, 7, &w), 0);
+	add(w, file_entry("gone.txt", 3, SHA1_A, NULL));
+	assert_int_equal(db_tree_end(w, false, NULL), 0);
+	assert_int_equal(db_tree_begin(f->s, other, SHA1_A, 7, &w), 0);
+	add(w, file_entry("b.bin", 4, SHA1_B, SHA256_B));
+	assert_int_equal(db_tree_end(w, true, NULL), 0);
+
+	assert_int_equal(db_repo_blobs(f->s, repo, add_name, &n), 0);
+	assert_string_equal(n.buf, SHA1_B "," SHA256_A "," SHA256_B "," SHA1_C);
+
+	assert_int_equal(db_blob_where(f->s, repo, SHA256_A, &bf), 0);
+	assert_string_equal(bf.commit, SHA1_A);
+	assert_string_equal(bf.path, "a/b/c.bin");
+	assert_true(bf.size == 5000000000ULL);
+	assert_true(bf.lfs);
+	assert_int_equal(bf.mtime, 5);
+	assert_int_equal(db_blob_where(f->s, repo, SHA1_C, &bf), 0);
+	assert_string_equal(bf.path, "new.txt");
+	assert_string_equal(bf.commit, SHA1_B);
+	assert_false(bf.lfs);
+	assert_int_equal(db_blob_where(f->s, repo, SHA1_A, &bf), -ENOENT);
+	assert_int_equal(db_blob_where(f->s, other, SHA256_A, &bf), -ENOENT);
+	assert_int_equal(db_blob_where(f->s, other, SHA256_B, &bf), 0);
+	assert_int_equal(db_blob_where(f->s, repo, "../x", &bf), -EINVAL);
 }
 
 static void tree_rollback(void **state)
@@ -938,6 +1004,7 @@ int main(void)
 		T(owners_and_listings),
 		T(revisions),
 		T(tree_nested),
+		T(files_by_etag),
 		T(tree_rollback),
 		T(tree_half_written),
 		T(tree_raced),
