@@ -96,6 +96,9 @@ int cli_parse_target(const char *arg, struct cli_target *t);
 /* Print, on stderr, what opening the store repaired (a damaged index). */
 void cli_report_repair(struct db_store *s);
 
+/* What a failed fs_repo_resolve() means, for a message. */
+const char *cli_resolve_error(int rc);
+
 /* "512 B", "1.5 KiB", "12.0 MiB", "3.2 GiB", ...; returns buf. */
 const char *cli_human_size(uint64_t bytes, char *buf, size_t size);
 

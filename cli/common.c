@@ -225,3 +225,18 @@ int cli_parse_target(const char *arg, struct cli_target *t)
 	}
 	return 0;
 }
+
+const char *cli_resolve_error(int rc)
+{
+	switch (rc) {
+	case -ENOENT:
+		return "no such repo or revision on the Hub";
+	case -EACCES:
+		return "the Hub refused access (a private or gated repo: is a "
+		       "token set? see 'hubfs where')";
+	case -EISDIR:
+		return "that is an owner, not a repo: give owner/name";
+	default:
+		return strerror(-rc);
+	}
+}

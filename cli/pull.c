@@ -380,21 +380,6 @@ static void catch_signals(void)
 	sigaction(SIGHUP, &sa, NULL);
 }
 
-static const char *resolve_error(int rc)
-{
-	switch (rc) {
-	case -ENOENT:
-		return "no such repo or revision on the Hub";
-	case -EACCES:
-		return "the Hub refused access (a private or gated repo: "
-		       "is a token set? see 'hubfs where')";
-	case -EISDIR:
-		return "that is an owner, not a repo: give owner/name";
-	default:
-		return strerror(-rc);
-	}
-}
-
 static int pin(struct pull_opts *o, struct db_store *store,
 	       const struct fs_repo *r, const struct cli_target *t,
 	       const struct selection *s)
@@ -505,7 +490,7 @@ static int run_pull(struct pull_opts *o, const struct cli_target *t,
 	rc = fs_repo_resolve(ctx, t->type, t->id, t->rev, &r);
 	if (rc < 0) {
 		fprintf(stderr, "hubfs pull: %s: %s\n", o->repo,
-			resolve_error(rc));
+			cli_resolve_error(rc));
 		rc = CLI_EXIT_FAIL;
 		goto out;
 	}

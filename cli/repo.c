@@ -61,21 +61,6 @@ static int find_repo(struct db_store *s, const struct cli_target *t,
 	return rc < 0 ? CLI_EXIT_FAIL : 0;
 }
 
-static const char *resolve_error(int rc)
-{
-	switch (rc) {
-	case -ENOENT:
-		return "no such repo or revision on the Hub";
-	case -EACCES:
-		return "the Hub refused access (private or gated: is a token "
-		       "set? see 'hubfs where')";
-	case -EISDIR:
-		return "that is an owner, not a repo: give owner/name";
-	default:
-		return strerror(-rc);
-	}
-}
-
 static int open_ctx(struct hub_client *hub, struct db_store *s, long ttl,
 		    struct fs_ctx **ctx)
 {
@@ -111,7 +96,8 @@ static int run_add(struct cli_common *c, struct hub_client *hub,
 	rc = fs_repo_resolve(ctx, t->type, t->id, t->rev, &r);
 	fs_ctx_close(ctx);
 	if (rc < 0) {
-		fprintf(stderr, "hubfs add: %s: %s\n", arg, resolve_error(rc));
+		fprintf(stderr, "hubfs add: %s: %s\n", arg,
+			cli_resolve_error(rc));
 		return CLI_EXIT_FAIL;
 	}
 	db_tree_count(s, r.tree, &files, &bytes);
@@ -227,7 +213,7 @@ static int refresh_one(struct fs_ctx *ctx, const struct db_repo *r,
 	if (rc < 0) {
 		fprintf(stderr, "hubfs refresh: %s%s@%s: %s\n",
 			type_prefix(r->type), r->name, label,
-			resolve_error(rc));
+			cli_resolve_error(rc));
 		return CLI_EXIT_FAIL;
 	}
 	if (!before[0])
