@@ -7,6 +7,7 @@
  *   ops.c      the FUSE low-level handlers
  *   session.c  mounting and the loop
  *   status.c   the socket that answers "hubfs status" and "hubfs refresh"
+ *   external.c blobs used where the user already has them
  */
 #ifndef HUBFS_FS_INTERNAL_H
 #define HUBFS_FS_INTERNAL_H
@@ -146,6 +147,8 @@ struct fs_ctx {
 #define DROPPED_KEPT 16
 	char dropped[DROPPED_KEPT][65]; /* etags dropped lately; blobs_lock */
 	unsigned n_dropped;		/* blobs_lock */
+	dev_t mount_dev;      /* external.c: our mount's device; lock */
+	bool hf_cache_warned; /* external.c: said it is unusable; lock */
 	struct queue blocks; /* received blocks to write, hash, answer */
 	struct queue syncs;  /* durability: fdatasync, marks, records */
 
@@ -210,6 +213,22 @@ int blob_fetch(struct fs_ctx *ctx, uint64_t fh, uint64_t off, uint64_t size,
 uint64_t blob_cached_bytes(struct fs_ctx *ctx, const struct node *f);
 /* Blobs in use (open files share one per etag). */
 unsigned blob_count(struct fs_ctx *ctx);
+
+/*
+ * external.c: a blob the user already has outside the store (a file
+ * recorded good, or one found in the huggingface_hub cache and hashed
+ * now).  0 with *fd (read-only, the caller closes), -ENOENT when there is
+ * none, or another negative errno.
+ */
+struct external_want {
+	const char *etag;
+	uint64_t size;
+	enum hub_repo_type type;
+	const char *repo_id;
+	const char *commit; /* "" when not known */
+	const char *path;   /* in the repo */
+};
+int external_open(struct fs_ctx *ctx, const struct external_want *w, int *fd);
 
 /*
  * status.c: the socket in <store>/mounts that answers "hubfs status" and

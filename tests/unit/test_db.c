@@ -25,8 +25,8 @@
 #include "db.h"
 
 /* The schema version this hubfs writes (db/schema.c). */
-#define SCHEMA_VERSION 6
-#define SCHEMA_TEXT    "6"
+#define SCHEMA_VERSION 7
+#define SCHEMA_TEXT    "7"
 
 #define SHA1_A "a16a55fda99d2f2e7b69cce5cf93ff4ad3049930"
 #define SHA1_B "0123456789abcdef0123456789abcdef01234567"
@@ -185,11 +185,13 @@ static void store_newer_schema(void **state)
 	sql_int(f, "DROP TABLE pins");
 	sql_int(f, "ALTER TABLE blobs DROP COLUMN ino");
 	sql_int(f, "ALTER TABLE blobs DROP COLUMN mtime_ns");
+	sql_int(f, "DROP TABLE external");
 	sql_int(f, "PRAGMA user_version = 1");
 	reopen(f);
 	assert_int_equal(sql_int(f, "PRAGMA user_version"), SCHEMA_VERSION);
 	assert_int_equal(sql_int(f, "SELECT count(*) FROM partial"), 0);
 	assert_int_equal(sql_int(f, "SELECT count(*) FROM pins"), 0);
+	assert_int_equal(sql_int(f, "SELECT count(*) FROM external"), 0);
 }
 
 static void default_dir(void **state)
