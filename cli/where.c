@@ -212,8 +212,7 @@ static int print_json(const struct where *w)
 		else
 			cJSON_AddNullToObject(o, "hf_cache");
 		cJSON_AddStringToObject(o, "hf_cache_from", w->hf_cache_from);
-		cJSON_AddBoolToObject(o, "hf_cache_exists",
-				      w->hf_cache_exists);
+		cJSON_AddBoolToObject(o, "hf_cache_exists", w->hf_cache_exists);
 		text = cJSON_Print(o);
 	}
 	if (text)
