@@ -295,8 +295,9 @@ int db_external_open(struct db_store *s, const char *etag, uint64_t size,
 		struct stamp now;
 		int fd;
 
-		if ((uint64_t)paths[i].st.size == size &&
-		    open_candidate(paths[i].path, size, &fd, &now) == 0) {
+		if ((uint64_t)paths[i].st.size != size)
+			continue; /* not what the caller wants: left alone */
+		if (open_candidate(paths[i].path, size, &fd, &now) == 0) {
 			if (stamp_equal(&now, &paths[i].st)) {
 				*fd_out = fd;
 				rc = 0;
