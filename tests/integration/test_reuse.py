@@ -154,7 +154,12 @@ class ReuseTest(unittest.TestCase):
         self.assertIn("verified, used in place", m.read_log())
         # Nothing was copied into the store, nothing counts in its size.
         self.assertEqual(self.store_files(), {})
-        self.assertEqual(self.status()["used"], 0)
+        st = self.status()
+        self.assertEqual(st["used"], 0)
+        read = {f["sha256"]: f["size"] for files in
+                (self.main, self.v1, self.data) for f in files.values()}
+        self.assertEqual(st["blobs"]["external_bytes"], sum(read.values()))
+        self.assertEqual(st["blobs"]["external"], len(read))
         # A size limit and gc leave the user's files alone (tearDown).
         self.hubfs("gc", "--max-cache", "1")
         m.stop()
