@@ -65,11 +65,12 @@ static void import_usage(FILE *out)
 		"  -h, --help              this help\n");
 }
 
-static const char *resolve_error(int rc)
+static const char *resolve_error(const struct import *im, int rc)
 {
 	switch (rc) {
 	case -ENOENT:
-		return "no such repo or revision on the Hub";
+		return im->offline ? "not in the store, and offline"
+				   : "no such repo or revision on the Hub";
 	case -EACCES:
 		return "the Hub refused access (is a token set? see 'hubfs "
 		       "where')";
@@ -339,7 +340,7 @@ static int import_cache_repo(struct import *im, const char *cache,
 		if (rc < 0) {
 			printf("skipped   %s%s@%s: %s\n",
 			       hub_type_url_prefix(type), id,
-			       short_commit(e->d_name), resolve_error(rc));
+			       short_commit(e->d_name), resolve_error(im, rc));
 			im->skipped++;
 			bad++;
 			continue;
@@ -701,7 +702,7 @@ static int import_folder(struct import *im, const char *root,
 	if (rc < 0) {
 		fprintf(stderr, "hubfs import: %s%s%s%s: %s\n",
 			hub_type_url_prefix(t.type), t.id, rev ? "@" : "",
-			rev ? rev : "", resolve_error(rc));
+			rev ? rev : "", resolve_error(im, rc));
 		free(t.rev);
 		return rc;
 	}
@@ -771,6 +772,7 @@ int cli_import(int argc, char **argv)
 		};
 
 		cli_report_repair(im.store);
+		im.offline = cli_offline_reason(&common) != NULL;
 		fs_log_set_level(LOG_WARNING);
 		rc = fs_ctx_open(&im.ctx, &cfg);
 		if (rc < 0) {
