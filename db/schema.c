@@ -189,7 +189,8 @@ static int migrate_v7(struct db_conn *c)
 
 /* migrations[i] takes the schema from version i to version i + 1. */
 static int (*const migrations[])(struct db_conn *c) = {
-	migrate_v1, migrate_v2, migrate_v3, migrate_v4, migrate_v5, migrate_v6, migrate_v7,
+	migrate_v1, migrate_v2, migrate_v3, migrate_v4,
+	migrate_v5, migrate_v6, migrate_v7,
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

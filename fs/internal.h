@@ -147,10 +147,12 @@ struct fs_ctx {
 #define DROPPED_KEPT 16
 	char dropped[DROPPED_KEPT][65]; /* etags dropped lately; blobs_lock */
 	unsigned n_dropped;		/* blobs_lock */
-	dev_t mount_dev;      /* external.c: our mount's device; lock */
-	bool hf_cache_warned; /* external.c: said it is unusable; lock */
 	struct queue blocks; /* received blocks to write, hash, answer */
 	struct queue syncs;  /* durability: fdatasync, marks, records */
+
+	/* external.c: the huggingface_hub cache; lock */
+	dev_t mount_dev;      /* our mount's device, 0: not known yet */
+	bool hf_cache_warned; /* said once that it is unusable */
 
 	/*
 	 * What "hubfs status" reports of the read path, counted by
