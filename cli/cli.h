@@ -35,17 +35,21 @@ struct cli_common {
 	const char *endpoint;	/* --endpoint */
 	const char *token_file; /* --token-file */
 	bool offline;		/* --offline, or HF_HUB_OFFLINE */
+	const char *hf_cache;	/* --hf-cache */
+	bool no_hf_cache;	/* --no-hf-cache */
 };
 
 #define CLI_COMMON_OPT_ENUM                                                    \
 	CLI_OPT_CACHE_DIR = 1000, CLI_OPT_ENDPOINT, CLI_OPT_TOKEN_FILE,        \
-	CLI_OPT_OFFLINE
+	CLI_OPT_OFFLINE, CLI_OPT_HF_CACHE, CLI_OPT_NO_HF_CACHE
 #define CLI_COMMON_LONGOPTS                                                    \
 	{ "cache-dir", required_argument, NULL, 1000 },                        \
 		{ "endpoint", required_argument, NULL, 1001 },                 \
 		{ "token-file", required_argument, NULL, 1002 },               \
+		{ "offline", no_argument, NULL, 1003 },                        \
+		{ "hf-cache", required_argument, NULL, 1004 },                 \
 	{                                                                      \
-		"offline", no_argument, NULL, 1003                             \
+		"no-hf-cache", no_argument, NULL, 1005                         \
 	}
 #define CLI_COMMON_HELP                                                        \
 	"  --cache-dir DIR         the store (default "                        \
@@ -56,7 +60,12 @@ struct cli_common {
 	"HF_TOKEN, then the\n"                                                 \
 	"                          huggingface_hub token file)\n"              \
 	"  --offline               contact nothing; serve what the store "     \
-	"has\n"
+	"has\n"                                                                \
+	"  --hf-cache DIR          take files from this huggingface_hub "      \
+	"cache (default\n"                                                     \
+	"                          $HF_HUB_CACHE, else $HF_HOME/hub, else "    \
+	"~/.cache/...)\n"                                                      \
+	"  --no-hf-cache           use no huggingface_hub cache\n"
 
 /* 0 when c was one of the common options, -1 otherwise. */
 int cli_common_option(struct cli_common *c, int opt, const char *arg);
@@ -66,6 +75,17 @@ int cli_common_option(struct cli_common *c, int opt, const char *arg);
  * "TRANSFORMERS_OFFLINE"; NULL when they do not.
  */
 const char *cli_offline_reason(const struct cli_common *c);
+
+/*
+ * The huggingface_hub cache the options describe, absolute, allocated
+ * (caller frees): --hf-cache, else HF_HUB_CACHE (or the legacy
+ * HUGGINGFACE_HUB_CACHE), else $HF_HOME/hub, else
+ * $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub (a
+ * leading ~ is expanded).  *from (may be NULL) says which.  NULL with
+ * *from "--no-hf-cache" when turned off, or when there is no HOME.  The
+ * folder may not exist.
+ */
+char *cli_hf_cache_dir(const struct cli_common *c, const char **from);
 
 /*
  * The store folder the options describe (--cache-dir, else the default),
@@ -123,6 +143,7 @@ int cli_unpin(int argc, char **argv);
 int cli_refresh(int argc, char **argv);
 int cli_verify(int argc, char **argv);
 int cli_status(int argc, char **argv);
+int cli_import(int argc, char **argv);
 
 /*
  * The form mount(8) runs through mount.fuse3 for an fstab entry of type

@@ -5,11 +5,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 static bool env_true(const char *name)
 {
@@ -34,6 +36,13 @@ int cli_common_option(struct cli_common *c, int opt, const char *arg)
 	case 1003:
 		c->offline = true;
 		return 0;
+	case 1004:
+		c->hf_cache = arg;
+		c->no_hf_cache = false;
+		return 0;
+	case 1005:
+		c->no_hf_cache = true;
+		return 0;
 	default:
 		return -1;
 	}
@@ -48,6 +57,62 @@ const char *cli_offline_reason(const struct cli_common *c)
 	if (env_true("TRANSFORMERS_OFFLINE"))
 		return "TRANSFORMERS_OFFLINE";
 	return NULL;
+}
+
+/* dir, with a leading "~/" expanded, made absolute; allocated. */
+static char *expand_path(const char *dir, const char *sub)
+{
+	const char *home = getenv("HOME");
+	char cwd[PATH_MAX], *out = NULL;
+	int n = -1;
+
+	if (!dir || !*dir)
+		return NULL;
+	if (strcmp(dir, "~") == 0 || strncmp(dir, "~/", 2) == 0) {
+		if (home && home[0] == '/')
+			n = asprintf(&out, "%s%s%s", home, dir + 1, sub);
+	} else if (dir[0] == '/')
+		n = asprintf(&out, "%s%s", dir, sub);
+	else if (getcwd(cwd, sizeof(cwd)))
+		n = asprintf(&out, "%s/%s%s", cwd, dir, sub);
+	return n < 0 ? NULL : out;
+}
+
+char *cli_hf_cache_dir(const struct cli_common *c, const char **from)
+{
+	static const char *const vars[] = { "HF_HUB_CACHE",
+					    "HUGGINGFACE_HUB_CACHE" };
+	const char *dummy, *v;
+
+	if (!from)
+		from = &dummy;
+	if (c->no_hf_cache) {
+		*from = "--no-hf-cache";
+		return NULL;
+	}
+	if (c->hf_cache) {
+		*from = "--hf-cache";
+		return expand_path(c->hf_cache, "");
+	}
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+		v = getenv(vars[i]);
+		if (v && *v) {
+			*from = vars[i];
+			return expand_path(v, "");
+		}
+	}
+	v = getenv("HF_HOME");
+	if (v && *v) {
+		*from = "HF_HOME";
+		return expand_path(v, "/hub");
+	}
+	v = getenv("XDG_CACHE_HOME");
+	if (v && v[0] == '/') {
+		*from = "XDG_CACHE_HOME";
+		return expand_path(v, "/huggingface/hub");
+	}
+	*from = "HOME";
+	return expand_path("~", "/.cache/huggingface/hub");
 }
 
 char *cli_store_dir(const struct cli_common *c)

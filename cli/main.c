@@ -28,6 +28,7 @@ static const struct cli_command commands[] = {
 	{ "pull", "fetch a repo's files into the store now, and pin them",
 	  cli_pull },
 	{ "unpin", "release what pull pinned", cli_unpin },
+	{ "import", "use files already downloaded where they lie", cli_import },
 	{ "add", "make a repo show up in the mount without reading it",
 	  cli_add },
 	{ "forget", "drop a repo from the store's index", cli_forget },

@@ -41,6 +41,7 @@ struct mount_opts {
 	char **copies;	    /* of -o arguments; settings point into them */
 	size_t n_copies;
 	char mountpoint[PATH_MAX];
+	char *hf_cache; /* resolved, or NULL: none */
 };
 
 static void mount_usage(FILE *out)
@@ -72,9 +73,9 @@ static void mount_usage(FILE *out)
 		"                          token_file=FILE, offline, "
 		"revision_ttl=N,\n"
 		"                          read_timeout=N, max_cache=SIZE, "
-		"log=FILE; any other\n"
-		"                          "
-		"goes to FUSE,\n"
+		"log=FILE,\n"
+		"                          hf_cache=DIR, no_hf_cache; any "
+		"other goes to FUSE,\n"
 		"                          e.g. allow_other (lets other local "
 		"users read what\n"
 		"                          your token can)\n"
@@ -155,13 +156,17 @@ static int setting_option(struct mount_opts *o, const char *opt)
 {
 	static const char *const valued[] = {
 		"cache_dir",	"endpoint",	"token_file", "log",
-		"revision_ttl", "read_timeout", "max_cache",
+		"revision_ttl", "read_timeout", "max_cache",  "hf_cache",
 	};
 	const char *eq = strchr(opt, '='), *v = eq ? eq + 1 : NULL;
 	size_t i, n = sizeof(valued) / sizeof(valued[0]);
 
 	if (key_is(opt, "offline")) {
 		o->common.offline = true;
+		return 1;
+	}
+	if (key_is(opt, "no_hf_cache")) {
+		o->common.no_hf_cache = true;
 		return 1;
 	}
 	for (i = 0; i < n && !key_is(opt, valued[i]); i++)
@@ -181,6 +186,8 @@ static int setting_option(struct mount_opts *o, const char *opt)
 		o->common.token_file = v;
 	else if (i == 3)
 		o->log = v;
+	else if (i == 7)
+		o->common.hf_cache = v;
 	else if (i == 4	  ? cli_parse_seconds(v, &o->revision_ttl) < 0
 		 : i == 5 ? parse_timeout(v, &o->read_timeout) < 0
 			  : cli_parse_size(v, &o->max_cache) < 0)
@@ -402,6 +409,32 @@ static int check_store_outside(const struct mount_opts *o)
 	return rc;
 }
 
+/*
+ * The huggingface_hub cache the mount takes blobs from.  One inside the
+ * mount point would be read through the mount itself (DESIGN.md section
+ * 7): it is left out here, as the daemon also does for one that reaches
+ * its mount otherwise (a symlink made later, a bind mount).
+ */
+static void find_hf_cache(struct mount_opts *o)
+{
+	char abs[PATH_MAX];
+	size_t n = strlen(o->mountpoint);
+
+	o->hf_cache = cli_hf_cache_dir(&o->common, NULL);
+	if (!o->hf_cache || real_prefix(o->hf_cache, abs, sizeof(abs)) < 0)
+		return;
+	if (strncmp(abs, o->mountpoint, n) == 0 &&
+	    (abs[n] == '/' || abs[n] == '\0' ||
+	     strcmp(o->mountpoint, "/") == 0)) {
+		fprintf(stderr,
+			"hubfs: the hf cache %s is inside the mount point %s: "
+			"not used\n",
+			o->hf_cache, o->mountpoint);
+		free(o->hf_cache);
+		o->hf_cache = NULL;
+	}
+}
+
 /* The parent of a daemon: wait for "ready" or for the child to end. */
 static int wait_ready(int fd, pid_t child)
 {
@@ -458,6 +491,7 @@ static int serve(struct mount_opts *o, int ready_fd)
 	cfg.read_timeout = o->read_timeout;
 	cfg.debug = o->debug;
 	cfg.fuse_options = o->fuse_options;
+	cfg.hf_cache = o->hf_cache;
 	rc = fs_run(&cfg, ready_fd);
 	if (rc < 0) {
 		fprintf(stderr, "hubfs: cannot mount %s: %s\n", o->mountpoint,
@@ -480,6 +514,7 @@ static int run_mount(struct mount_opts *o, int rc)
 		rc = check_store_outside(o);
 	if (rc)
 		goto out;
+	find_hf_cache(o);
 	if (fs_log_open(o->log, o->foreground && !o->log) < 0) {
 		fprintf(stderr, "hubfs: %s: %s\n", o->log, strerror(errno));
 		rc = CLI_EXIT_FAIL;
@@ -504,6 +539,7 @@ static int run_mount(struct mount_opts *o, int rc)
 	rc = serve(o, pipefd[1]);
 out:
 	free(o->fuse_options);
+	free(o->hf_cache);
 	for (size_t i = 0; i < o->n_copies; i++)
 		free(o->copies[i]);
 	free(o->copies);

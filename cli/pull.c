@@ -481,10 +481,15 @@ static int run_pull(struct pull_opts *o, const struct cli_target *t,
 	struct progress pg = { .quiet = o->quiet };
 	struct fs_ctx *ctx = NULL;
 	struct fs_repo r;
-	int rc = fs_ctx_open(&ctx, &cfg);
+	/* Files the huggingface_hub cache has are used there, not fetched. */
+	char *hf_cache = cli_hf_cache_dir(&o->common, NULL);
+	int rc;
 
+	cfg.hf_cache = hf_cache;
+	rc = fs_ctx_open(&ctx, &cfg);
 	if (rc < 0) {
 		fprintf(stderr, "hubfs pull: %s\n", strerror(-rc));
+		free(hf_cache);
 		return CLI_EXIT_FAIL;
 	}
 	rc = fs_repo_resolve(ctx, t->type, t->id, t->rev, &r);
@@ -532,6 +537,7 @@ static int run_pull(struct pull_opts *o, const struct cli_target *t,
 out:
 	free(pg.told);
 	fs_ctx_close(ctx);
+	free(hf_cache);
 	return rc;
 }
 

@@ -28,6 +28,7 @@ struct store_facts {
 	int64_t limit; /* 0: none */
 	struct db_pin_usage pins;
 	uint64_t complete, complete_bytes, partial, partial_bytes;
+	uint64_t external, external_bytes; /* used in place, not counted */
 };
 
 static void status_usage(FILE *out)
@@ -67,6 +68,8 @@ static int read_store(struct store_facts *f, struct db_store *s)
 		rc = db_blob_usage(s, &f->complete_bytes, &f->complete);
 	if (rc == 0)
 		rc = db_partial_usage(s, &f->partial_bytes, &f->partial);
+	if (rc == 0)
+		rc = db_external_usage(s, &f->external_bytes, &f->external);
 	if (rc == 0 &&
 	    (db_setting_get(s, DB_SETTING_MAX_CACHE, &f->limit) < 0 ||
 	     f->limit < 0))
@@ -219,6 +222,11 @@ static void print_store(const struct store_facts *f)
 	       cli_human_size(f->complete_bytes, b, sizeof(b)),
 	       (unsigned long long)f->partial,
 	       cli_human_size(f->partial_bytes, c, sizeof(c)));
+	if (f->external)
+		printf("in place    %llu files (%s) used where they lie, not "
+		       "counted above\n",
+		       (unsigned long long)f->external,
+		       cli_human_size(f->external_bytes, a, sizeof(a)));
 }
 
 static void print_mount(const cJSON *m)
@@ -310,6 +318,8 @@ static cJSON *store_json(const struct store_facts *f)
 		add_u64(b, "complete_bytes", f->complete_bytes);
 		add_u64(b, "partial", f->partial);
 		add_u64(b, "partial_bytes", f->partial_bytes);
+		add_u64(b, "external", f->external);
+		add_u64(b, "external_bytes", f->external_bytes);
 	}
 	return o;
 }

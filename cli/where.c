@@ -29,6 +29,9 @@ struct where {
 	const char *endpoint_from; /* "--endpoint", "HF_ENDPOINT", "default" */
 	bool endpoint_valid;
 	const char *offline_from; /* NULL: online */
+	char *hf_cache;		  /* NULL: none */
+	const char *hf_cache_from;
+	bool hf_cache_exists;
 };
 
 static void where_usage(FILE *out)
@@ -38,9 +41,11 @@ static void where_usage(FILE *out)
 		"\n"
 		"Print the store folder, its database, where the token comes "
 		"from (never the\n"
-		"token), the endpoint and whether hubfs runs offline, as a "
-		"mount with the\n"
-		"same options and environment would.\n"
+		"token), the endpoint, whether hubfs runs offline and the "
+		"huggingface_hub\n"
+		"cache it takes files from, as a mount with the same options "
+		"and environment\n"
+		"would.\n"
 		"\n" CLI_COMMON_HELP
 		"  --json                  one JSON object, for scripts\n"
 		"  -h, --help              this help\n");
@@ -166,6 +171,12 @@ static void print_text(const struct where *w)
 		printf("offline   yes (%s)\n", w->offline_from);
 	else
 		printf("offline   no\n");
+	if (w->hf_cache)
+		printf("hf cache  %s (from %s%s)\n", w->hf_cache,
+		       w->hf_cache_from,
+		       w->hf_cache_exists ? "" : "; does not exist");
+	else
+		printf("hf cache  none (%s)\n", w->hf_cache_from);
 }
 
 static int print_json(const struct where *w)
@@ -196,6 +207,12 @@ static int print_json(const struct where *w)
 		if (w->offline_from)
 			cJSON_AddStringToObject(o, "offline_from",
 						w->offline_from);
+		if (w->hf_cache)
+			cJSON_AddStringToObject(o, "hf_cache", w->hf_cache);
+		else
+			cJSON_AddNullToObject(o, "hf_cache");
+		cJSON_AddStringToObject(o, "hf_cache_from", w->hf_cache_from);
+		cJSON_AddBoolToObject(o, "hf_cache_exists", w->hf_cache_exists);
 		text = cJSON_Print(o);
 	}
 	if (text)
@@ -245,6 +262,8 @@ int cli_where(int argc, char **argv)
 	if (rc == 0) {
 		find_token(&common, &w);
 		w.offline_from = cli_offline_reason(&common);
+		w.hf_cache = cli_hf_cache_dir(&common, &w.hf_cache_from);
+		w.hf_cache_exists = w.hf_cache && exists(w.hf_cache);
 		rc = json ? print_json(&w) : (print_text(&w), 0);
 	}
 	if (rc == 0 && !w.endpoint_valid) {
@@ -255,5 +274,6 @@ int cli_where(int argc, char **argv)
 		rc = CLI_EXIT_FAIL;
 	}
 	hub_client_free(hub);
+	free(w.hf_cache);
 	return rc;
 }

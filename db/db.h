@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "hub.h"
 
@@ -422,6 +423,41 @@ int db_blobs(struct db_store *s, db_blob_fn cb, void *arg);
  */
 int db_evict_unreferenced(struct db_store *s, bool dry_run, db_evicted_fn cb,
 			  void *arg, uint64_t *freed);
+
+/* ---- Files used where they lie -------------------------------------------
+ *
+ * Content the user already has outside the store (a huggingface_hub cache,
+ * a local-dir download, a folder given to "hubfs import") is used in
+ * place: hashed once, then trusted while its file keeps the device, inode,
+ * size and mtime it had when hashed.  Such files are only ever opened
+ * read-only: never written, locked, moved, removed, or counted in the
+ * store's size.  A file on a hubfs mount is never used.
+ */
+
+/*
+ * Whether path (absolute; symlinks followed) holds etag's content, size
+ * bytes.  Returns 1 when it was hashed now and matched, 0 when it had
+ * matched before and its stamp is unchanged, or a negative errno: -ENOENT
+ * (missing, or a dangling link), -EISDIR (not a regular file), -ERANGE
+ * (another size), -EXDEV (on a hubfs mount), -EBADMSG (another content,
+ * now or before with the stamp unchanged: db_last_error() says what it
+ * hashed to when hashed now), -EAGAIN (it changed while being hashed).
+ * The verdict is recorded either way.  When fd is not NULL and the result
+ * is >= 0, *fd gets a read-only descriptor of the file (caller closes).
+ */
+int db_external_check(struct db_store *s, const char *path, const char *etag,
+		      uint64_t size, int *fd);
+/*
+ * A read-only descriptor of a file recorded good for etag whose stamp is
+ * unchanged.  Rows of files that went away or changed are dropped.
+ * -ENOENT when there is none.
+ */
+int db_external_open(struct db_store *s, const char *etag, uint64_t size,
+		     int *fd);
+/* Distinct etags with a good file recorded, and their bytes. */
+int db_external_usage(struct db_store *s, uint64_t *bytes, uint64_t *count);
+/* Whether the device dev is a hubfs mount (any process's). */
+bool db_dev_is_hubfs(dev_t dev);
 
 /* ---- Reports ------------------------------------------------------------
  *

@@ -11,6 +11,7 @@
  *   evict.c   settings, last use, the size limit and eviction
  *   pins.c    what pull keeps; forgetting a repo
  *   verify.c  re-hashing complete blobs; blobs nothing refers to
+ *   external.c files outside the store, used where they lie
  */
 #ifndef HUBFS_DB_INT_H
 #define HUBFS_DB_INT_H
@@ -77,6 +78,11 @@ enum db_stmt {
 	ST_UNREF_PARTIAL,
 	ST_REPO_BLOBS,
 	ST_BLOB_WHERE,
+	ST_EXT_GOOD,
+	ST_EXT_GET,
+	ST_EXT_PUT,
+	ST_EXT_DEL,
+	ST_EXT_USAGE,
 	ST_COUNT
 };
 
@@ -142,6 +148,9 @@ int db_blob_recorded(struct db_store *s, const char *etag, uint64_t *size);
 int db_blob_file(struct db_store *s, const char *folder, const char *etag,
 		 char *buf, size_t size);
 int db_sync_dir(const char *dir);
+
+/* verify.c: hash size bytes of fd in etag's scheme, hex into hex (129). */
+int db_hash_fd(int fd, const char *etag, uint64_t size, char *hex);
 
 /* schema.c */
 int db_migrate(struct db_conn *c);

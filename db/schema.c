@@ -182,10 +182,35 @@ static int migrate_v7(struct db_conn *c)
 	return db_exec(c, schema_v7);
 }
 
+/*
+ * Version 8: files the user already has outside the store (a
+ * huggingface_hub cache, a local-dir download, any folder "hubfs import"
+ * was given), used where they lie (external.c).  A row says what path was
+ * hashed for an etag, with the stamp (device, inode, size, mtime) its file
+ * had then, and whether it matched: a bad file is remembered too, so that
+ * it is not hashed again on every open while it stays as it is.  One etag
+ * may have several paths (the same content in two snapshots).
+ */
+static const char schema_v8[] = "CREATE TABLE external("
+				" etag        TEXT NOT NULL,"
+				" path        TEXT NOT NULL,"
+				" dev         INTEGER NOT NULL,"
+				" ino         INTEGER NOT NULL,"
+				" size        INTEGER NOT NULL,"
+				" mtime_ns    INTEGER NOT NULL,"
+				" verified_at INTEGER NOT NULL,"
+				" good        INTEGER NOT NULL,"
+				" PRIMARY KEY(etag, path)) WITHOUT ROWID;";
+
+static int migrate_v8(struct db_conn *c)
+{
+	return db_exec(c, schema_v8);
+}
+
 /* migrations[i] takes the schema from version i to version i + 1. */
 static int (*const migrations[])(struct db_conn *c) = {
 	migrate_v1, migrate_v2, migrate_v3, migrate_v4,
-	migrate_v5, migrate_v6, migrate_v7,
+	migrate_v5, migrate_v6, migrate_v7, migrate_v8,
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -23,7 +23,7 @@ static const char sql_blob_all[] =
 	"SELECT etag, size FROM blobs WHERE etag > ?1 ORDER BY etag LIMIT ?2";
 
 /* The hash of size bytes of fd, as lowercase hex, in the etag's scheme. */
-static int hash_fd(int fd, const char *etag, uint64_t size, char *hex)
+int db_hash_fd(int fd, const char *etag, uint64_t size, char *hex)
 {
 	unsigned char digest[EVP_MAX_MD_SIZE], *buf = malloc(HASH_BUF);
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -85,7 +85,7 @@ int db_blob_verify(struct db_store *s, const char *etag, uint64_t *size)
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return errno == ENOENT ? -ENOENT : db_sys_fail("opening", path);
-	rc = hash_fd(fd, etag, *size, hex);
+	rc = db_hash_fd(fd, etag, *size, hex);
 	close(fd);
 	if (rc == 0 && strcmp(hex, etag) != 0) {
 		db_errorf("blob %s has content hashing to %s", etag, hex);

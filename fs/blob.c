@@ -80,6 +80,8 @@ struct blob {
 
 	pthread_mutex_t lock;
 	bool complete;	   /* recorded in blobs/: nothing left to do */
+	bool external;	   /* complete, but the user's file (external.c):
+			      not the store's to touch */
 	bool verified;	   /* every block present and the hash checked */
 	bool dropped;	   /* failed its check: only waits to be freed */
 	bool unmarked;	   /* a mark or the final record failed: the
@@ -269,7 +271,32 @@ static int start_hash(struct blob *b)
 	return 0;
 }
 
-/* Open the blob's file: complete if the store has it, else partial. */
+/*
+ * The user's own copy of the blob, when there is one that checks out: it
+ * is served in place, like a complete blob of the store, but never held,
+ * touched or recorded (the store does not own it).
+ */
+static int use_external(struct blob *b)
+{
+	struct external_want w = {
+		.etag = b->etag,
+		.size = b->size,
+		.type = b->type,
+		.repo_id = b->repo_id,
+		.commit = b->commit,
+		.path = b->path,
+	};
+	int rc = external_open(b->ctx, &w, &b->fd);
+
+	if (rc == 0)
+		b->complete = b->verified = b->external = true;
+	return rc;
+}
+
+/*
+ * Open the blob's file: complete if the store has it, else the user's copy
+ * if there is one, else partial.
+ */
 static int blob_load(struct blob *b)
 {
 	struct db_store *s = b->ctx->cfg.store;
@@ -288,6 +315,8 @@ static int blob_load(struct blob *b)
 			return db_blob_hold(b->fd);
 		}
 	}
+	if (use_external(b) == 0)
+		return 0;
 	rc = db_partial_open(s, b->etag, b->size, &p);
 	if (rc < 0)
 		return rc;
@@ -1261,7 +1290,7 @@ int blob_open(struct fs_ctx *ctx, const struct node *f, uint64_t *fh,
 	pthread_mutex_unlock(&ctx->blobs_lock);
 	pthread_mutex_lock(&h->b->lock);
 	*keep_cache = !was_dropped(ctx, f->etag);
-	if (h->b->complete)
+	if (h->b->complete && !h->b->external)
 		queue_sync(h->b, SYNC_TOUCH, 0, 0);
 	pthread_mutex_unlock(&h->b->lock);
 	*fh = (uintptr_t)h;

@@ -27,6 +27,8 @@ struct fs_config {
 	long read_timeout;	  /* seconds without progress: EIO */
 	bool debug;		  /* libfuse's -d */
 	const char *fuse_options; /* extra -o options, or NULL */
+	const char *hf_cache;	  /* a huggingface_hub cache to take blobs
+				     from (absolute), or NULL */
 };
 
 /*

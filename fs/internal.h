@@ -8,6 +8,7 @@
  *   ops.c      the FUSE low-level handlers
  *   session.c  mounting and the loop
  *   status.c   the socket that answers "hubfs status" and "hubfs refresh"
+ *   external.c blobs used where the user already has them
  */
 #ifndef HUBFS_FS_INTERNAL_H
 #define HUBFS_FS_INTERNAL_H
@@ -166,6 +167,10 @@ struct fs_ctx {
 	struct queue blocks; /* received blocks to write, hash, answer */
 	struct queue syncs;  /* durability: fdatasync, marks, records */
 
+	/* external.c: the huggingface_hub cache; lock */
+	dev_t mount_dev;      /* our mount's device, 0: not known yet */
+	bool hf_cache_warned; /* said once that it is unusable */
+
 	/*
 	 * What "hubfs status" reports of the read path, counted by
 	 * blob_read with relaxed atomic adds: FUSE reads of bytes within a
@@ -251,6 +256,22 @@ int blob_fetch(struct fs_ctx *ctx, uint64_t fh, uint64_t off, uint64_t size,
 uint64_t blob_cached_bytes(struct fs_ctx *ctx, const struct node *f);
 /* Blobs in use (open files share one per etag). */
 unsigned blob_count(struct fs_ctx *ctx);
+
+/*
+ * external.c: a blob the user already has outside the store (a file
+ * recorded good, or one found in the huggingface_hub cache and hashed
+ * now).  0 with *fd (read-only, the caller closes), -ENOENT when there is
+ * none, or another negative errno.
+ */
+struct external_want {
+	const char *etag;
+	uint64_t size;
+	enum hub_repo_type type;
+	const char *repo_id;
+	const char *commit; /* "" when not known */
+	const char *path;   /* in the repo */
+};
+int external_open(struct fs_ctx *ctx, const struct external_want *w, int *fd);
 
 /*
  * status.c: the socket in <store>/mounts that answers "hubfs status" and

@@ -25,8 +25,8 @@
 #include "db.h"
 
 /* The schema version this hubfs writes (db/schema.c). */
-#define SCHEMA_VERSION 7
-#define SCHEMA_TEXT    "7"
+#define SCHEMA_VERSION 8
+#define SCHEMA_TEXT    "8"
 
 #define SHA1_A "a16a55fda99d2f2e7b69cce5cf93ff4ad3049930"
 #define SHA1_B "0123456789abcdef0123456789abcdef01234567"
@@ -188,11 +188,13 @@ static void store_newer_schema(void **state)
 	sql_int(f, "DROP INDEX entries_etag");
 	sql_int(f, "ALTER TABLE entries DROP COLUMN oid");
 	sql_int(f, "ALTER TABLE entries DROP COLUMN xet");
+	sql_int(f, "DROP TABLE external");
 	sql_int(f, "PRAGMA user_version = 1");
 	reopen(f);
 	assert_int_equal(sql_int(f, "PRAGMA user_version"), SCHEMA_VERSION);
 	assert_int_equal(sql_int(f, "SELECT count(*) FROM partial"), 0);
 	assert_int_equal(sql_int(f, "SELECT count(*) FROM pins"), 0);
+	assert_int_equal(sql_int(f, "SELECT count(*) FROM external"), 0);
 }
 
 static void default_dir(void **state)
@@ -992,6 +994,90 @@ static void threads(void **state)
 			 THREADS * (2000 + 10));
 }
 
+/* ---- Files used where they lie ---------------------------------------- */
+
+#define HELLO_SHA1 "ce013625030ba8dba906f756967f9e9ca394464a"
+#define HELLO_SHA256                                                           \
+	"5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *fp = fopen(path, "w");
+
+	assert_non_null(fp);
+	fputs(text, fp);
+	assert_int_equal(fclose(fp), 0);
+}
+
+static void external(void **state)
+{
+	struct fixture *f = *state;
+	char good[PATH_MAX], bad[PATH_MAX], link[PATH_MAX], stale[PATH_MAX];
+	struct timespec later[2] = { { 0, UTIME_OMIT }, { 12345, 0 } };
+	uint64_t bytes, count;
+	struct stat before, after;
+	int fd;
+
+	snprintf(good, sizeof(good), "%s/hello", f->root);
+	snprintf(bad, sizeof(bad), "%s/jello", f->root);
+	snprintf(link, sizeof(link), "%s/link", f->root);
+	snprintf(stale, sizeof(stale), "%s/stale", f->root);
+	write_text(good, "hello\n");
+	write_text(bad, "jello\n");
+	assert_int_equal(symlink("nowhere", link), 0);
+	assert_int_equal(stat(good, &before), 0);
+
+	/* Hashed once, in the etag's scheme, then trusted by its stamp. */
+	assert_int_equal(db_external_check(f->s, good, HELLO_SHA1, 6, NULL), 1);
+	assert_int_equal(db_external_check(f->s, good, HELLO_SHA1, 6, &fd), 0);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(db_external_check(f->s, good, HELLO_SHA256, 6, NULL),
+			 1);
+	assert_int_equal(db_external_open(f->s, HELLO_SHA1, 6, &fd), 0);
+	close(fd);
+	assert_int_equal(db_external_open(f->s, HELLO_SHA1, 7, &fd), -ENOENT);
+
+	/* Refused without being hashed, or hashed and remembered bad. */
+	assert_int_equal(db_external_check(f->s, good, HELLO_SHA1, 7, NULL),
+			 -ERANGE);
+	assert_int_equal(db_external_check(f->s, link, HELLO_SHA1, 6, NULL),
+			 -ENOENT);
+	assert_int_equal(db_external_check(f->s, f->root, HELLO_SHA1, 6, NULL),
+			 -EISDIR);
+	assert_int_equal(db_external_check(f->s, "rel", HELLO_SHA1, 6, NULL),
+			 -EINVAL);
+	assert_int_equal(db_external_check(f->s, bad, HELLO_SHA1, 6, NULL),
+			 -EBADMSG);
+	assert_non_null(strstr(db_last_error(f->s), "hashes to"));
+	assert_int_equal(db_external_check(f->s, bad, HELLO_SHA1, 6, NULL),
+			 -EBADMSG);
+	assert_non_null(strstr(db_last_error(f->s), "has not changed"));
+	assert_int_equal(sql_int(f, "SELECT count(*) FROM external"), 3);
+
+	/* Only good files count, each etag once; nothing in the store's use. */
+	assert_int_equal(db_external_usage(f->s, &bytes, &count), 0);
+	assert_int_equal(count, 2);
+	assert_int_equal(bytes, 12);
+	assert_int_equal(db_store_usage(f->s, &bytes), 0);
+	assert_int_equal(bytes, 0);
+
+	/* Changed (mtime) or gone: no longer vouched for, row dropped. */
+	assert_int_equal(utimensat(AT_FDCWD, good, later, 0), 0);
+	assert_int_equal(db_external_open(f->s, HELLO_SHA1, 6, &fd), -ENOENT);
+	assert_int_equal(db_external_check(f->s, good, HELLO_SHA1, 6, NULL), 1);
+	assert_int_equal(rename(good, stale), 0);
+	assert_int_equal(db_external_open(f->s, HELLO_SHA1, 6, &fd), -ENOENT);
+	assert_int_equal(sql_int(f, "SELECT count(*) FROM external WHERE "
+				    "etag = '" HELLO_SHA1 "'"),
+			 1); /* the bad one */
+
+	/* Never written: the file is as it was, but for our utimensat. */
+	assert_int_equal(stat(stale, &after), 0);
+	assert_int_equal(after.st_ino, before.st_ino);
+	assert_int_equal(after.st_size, before.st_size);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1015,6 +1101,7 @@ int main(void)
 		T(invalid_etags),
 		T(reopen_keeps_everything),
 		T(threads),
+		T(external),
 #undef T
 	};
 
