@@ -50,6 +50,7 @@
 #define READAHEAD_MAX (128ULL << 20) /* largest readahead window */
 #define SEQ_SLACK     (4ULL << 20)   /* reordering a stream tolerates */
 #define MAX_NODES     8		     /* node ids remembered per blob */
+#define LOCK_POLL_MS  20	     /* another process's range lock, polled */
 
 struct waiter {
 	struct waiter *next;
@@ -1021,16 +1022,66 @@ static void settle(struct job *j, enum hub_xfer_priority prio)
 	free(j);
 }
 
+static bool stopping(struct fs_ctx *ctx)
+{
+	bool stop;
+
+	pthread_mutex_lock(&ctx->blobs_lock);
+	stop = ctx->stopping;
+	pthread_mutex_unlock(&ctx->blobs_lock);
+	return stop;
+}
+
+/*
+ * The lock is polled rather than waited for with F_OFD_SETLKW: nothing
+ * could end that wait, and a thread still in it when blob_stop ran would
+ * submit to the stopped engine and queues, and answer (with the blob's
+ * waiters) a pull whose state is gone.  blob_stop waits for these threads
+ * instead; once it has begun they stop waiting and fetch the rest
+ * themselves (the engine, still running, cancels it).
+ */
 static void *wait_for_other(void *arg)
 {
 	struct lock_wait *lw = arg;
 	struct blob *b = lw->j->b;
+	struct fs_ctx *ctx = b->ctx;
+	const struct timespec poll = { 0, LOCK_POLL_MS * 1000000L };
+	int rc;
 
-	lw->j->locked = range_lock(b, lw->j, F_WRLCK, true) == 0;
+	while (((rc = range_lock(b, lw->j, F_WRLCK, false)) == -EAGAIN ||
+		rc == -EACCES) &&
+	       !stopping(ctx))
+		nanosleep(&poll, NULL);
+	lw->j->locked = rc == 0;
 	settle(lw->j, lw->prio);
 	blob_unref(b); /* the reference the thread was started with */
 	free(lw);
+	pthread_mutex_lock(&ctx->blobs_lock);
+	if (--ctx->lock_waits == 0)
+		pthread_cond_broadcast(&ctx->lock_waits_done);
+	pthread_mutex_unlock(&ctx->blobs_lock);
 	return NULL;
+}
+
+/* Count a wait_for_other thread about to start; false once stopping. */
+static bool lock_wait_begin(struct fs_ctx *ctx)
+{
+	bool ok;
+
+	pthread_mutex_lock(&ctx->blobs_lock);
+	ok = !ctx->stopping;
+	if (ok)
+		ctx->lock_waits++;
+	pthread_mutex_unlock(&ctx->blobs_lock);
+	return ok;
+}
+
+static void lock_wait_abandon(struct fs_ctx *ctx)
+{
+	pthread_mutex_lock(&ctx->blobs_lock);
+	if (--ctx->lock_waits == 0)
+		pthread_cond_broadcast(&ctx->lock_waits_done);
+	pthread_mutex_unlock(&ctx->blobs_lock);
 }
 
 static void submit_one(struct blob *b, struct job *j,
@@ -1069,7 +1120,7 @@ static void submit_runs(struct blob *b, struct runs *r)
 			continue;
 		}
 		lw = malloc(sizeof(*lw));
-		if (lw) {
+		if (lw && lock_wait_begin(b->ctx)) {
 			lw->j = j;
 			lw->prio = r->prio[i];
 			blob_ref(b);
@@ -1078,8 +1129,9 @@ static void submit_runs(struct blob *b, struct runs *r)
 				continue;
 			}
 			blob_unref(b);
-			free(lw);
+			lock_wait_abandon(b->ctx);
 		}
+		free(lw);
 		submit_one(b, j, r->prio[i]); /* fetch it twice, then */
 	}
 }
@@ -1627,6 +1679,7 @@ int blob_start(struct fs_ctx *ctx)
 	int rc;
 
 	pthread_mutex_init(&ctx->blobs_lock, NULL);
+	pthread_cond_init(&ctx->lock_waits_done, NULL);
 	rc = queue_start(&ctx->syncs, handle_sync, ctx);
 	if (rc < 0)
 		return rc;
@@ -1648,6 +1701,12 @@ void blob_stop(struct fs_ctx *ctx)
 {
 	if (!ctx->xfer)
 		return;
+	/* Lock waiters submit to the engine: it must outlive them. */
+	pthread_mutex_lock(&ctx->blobs_lock);
+	ctx->stopping = true;
+	while (ctx->lock_waits)
+		pthread_cond_wait(&ctx->lock_waits_done, &ctx->blobs_lock);
+	pthread_mutex_unlock(&ctx->blobs_lock);
 	hub_xfer_stop(ctx->xfer); /* every job's done() is queued */
 	ctx->xfer = NULL;
 	/* Each drains its queue before it stops; blocks queue syncs. */
@@ -1657,4 +1716,5 @@ void blob_stop(struct fs_ctx *ctx)
 	while (ctx->handles)
 		blob_release((uintptr_t)ctx->handles);
 	pthread_mutex_destroy(&ctx->blobs_lock);
+	pthread_cond_destroy(&ctx->lock_waits_done);
 }

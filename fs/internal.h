@@ -164,6 +164,14 @@ struct fs_ctx {
 #define DROPPED_KEPT 16
 	char dropped[DROPPED_KEPT][65]; /* etags dropped lately; blobs_lock */
 	unsigned n_dropped;		/* blobs_lock */
+	/*
+	 * Threads waiting for another process's range lock (wait_for_other):
+	 * blob_stop raises stopping and waits for them to end before it
+	 * stops the engine and the queues they submit to.  blobs_lock.
+	 */
+	unsigned lock_waits;
+	bool stopping;
+	pthread_cond_t lock_waits_done; /* lock_waits fell to 0 */
 	struct queue blocks; /* received blocks to write, hash, answer */
 	struct queue syncs;  /* durability: fdatasync, marks, records */
 
