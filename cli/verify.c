@@ -228,9 +228,14 @@ int cli_verify(int argc, char **argv)
 	}
 	common.offline = true; /* verify asks the Hub nothing */
 	rc = cli_open(&common, 60, &hub, &v.s);
-	if (rc == 0 && optind == argc && db_blobs(v.s, check_blob, &v) < 0) {
-		fprintf(stderr, "hubfs verify: %s\n", db_last_error(v.s));
-		rc = CLI_EXIT_FAIL;
+	if (rc == 0 && optind == argc) {
+		/* > 0: check_blob's exit status, its cause reported there. */
+		rc = db_blobs(v.s, check_blob, &v);
+		if (rc < 0)
+			fprintf(stderr, "hubfs verify: %s\n",
+				db_last_error(v.s));
+		if (rc)
+			rc = CLI_EXIT_FAIL;
 	}
 	for (int i = optind; rc == 0 && i < argc; i++)
 		rc = verify_repo(&v, argv[i]);

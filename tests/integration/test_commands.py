@@ -411,6 +411,20 @@ class CommandsTest(unittest.TestCase):
         self.assertNotIn("ok ", r.stdout)  # -q: failures only
         self.assertFalse(os.path.exists(path))
 
+    def test_verify_that_cannot_read_a_blob_fails(self):
+        store = self.new_store()
+        self.hubfs(store, "pull", "acme/pull-model", "README.md")
+        f = self.files["README.md"]
+        path = os.path.join(store, "blobs", self.etag(f))
+        # The same file (inode, size, mtime) behind a symlink: recorded
+        # as it was, but verify does not follow links into the store.
+        moved = os.path.join(store, "moved-blob")
+        os.rename(path, moved)
+        os.symlink(moved, path)
+        r = self.hubfs(store, "verify", ok=False)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("hubfs verify: %s" % self.etag(f), r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
