@@ -162,6 +162,8 @@ static int evict_one(struct db_store *s, bool partial, const char *etag,
 	if (rc)
 		return rc;
 	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno != ENOENT)
+		return 0; /* cannot tell whether it is in use: leave it */
 	if (fd >= 0 && fcntl(fd, F_OFD_SETLK, &fl) < 0) {
 		close(fd);
 		return 0; /* in use */

@@ -873,8 +873,11 @@ static int resolve_one(struct fs_ctx *ctx, enum hub_repo_type type,
 	char *o;
 	int rc;
 
-	snprintf(name, sizeof(name), "%s%s%s", slash ? slash + 1 : id,
-		 erev ? "@" : "", erev ? erev : "");
+	/* A revision too long for a name would be asked for cut short. */
+	if ((size_t)snprintf(name, sizeof(name), "%s%s%s",
+			     slash ? slash + 1 : id, erev ? "@" : "",
+			     erev ? erev : "") >= sizeof(name))
+		return ENOENT;
 	if (!slash)
 		return resolve_top(ctx, type, name, out);
 	o = strndup(id, (size_t)(slash - id));
