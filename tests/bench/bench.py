@@ -53,7 +53,7 @@ FOUR_FILES = ["part-%d.safetensors" % i for i in range(1, 5)]
 CASES = ["cold", "peers", "warm", "first", "threads", "random", "rss", "fleet"]
 CASE_HELP = {
     "cold": "cold sequential read: hubfs vs curl (1 stream) vs aria2c -x16 -s16, "
-            "CDN uncapped and rate-limited",
+            "and hubfs pull, CDN uncapped and rate-limited",
     "peers": "the same file through httpdirfs --cache and rclone mount "
              "--vfs-cache-mode full: cold (both CDN rates), warm after remount",
     "warm": "hubfs warm read after remount and re-read in the same mount vs "
@@ -661,6 +661,30 @@ def case_cold(b, ctx):
     b.measure("cold/%s/aria2c" % ctx.label, "cold", "aria2c -x16 -s16 (to disk)",
               ctx.label, aria2c)
 
+    def pull():
+        """hubfs pull of the file into a fresh store: fetched, written,
+        fdatasync'ed, hashed and recorded, like aria2c's download to disk
+        plus the check."""
+        store = b.fresh("cold-%s-pull" % ctx.label)
+        b.cold_prep(ctx, [sha])
+        mark = ctx.log_mark()
+        try:
+            rc, out, err, secs = b.run(
+                [b.hubfs, "pull", "-q", "--no-hf-cache", "--cache-dir", store,
+                 "--endpoint", ctx.stack.endpoint, BIG_REPO, BIG_FILE],
+                b.args.read_timeout)
+            if rc != 0:
+                raise NA("hubfs pull exited %d: %s" % (rc, (out + err).strip()[-200:]))
+            blob = os.path.join(store, "blobs", sha)
+            if not os.path.exists(blob) or os.path.getsize(blob) != size:
+                raise NA("hubfs pull left no complete blob")
+        finally:
+            shutil.rmtree(store, ignore_errors=True)
+        cdn, reqs = ctx.cdn_bytes(mark)
+        return {"seconds": secs, "nbytes": size, "cdn_bytes": cdn, "requests": reqs}
+    b.measure("cold/%s/pull" % ctx.label, "cold", "hubfs pull (to the store, verified)",
+              ctx.label, pull)
+
 
 def case_peers(b, ctx, warm):
     size, sha = ctx.big["size"], ctx.big["sha256"]
@@ -1102,6 +1126,8 @@ def ratio_rows(b):
               "cold/%s/curl" % label)
         ratio("cold %s: hubfs / aria2c -x16" % label, "cold/%s/hubfs" % label,
               "cold/%s/aria2c" % label, 1.5 if targets else None)
+        ratio("cold %s: hubfs pull / aria2c -x16" % label, "cold/%s/pull" % label,
+              "cold/%s/aria2c" % label)
         peer = better_peer(label)
         ratio("cold %s: hubfs / better of httpdirfs, rclone (%s)"
               % (label, peer.split("/")[-1]), "cold/%s/hubfs" % label, peer,
