@@ -100,10 +100,24 @@ static int next_page(struct hub_client *c, const struct json_get *g,
 	if (rc == 0)
 		rc = hub_resolve_location(g->url, raw, next);
 	free(raw);
+	/*
+	 * The cursor in a next-page Link means something only to the Hub
+	 * that gave it, yet a Hub may name itself otherwise than the
+	 * endpoint we were given (its public name behind a proxy or a
+	 * mirror, "localhost" for "127.0.0.1"): such a Link is asked of the
+	 * endpoint, path and query as they are.  Nothing, the token least
+	 * of all, goes to the origin it names.
+	 */
+	if (rc == 0 && !hub_same_origin(*next, c->endpoint)) {
+		char *own = NULL;
+
+		rc = hub_rebase_url(c->endpoint, *next, &own);
+		free(*next);
+		*next = own;
+	}
 	if (rc == -ENOMEM)
 		return rc;
-	if (rc < 0 || !hub_same_origin(*next, c->endpoint) ||
-	    strcmp(*next, g->url) == 0) {
+	if (rc < 0 || strcmp(*next, g->url) == 0) {
 		free(*next);
 		*next = NULL;
 		hub_error_proto(err, "unusable next-page Link");

@@ -511,6 +511,16 @@ static CURLcode setup(struct hub_client *c, CURL *easy, struct hub_call *call,
 	SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
 	SET(CURLOPT_LOW_SPEED_TIME, c->stall_seconds);
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
+	/*
+	 * A request without Accept-Encoding accepts any coding (RFC 9110
+	 * 12.5.3), so a server may compress whatever it likes.  Saying what
+	 * we take also makes libcurl decode it: JSON may come compressed in
+	 * any coding libcurl knows (a big listing shrinks tenfold), file
+	 * bytes are asked for as they are, so that sizes and ranges count
+	 * the file's own bytes, and are decoded should a server compress
+	 * them all the same.
+	 */
+	SET(CURLOPT_ACCEPT_ENCODING, call->json ? "" : "identity");
 	SET(CURLOPT_HTTPHEADER, headers);
 	SET(CURLOPT_HEADERFUNCTION, hub_call_on_header);
 	SET(CURLOPT_HEADERDATA, call);

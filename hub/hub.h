@@ -145,6 +145,13 @@ int hub_resolve_location(const char *request_url, const char *location,
 			 char **out_url);
 
 /*
+ * The path and query of url (absolute) put after base (an absolute URL
+ * without trailing '/'): "https://a/x?y" on "http://b:1" is
+ * "http://b:1/x?y".  *out_url is allocated, caller frees.
+ */
+int hub_rebase_url(const char *base, const char *url, char **out_url);
+
+/*
  * True when both URLs have the same scheme, host (case-insensitive) and
  * port (default ports filled in).  The Hub token is sent only to the
  * endpoint's origin.  False when either URL does not parse.

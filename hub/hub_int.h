@@ -115,7 +115,7 @@ struct hub_call {
 	/* in */
 	const char *url;     /* absolute */
 	const char *range;   /* CURLOPT_RANGE value "a-b" / "a-", or NULL */
-	bool json;	     /* send Accept: application/json */
+	bool json;	     /* Accept: application/json, any coding */
 	hub_body_fn on_body; /* 2xx bodies; NULL: into body, up to the limit */
 	void *arg;
 	size_t body_limit; /* for body when on_body is NULL; 0: JSON limit */

@@ -10,12 +10,12 @@
  * (libcurl never follows), so no header of one hop leaks into the next.
  *
  * The callback only ever sees the bytes it asked for, at their true file
- * offsets: a 206 must start where we asked and end no later; a 200 to a
- * ranged request has its leading bytes skipped; a cut transfer resumes at
- * the next byte not yet delivered.  Where a resolve URL led is remembered
- * (a signed CDN URL is valid for a while), so later ranges of the same file
- * go straight there; a 403/404/410 from such a target means it expired, and
- * the Hub is asked again, once per attempt.
+ * offsets: a 206 must start no later than asked; a wider 206, like a 200
+ * to a ranged request, has its extra bytes skipped; a cut transfer
+ * resumes at the next byte not yet delivered.  Where a resolve URL led is
+ * remembered (a signed CDN URL is valid for a while), so later ranges of the
+ * same file go straight there; a 403/404/410 from such a target means it
+ * expired, and the Hub is asked again, once per attempt.
  */
 #include "hub_int.h"
 
@@ -180,8 +180,13 @@ static int body_start(struct hub_range *r, const struct hub_resp *resp)
 			 "206 with a bad Content-Range");
 		return -EPROTO;
 	}
-	if (cr.first != r->next ||
-	    (r->end != HUB_NO_END && cr.last >= r->end)) {
+	/*
+	 * A 206 may be wider than asked (a server that rounds ranges to its
+	 * blocks, or ignores the end): the leading bytes are skipped and the
+	 * answer is stopped once the range is delivered, as for a 200.  One
+	 * that starts past the next byte wanted would leave a hole.
+	 */
+	if (cr.first > r->next) {
 		snprintf(r->proto, sizeof(r->proto),
 			 "Content-Range %" PRIu64 "-%" PRIu64
 			 " does not match the request from %" PRIu64,

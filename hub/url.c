@@ -51,6 +51,35 @@ out:
 	return rc;
 }
 
+int hub_rebase_url(const char *base, const char *url, char **out_url)
+{
+	CURLU *u = curl_url();
+	char *path = NULL, *query = NULL;
+	int rc = -EPROTO, n;
+
+	*out_url = NULL;
+	if (!u)
+		return -ENOMEM;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
+		goto out;
+	if (curl_url_get(u, CURLUPART_QUERY, &query, 0) != CURLUE_OK)
+		query = NULL;
+	n = asprintf(out_url, "%s%s%s%s", base, path, query ? "?" : "",
+		     query ? query : "");
+	if (n < 0) {
+		*out_url = NULL;
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = 0;
+out:
+	curl_free(path);
+	curl_free(query);
+	curl_url_cleanup(u);
+	return rc;
+}
+
 /* Scheme, host and port of url; the three strings are curl-allocated. */
 struct origin {
 	char *scheme, *host, *port;

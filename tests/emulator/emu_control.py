@@ -15,7 +15,7 @@ import time
 
 BUCKETS = ("api", "resolvers", "pages")
 FAULT_KINDS = ("status", "rate_limit", "reset", "stall", "wrong_bytes", "range_200",
-               "expired", "malformed_json", "truncated_json")
+               "expired", "malformed_json", "truncated_json", "range_wide")
 
 
 class Config:
@@ -28,6 +28,8 @@ class Config:
         "page_size_expand": None,     # tree pages with expand=true; None: min(50, page_size)
         "cdn_url_ttl": 3600,          # seconds a signed CDN URL stays valid (may be <= 0)
         "gzip": False,                # gzip text files when the client accepts it
+        "gzip_json": False,           # gzip 2xx JSON unless Accept-Encoding rules gzip out
+        "link_base": None,            # base URL of next-page Links (None: the endpoint)
         "quotas": {"api": 1000000, "resolvers": 1000000, "pages": 1000000},
         "window": 300,                # rate-limit window, seconds
     }
@@ -148,7 +150,7 @@ class FaultRule:
             return False
         if not self.regex.search(path):
             return False
-        if self.kind == "range_200" and not has_range:
+        if self.kind in ("range_200", "range_wide") and not has_range:
             return False
         if self.kind in ("malformed_json", "truncated_json") and not is_api:
             return False

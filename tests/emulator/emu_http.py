@@ -74,6 +74,26 @@ def json_response(obj, status=200, headers=()):
     return resp.add("Content-Type", "application/json; charset=utf-8")
 
 
+def accepts_gzip(accept_encoding):
+    """RFC 9110 12.5.3: no Accept-Encoding means any coding is acceptable."""
+    if accept_encoding is None:
+        return True
+    for item in accept_encoding.split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip().lower() in ("gzip", "*"):
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+def gzip_json(resp, accept_encoding):
+    """Config gzip_json: a 2xx JSON body sent gzip + chunked when allowed."""
+    if resp.is_json and 200 <= resp.status < 300 and accepts_gzip(accept_encoding):
+        resp.body = gzip.compress(resp.body, mtime=0)
+        resp.chunked = True
+        resp.add("Content-Encoding", "gzip")
+    return resp
+
+
 def error_response(status, message, code=None, headers=()):
     resp = json_response({"error": message}, status, headers)
     if code:

@@ -87,7 +87,7 @@ sys.path.insert(0, HERE)
 from emu_control import Config, Faults, RateLimiter, RequestLog  # noqa: E402
 from emu_http import (HubError, Reply, Response, check_signature,  # noqa: E402
                       content_disposition, content_response, content_type, error_response,
-                      json_response, read_request_body, send, signed_cdn_url)
+                      gzip_json, json_response, read_request_body, send, signed_cdn_url)
 from emu_store import BlobStore, Hub, now_iso, write_json_atomic  # noqa: E402
 
 DEFAULT_FIXTURES = os.path.join(HERE, "..", "fixtures")
@@ -213,6 +213,8 @@ class Emulator:
             resp.add("RateLimit", '"%s";r=0;t=%d' % (bucket, reset)).add("Retry-After", reset)
         if resp is None:
             resp = self.route_safely(req, fault)
+        if self.config["gzip_json"]:
+            gzip_json(resp, req.headers.get("Accept-Encoding"))
         self.common_headers(resp, bucket, remaining, reset, quota, window)
         entry = self.log.add({"time": time.time(), "method": req.method, "path": req.raw_path,
                               "query": req.query, "status": resp.status, "range": req.range_header,
@@ -231,6 +233,8 @@ class Emulator:
     def route_safely(self, req, fault):
         if fault and fault.kind == "range_200":
             req.range = None
+        if fault and fault.kind == "range_wide":
+            req.range = "bytes=0-"
         try:
             return self.route(req)
         except Reply as r:
@@ -458,7 +462,8 @@ class Emulator:
         pairs = [(k, v) for k, v in urllib.parse.parse_qsl(req.query, keep_blank_values=True)
                  if k != "cursor"]
         query = urllib.parse.urlencode(pairs)
-        return "%s%s?%s%scursor=%s" % (self.endpoint, req.raw_path, query, "&" if query else "", cursor)
+        base = self.config["link_base"] or self.endpoint
+        return "%s%s?%s%scursor=%s" % (base, req.raw_path, query, "&" if query else "", cursor)
 
     # ------------------------------------------------------------ tree
     def tree(self, req, repo, segs):
@@ -706,6 +711,8 @@ class Emulator:
         if resp is None:
             if fault and fault.kind == "range_200":
                 req.range = None
+            if fault and fault.kind == "range_wide":
+                req.range = "bytes=0-"
             try:
                 resp = self.cdn_route(req)
             except Reply as r:

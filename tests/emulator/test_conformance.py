@@ -272,6 +272,15 @@ class T03Tree(Base):
                 self.assertTrue(url.startswith(STACK.endpoint + "/"))
         return entries, pages
 
+    def test_link_base(self):
+        STACK.configure(page_size=2, link_base="http://localhost:1")
+        r = get("/api/models/acme/tiny-model/tree/main?recursive=true")
+        link = r.h("Link")
+        self.assertTrue(link.startswith("<http://localhost:1/api/models/acme/tiny-model/tree/main?"), link)
+        STACK.configure(link_base=None)
+        self.assertTrue(get("/api/models/acme/tiny-model/tree/main?recursive=true").h("Link")
+                        .startswith("<" + STACK.endpoint + "/"))
+
     def test_root_and_recursive(self):
         files = main_files(tiny())
         root = get("/api/models/acme/tiny-model/tree/main").json()
@@ -584,6 +593,29 @@ class T07Resolve(Base):
                                                                     "Range": "bytes=0-3"})
         self.assertEqual((r.status, r.h("Content-Encoding")), (206, None))
 
+    def test_gzip_json(self):
+        STACK.configure(gzip_json=True)
+        url = STACK.endpoint + "/api/models/acme/tiny-model"
+        plain = get(url, headers={"Accept-Encoding": "identity"})
+        self.assertEqual((plain.status, plain.h("Content-Encoding")), (200, None))
+        # No Accept-Encoding at all: any coding is acceptable (RFC 9110).
+        status, hdrs, body, _, _ = raw_get(url)
+        self.assertEqual((status, hdrs.get("content-encoding")), (200, "gzip"))
+        self.assertEqual(hdrs.get("transfer-encoding"), "chunked")
+        chunks, rest = b"", body
+        while rest:
+            size, _, rest = rest.partition(b"\r\n")
+            n = int(size, 16)
+            chunks, rest = chunks + rest[:n], rest[n + 2:]
+            if n == 0:
+                break
+        self.assertEqual(json.loads(gzip.decompress(chunks)), plain.json())
+        r = get(url, headers={"Accept-Encoding": "gzip;q=0, br"})
+        self.assertEqual(r.h("Content-Encoding"), None)
+        # Errors stay plain.
+        r = get("/api/models/acme/nope", headers={"Accept-Encoding": "gzip"})
+        self.assertEqual((r.status, r.h("Content-Encoding")), (401, None))
+
 
 # ------------------------------------------------------------------ item 8
 
@@ -756,6 +788,15 @@ class T11Faults(Base):
         STACK.fault(kind="range_200", path="/resolve-cache/", count=1)
         r = get(self.cache_url("tokenizer/vocab.txt"), headers={"Range": "bytes=3-5"})
         self.assertEqual((r.status, r.body, r.h("Content-Range")), (200, data, None))
+        r = get(self.cache_url("tokenizer/vocab.txt"), headers={"Range": "bytes=3-5"})
+        self.assertEqual((r.status, r.body), (206, data[3:6]))
+
+    def test_range_wide(self):
+        data = content(main_files(tiny())["tokenizer/vocab.txt"])
+        STACK.fault(kind="range_wide", path="/resolve-cache/", count=1)
+        r = get(self.cache_url("tokenizer/vocab.txt"), headers={"Range": "bytes=3-5"})
+        self.assertEqual((r.status, r.body, r.h("Content-Range")),
+                         (206, data, "bytes 0-%d/%d" % (len(data) - 1, len(data))))
         r = get(self.cache_url("tokenizer/vocab.txt"), headers={"Range": "bytes=3-5"})
         self.assertEqual((r.status, r.body), (206, data[3:6]))
 

@@ -1,6 +1,7 @@
 /*
- * fuzz_url.c - Location resolution and the same-origin test of hub/url.c,
- * which decide where a redirect goes and whether the token goes with it.
+ * fuzz_url.c - Location resolution, the same-origin test and the rebasing
+ * of hub/url.c, which decide where a redirect or a next page goes and
+ * whether the token goes with it.
  *
  * Input: "REQUEST_URL\nLOCATION"; without a newline, the whole input is
  * the Location of a request to the Hub's resolve URL.
@@ -71,6 +72,17 @@ static void resolve(const char *req, const char *loc)
 	FUZZ_CHECK(hub_same_origin(out, out));
 	FUZZ_CHECK(hub_same_origin(out, again));
 	token_only_to_hub(out);
+	free(again);
+	/* A next-page Link put on the endpoint never leaves it. */
+	again = (char *)1;
+	rc = hub_rebase_url(HUB, out, &again);
+	FUZZ_CHECK(rc == 0 || rc == -EPROTO);
+	if (rc == 0) {
+		FUZZ_CHECK(strncmp(again, HUB "/", sizeof(HUB)) == 0);
+		FUZZ_CHECK(hub_same_origin(HUB, again));
+	} else {
+		FUZZ_CHECK(again == NULL);
+	}
 	free(again);
 	free(out);
 }

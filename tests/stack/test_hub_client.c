@@ -528,6 +528,36 @@ static void tree_paged(void **state)
 	hub_client_free(c);
 }
 
+/*
+ * Legal variations of an independent Hub (hub-api.md sections 1.2, 3.2):
+ * JSON bodies gzip-compressed (a server may compress when the request
+ * has no Accept-Encoding), and next-page Links that name the Hub by
+ * another name than the endpoint the client was given.
+ */
+static void tree_variants(void **state)
+{
+	struct hub_client *c = client(NULL, 5);
+	struct hub_repo_info info;
+	struct hub_error err;
+
+	(void)state;
+	free(control("POST", "/_emu/config", "{\"gzip_json\": true}"));
+	check_tree(c, HUB_MODEL, "model", "acme/tiny-model", "main");
+	assert_int_equal(hub_repo_info(c, HUB_MODEL, "acme/tiny-model", NULL,
+				       &info, &err),
+			 0);
+	assert_string_equal(info.sha,
+			    ref_of("model", "acme/tiny-model", "main"));
+	emu_reset();
+	/* Never contacted: the cursor is the Hub's, asked of the endpoint. */
+	free(control("POST", "/_emu/config",
+		     "{\"link_base\": \"https://hub.invalid:8443\"}"));
+	log_clear();
+	check_tree(c, HUB_MODEL, "model", "acme/tiny-model", "main");
+	assert_true(hub_requests("/tree/", NULL) > 1); /* --page-size 3 */
+	hub_client_free(c);
+}
+
 static int stop_after_two(void *arg, const struct hub_entry *e)
 {
 	int *n = arg;
@@ -1055,6 +1085,21 @@ static void fetch_faults(void **state)
 	faults_fired();
 	hub_client_free(c);
 
+	/*
+	 * A 206 wider than the range asked (here the whole file): the bytes
+	 * wanted are taken from it, the rest is skipped.
+	 */
+	c = client(NULL, 5);
+	fault("{\"kind\": \"range_wide\", \"target\": \"cdn\", "
+	      "\"count\": 1}");
+	check_fetch(c, HUB_MODEL, "model", m, "main", "model.safetensors",
+		    70000, 3000);
+	fault("{\"kind\": \"range_wide\", \"path\": \"/resolve-cache/\", "
+	      "\"count\": 1}");
+	check_fetch(c, HUB_MODEL, "model", m, "main", "config.json", 4, 5);
+	faults_fired();
+	hub_client_free(c);
+
 	/* An expired signed URL: resolved again. */
 	c = client(NULL, 5);
 	log_clear();
@@ -1193,6 +1238,7 @@ int main(void)
 		cmocka_unit_test_setup(repo_info_errors, reset_emulator),
 		cmocka_unit_test_setup(private_repo, reset_emulator),
 		cmocka_unit_test_setup(tree_paged, reset_emulator),
+		cmocka_unit_test_setup(tree_variants, reset_emulator),
 		cmocka_unit_test_setup(tree_errors, reset_emulator),
 		cmocka_unit_test_setup(author_listing, reset_emulator),
 		cmocka_unit_test_setup(whoami, reset_emulator),

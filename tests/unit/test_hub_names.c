@@ -191,6 +191,22 @@ static void locations(void **state)
 	assert_false(hub_same_origin("http://h/a", "https://h/a"));
 	assert_false(hub_same_origin("http://h/a", "http://h.evil/a"));
 	assert_false(hub_same_origin("http://h/a", "not a url"));
+
+	/* A next-page Link naming the Hub otherwise, asked of the endpoint. */
+	assert_int_equal(hub_rebase_url("http://127.0.0.1:8080",
+					"https://huggingface.co/api/models/"
+					"a/b/tree/c?recursive=1&cursor=x%3D",
+					&u),
+			 0);
+	assert_string_equal(u, "http://127.0.0.1:8080/api/models/a/b/tree/"
+			       "c?recursive=1&cursor=x%3D");
+	free(u);
+	assert_int_equal(hub_rebase_url("http://m/hub", "http://h/api/x", &u),
+			 0);
+	assert_string_equal(u, "http://m/hub/api/x");
+	free(u);
+	assert_int_equal(hub_rebase_url("http://m", "not a url", &u), -EPROTO);
+	assert_null(u);
 }
 
 static void errors(void **state)
