@@ -392,13 +392,16 @@ static int print_file(void *arg, const struct db_report_file *f)
 		cJSON_AddBoolToObject(o, "complete", f->complete);
 		cJSON_AddStringToObject(o, "etag", f->etag);
 		cJSON_AddBoolToObject(o, "lfs", f->lfs);
+		cJSON_AddBoolToObject(o, "in_place",
+				      f->external && !f->complete);
 		cJSON_AddItemToArray(out->json, o);
 		return 0;
 	}
-	printf("%10s %10s %4u%%  %s\n",
+	printf("%10s %10s %4u%%  %s%s\n",
 	       cli_human_size(f->size, size, sizeof(size)),
 	       cli_human_size(f->local, local, sizeof(local)),
-	       f->size ? (unsigned)(f->local * 100 / f->size) : 100u, f->path);
+	       f->size ? (unsigned)(f->local * 100 / f->size) : 100u, f->path,
+	       f->external && !f->complete ? "  (used in place)" : "");
 	return 0;
 }
 

@@ -506,7 +506,11 @@ struct db_report_file {
 	const char *xet;   /* its xet hash, or "" */
 	bool complete;	   /* every byte is local: the blob is recorded
 			      complete, or the file is empty */
-	uint64_t local;	   /* bytes held locally, <= size */
+	uint64_t local;	   /* bytes held locally, <= size: the whole of a
+			      file used in place (external) */
+	bool external;	   /* a file outside the store was verified for it
+			      (its stamp is checked when it is opened, not
+			      here) */
 	int64_t last_used; /* of its blob or partial blob; 0: never */
 };
 typedef int (*db_file_fn)(void *arg, const struct db_report_file *f);

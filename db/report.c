@@ -112,7 +112,9 @@ static const char sql_files[] =
 	"SELECT CASE e.parent WHEN '' THEN e.name"
 	"  ELSE e.parent || '/' || e.name END AS path,"
 	" e.size, e.etag, e.lfs, b.size, coalesce(b.last_used, 0),"
-	" p.size, p.shift, p.bitmap, coalesce(p.updated, 0), e.oid, e.xet"
+	" p.size, p.shift, p.bitmap, coalesce(p.updated, 0), e.oid, e.xet,"
+	" EXISTS(SELECT 1 FROM external x WHERE x.etag = e.etag"
+	"  AND x.good AND x.size = e.size)"
 	" FROM entries e"
 	" LEFT JOIN blobs b ON b.etag = e.etag"
 	" LEFT JOIN partial p ON p.etag = e.etag"
@@ -183,6 +185,9 @@ static int file_row(sqlite3_stmt *st, struct db_report_file *f)
 		f->complete = false;
 		f->local = partial_bytes(st, f->size);
 	}
+	f->external = sqlite3_column_int(st, 12) != 0;
+	if (f->external && !f->complete)
+		f->local = f->size;
 	f->last_used = used > updated ? used : updated;
 	return 0;
 }

@@ -256,6 +256,14 @@ class ReuseTest(unittest.TestCase):
         self.assertRegex(r.stdout, r"summary   7 verified .*, 3 known before")
         r = self.hubfs("import", "--hf-cache", self.cache)
         self.assertRegex(r.stdout, r"summary   0 verified .*, 10 known before")
+        # ls counts what is used in place as held locally.
+        r = self.hubfs("ls", "--json", "acme/reuse")
+        files = {f["path"]: f for f in json.loads(r.stdout)["files"]}
+        self.assertEqual(set(files), set(self.main))
+        for path, f in files.items():
+            self.assertEqual(f["local_bytes"], f["size"], path)
+            self.assertEqual(f["in_place"], f["size"] > 0, path)
+        self.assertIn("(used in place)", self.hubfs("ls", "acme/reuse").stdout)
         before = self.mark()
         m = self.mount("--offline", "--no-hf-cache")
         self.assertEqual(sorted(os.listdir(m.path("acme"))), ["reuse"])
