@@ -1362,6 +1362,14 @@ void blob_release(uint64_t fh)
 	if (h->lnext)
 		h->lnext->lprev = h->lprev;
 	pthread_mutex_unlock(&ctx->blobs_lock);
+	/*
+	 * The kernel sends the release only once every read of the file was
+	 * answered, so no reader uses h any more; but that order runs
+	 * through /dev/fuse (spliced replies), which ThreadSanitizer cannot
+	 * see.  Taking the lock the readers took makes it explicit.
+	 */
+	pthread_mutex_lock(&h->lock);
+	pthread_mutex_unlock(&h->lock);
 	blob_unref(h->b);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
