@@ -4,7 +4,8 @@
 #   make test   install what is missing, build, run every test
 #   make asan   the suite under AddressSanitizer and UBSan
 #   make tsan   the threaded paths under ThreadSanitizer: the unit and stack
-#               tests and the mount, read and load tests (TSAN_TESTS)
+#               tests, and the mount, read, load, pull, status, store-fault,
+#               reuse and view tests (TSAN_TESTS)
 #   make valgrind  the daemon under valgrind's memcheck (test_valgrind.py)
 #   make bench  the benchmarks (not part of make test); CASES=cold,warm runs some
 #   make fuzz   build the libFuzzer targets with clang (build-fuzz), run each
@@ -18,7 +19,7 @@ JOBS       ?= $(shell nproc)
 MOUNT      ?= $(HOME)/models
 CASES      ?=
 TESTS      ?=
-TSAN_TESTS ?= ^(unit/|stack/|integration/(mount|reads|load))
+TSAN_TESTS ?= ^(unit/|stack/|integration/(mount|reads|load|commands|status|store_faults|reuse|hfcache_view)$)
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= headers names url json response
 
