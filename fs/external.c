@@ -96,21 +96,14 @@ static int try_candidate(struct fs_ctx *ctx, const struct external_want *w,
 	return rc < 0 ? rc : 0;
 }
 
-int external_open(struct fs_ctx *ctx, const struct external_want *w, int *fd)
+/* <cache>/<type>s--<owner>--<name>: '/' becomes "--" (hub-api.md 8.2). */
+static int repo_folder(struct fs_ctx *ctx, enum hub_repo_type type,
+		       const char *id, char *folder, size_t size)
 {
-	char folder[PATH_MAX], path[PATH_MAX];
-	const char *id = w->repo_id;
-	size_t n;
-	int rc;
+	size_t n = (size_t)snprintf(folder, size, "%s/%s--", ctx->cfg.hf_cache,
+				    hub_type_plural(type));
 
-	rc = db_external_open(ctx->cfg.store, w->etag, w->size, fd);
-	if (rc != -ENOENT || !ctx->cfg.hf_cache || !cache_usable(ctx))
-		return rc;
-
-	/* <type>s--<owner>--<name>: '/' becomes "--" (hub-api.md 8.2). */
-	n = (size_t)snprintf(folder, sizeof(folder), "%s/%s--",
-			     ctx->cfg.hf_cache, hub_type_plural(w->type));
-	for (; *id && n + 2 < sizeof(folder); id++) {
+	for (; *id && n + 2 < size; id++) {
 		if (*id == '/') {
 			folder[n++] = '-';
 			folder[n++] = '-';
@@ -118,9 +111,36 @@ int external_open(struct fs_ctx *ctx, const struct external_want *w, int *fd)
 			folder[n++] = *id;
 		}
 	}
-	if (*id || n >= sizeof(folder))
+	if (*id || n >= size)
 		return -ENOENT;
 	folder[n] = '\0';
+	return 0;
+}
+
+int external_cache_path(struct fs_ctx *ctx, enum hub_repo_type type,
+			const char *repo_id, const char *rel, char *out,
+			size_t size)
+{
+	char folder[PATH_MAX];
+	int n;
+
+	if (!ctx->cfg.hf_cache || !cache_usable(ctx) ||
+	    repo_folder(ctx, type, repo_id, folder, sizeof(folder)) < 0)
+		return -ENOENT;
+	n = snprintf(out, size, "%s%s%s", folder, rel[0] ? "/" : "", rel);
+	return n > 0 && (size_t)n < size ? 0 : -ENOENT;
+}
+
+int external_open(struct fs_ctx *ctx, const struct external_want *w, int *fd)
+{
+	char folder[PATH_MAX], path[PATH_MAX];
+	int rc;
+
+	rc = db_external_open(ctx->cfg.store, w->etag, w->size, fd);
+	if (rc != -ENOENT || !ctx->cfg.hf_cache || !cache_usable(ctx))
+		return rc;
+	if (repo_folder(ctx, w->type, w->repo_id, folder, sizeof(folder)) < 0)
+		return -ENOENT;
 
 	rc = snprintf(path, sizeof(path), "%s/blobs/%s", folder, w->etag);
 	if (rc > 0 && (size_t)rc < sizeof(path) &&

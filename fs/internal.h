@@ -280,6 +280,13 @@ struct external_want {
 	const char *path;   /* in the repo */
 };
 int external_open(struct fs_ctx *ctx, const struct external_want *w, int *fd);
+/*
+ * The path of rel ("" for the folder itself) in a repo's folder of the
+ * huggingface_hub cache, when there is a usable cache; -ENOENT otherwise.
+ */
+int external_cache_path(struct fs_ctx *ctx, enum hub_repo_type type,
+			const char *repo_id, const char *rel, char *out,
+			size_t size);
 
 /*
  * status.c: the socket in <store>/mounts that answers "hubfs status" and

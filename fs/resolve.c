@@ -12,10 +12,15 @@
  */
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct miss {
 	struct miss *next;
@@ -277,6 +282,34 @@ static long refresh_listing(struct fs_ctx *ctx, enum hub_repo_type type,
 	return rc;
 }
 
+/*
+ * Offline: whether the huggingface_hub cache has a repo of owner, so that
+ * the owner's folder can be entered to reach it.
+ */
+static bool cache_has_owner(struct fs_ctx *ctx, enum hub_repo_type type,
+			    const char *owner)
+{
+	char probe[300], path[PATH_MAX], *slash;
+	size_t n;
+	struct dirent *d;
+	bool found = false;
+	DIR *dir;
+
+	/* "<cache>/<types>--<owner>--x": its folder and the name's prefix. */
+	snprintf(probe, sizeof(probe), "%s/x", owner);
+	if (external_cache_path(ctx, type, probe, "", path, sizeof(path)) < 0 ||
+	    !(slash = strrchr(path, '/')))
+		return false;
+	*slash++ = '\0';
+	n = strlen(slash) - 1; /* without the "x" */
+	dir = opendir(path);
+	while (dir && !found && (d = readdir(dir)))
+		found = strncmp(d->d_name, slash, n) == 0 && d->d_name[n];
+	if (dir)
+		closedir(dir);
+	return found;
+}
+
 /* A name at the root or under datasets/ or spaces/. */
 static int resolve_top(struct fs_ctx *ctx, enum hub_repo_type type,
 		       const char *name, struct node **out)
@@ -292,7 +325,9 @@ static int resolve_top(struct fs_ctx *ctx, enum hub_repo_type type,
 	rc = ENOENT;
 	if (!hub_repo_id_valid(base) || strchr(base, '/'))
 		goto out;
-	if (!rev && owner_known(ctx, type, base)) {
+	if (!rev && (owner_known(ctx, type, base) ||
+		     (hub_client_offline(ctx->cfg.hub) &&
+		      cache_has_owner(ctx, type, base)))) {
 		*out = new_owner(type, base);
 		rc = *out ? 0 : ENOMEM;
 		goto out;
@@ -357,6 +392,84 @@ struct revision {
 	char canonical[256];
 };
 
+#define CACHE_TREE_MAX (512U << 20) /* a trees/<commit>.json read whole */
+
+/* The whole of a small regular file, NUL-terminated; caller frees. */
+static char *read_whole(const char *path, size_t max, size_t *len,
+			time_t *mtime)
+{
+	struct stat st;
+	char *buf = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t n = 0;
+
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (uint64_t)st.st_size < max &&
+	    (buf = malloc((size_t)st.st_size + 1))) {
+		while (n < (size_t)st.st_size) {
+			ssize_t r = read(fd, buf + n, (size_t)st.st_size - n);
+
+			if (r <= 0)
+				break;
+			n += (size_t)r;
+		}
+		buf[n] = '\0';
+		*len = n;
+		*mtime = st.st_mtime;
+	}
+	close(fd);
+	return buf;
+}
+
+/*
+ * Offline (or the Hub unreachable) and the store knows nothing of the
+ * revision: what the huggingface_hub cache knows.  A branch or tag is its
+ * refs/<rev> file ("" is refs/main, as huggingface_hub writes it); a
+ * commit counts when the cache has its snapshot or its file list.
+ */
+static int cache_revision(struct fs_ctx *ctx, const struct db_repo *repo,
+			  const char *rev, struct revision *out)
+{
+	char rel[300], path[PATH_MAX], *text;
+	struct stat st;
+	size_t len = 0;
+	time_t mtime = 0;
+
+	if (!out->moving) {
+		snprintf(rel, sizeof(rel), "trees/%s.json", out->commit);
+		if (external_cache_path(ctx, repo->type, repo->name, rel, path,
+					sizeof(path)) == 0 &&
+		    stat(path, &st) == 0)
+			return 0;
+		snprintf(rel, sizeof(rel), "snapshots/%s", out->commit);
+		return external_cache_path(ctx, repo->type, repo->name, rel,
+					   path, sizeof(path)) == 0 &&
+				       stat(path, &st) == 0 &&
+				       S_ISDIR(st.st_mode)
+			       ? 0
+			       : -ENOENT;
+	}
+	rev = rev && rev[0] ? rev : "main";
+	if (!hub_path_safe(rev) ||
+	    (size_t)snprintf(rel, sizeof(rel), "refs/%s", rev) >= sizeof(rel) ||
+	    external_cache_path(ctx, repo->type, repo->name, rel, path,
+				sizeof(path)) < 0 ||
+	    !(text = read_whole(path, 128, &len, &mtime)))
+		return -ENOENT;
+	text[strcspn(text, " \t\r\n")] = '\0';
+	if (!hub_is_commit_id(text)) {
+		free(text);
+		return -ENOENT;
+	}
+	memcpy(out->commit, text, sizeof(out->commit));
+	free(text);
+	fs_log(LOG_INFO, "%s@%s: %s from the huggingface_hub cache", repo->name,
+	       rev, out->commit);
+	return 0;
+}
+
 static int resolve_revision(struct fs_ctx *ctx, const struct db_repo *repo,
 			    const char *rev, struct revision *out)
 {
@@ -413,7 +526,22 @@ static int resolve_revision(struct fs_ctx *ctx, const struct db_repo *repo,
 			       repo->name, (long long)checked);
 		return 0;
 	}
+	if ((rc == -ENETDOWN || err.status == 0) &&
+	    cache_revision(ctx, repo, rev, out) == 0)
+		return 0;
 	return -hub_failure(ctx, rc, &err, "resolving", repo->name);
+}
+
+/* Whether the huggingface_hub cache has a folder for the repo. */
+static bool in_cache(struct fs_ctx *ctx, enum hub_repo_type type,
+		     const char *id)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	return external_cache_path(ctx, type, id, "", path, sizeof(path)) ==
+		       0 &&
+	       stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 /* A repo folder (name[@rev]) under an owner folder. */
@@ -440,7 +568,8 @@ static int resolve_repo(struct fs_ctx *ctx, struct node *owner,
 		goto out;
 	rc = ENOENT;
 	if (db_repo_get(ctx->cfg.store, owner->type, id, &repo) < 0) {
-		if (hub_client_offline(ctx->cfg.hub))
+		if (hub_client_offline(ctx->cfg.hub) &&
+		    !in_cache(ctx, owner->type, id))
 			goto out;
 		memset(&repo, 0, sizeof(repo));
 		repo.type = owner->type;
@@ -573,6 +702,45 @@ static void listing_release(struct fs_ctx *ctx, struct listing *me)
 }
 
 /*
+ * The commit's tree from the huggingface_hub cache's trees/<commit>.json
+ * (hub-api.md section 8.6), which a recent huggingface_hub writes after it
+ * listed the tree: no tree call then, and none is possible offline.
+ * Commit-addressed, so it never goes stale.  -ENOENT when there is none
+ * or it does not parse: the Hub is asked as usual.
+ */
+static int cache_tree(struct fs_ctx *ctx, const struct node *n,
+		      struct db_tree *t)
+{
+	struct tree_fill fill = { 0 };
+	char rel[64], path[PATH_MAX], *text;
+	unsigned skipped = 0;
+	size_t len = 0;
+	time_t mtime = 0;
+	int rc, prc;
+
+	snprintf(rel, sizeof(rel), "trees/%s.json", n->commit);
+	if (external_cache_path(ctx, n->type, n->repo_id, rel, path,
+				sizeof(path)) < 0 ||
+	    !(text = read_whole(path, CACHE_TREE_MAX, &len, &mtime)))
+		return -ENOENT;
+	rc = db_tree_begin(ctx->cfg.store, n->repo, n->commit,
+			   n->mtime ? n->mtime : (int64_t)mtime, &fill.w);
+	if (rc == 0) {
+		prc = hub_cache_tree_parse(text, len, add_entry, &fill,
+					   &skipped);
+		rc = db_tree_end(fill.w, prc == 0 && fill.rc == 0, t);
+		if (rc == 0 && (prc || fill.rc))
+			rc = -ENOENT; /* rolled back */
+	}
+	free(text);
+	if (rc == 0)
+		fs_log(LOG_INFO, "%s@%s: files listed from %s%s", n->repo_id,
+		       n->commit, path,
+		       skipped ? " (some unsafe entries left out)" : "");
+	return rc < 0 ? -ENOENT : 0;
+}
+
+/*
  * The index's tree for the commit of a repo node, listed from the Hub the
  * first time (all pages, committed at once).  Two lookups in one new tree
  * share one listing; listings of different trees run side by side.
@@ -589,6 +757,8 @@ static int tree_of(struct fs_ctx *ctx, const struct node *n, int64_t *tree)
 	int rc, hrc = 0;
 
 	if (db_tree_find(ctx->cfg.store, n->repo, n->commit, &t) == 0)
+		goto found;
+	if (cache_tree(ctx, n, &t) == 0)
 		goto found;
 	if (hub_client_offline(ctx->cfg.hub))
 		return ENOENT;

@@ -205,11 +205,11 @@ void hub_token_source_find(struct hub_token_source *out,
 			   const char *token_file_flag);
 
 struct hub_config {
-	const char *endpoint;   /* base URL, no trailing '/'; NULL: HF_ENDPOINT
+	const char *endpoint;	/* base URL, no trailing '/'; NULL: HF_ENDPOINT
 				   or https://huggingface.co */
 	const char *token_file; /* --token-file, or NULL for the environment */
-	bool offline;           /* refuse every request with -ENETDOWN */
-	long stall_seconds;     /* abandon a transfer with no progress for this
+	bool offline;		/* refuse every request with -ENETDOWN */
+	long stall_seconds;	/* abandon a transfer with no progress for this
 				   long (the read timeout); 0: 60 */
 };
 
@@ -242,16 +242,16 @@ unsigned hub_client_token_changes(struct hub_client *c);
 
 /* GET /api/{types}/{id}[/revision/{rev}] (rev NULL: the default branch). */
 struct hub_repo_info {
-	char    id[256];       /* the canonical id: differs from the one asked
+	char id[256];	       /* the canonical id: differs from the one asked
 				  for after a rename or for a legacy id */
-	char    sha[41];       /* the commit the revision resolves to */
+	char sha[41];	       /* the commit the revision resolves to */
 	int64_t last_modified; /* unix seconds of the last commit, or 0 */
-	bool    private_repo;
-	bool    gated;
-	bool    disabled;
+	bool private_repo;
+	bool gated;
+	bool disabled;
 };
-int hub_repo_info(struct hub_client *c, enum hub_repo_type type,
-		  const char *id, const char *rev, struct hub_repo_info *out,
+int hub_repo_info(struct hub_client *c, enum hub_repo_type type, const char *id,
+		  const char *rev, struct hub_repo_info *out,
 		  struct hub_error *err);
 
 /*
@@ -262,17 +262,28 @@ int hub_repo_info(struct hub_client *c, enum hub_repo_type type,
  * returned.
  */
 struct hub_entry {
-	const char *path;     /* full path from the repo root */
-	bool        is_dir;
-	uint64_t    size;     /* real size (lfs.size for LFS files) */
+	const char *path; /* full path from the repo root */
+	bool is_dir;
+	uint64_t size;	      /* real size (lfs.size for LFS files) */
 	const char *oid;      /* git blob or tree sha1 */
 	const char *lfs_oid;  /* sha256 of the content, or NULL */
 	const char *xet_hash; /* or NULL */
 };
 typedef int (*hub_entry_fn)(void *arg, const struct hub_entry *entry);
-int hub_tree_list(struct hub_client *c, enum hub_repo_type type,
-		  const char *id, const char *commit, hub_entry_fn cb,
-		  void *arg, unsigned *skipped, struct hub_error *err);
+int hub_tree_list(struct hub_client *c, enum hub_repo_type type, const char *id,
+		  const char *commit, hub_entry_fn cb, void *arg,
+		  unsigned *skipped, struct hub_error *err);
+
+/*
+ * A commit's files from huggingface_hub's cache instead of the Hub: its
+ * trees/<commit>.json (hub-api.md section 8.6; format_version 1), text of
+ * len bytes (modified while parsed).  cb gets each file as the listing
+ * would give it; files whose path or ids fail the listing's checks are
+ * counted in *skipped.  -EPROTO for another format or JSON that does not
+ * parse; a non-zero return of cb stops and is returned.
+ */
+int hub_cache_tree_parse(char *text, size_t len, hub_entry_fn cb, void *arg,
+			 unsigned *skipped);
 
 /* GET /api/{types}?author={owner}, every page: cb gets each repo id. */
 typedef int (*hub_name_fn)(void *arg, const char *repo_id);
@@ -284,9 +295,9 @@ int hub_list_author(struct hub_client *c, enum hub_repo_type type,
    401 without a valid token). */
 #define HUB_WHOAMI_ORGS 64
 struct hub_whoami {
-	char     name[128];
+	char name[128];
 	unsigned n_orgs;
-	char     orgs[HUB_WHOAMI_ORGS][128];
+	char orgs[HUB_WHOAMI_ORGS][128];
 };
 int hub_whoami(struct hub_client *c, struct hub_whoami *out,
 	       struct hub_error *err);
@@ -326,12 +337,12 @@ struct hub_xfer;
 
 struct hub_file_ref {
 	enum hub_repo_type type;
-	const char        *repo_id; /* copied by submit */
-	const char        *commit;  /* 40 hex */
-	const char        *path;    /* hub_path_safe() */
-	uint64_t           size;    /* the file's size, from the tree */
-	const char        *etag;    /* expected etag (40 or 64 lowercase hex),
-				       or NULL not to check */
+	const char *repo_id; /* copied by submit */
+	const char *commit;  /* 40 hex */
+	const char *path;    /* hub_path_safe() */
+	uint64_t size;	     /* the file's size, from the tree */
+	const char *etag;    /* expected etag (40 or 64 lowercase hex),
+				or NULL not to check */
 };
 
 struct hub_xfer_ops {
@@ -383,9 +394,9 @@ int hub_xfer_submit(struct hub_xfer *x, const struct hub_file_ref *file,
 
 /* Counters for status and benchmarks. */
 struct hub_xfer_stats {
-	uint64_t bytes;     /* body bytes delivered */
-	uint64_t requests;  /* HTTP requests made, redirects included */
-	uint64_t resolves;  /* requests to the resolve endpoint */
+	uint64_t bytes;	   /* body bytes delivered */
+	uint64_t requests; /* HTTP requests made, redirects included */
+	uint64_t resolves; /* requests to the resolve endpoint */
 	uint64_t retries;
 	unsigned in_flight; /* transfers running now */
 	unsigned queued;

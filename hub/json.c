@@ -289,3 +289,62 @@ void hub_json_error_message(const char *body, size_t n, char *out, size_t size)
 out:
 	cJSON_Delete(root);
 }
+
+/*
+ * One file of trees/<commit>.json: {"size", "blob_id", "lfs_sha256",
+ * "lfs_size", "xet_hash"}, with the same checks as a listing's entry.
+ */
+static int cache_tree_file(const char *path, const cJSON *f,
+			   struct hub_entry *out)
+{
+	const char *lfs = str(f, "lfs_sha256"), *xet = str(f, "xet_hash");
+	const cJSON *lfs_size = cJSON_GetObjectItemCaseSensitive(f, "lfs_size");
+	uint64_t n;
+
+	memset(out, 0, sizeof(*out));
+	out->path = path;
+	out->oid = str(f, "blob_id");
+	if (!cJSON_IsObject(f) || !path || !hub_path_safe(path) || !out->oid ||
+	    !hub_is_commit_id(out->oid) ||
+	    hub_json_size(cJSON_GetObjectItemCaseSensitive(f, "size"),
+			  &out->size) < 0)
+		return -EINVAL;
+	if (lfs) {
+		if (!hub_is_sha256(lfs) ||
+		    (lfs_size &&
+		     (hub_json_size(lfs_size, &n) < 0 || n != out->size)))
+			return -EINVAL;
+		out->lfs_oid = lfs;
+	}
+	out->xet_hash = xet && hub_is_sha256(xet) ? xet : NULL;
+	return 0;
+}
+
+int hub_cache_tree_parse(char *text, size_t len, hub_entry_fn cb, void *arg,
+			 unsigned *skipped)
+{
+	cJSON *root = hub_json_parse(text, len), *files, *f;
+	const cJSON *version;
+	struct hub_entry e;
+	int rc = 0;
+
+	*skipped = 0;
+	version = cJSON_GetObjectItemCaseSensitive(root, "format_version");
+	files = cJSON_GetObjectItemCaseSensitive(root, "files");
+	if (!cJSON_IsObject(root) || !cJSON_IsNumber(version) ||
+	    version->valuedouble != 1 || !cJSON_IsObject(files)) {
+		cJSON_Delete(root);
+		return -EPROTO;
+	}
+	cJSON_ArrayForEach(f, files)
+	{
+		if (cache_tree_file(f->string, f, &e) < 0) {
+			(*skipped)++;
+			continue;
+		}
+		if ((rc = cb(arg, &e)) != 0)
+			break;
+	}
+	cJSON_Delete(root);
+	return rc;
+}

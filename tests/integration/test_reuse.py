@@ -275,6 +275,39 @@ class ReuseTest(unittest.TestCase):
         self.assertEqual(self.transfers(before), [])
         self.assertEqual(self.store_files(), {})
 
+    def test_offline_from_the_cache_alone(self):
+        """No import, a fresh store, --offline: a cache with refs and
+        trees/<commit>.json (hub-api.md 8.6) is enough to list and read."""
+        cache = os.path.join(self.tmp, self.name + "-cache")
+        shutil.copytree(self.cache, cache, symlinks=True)
+        folder = os.path.join(cache, "models--acme--reuse")
+        for sha, files in ((self.main_sha, self.main), (self.v1_sha, self.v1)):
+            tree = {p: {"size": f["size"], "blob_id": f["oid"]}
+                    for p, f in files.items()}
+            for p, f in files.items():
+                if f["lfs"]:
+                    tree[p].update(lfs_sha256=f["sha256"],
+                                   lfs_size=f["size"])
+            os.makedirs(os.path.join(folder, "trees"), exist_ok=True)
+            with open(os.path.join(folder, "trees", sha + ".json"), "w") as fh:
+                json.dump({"format_version": 1, "files": tree}, fh)
+        before = self.mark()
+        m = self.mount("--offline", "--hf-cache", cache)
+        self.assertEqual(sorted(walk_files(m.path("acme", "reuse"))),
+                         sorted(self.main))
+        self.read_all(m, self.main, "acme", "reuse")
+        self.read_all(m, self.v1, "acme", "reuse@" + self.v1_sha)
+        self.read_all(m, self.v1, "acme", "reuse@v1")
+        self.assertEqual(self.transfers(before), [])
+        self.assertEqual(len(self.stack.hub_log()), before[1])
+        self.assertEqual(self.store_files(), {})
+        # Without the file lists, offline knows nothing of the repo.
+        shutil.rmtree(os.path.join(folder, "trees"))
+        self.store = os.path.join(self.tmp, self.name + "-store2")
+        m2 = self.mount("--offline", "--hf-cache", cache, name=self.name + "b")
+        with self.assertRaises(OSError):
+            os.listdir(m2.path("acme", "reuse"))
+
     def test_import_local_dir(self):
         local = os.path.join(self.tmp, self.name + "-local")
         meta = os.path.join(local, ".cache", "huggingface", "download")
