@@ -22,7 +22,7 @@
 static const struct cli_command commands[] = {
 	{ "mount", "mount the Hub at a folder", cli_mount },
 	{ "umount", "unmount it", cli_umount },
-	{ "where", "print the store, token source, endpoint and offline mode",
+	{ "where", "print the store, token, endpoint, offline mode, hf cache",
 	  cli_where },
 	{ "ls", "list the repos in the store, or one repo's files", cli_ls },
 	{ "pull", "fetch a repo's files into the store now, and pin them",
@@ -37,7 +37,7 @@ static const struct cli_command commands[] = {
 	  cli_verify },
 	{ "status", "the store's use, and what each running mount is doing",
 	  cli_status },
-	{ "gc", "remove unused files until the store is within its limit",
+	{ "gc", "remove forgotten files, and unused ones over the size limit",
 	  cli_gc },
 	{ NULL, NULL, NULL },
 };
