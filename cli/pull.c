@@ -303,6 +303,10 @@ static void draw_bar(struct progress *pg, const struct fs_pull_progress *p)
 			   : 100;
 	int bar, fill;
 
+	/* Every byte may be here while the last check still runs. */
+	if (pct >= 100 && p->files_done < p->files)
+		pct = 99;
+
 	eta_text(bps > 0 ? (double)(p->total - p->done) / bps : -1, eta,
 		 sizeof(eta));
 	snprintf(tail, sizeof(tail), " %3d%% %s/%s %s/s ETA %s %zu/%zu files",
