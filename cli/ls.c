@@ -489,6 +489,15 @@ static struct rev *find_rev(struct repo *p, const char *rev)
 	for (size_t i = 0; i < p->n_revs; i++)
 		if (!p->revs[i].r.pinned && strcmp(p->revs[i].r.rev, rev) == 0)
 			return &p->revs[i];
+	/*
+	 * "main" names the default branch when no branch was recorded by
+	 * that name, as huggingface_hub assumes (and the .hf-cache view's
+	 * refs/main shows).
+	 */
+	if (strcmp(rev, "main") == 0)
+		for (size_t i = 0; i < p->n_revs; i++)
+			if (!p->revs[i].r.pinned && !p->revs[i].r.rev[0])
+				return &p->revs[i];
 	if (n < 4 || n > 40 || !is_hex(rev))
 		return NULL;
 	for (size_t i = 0; i < p->n_revs; i++) {

@@ -309,6 +309,9 @@ class CommandsTest(unittest.TestCase):
         self.assertIn("added acme/pull-model@%s: 7 files" % self.commit[:12],
                       r.stdout)
         self.assertEqual(len(self.stack.cdn_log()), before)
+        # "main" names the default branch, which was recorded unnamed.
+        self.assertEqual(set(self.ls_files(store, "acme/pull-model@main")),
+                         set(self.files))
         m = Mount(self.tmp, self.stack.endpoint, name="add%d" % self.n,
                   store=store, args=["--offline"])
         m.start()
