@@ -19,7 +19,7 @@ JOBS       ?= $(shell nproc)
 MOUNT      ?= $(HOME)/models
 CASES      ?=
 TESTS      ?=
-TSAN_TESTS ?= ^(unit/|stack/|integration/(mount|reads|load|commands|status|store_faults|reuse|hfcache_view)$)
+TSAN_TESTS ?= ^(unit/|stack/|integration/(mount|reads|load|commands|status|store_faults|reuse|hfcache_view))
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= headers names url json response
 
@@ -36,7 +36,7 @@ test:
 	@.ci/install-deps test
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)
 	cmake --build $(BUILD) -j $(JOBS)
-	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) \
+	ctest --test-dir $(BUILD) --output-on-failure --no-tests=error -j $(JOBS) \
 		$(if $(TESTS),-R '$(TESTS)')
 
 asan:
