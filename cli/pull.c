@@ -384,9 +384,8 @@ static void catch_signals(void)
 	sigaction(SIGHUP, &sa, NULL);
 }
 
-static int pin(struct pull_opts *o, struct db_store *store,
-	       const struct fs_repo *r, const struct cli_target *t,
-	       const struct selection *s)
+static int pin(struct db_store *store, const struct fs_repo *r,
+	       const struct cli_target *t, const struct selection *s)
 {
 	struct db_pin *pins = calloc(s->n ? s->n : 1, sizeof(*pins));
 	int rc;
@@ -404,7 +403,6 @@ static int pin(struct pull_opts *o, struct db_store *store,
 			db_last_error(store));
 		return CLI_EXIT_FAIL;
 	}
-	(void)o;
 	return 0;
 }
 
@@ -517,7 +515,7 @@ static int run_pull(struct pull_opts *o, const struct cli_target *t,
 	}
 	if ((rc = check_room(store, r.tree, s)) != 0)
 		goto out;
-	if (!o->no_pin && (rc = pin(o, store, &r, t, s)) != 0)
+	if (!o->no_pin && (rc = pin(store, &r, t, s)) != 0)
 		goto out;
 
 	pg.tty = isatty(STDERR_FILENO) && !o->quiet;
