@@ -21,6 +21,7 @@ CASES      ?=
 TESTS      ?=
 TSAN_TESTS ?= ^(unit/|stack/|integration/(mount|reads|load|commands|status|store_faults|reuse|hfcache_view))
 FUZZ_SECONDS ?= 60
+TEST_VENV  ?= $(shell .ci/install-venv --path)
 FUZZ_TARGETS ?= headers names url json response
 
 .PHONY: all build test asan tsan valgrind bench fuzz run format clean
@@ -34,7 +35,9 @@ build:
 
 test:
 	@.ci/install-deps test
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)
+	@.ci/install-venv
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS) \
+		-DHUBFS_TEST_VENV=$(TEST_VENV)
 	cmake --build $(BUILD) -j $(JOBS)
 	ctest --test-dir $(BUILD) --output-on-failure --no-tests=error -j $(JOBS) \
 		$(if $(TESTS),-R '$(TESTS)')
