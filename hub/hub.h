@@ -2,7 +2,7 @@
  * hub.h - the Hugging Face Hub client: the whole interface of hub/.
  *
  * hub/ knows nothing about FUSE or the store.  It speaks the Hub's HTTP API
- * (../shared/hub-api.md) and reports failures as values (struct hub_error)
+ * (hub/hub-api.md) and reports failures as values (struct hub_error)
  * carrying the HTTP status and the Hub's X-Error-Code, never as log lines.
  *
  * This part of the interface holds the parsers of bytes that come off the

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """hubemu.py -- a local emulator of the Hugging Face Hub HTTP API for hubfs tests.
 
-It serves the read-only API subset in shared/hub-api.md (section 12 is the
+It serves the read-only API subset in hub/hub-api.md (section 12 is the
 checklist) from fixture repos, on 127.0.0.1 only.  LFS bytes are served by a
 real nginx acting as the CDN (started by tests/harness/hubstack.py); this
 process writes those blobs to STATE/cdn/<sha256> and signs the URLs.  While a
