@@ -418,7 +418,7 @@ class Emulator:
             d.update({"description": "", "citation": "", "paperswithcode_id": None})
         else:
             sub = repo.id.replace("/", "-").lower()
-            d.update({"sdk": "gradio", "subdomain": sub, "host": "%s/spaces/%s" % (self.endpoint, repo.id),
+            d.update({"sdk": "gradio", "subdomain": sub, "host": "https://%s.hf.space" % sub,
                       "runtime": {"stage": "RUNNING", "hardware": {"current": "cpu-basic"}},
                       "models": [], "datasets": []})
         d.update(repo.info)
