@@ -383,6 +383,37 @@ class ApiTest(Base):
         self.assertFalse(self.api.file_exists(TINY, "no-such-file"))
 
 
+    def test_file_metadata(self):
+        repo = repo_of(TINY)
+        for rev in ("main", "refs/pr/1"):
+            sha, commit = commit_of(repo, rev)
+            for path, f in commit["files"].items():
+                m = hf.get_hf_file_metadata(hf.hf_hub_url(TINY, path, revision=rev))
+                self.assertEqual((m.commit_hash, m.etag, m.size), (sha, etag_of(f), f["size"]),
+                                 path)
+                if f["lfs"]:  # a signed URL on another origin: the CDN
+                    self.assertTrue(m.location.startswith(STACK.cdn + "/"), path)
+                self.assertEqual(m.xet_file_data.file_hash if m.xet_file_data else None,
+                                 f.get("xetHash"), path)
+
+    def test_hf_file_system(self):
+        fs = hf.HfFileSystem()
+        repo = repo_of(TINY)
+        for rev, prefix in (("main", TINY), ("refs/pr/1", TINY + "@refs%2Fpr%2F1")):
+            files = files_of(repo, rev)
+            self.assertEqual(sorted(p[len(prefix) + 1:] for p in fs.find(prefix)), sorted(files))
+            with open(files["README.md"]["content"], "rb") as want:
+                self.assertEqual(fs.cat(prefix + "/README.md"), want.read())
+        f = files_of(repo)["model.safetensors"]
+        self.assertEqual(fs.info(TINY + "/model.safetensors")["size"], f["size"])
+        with fs.open(TINY + "/model.safetensors", "rb") as fh, open(f["content"], "rb") as want:
+            fh.seek(123457)
+            want.seek(123457)
+            self.assertEqual(fh.read(4096), want.read(4096))
+        self.assertTrue(fs.isdir(TINY + "/nested/a"))
+        self.assertFalse(fs.exists(TINY + "/no-such-file"))
+
+
 # ---------------------------------------------------------------- downloads
 
 class DownloadTest(Base):
