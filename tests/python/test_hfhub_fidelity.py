@@ -732,6 +732,19 @@ class XetNativeTest(Base):
         self.assertCachedFile(cache, repo, None, XET_FILE, got)
         self.assertTrue([e for e in self.hub_requests() if "xet-read-token" in e["path"]])
         self.assertFalse([e for e in self.cdn_requests() if f["sha256"] in e["uri"]])
+        # the cache-wide shared blob store (hub-api.md 8.2): the repo's blob
+        # is a relative symlink to <cache>/blobs/<xx>/<xet hash>
+        blob = os.path.join(cache, "models--acme--tiny-model", "blobs", f["sha256"])
+        shared = os.path.join(cache, "blobs", f["xetHash"][:2], f["xetHash"])
+        self.assertTrue(os.path.islink(blob))
+        self.assertEqual(os.path.normpath(os.path.join(os.path.dirname(blob),
+                                                       os.readlink(blob))), shared)
+        self.assertEqual(sha256_file(shared), f["sha256"])
+        # a whole snapshot, Xet file included
+        sha, commit = commit_of(repo)
+        got = hf.snapshot_download(TINY, cache_dir=cache)
+        for path, g in commit["files"].items():
+            self.assertEqual(sha256_file(os.path.join(got, path)), g["sha256"], path)
 
 
 if __name__ == "__main__":
