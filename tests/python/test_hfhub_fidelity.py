@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import unittest
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "harness"))
@@ -516,6 +517,24 @@ class DownloadTest(Base):
                     got = hf.snapshot_download(r["id"], repo_type=rtype, revision=rev,
                                                cache_dir=cache)
                     self.check_snapshot(got, files_of(r, rev), r["id"] + "@" + rev)
+
+    def test_gzip_answers(self):
+        """Text files and JSON gzip-encoded, as the Hub's CDN front sends
+        them to a client that accepts gzip."""
+        STACK.configure(gzip=True, gzip_json=True)
+        self.addCleanup(STACK.control, "POST", "/_emu/reset")
+        repo = repo_of(TINY)
+        sha, commit = commit_of(repo, "refs/pr/1")
+        files = non_xet(commit["files"])
+        got = hf.snapshot_download(TINY, revision="refs/pr/1", cache_dir=self.fresh("cache"),
+                                   ignore_patterns=[XET_FILE])
+        self.check_snapshot(got, files, "gzip")
+        encoded = [e for e in self.hub_requests()
+                   if e["path"].startswith("/api/resolve-cache/") and e["method"] == "GET"]
+        sizes = {"/api/resolve-cache/models/%s/%s/%s" % (TINY, sha, p): f["size"]
+                 for p, f in files.items() if f["size"] and not f["lfs"]}
+        self.assertEqual(len([e for e in encoded if e["bytes"] != sizes.get(
+            urllib.parse.unquote(e["path"]), e["bytes"])]), len(sizes))
 
     def test_try_to_load_from_cache(self):
         repo = repo_of(TINY)
