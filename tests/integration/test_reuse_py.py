@@ -390,6 +390,22 @@ class XetNativeTest(CacheCase):
     def test_hf_xet_cache_no_shared_blobs(self):
         self.check_native(False)
 
+    @unittest.expectedFailure
+    def test_hf_xet_local_dir(self):
+        local = os.path.join(self.tmp, self.name + "-xet-local")
+        self.client("hf", "download", "acme/reuse-xet", "--local-dir", local,
+                    HF_HUB_DISABLE_XET=None)
+        state = snapshot_state(local)
+        files = self.files[("model", "acme/reuse-xet", None)]
+        out = self.hubfs("import", local, "--repo", "acme/reuse-xet")
+        self.assertIn("found     local-dir download", out)
+        self.assertRegex(out, r"summary   %d verified" % len(files))
+        before = self.mark()
+        m = self.mount("--no-hf-cache")
+        self.read_all(m, [("model", "acme/reuse-xet", None)])
+        self.assertEqual(self.transfers(before), [])
+        self.assertEqual(snapshot_state(local), state)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -676,6 +676,9 @@ class ErrorTest(Base):
             self.assertNotIsInstance(e, errors.RepositoryNotFoundError)
             self.assertEqual(e.response.headers["X-Error-Message"],
                              "Invalid credentials in Authorization header")
+        e = self.assertRaisesStatus(errors.HfHubHTTPError, 401, hf.snapshot_download, TINY,
+                                    token=bad, cache_dir=self.fresh("cache"))
+        self.assertNotIsInstance(e, errors.RepositoryNotFoundError)
 
     def test_disabled(self):
         self.assertRaisesStatus(errors.DisabledRepoError, 403, self.api.model_info,
