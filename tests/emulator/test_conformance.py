@@ -249,7 +249,9 @@ class T02RepoInfo(Base):
 
     def test_other_types(self):
         self.assertEqual(get("/api/datasets/acme/tiny-dataset").status, 200)
-        self.assertEqual(get("/api/spaces/acme/demo-space").json()["sdk"], "gradio")
+        space = get("/api/spaces/acme/demo-space").json()
+        self.assertEqual(space["sdk"], "gradio")
+        self.assertEqual(space["host"], "https://acme-demo-space.hf.space")
         self.assertError(get("/api/models/acme/tiny-dataset"), 401, "RepoNotFound")
 
 
