@@ -68,8 +68,16 @@ class Env:
 def setUpModule():
     Env.tmp = tempfile.mkdtemp(prefix="hubfs-reuse-py-")
     os.chmod(Env.tmp, 0o755)
-    Env.stack = hubstack.Stack(os.path.join(Env.tmp, "stack"), fixtures=FIXTURES)
-    Env.stack.__enter__()
+    try:
+        make_caches()
+    except BaseException:
+        tearDownModule()  # unittest does not, when this fails
+        raise
+
+
+def make_caches():
+    stack = hubstack.Stack(os.path.join(Env.tmp, "stack"), fixtures=FIXTURES)
+    Env.stack = stack.__enter__()
     Env.python = venv_python()
     Env.hf = os.path.join(os.path.dirname(Env.python), "hf")
     for rtype, rid, rev in HELD:

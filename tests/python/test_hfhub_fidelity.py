@@ -59,7 +59,11 @@ def setUpModule():
     TMP = tempfile.mkdtemp(prefix="hubfs-pyfid-")
     os.chmod(TMP, 0o755)
     STACK = hubstack.Stack(os.path.join(TMP, "stack"), page_size=PAGE)
-    STACK.__enter__()
+    try:
+        STACK.__enter__()
+    except BaseException:
+        shutil.rmtree(TMP, ignore_errors=True)
+        raise
     os.environ.clear()
     os.environ.update(client_env())
     hf = importlib.import_module("huggingface_hub")
