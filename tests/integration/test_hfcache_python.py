@@ -37,7 +37,10 @@ REVISIONS = [
     ("acme/tiny-model", "model", "main"),
     ("acme/tiny-model", "model", "v1.0"),
     ("acme/tiny-model", "model", "refs/pr/1"),
+    ("acme/tiny-model", "model", "dev"),
+    ("acme/tiny-model", "model", "UNREFERENCED"),  # a commit by its sha
     ("acme/tiny-dataset", "dataset", "main"),
+    ("acme/tiny-dataset", "dataset", "refs/convert/parquet"),
     ("acme/new-name", "model", "main"),
     ("acme/old-name", "model", "main"),
     ("openai-community/gpt2", "model", "main"),
@@ -45,6 +48,7 @@ REVISIONS = [
     ("acme/demo-space", "space", "main"),
 ]
 PLURAL = {"model": "models", "dataset": "datasets", "space": "spaces"}
+MISSING = "no/such/file.txt"
 
 
 def main_tree_path(rid, rtype, rev):
@@ -71,8 +75,11 @@ class HfCachePythonTest(unittest.TestCase):
         os.makedirs(cls.hf_home)
         cls.jobs = []
         for rid, rtype, rev in REVISIONS:
-            os.listdir(cls.m.path(*main_tree_path(rid, rtype, rev)))
             repo = cls.manifest_repo(rid, rtype)
+            if rev == "UNREFERENCED":
+                rev = sorted(set(repo["commits"]) -
+                             set(repo["refs"].values()))[0]
+            os.listdir(cls.m.path(*main_tree_path(rid, rtype, rev)))
             files, sha = files_at(cls.stack.manifest, rtype, repo["id"], rev)
             cls.jobs.append({"repo": rid, "type": rtype, "revision": rev,
                              "commit": sha, "files": sorted(files)})
@@ -139,7 +146,10 @@ class HfCachePythonTest(unittest.TestCase):
             repo = next(r for r in view["repos"] if r["folder"] == name)
             rev = next(v for v in repo["revisions"]
                        if v["commit"] == job["commit"])
-            self.assertIn(job["revision"], rev["refs"])
+            if job["revision"] == job["commit"]:
+                self.assertEqual(rev["refs"], [])
+            else:
+                self.assertIn(job["revision"], rev["refs"])
             files, _ = files_at(self.stack.manifest, job["type"],
                                 self.manifest_repo(job["repo"],
                                                    job["type"])["id"],
@@ -162,9 +172,9 @@ class HfCachePythonTest(unittest.TestCase):
                         row.pop(key, None)
                 out.append(sorted(rows, key=json.dumps))
             self.assertEqual(out[0], out[1], args)
-            self.assertEqual(len(out[0]),
-                             len(REVISIONS) if args else
-                             len({(r[0], r[1]) for r in REVISIONS}))
+            self.assertEqual(len(out[0]), len({
+                (j["repo"], j["type"]) + ((j["commit"],) if args else ())
+                for j in self.jobs}))
 
     def test_hf_cache_verify_whole_revision(self):
         """Verify reads every file: only on a revision read whole first."""
@@ -191,6 +201,8 @@ class HfCachePythonTest(unittest.TestCase):
         """The paths of a find result, relative to the cache."""
         def rel(r):
             if "path" not in r:
+                return {"error": r["error"]}  # the message names the cache
+            if r["path"] == "None":  # try_to_load_from_cache: not cached
                 return r
             self.assertTrue(r["path"].startswith(cache + os.sep), r)
             return {"path": os.path.relpath(r["path"], cache)}
@@ -205,6 +217,7 @@ class HfCachePythonTest(unittest.TestCase):
     def test_offline_lookups_find_every_file(self):
         jobs = list(self.jobs) + [dict(j, revision=j["commit"])
                                   for j in self.jobs]
+        jobs = [dict(j, files=j["files"] + [MISSING]) for j in jobs]
         view = self.relative(self.client("find", self.view, jobs),
                              self.view)
         real = self.relative(self.client("find", self.real, jobs),
@@ -214,7 +227,12 @@ class HfCachePythonTest(unittest.TestCase):
             top = PLURAL[job["type"]] + "--" + job["repo"].replace("/", "--")
             snap = os.path.join(top, "snapshots", job["commit"])
             self.assertEqual(res["snapshot_download"], {"path": snap}, job)
-            for rel in job["files"]:
+            # What is not in the revision is not found, as in any cache.
+            self.assertEqual(res["local_files_only"][MISSING]["error"],
+                             "LocalEntryNotFoundError")
+            self.assertEqual(res["try_to_load_from_cache"][MISSING],
+                             {"path": "None"})
+            for rel in job["files"][:-1]:
                 for how in ("local_files_only", "try_to_load_from_cache"):
                     self.assertEqual(res[how][rel],
                                      {"path": os.path.join(snap, rel)},
