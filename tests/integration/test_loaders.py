@@ -27,6 +27,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 from mountlib import HUBFS, Mount, hubstack, venv_python
@@ -38,9 +39,10 @@ REQUIREMENTS = os.path.join(TESTS, "python", "requirements.txt")
 FIXTURE = os.path.join(TESTS, "fixtures", "large", "loaders.json")
 MiB = 1 << 20
 SLACK = 16 * MiB
+STALE = 3600  # seconds
 # (kind, path in the repo, stored as LFS)
 FILES = (("safetensors", "model.safetensors", True),
-         ("tokenizer", "tokenizer.json", False),
+         ("tokenizer", "tokenizer.json", True),
          ("gguf", "model.gguf", True),
          ("onnx", "model.onnx", True))
 
@@ -67,24 +69,53 @@ def fixture_files(py, blob_cache, tensor_mib):
     key = "%s-%d" % (h.hexdigest()[:16], tensor_mib)
     top = os.path.join(blob_cache, "loaders")
     out = os.path.join(top, key)
-    if os.path.exists(os.path.join(out, "DONE")):
-        return out
     os.makedirs(top, exist_ok=True)
-    # Other keys are older pins or generators: drop them (the blob store
-    # keeps its own link to what a run used).
-    for old in glob.glob(os.path.join(top, "*")):
-        if not os.path.basename(old).startswith(key[:16]) and \
-                not os.path.basename(old).startswith("tmp."):
-            shutil.rmtree(old, ignore_errors=True)
-    tmp = os.path.join(top, "tmp.%d" % os.getpid())
-    shutil.rmtree(tmp, ignore_errors=True)
-    subprocess.run([py, GENERATOR, "make", tmp, str(tensor_mib)],
-                   env=venv_env(), check=True, timeout=600)
-    try:
-        os.rename(tmp, out)
-    except OSError:  # another run made it first
+    drop_stale(blob_cache, top, key)
+    if not os.path.exists(os.path.join(out, "DONE")):
+        tmp = os.path.join(top, "tmp.%d" % os.getpid())
         shutil.rmtree(tmp, ignore_errors=True)
+        subprocess.run([py, GENERATOR, "make", tmp, str(tensor_mib)],
+                       env=venv_env(), check=True, timeout=600)
+        try:
+            os.rename(tmp, out)
+        except OSError:  # another run made it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    os.utime(os.path.join(out, "DONE"))  # in use: not stale
     return out
+
+
+def drop_stale(blob_cache, top, key):
+    """Remove the files of other keys (older pins or generator, another
+    size) unused for STALE seconds, and their links in the blob store, so
+    a machine keeps one set of each size.  A worktree with other pins
+    running at the same time has used its set within the hour."""
+    stale = []
+    for d in glob.glob(os.path.join(top, "*")):
+        if os.path.basename(d) == key:
+            continue
+        try:
+            done = os.path.join(d, "DONE")
+            used = os.stat(done if os.path.exists(done) else d).st_mtime
+        except OSError:
+            continue
+        if time.time() - used > STALE:
+            stale.append(d)
+    if not stale:
+        return
+    inodes = set()
+    for d in stale:
+        for name in os.listdir(d):
+            st = os.stat(os.path.join(d, name))
+            if st.st_size >= MiB:
+                inodes.add((st.st_dev, st.st_ino))
+    with os.scandir(os.path.join(blob_cache, "sha256")) as it:
+        for e in it:
+            if any(e.inode() == ino for _, ino in inodes):
+                st = e.stat(follow_symlinks=False)
+                if (st.st_dev, st.st_ino) in inodes:
+                    os.unlink(e.path)
+    for d in stale:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 SANITIZED = sanitized_binary(HUBFS)
