@@ -15,7 +15,8 @@ that generated file.
   tensor (cdn_log);
 - tokenizers.Tokenizer.from_file encodes sample texts to the same ids;
 - gguf.GGUFReader (np.memmap) gives the same metadata and tensors;
-- an onnxruntime InferenceSession gives the same outputs for one input.
+- an onnxruntime InferenceSession gives the same outputs for one input;
+- the small ones again through MOUNT/.hf-cache/models--acme--loaders.
 
 Under a sanitizer build of the daemon (ASan/UBSan, TSan) the tensors are
 2 MiB (a 32 MiB file): the byte bound is checked all the same.
@@ -149,9 +150,9 @@ class LoadersTest(unittest.TestCase):
         cls.stack.__exit__(None, None, None)
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
-    def compare(self, kind, name, mount=None):
-        mounted = (mount or self.m).path("acme", "loaders@" + self.commit,
-                                         name)
+    def compare(self, kind, name, mount=None, path=None):
+        mounted = path or (mount or self.m).path(
+            "acme", "loaders@" + self.commit, name)
         local = os.path.join(self.local, name)
         self.assertEqual(os.stat(mounted).st_size, os.stat(local).st_size)
         r = subprocess.run([self.py, GENERATOR, "compare", kind, mounted,
@@ -197,6 +198,15 @@ class LoadersTest(unittest.TestCase):
         self.assertGreaterEqual(total, report["nbytes"])
         self.assertLessEqual(total, report["nbytes"] + SLACK, [
             (e["range"], e["bytes"]) for e in sent])
+
+    def test_through_the_hf_cache_view(self):
+        """As a program given a repo id finds the files: the view's
+        snapshot links, the same bytes."""
+        snap = self.m.path(".hf-cache", "models--acme--loaders", "snapshots",
+                           self.commit)
+        for kind, name, _ in FILES[1:]:
+            self.assertTrue(os.path.islink(os.path.join(snap, name)), name)
+            self.compare(kind, name, path=os.path.join(snap, name))
 
     def test_tokenizer(self):
         report = self.compare("tokenizer", "tokenizer.json")
