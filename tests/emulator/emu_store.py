@@ -179,13 +179,14 @@ class BlobStore:
 class FileEntry:
     """A file at a commit: a blob plus how git stores it (plain or LFS/xet)."""
 
-    __slots__ = ("blob", "lfs", "xet", "xet_hash", "oid", "pointer")
+    __slots__ = ("blob", "lfs", "xet", "xet_hash", "xet_built", "oid", "pointer")
 
     def __init__(self, blob, lfs=False, xet=False, xet_hash=None):
         self.blob = blob
         self.lfs = bool(lfs or xet)
         self.xet = bool(xet)
         self.xet_hash = None
+        self.xet_built = False      # xet_hash names real Xet objects in the CAS
         self.pointer = None
         if self.lfs:
             self.pointer = POINTER.format(blob.sha256, blob.size).encode()
@@ -400,9 +401,11 @@ def raw_entry(spec):
 class Hub:
     """All users, orgs and repos the emulator serves."""
 
-    def __init__(self, store, cdn_dir):
+    def __init__(self, store, cdn_dir, xet_store=None):
         self.store = store
         self.cdn_dir = cdn_dir
+        self.xet_store = xet_store   # built Xet objects (emu_xet.XetStore), or None
+        self.xet_entries = {}        # content sha256 -> [FileEntry] of xet files
         self.users = {}      # name -> {"name", "fullname", "orgs": [...]}
         self.orgs = {}       # name -> {"name", "fullname"}
         self.tokens = {}     # token -> {"user", "role", "displayName"}
@@ -539,7 +542,33 @@ class Hub:
             blob = self.store.generated(spec["seed"], int(spec["size"]))
         else:
             raise ValueError("file %r: need text, base64, file or size+seed" % path)
-        return FileEntry(blob, spec.get("lfs", False), spec.get("xet", False), spec.get("xetHash"))
+        entry = FileEntry(blob, spec.get("lfs", False), spec.get("xet", False), spec.get("xetHash"))
+        if entry.xet and not spec.get("xetHash"):
+            self._attach_xet(entry)
+        return entry
+
+    def _attach_xet(self, entry):
+        """Give a xet file the hash of its built Xet objects, when built; until
+        then it keeps a placeholder hash and is listed by xet_pending()."""
+        with self.lock:
+            self.xet_entries.setdefault(entry.blob.sha256, []).append(entry)
+        rec = self.xet_store.by_sha256(entry.blob.sha256) if self.xet_store else None
+        if rec and rec["size"] == entry.size:
+            entry.xet_hash, entry.xet_built = rec["file_hash"], True
+
+    def xet_pending(self):
+        """Blobs of xet files whose Xet objects are not built yet."""
+        with self.lock:
+            return [es[0].blob for es in self.xet_entries.values()
+                    if not all(e.xet_built for e in es)]
+
+    def xet_registered(self, records):
+        """Built objects arrived (a shard upload): their files get real hashes."""
+        with self.lock:
+            for rec in records:
+                for entry in self.xet_entries.get(rec["sha256"], []):
+                    if rec["size"] == entry.size:
+                        entry.xet_hash, entry.xet_built = rec["file_hash"], True
 
     def make_tree(self, spec):
         """A generated tree: `count` small text files spread over nested folders.
@@ -608,6 +637,9 @@ class Hub:
     def can_read(self, user, repo):
         return not repo.private or self._is_member(user, repo)
 
+    def can_write(self, user, repo):
+        return self._is_member(user, repo)
+
     def gate_open(self, user, repo):
         if not repo.gated:
             return True
@@ -639,6 +671,7 @@ class Hub:
                     e["pointerSize"] = len(f.pointer)
                 if f.xet:
                     e["xetHash"] = f.xet_hash
+                    e["xetBuilt"] = f.xet_built
                 files[path] = e
             commits[sha] = {"date": c.date, "title": c.title, "message": c.message,
                             "parent": c.parent.id if c.parent else None, "files": files}

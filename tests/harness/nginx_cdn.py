@@ -63,6 +63,16 @@ http {{
             add_header ETag "\"$sha\"";
             alias {cdn}/$sha;
         }}
+        location ~ "^/xorbs/default/(?<xorb>[0-9a-f]{{64}})$" {{
+            if ($http_authorization != "") {{ return 403; }}
+            if ($http_range != "bytes=$arg_range") {{ return 403; }}
+            secure_link $arg_md5,$arg_expires;
+            secure_link_md5 "$secure_link_expires$uri$arg_range {secret}";
+            if ($secure_link = "") {{ return 403; }}
+            if ($secure_link = "0") {{ return 403; }}
+            {rate}
+            alias {xorbs}/$xorb;
+        }}
         location /files {{
             {rate}
             autoindex on;
@@ -80,6 +90,7 @@ def write_config(state, port, secret, log_path, rate=None):
     os.makedirs(os.path.join(conf_dir, "tmp"), exist_ok=True)
     text = CONFIG.format(dir=conf_dir, port=port, log=log_path, secret=secret,
                          cdn=os.path.join(state, "cdn"), files=os.path.join(state, "files"),
+                         xorbs=os.path.join(state, "xorbs"),
                          rate="limit_rate %s;" % rate if rate else "")
     path = os.path.join(conf_dir, "nginx.conf")
     with open(path, "w") as f:
