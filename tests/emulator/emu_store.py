@@ -157,6 +157,44 @@ class BlobStore:
         _write_atomic(meta_path, json.dumps({"sha256": blob.sha256, "sha1": blob.sha1}).encode())
         return self._remember(blob)
 
+    def composed(self, parts, patches=()):
+        """Content made of PARTS in order, then PATCHES written over it (see
+        compose_part); cached like generated content, keyed by the spec."""
+        key = json.dumps([parts, list(patches)], sort_keys=True)
+        tag = hashlib.sha1(key.encode()).hexdigest()[:20]
+        meta_path = os.path.join(self.root, "gen", "composed-%s.json" % tag)
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+            path = self._path(meta["sha256"])
+            if os.path.getsize(path) == meta["size"]:
+                return self._remember(Blob(meta["size"], meta["sha256"], meta["sha1"], path))
+        except (OSError, ValueError, KeyError):
+            pass
+        tmp = os.path.join(self.root, "gen", "tmp.%d.%d" % (os.getpid(), threading.get_ident()))
+        with open(tmp, "w+b") as f:
+            for part in parts:
+                for block in compose_part(part):
+                    f.write(block)
+            size = f.tell()
+            for patch in patches:
+                f.seek(int(patch["offset"]))
+                for block in compose_part(patch):
+                    f.write(block)
+            if f.seek(0, os.SEEK_END) != size:
+                raise ValueError("a patch runs past the end of the content")
+            f.seek(0)
+            h256, h1 = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % size)
+            for block in iter(lambda: f.read(CHUNK), b""):
+                h256.update(block)
+                h1.update(block)
+        os.chmod(tmp, 0o644)
+        blob = Blob(size, h256.hexdigest(), h1.hexdigest(), self._path(h256.hexdigest()))
+        os.replace(tmp, blob.path)
+        _write_atomic(meta_path, json.dumps({"sha256": blob.sha256, "sha1": blob.sha1,
+                                             "size": size}).encode())
+        return self._remember(blob)
+
     def _generate(self, seed, size):
         rng = random.Random(seed)
         h256 = hashlib.sha256()
@@ -174,6 +212,54 @@ class BlobStore:
         sha256 = h256.hexdigest()
         os.replace(tmp, self._path(sha256))
         return Blob(size, sha256, h1.hexdigest(), self._path(sha256))
+
+
+WORDS = ("tensor weight layer norm attention head token vocab embed model shard revision "
+         "chunk xorb dedupe the of and a to in is for on with by").split()
+
+
+FLOAT_BYTE2 = bytes(b & 0x87 for b in range(256))
+
+
+def compose_part(part):
+    """Blocks of one part of composed content (fixture key "parts"), each of
+    a kind that stresses another Xet chunk compression scheme:
+      {"random": N, "seed": S}  random.Random(S) bytes: incompressible
+      {"zeros": N}              zeros: one chunk, deduplicated
+      {"text": N, "seed": S}    numbered lines of words: LZ4
+      {"floats": N, "seed": S}  little-endian float32s of one sign and
+                                exponent: byte grouping (BG4) then LZ4
+    """
+    rng = random.Random(part.get("seed", 0))
+    for kind in ("random", "zeros", "text", "floats"):
+        if kind in part:
+            left = int(part[kind])
+            break
+    else:
+        raise ValueError("composed part %r: need random, zeros, text or floats" % part)
+    line_no = 0
+    while left > 0:
+        n = min(CHUNK, left)
+        if kind == "random":
+            block = rng.randbytes(n)
+        elif kind == "zeros":
+            block = bytes(n)
+        elif kind == "text":
+            lines = []
+            size = 0
+            while size < n:
+                line = "%08d %s\n" % (line_no, " ".join(rng.choices(WORDS, k=12)))
+                lines.append(line)
+                size += len(line)
+                line_no += 1
+            block = "".join(lines).encode()[:n]
+        else:
+            raw = bytearray(rng.randbytes(n))
+            raw[3::4] = bytes([0x3c]) * len(raw[3::4])              # sign and high exponent
+            raw[2::4] = bytes(raw[2::4]).translate(FLOAT_BYTE2)     # low exponent bit, few mantissa bits
+            block = bytes(raw)
+        left -= n
+        yield block
 
 
 class FileEntry:
@@ -526,7 +612,8 @@ class Hub:
 
     def make_file(self, spec, base=".", path="?"):
         """A file spec -> FileEntry.  Spec: a string (text), or an object with
-        one of text / base64 / file / {size, seed}, plus lfs, xet, xetHash."""
+        one of text / base64 / file / {size, seed} / {parts, patches}, plus
+        lfs, xet, xetHash."""
         if isinstance(spec, str):
             spec = {"text": spec}
         if "text" in spec:
@@ -536,6 +623,8 @@ class Hub:
         elif "file" in spec:
             with open(os.path.join(base, spec["file"]), "rb") as f:
                 blob = self.store.put_bytes(f.read())
+        elif "parts" in spec:
+            blob = self.store.composed(spec["parts"], spec.get("patches", ()))
         elif "size" in spec and "seed" in spec and spec.get("sparse"):
             blob = self.store.sparse(spec["seed"], int(spec["size"]))
         elif "size" in spec and "seed" in spec:

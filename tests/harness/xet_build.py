@@ -11,7 +11,9 @@ reconstruction from the shards (tests/emulator/emu_xet.py).  The files go in
 the order given, one at a time, so a later file dedupes against chunks of an
 earlier one (revision 2 of a fixture against revision 1).  hf_xet's own cache
 is a fresh temporary folder: it must not dedupe against xorbs that another
-run uploaded somewhere else.  Prints one JSON line per file: sha256, Xet
+run uploaded somewhere else.  Each file is its own upload commit: a file
+dedupes only against xorbs already uploaded, and within one commit the
+last, still open xorb of one file is not yet one of them.  Prints one JSON line per file: sha256, Xet
 hash, size, and hf_xet's deduplication figures.
 """
 
@@ -37,11 +39,10 @@ def main(argv=None):
         config = hf_xet.XetConfig().with_config({"data.max_concurrent_file_ingestion": 1,
                                                  "telemetry.enabled": False})
         session = hf_xet.XetSession(config=config)
-        with session.new_upload_commit(endpoint=args.cas, token=args.token,
-                                       token_expiry_unix_secs=args.exp) as commit:
-            handles = [(path, commit.start_upload_file(path, sha256=hf_xet.COMPUTE_SHA256))
-                       for path in args.files]
-        for path, handle in handles:
+        for path in args.files:
+            with session.new_upload_commit(endpoint=args.cas, token=args.token,
+                                           token_expiry_unix_secs=args.exp) as commit:
+                handle = commit.start_upload_file(path, sha256=hf_xet.COMPUTE_SHA256)
             meta = handle.result()
             dedup = meta.dedup_metrics
             print(json.dumps({"path": path, "sha256": meta.xet_info.sha256, "xet_hash": meta.xet_info.hash,
