@@ -180,6 +180,17 @@ class XetDownloads(unittest.TestCase):
         finally:
             conn.close()
 
+    def hub_head(self, path, headers):
+        url = urllib.parse.urlsplit(self.stack.endpoint)
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        try:
+            conn.request("HEAD", path, headers=headers)
+            r = conn.getresponse()
+            r.read()
+            return r
+        finally:
+            conn.close()
+
     def read_token(self, repo_id, rtype="model", user=None):
         url = urllib.parse.urlsplit(self.stack.endpoint)
         conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
@@ -353,18 +364,26 @@ class XetDownloads(unittest.TestCase):
         self.stack.configure(xet_token_ttl=-5)
         expired = self.read_token("acme/xet-revisions")[1]["accessToken"]
         self.assertEqual(self.cas_get("/v1/reconstructions/" + f["xetHash"], expired)[0], 401)
+        r = self.hub_head("/acme/xet-revisions/resolve/main/model.bin",
+                          {"Accept": "application/vnd.xet-fileinfo+json, */*"})
+        self.assertEqual((r.status, r.getheader("X-Xet-Hash")), (302, f["xetHash"]))
+        self.assertIn('<%s/v1/reconstructions/%s>; rel="xet-reconstruction-info"' % (self.stack.cas, f["xetHash"]),
+                      r.getheader("Link"))
+        self.assertNotIn("xet-reconstruction-info", self.hub_head("/acme/xet-revisions/resolve/main/model.bin",
+                                                                  {}).getheader("Link"))
         self.assertEqual(self.read_token("bigco/gated-model")[0], 401)
         self.assertEqual(self.read_token("alice/private-notes")[0], 401)
         self.assertEqual(self.read_token("alice/private-notes", user="bob")[0], 404)
 
     def test_client_through_faults(self):
-        """hf_xet gets the file despite a CAS 503, a 429, a cut and an expired
-        xorb range, and a malformed reconstruction answer."""
+        """hf_xet gets the file despite a CAS 503 and 429, and a cut, an
+        expired and a short xorb range."""
         f = self.files("acme/xet-revisions", "main")["small.bin"]
         self.stack.fault(target="cas", kind="status", status=503, path="/reconstructions/", count=1)
         self.stack.fault(target="cas", kind="rate_limit", t=1, path="/reconstructions/", count=1)
         self.stack.fault(target="cdn", kind="reset", after=1000, path="^/xorbs/", count=1)
         self.stack.fault(target="cdn", kind="expired", path="^/xorbs/", count=1)
+        self.stack.fault(target="cdn", kind="short_range", path="^/xorbs/", count=1)
         self.stack.clear_logs()
         self.client([{"op": "hf_hub_download", "repo_id": "acme/xet-revisions", "filename": "small.bin"}],
                     **FAST_RETRY)
@@ -373,7 +392,7 @@ class XetDownloads(unittest.TestCase):
         faults = [e["fault"] for e in self.stack.hub_log() if e["fault"]]
         self.assertEqual(sorted(faults), ["rate_limit", "status"])
         cdn_faults = sorted(e.get("fault") for e in self.stack.cdn_log() if e.get("fault"))
-        self.assertEqual(cdn_faults, ["expired", "reset"])
+        self.assertEqual(cdn_faults, ["expired", "reset", "short_range"])
 
     def test_client_rejects_malformed_reconstruction(self):
         """A reconstruction that is not JSON fails the download cleanly
