@@ -23,7 +23,6 @@ atomically, so runs in parallel share them safely.  Standard library only.
 """
 
 import collections
-import hashlib
 import json
 import os
 import re
@@ -438,11 +437,3 @@ class Cas:
                                                           "bytes": {"start": s, "end": e}}]}
                                  for a, b, s, e, url in items] for x, items in fetch.items()}
         return json_response(body)
-
-
-def sha256_of_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -7,6 +7,9 @@ real nginx acting as the CDN (started by tests/harness/hubstack.py); this
 process writes those blobs to STATE/cdn/<sha256> and signs the URLs.  While a
 fault rule targets the CDN, LFS redirects point instead at a second port of
 this process (the "fault CDN") that serves the same URLs and can misbehave.
+A third port is the Xet CAS (emu_xet.py): reconstructions whose xorb ranges
+nginx serves from STATE/xorbs/, and the upload routes that hf_xet uses to
+build the fixtures' Xet objects.
 
 Run:  /usr/bin/python3 hubemu.py --state DIR [--fixtures F.json ...]
       [--cdn-url http://127.0.0.1:PORT --secret S] [--ready-file FILE]
@@ -50,8 +53,13 @@ e.g. tests/fixtures/large/*.json, only when passed with --fixtures):
                                in 1 MiB chunks (cached by (seed, size))
       {"size": N, "seed": S, "sparse": true}   zeros but for the last MiB (random
                                as above): a sparse file, for sizes past 2 GiB
+      {"parts": [PART, ...], "patches": [PART + "offset", ...]}   composed
+                               content (emu_store.compose_part): random, zeros,
+                               text and float32 parts, patches written over it
     plus "lfs": true (stored as an LFS pointer; served through the CDN) and
-    "xet": true (implies lfs; adds xetHash), optional "xetHash": "<64 hex>".
+    "xet": true (implies lfs; real Xet objects in the CAS once hubstack.py
+    has built them, see emu_xet.py), optional "xetHash": "<64 hex>" (a
+    placeholder with no objects).
   TREE generates many small text files:
       {"prefix": "data", "count": 100000, "dirs": [100, 10], "seed": 1,
        "size": 64, "ext": ".txt", "lfs": false}

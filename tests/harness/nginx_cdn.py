@@ -6,7 +6,10 @@ there is to stop.  nginx serves STATE/cdn/<sha256> (written by the emulator)
 at /blobs/<sha256>?expires=<unix>&md5=<b64url>, checks the URL with
 secure_link (md5 of "<expires><uri> <secret>"), answers 403 to a bad or
 expired signature and to any request carrying Authorization, serves Range
-(206/416), sends ETag "<sha256>", and logs one JSON object per request to
+(206/416), sends ETag "<sha256>"; serves STATE/xorbs/<hash> at
+/xorbs/default/<hash>?range=A-B&expires=..&md5=.. (the range is part of the
+signature, and the request's Range header must be exactly bytes=A-B); and
+logs one JSON object per request to
 the CDN log (the Authorization header's value included, so that a test can
 show that no token ever reaches it).  Under root it runs as nobody:nogroup.  Standard library only.
 

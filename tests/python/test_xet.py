@@ -394,6 +394,17 @@ class XetDownloads(unittest.TestCase):
         cdn_faults = sorted(e.get("fault") for e in self.stack.cdn_log() if e.get("fault"))
         self.assertEqual(cdn_faults, ["expired", "reset", "short_range"])
 
+    def test_client_falls_back_to_v1(self):
+        """With /v2/reconstructions answering 404, hf_xet uses /v1."""
+        f = self.files("acme/tiny-model", "main")["weights/xet-model.bin"]
+        self.stack.configure(xet_reconstruction="v1")
+        self.stack.clear_logs()
+        self.client([{"op": "hf_hub_download", "repo_id": "acme/tiny-model", "filename": "weights/xet-model.bin"}])
+        self.check_shared_layout(self.home, "model", "acme/tiny-model", self.commit("acme/tiny-model", "main"),
+                                 "weights/xet-model.bin", f)
+        calls = [(e["path"].split("/")[1], e["status"]) for e in self.cas_log() if "/reconstructions/" in e["path"]]
+        self.assertEqual(calls[:2], [("v2", 404), ("v1", 200)])
+
     def test_client_rejects_malformed_reconstruction(self):
         """A reconstruction that is not JSON fails the download cleanly
         (no file in the cache), the next attempt succeeds."""
