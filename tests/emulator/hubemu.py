@@ -708,7 +708,7 @@ class Emulator:
                               ("ETag", '"%s"' % f.oid), ("Content-Type", "text/plain; charset=utf-8"),
                               ("Content-Disposition", content_disposition(path))],
                         ("Found. Redirecting to %s" % url).encode())
-        if f.xet:
+        if f.xet_built:     # a xet file with no Xet objects is served by the bridge only
             resp.add("X-Xet-Hash", f.xet_hash)
             link = '<%s/api/%s/%s/xet-read-token/%s>; rel="xet-auth"' % (
                 self.endpoint, PLURAL[repo.type], repo.id, commit.id)
