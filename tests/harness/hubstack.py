@@ -8,7 +8,9 @@ Module:
     with hubstack.Stack(state_dir, fixtures=[...]) as s:
         s.endpoint, s.cdn, s.manifest, s.fault(kind="reset", path="/blobs/"), ...
 
-Both servers listen on free 127.0.0.1 ports.  nginx runs as one foreground
+Xet files of the fixtures get real Xet objects, built once per machine by
+hf_xet in the test venv (xet_build.py; see Stack.build_xet).  Both servers
+listen on free 127.0.0.1 ports.  nginx runs as one foreground
 process (as nobody when we are root); the emulator is a child python.  Both
 get PR_SET_PDEATHSIG, so even a SIGKILLed harness leaves nothing behind
 (note: the signal follows the *thread* that started them); normal exits,

@@ -233,6 +233,21 @@ class XetDownloads(unittest.TestCase):
         bridge = [e for e in self.stack.cdn_log() if e["uri"].startswith("/blobs/")]
         self.assertEqual(bridge, [], "Xet files must not come through the LFS bridge")
 
+    def test_fixture_objects(self):
+        """The built xorbs hold chunks of every compression scheme (random
+        bytes: none, text: LZ4, float32s: byte grouping + LZ4), and every xet
+        file of the fixtures got real objects."""
+        info = self.stack.control("GET", "/_emu/xet")
+        self.assertEqual(info["pending"], [])
+        self.assertEqual(set(info["schemes"]), {"none", "lz4", "bg4-lz4"})
+        for repo in self.stack.manifest["repos"]:
+            for commit in repo["commits"].values():
+                for path, f in commit["files"].items():
+                    if f["xet"]:
+                        self.assertTrue(f["xetBuilt"], "%s %s" % (repo["id"], path))
+                        self.assertEqual(info["built"][f["sha256"]], f["xetHash"])
+        print("\nxet chunks by compression scheme: %s" % info["schemes"], file=sys.stderr)
+
     def test_shared_blobs_disabled(self):
         """HF_HUB_DISABLE_SHARED_BLOBS=1: the per-repo layout, no store."""
         f = self.files("acme/xet-revisions", "main")["small.bin"]
