@@ -248,6 +248,39 @@ class XetDownloads(unittest.TestCase):
                         self.assertEqual(info["built"][f["sha256"]], f["xetHash"])
         print("\nxet chunks by compression scheme: %s" % info["schemes"], file=sys.stderr)
 
+    def test_js_xetblob(self):
+        """A second, independent reader: the npm client's XetBlob (v2
+        reconstructions, multi-range aware, LZ4 and byte grouping in
+        JavaScript) reads whole files and slices across every kind of part."""
+        node, modules = shutil.which("node"), os.path.join(ROOT, "tests", "js", "node_modules", "@huggingface", "hub")
+        if not node or not os.path.isdir(modules):
+            self.skipTest("no node or npm client (tests/js/run.sh --install)")
+        mib = 1 << 20
+        jobs = []
+        for repo_id, path, rev in (("acme/tiny-model", "weights/xet-model.bin", "main"),
+                                   ("acme/xet-revisions", "model.bin", "v2"),
+                                   ("acme/xet-revisions", "small.bin", "main")):
+            f = self.files(repo_id, rev)[path]
+            size = f["size"]
+            slices = [[1, 1000], [size - 777, size], [size // 3, size // 3 + 4097]]
+            if size > 256 * mib - 1:
+                slices += [[97 * mib - 1000, 97 * mib + 5000], [120 * mib, 121 * mib + 3],
+                           [200 * mib + 3, 202 * mib + 1], [10 * mib - 5, 11 * mib + 5]]
+            jobs.append({"repo": repo_id, "type": "model", "commit": self.commit(repo_id, rev),
+                         "hash": f["xetHash"], "size": size, "content": f["content"], "slices": slices})
+        jobs_path = os.path.join(self.home, "jobs.json")
+        with open(jobs_path, "w") as out:
+            json.dump(jobs, out)
+        self.stack.clear_logs()
+        r = subprocess.run([node, os.path.join(ROOT, "tests", "js", "xetblob.mjs"), self.stack.endpoint, jobs_path],
+                           cwd=os.path.join(ROOT, "tests", "js"), capture_output=True, text=True, timeout=600)
+        lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+        self.assertEqual(len(lines), sum(len(j["slices"]) + 1 for j in jobs), r.stdout + r.stderr[-3000:])
+        for line in lines:
+            self.assertTrue(line["ok"], line)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertTrue(any(e["path"].startswith("/v2/reconstructions/") for e in self.cas_log()))
+
     def test_shared_blobs_disabled(self):
         """HF_HUB_DISABLE_SHARED_BLOBS=1: the per-repo layout, no store."""
         f = self.files("acme/xet-revisions", "main")["small.bin"]
