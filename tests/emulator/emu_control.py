@@ -34,6 +34,7 @@ class Config:
         "xet_token_ttl": 3600,        # seconds a CAS token lives (<= 0: handed out expired)
         "xet_url_ttl": 3600,          # seconds a signed xorb URL stays valid (may be <= 0)
         "xet_reconstruction": "v2",   # v2: /v2 and /v1 reconstructions; v1: /v2 answers 404
+        "xet_multirange": False,      # v2: one xorb URL for all of a xorb's ranges (multi-range GET)
         "quotas": {"api": 1000000, "resolvers": 1000000, "pages": 1000000},
         "window": 300,                # rate-limit window, seconds
     }

@@ -323,18 +323,20 @@ def merged_ranges(terms):
     return out
 
 
-def signed_xorb_url(base, xorb, byte_first, byte_last, ttl, secret):
-    """CDN URL for one byte range of a xorb: the range is part of what is
-    signed, so the URL is good for exactly that Range header."""
+def signed_xorb_url(base, xorb, spans, ttl, secret):
+    """CDN URL for byte ranges [(first, last), ...] of a xorb: the ranges
+    are part of what is signed, so the URL is good for exactly the Range
+    header `bytes=first-last[,first-last...]`."""
     expires = int(time.time()) + int(ttl)
     uri = "/xorbs/default/" + xorb
-    rng = "%d-%d" % (byte_first, byte_last)
+    rng = ",".join("%d-%d" % span for span in spans)
     return "%s%s?range=%s&expires=%d&md5=%s" % (base, uri, rng, expires,
                                                 url_signature(expires, uri + rng, secret))
 
 
 def check_xorb_signature(uri, params, range_header, secret):
-    """-> "ok", "bad", "expired" or "range" (Range header not the signed one)."""
+    """-> "ok", "bad", "expired" or "range": the Range header must be all
+    the signed ranges or one of them."""
     try:
         expires = int(params.get("expires", [""])[0])
     except ValueError:
@@ -344,7 +346,8 @@ def check_xorb_signature(uri, params, range_header, secret):
         return "bad"
     if expires < int(time.time()):
         return "expired"
-    if (range_header or "").strip() != "bytes=" + rng:
+    asked = (range_header or "").strip()
+    if asked != "bytes=" + rng and asked[len("bytes="):] not in rng.split(","):
         return "range"
     return "ok"
 
@@ -422,18 +425,22 @@ class Cas:
         body = {"offset_into_first_range": offset,
                 "terms": [{"hash": x, "unpacked_length": n, "range": {"start": a, "end": b}}
                           for x, a, b, n in terms]}
-        fetch = {}
+        spans = {}                  # xorb -> [(first chunk, end chunk, first byte, last byte)]
         for xorb, ranges in merged_ranges(terms).items():
             offsets = self.store.layout(xorb).offsets
-            fetch[xorb] = [(a, b, offsets[a], offsets[b] - 1,
-                            signed_xorb_url(base, xorb, offsets[a], offsets[b] - 1, ttl, secret))
-                           for a, b in ranges]
+            spans[xorb] = [(a, b, offsets[a], offsets[b] - 1) for a, b in ranges]
         if version == 1:
-            body["fetch_info"] = {x: [{"range": {"start": a, "end": b}, "url": url,
-                                       "url_range": {"start": s, "end": e}}
-                                      for a, b, s, e, url in items] for x, items in fetch.items()}
-        else:
-            body["xorbs"] = {x: [{"url": url, "ranges": [{"chunks": {"start": a, "end": b},
-                                                          "bytes": {"start": s, "end": e}}]}
-                                 for a, b, s, e, url in items] for x, items in fetch.items()}
+            body["fetch_info"] = {
+                x: [{"range": {"start": a, "end": b}, "url_range": {"start": s, "end": e},
+                     "url": signed_xorb_url(base, x, [(s, e)], ttl, secret)} for a, b, s, e in items]
+                for x, items in spans.items()}
+            return json_response(body)
+        # v2: one URL per range, or with xet_multirange one URL per xorb for
+        # all its ranges, fetched with one multi-range request as the Hub does.
+        groups = lambda items: [items] if self.emu.config["xet_multirange"] else [[i] for i in items]
+        body["xorbs"] = {
+            x: [{"url": signed_xorb_url(base, x, [(s, e) for _, _, s, e in group], ttl, secret),
+                 "ranges": [{"chunks": {"start": a, "end": b}, "bytes": {"start": s, "end": e}}
+                            for a, b, s, e in group]} for group in groups(items)]
+            for x, items in spans.items()}
         return json_response(body)

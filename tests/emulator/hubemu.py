@@ -805,6 +805,8 @@ class Emulator:
             size = os.path.getsize(path)
         except OSError:
             return plain(404, "Not Found")
+        if "," in (req.range or ""):
+            return multipart_ranges(path, size, req.range)
         return content_response(path, size, req.range, [("Content-Type", "application/octet-stream")])
 
     # ------------------------------------------------------------ CAS port
@@ -917,6 +919,25 @@ class Emulator:
         self.write_state_files()
         return json_response({"sha": commit.id, "ref": spec.get("ref", spec.get("branch", repo.default_branch)),
                               "date": commit.date})
+
+
+def multipart_ranges(path, size, value):
+    """206 multipart/byteranges for `bytes=a-b,c-d,...` (as nginx answers
+    a multi-range request for a xorb); 416 when a range is past the end."""
+    boundary = secrets.token_hex(10)
+    parts = []
+    with open(path, "rb") as f:
+        for item in value.strip()[len("bytes="):].split(","):
+            first, _, last = item.strip().partition("-")
+            first, last = int(first), min(int(last), size - 1)
+            if first > last:
+                return Response(416, [("Content-Range", "bytes */%d" % size)], b"")
+            f.seek(first)
+            parts.append(b"\r\n--%s\r\nContent-Type: application/octet-stream\r\n"
+                         b"Content-Range: bytes %d-%d/%d\r\n\r\n" % (boundary.encode(), first, last, size)
+                         + f.read(last - first + 1))
+    body = b"".join(parts) + b"\r\n--%s--\r\n" % boundary.encode()
+    return Response(206, [("Content-Type", "multipart/byteranges; boundary=%s" % boundary)], body)
 
 
 def shorter_range(value):

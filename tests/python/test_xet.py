@@ -248,18 +248,15 @@ class XetDownloads(unittest.TestCase):
                         self.assertEqual(info["built"][f["sha256"]], f["xetHash"])
         print("\nxet chunks by compression scheme: %s" % info["schemes"], file=sys.stderr)
 
-    def test_js_xetblob(self):
-        """A second, independent reader: the npm client's XetBlob (v2
-        reconstructions, multi-range aware, LZ4 and byte grouping in
-        JavaScript) reads whole files and slices across every kind of part."""
+    def xetblob(self, specs):
+        """Read Xet files and slices of them with the npm client's XetBlob
+        (tests/js/xetblob.mjs); every read must match the fixture bytes."""
         node, modules = shutil.which("node"), os.path.join(ROOT, "tests", "js", "node_modules", "@huggingface", "hub")
         if not node or not os.path.isdir(modules):
             self.skipTest("no node or npm client (tests/js/run.sh --install)")
         mib = 1 << 20
         jobs = []
-        for repo_id, path, rev in (("acme/tiny-model", "weights/xet-model.bin", "main"),
-                                   ("acme/xet-revisions", "model.bin", "v2"),
-                                   ("acme/xet-revisions", "small.bin", "main")):
+        for repo_id, path, rev in specs:
             f = self.files(repo_id, rev)[path]
             size = f["size"]
             slices = [[1, 1000], [size - 777, size], [size // 3, size // 3 + 4097]]
@@ -271,7 +268,6 @@ class XetDownloads(unittest.TestCase):
         jobs_path = os.path.join(self.home, "jobs.json")
         with open(jobs_path, "w") as out:
             json.dump(jobs, out)
-        self.stack.clear_logs()
         r = subprocess.run([node, os.path.join(ROOT, "tests", "js", "xetblob.mjs"), self.stack.endpoint, jobs_path],
                            cwd=os.path.join(ROOT, "tests", "js"), capture_output=True, text=True, timeout=600)
         lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
@@ -279,7 +275,37 @@ class XetDownloads(unittest.TestCase):
         for line in lines:
             self.assertTrue(line["ok"], line)
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+
+    def test_js_xetblob(self):
+        """A second, independent reader: the npm client's XetBlob (v2
+        reconstructions, LZ4 and byte grouping in JavaScript) reads whole
+        files and slices across every kind of part."""
+        self.stack.clear_logs()
+        self.xetblob([("acme/tiny-model", "weights/xet-model.bin", "main"),
+                      ("acme/xet-revisions", "model.bin", "v2"), ("acme/xet-revisions", "small.bin", "main")])
         self.assertTrue(any(e["path"].startswith("/v2/reconstructions/") for e in self.cas_log()))
+
+    def test_multirange(self):
+        """xet_multirange: one v2 URL for all of a xorb's ranges.  hf_xet 1.8
+        fetches them one by one, XetBlob as one multi-range request
+        (multipart/byteranges), from nginx and from the fault CDN."""
+        v2 = self.files("acme/xet-revisions", "v2")["model.bin"]
+        self.stack.configure(xet_multirange=True)
+        self.stack.clear_logs()
+        self.client([{"op": "hf_hub_download", "repo_id": "acme/xet-revisions", "filename": "model.bin",
+                      "revision": "v2"}])
+        self.check_shared_layout(self.home, "model", "acme/xet-revisions", self.commit("acme/xet-revisions", "v2"),
+                                 "model.bin", v2)
+        self.assertTrue(all(e["status"] == 206 for e in self.xorb_gets()))
+        for fault_cdn in (False, True):
+            if fault_cdn:           # a harmless rule: xorb URLs point at the fault CDN meanwhile
+                self.stack.fault(target="cdn", kind="stall", after=0, seconds=0.01, path="^/nothing/")
+            self.stack.clear_logs()
+            self.xetblob([("acme/xet-revisions", "model.bin", "v2")])
+            multi = [e for e in self.xorb_gets() if "," in e["range"]]
+            self.assertTrue(multi, "XetBlob asked for several ranges at once")
+            self.assertEqual({e["server"] for e in multi}, {"fault-cdn" if fault_cdn else "nginx"})
+            self.assertTrue(all(e["status"] == 206 for e in multi))
 
     def test_shared_blobs_disabled(self):
         """HF_HUB_DISABLE_SHARED_BLOBS=1: the per-repo layout, no store."""
