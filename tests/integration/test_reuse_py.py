@@ -11,8 +11,8 @@ client follows the resolve 302, the Hub's LFS-compatible bridge), and the
 cache-wide shared blob store (`<cache>/blobs/<xx>/<xet_hash>`, linked from
 `models--.../blobs/<etag>`) is laid out from them as huggingface_hub 2.4
 lays it out (utils/_shared_blobs.py: relative symlinks), and with hard
-links.  The caches hf_xet itself makes, shared blobs on and off, are
-XetNativeTest: it needs the emulator's Xet CAS (branch xet-emu).
+links.  The caches hf_xet itself makes from the emulator's Xet CAS, shared
+blobs on and off, are XetNativeTest.
 """
 import json
 import os
@@ -351,10 +351,8 @@ class PyReuseTest(CacheCase):
 
 
 class XetNativeTest(CacheCase):
-    """The caches hf_xet makes itself, shared blob store on and off.  They
-    need the emulator's Xet CAS (branch xet-emu): until it is on main these
-    fail, hence expectedFailure; once it lands they pass, unittest reports
-    an unexpected success (a failure), and the decorator goes."""
+    """The caches and local-dir folders hf_xet fills itself from the
+    emulator's Xet CAS, shared blob store on and off."""
 
     def xet_cache(self, shared):
         cache = os.path.join(self.tmp, self.name + "-xet-cache")
@@ -392,15 +390,12 @@ class XetNativeTest(CacheCase):
         self.assertEqual(self.transfers(before), [])
         self.assertEqual(snapshot_state(cache), state)
 
-    @unittest.expectedFailure
     def test_hf_xet_cache_shared_blobs(self):
         self.check_native(True)
 
-    @unittest.expectedFailure
     def test_hf_xet_cache_no_shared_blobs(self):
         self.check_native(False)
 
-    @unittest.expectedFailure
     def test_hf_xet_local_dir(self):
         local = os.path.join(self.tmp, self.name + "-xet-local")
         self.client("hf", "download", "acme/reuse-xet", "--local-dir", local,

@@ -11,7 +11,8 @@ Run with the venv's python (ctest passes it; .ci/install-venv --path):
     $(.ci/install-venv --path)/bin/python tests/python/test_hfhub_fidelity.py
 
 Xet-backed files: with hf_xet installed the client fetches them from the
-emulator's Xet CAS; the checks of that path are XetNativeTest.  The bridge
+emulator's Xet CAS (reconstructions, xorbs through nginx); the checks of
+that path are XetNativeTest.  The bridge
 path (HF_HUB_DISABLE_XET=1, a plain GET through the 302) is XetBridgeTest.
 Every other check uses files that are not on Xet.
 """
@@ -744,12 +745,8 @@ class XetBridgeTest(Base):
 
 
 class XetNativeTest(Base):
-    """hf_xet downloads Xet-backed files from the emulator's Xet CAS (branch
-    xet-emu).  Until that CAS is on main these fail, hence expectedFailure:
-    once it lands they pass, unittest reports an unexpected success (a
-    failure), and the decorator goes."""
+    """hf_xet downloads Xet-backed files from the emulator's Xet CAS."""
 
-    @unittest.expectedFailure
     def test_xet_download_into_cache(self):
         repo = repo_of(TINY)
         f = files_of(repo)[XET_FILE]
