@@ -384,6 +384,9 @@ class XetNativeTest(CacheCase):
         self.store = os.path.join(self.tmp, self.name + "-store2")
         out = self.hubfs("import", "--hf-cache", cache)
         self.assertNotRegex(out, r"(?m)^skipped")
+        # One file in the shared store, linked from both repos: hashed once.
+        self.assertRegex(out, r"(?m)^%s acme/reuse-xet-copy@\w+ model.safetensors "
+                         % ("known    " if shared else "verified "))
         before = self.mark()
         m = self.mount("--offline", "--no-hf-cache", name=self.name + "b")
         self.read_all(m, xet)
