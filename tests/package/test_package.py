@@ -21,8 +21,8 @@ In the overlay, as a user would:
     hide a missing Depends of hubfs) the root boots (systemd-nspawn -b, on a
     private network): apt-get install ./hubfs-mirror_*.deb brings nginx,
     whose scripts start nginx.service, and yet nginx never starts and
-    nothing listens on port 80 (no policy-rc.d helps); hubfs-mirror --check
-    accepts its configuration with that nginx; systemd-analyze verify
+    nothing listens on port 80 (no policy-rc.d helps); hubfs-mirror.service
+    starts and answers with that nginx; systemd-analyze verify
     accepts hubfs.service (user) and hubfs-mirror.service (system);
     removing hubfs-mirror unmasks nginx.service, which then, started by
     hand, does listen on port 80 (so the check above can fail).
@@ -312,6 +312,21 @@ class Booted:
         return int(self.run("sh", "-c", listeners(80)).stdout)
 
 
+HEALTH = """
+import time, urllib.request
+for _ in range(100):
+    try:
+        r = urllib.request.urlopen("http://127.0.0.1:8080/.hubfs-mirror/health")
+        print(r.status)
+        break
+    except OSError as e:
+        err = e
+        time.sleep(0.1)
+else:
+    print(err)
+"""
+
+
 def check_mirror(ov, deb):
     """hubfs-mirror brings nginx into a system that runs systemd, where
     nginx's own scripts start nginx.service: it must not listen on port 80."""
@@ -331,9 +346,17 @@ def check_mirror(ov, deb):
         expect(box.port_80() == 0 and started == "0" and state == "masked",
                "installing hubfs-mirror (and nginx) under systemd started no "
                "nginx: nothing listens on port 80, nginx.service %s" % state)
-        box.run("hubfs-mirror", "--upstream", "http://127.0.0.1:9", "--listen",
-                "127.0.0.1:9", "--cache-dir", "/tmp/mirror", "--check")
-        expect(True, "hubfs-mirror --check accepts its nginx configuration")
+        # The unit, with the address set in /etc/default/hubfs-mirror (an
+        # upstream that needs no DNS: the network is private).
+        with open(ov.path("etc/default/hubfs-mirror"), "a") as f:
+            f.write('HUBFS_MIRROR_ARGS="--upstream http://127.0.0.1:9 '
+                    '--listen 127.0.0.1:8080 --cache-dir /var/cache/hubfs-mirror"\n')
+        box.run("systemctl", "start", "hubfs-mirror")
+        health = box.run("python3", "-c", HEALTH, check=False)
+        expect(health.stdout.strip() == "200", "systemctl start hubfs-mirror: "
+               "its nginx answers on 127.0.0.1:8080 (%s)"
+               % (health.stdout + health.stderr).strip()[-300:])
+        box.run("systemctl", "stop", "hubfs-mirror")
         for args in (["systemd-analyze", "verify",
                       "/usr/lib/systemd/system/hubfs-mirror.service"],
                      ["env", "XDG_RUNTIME_DIR=/tmp", "systemd-analyze",
