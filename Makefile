@@ -59,7 +59,8 @@ test:
 	fi
 
 asan:
-	$(MAKE) test BUILD=build-asan CMAKE_ARGS="-DHUBFS_SANITIZE=ON $(CMAKE_ARGS)"
+	$(MAKE) test BUILD=build-asan TEST_PACKAGE=no \
+		CMAKE_ARGS="-DHUBFS_SANITIZE=ON $(CMAKE_ARGS)"
 
 # A race ends a test program at once; the daemon's reports go to a file
 # that mountlib.py checks at unmount.
@@ -112,7 +113,7 @@ run: build
 	@echo "mounted: try 'ls $(MOUNT)/openai-community/gpt2'; unmount with '$(BUILD)/hubfs umount $(MOUNT)'"
 
 deb:
-	@.ci/install-deps package
+	@.ci/install-deps deb
 	cmake -S . -B build-deb -DHUBFS_DEB=ON -DHUBFS_TESTS=OFF \
 		-DCMAKE_INSTALL_PREFIX=/usr -DCMAKE_BUILD_TYPE=None \
 		-DCMAKE_C_FLAGS="$$($(DEB_FLAGS) CFLAGS) $$($(DEB_FLAGS) CPPFLAGS)" \
@@ -124,7 +125,7 @@ deb:
 		build-deb/deb/*.deb
 
 test-package: deb
-	@.ci/install-deps package
+	@.ci/install-deps test-package
 	/usr/bin/python3 tests/package/test_package.py build-deb/deb
 
 format:
