@@ -7,11 +7,11 @@ from `hubfs --help` and each `hubfs COMMAND --help`, into this folder.
 
 The commands are the lines under "Commands:" of `hubfs --help`; a command's
 options are the lines of its --help that start with two spaces and a dash
-(`  -f, --foreground`, `  --cache-dir DIR`), with their text up to the first parenthesis, semicolon or comma as the
-description.  An option's value completes as a folder when
-its --help names it DIR, as a file for FILE, and not at all otherwise.  A
-command whose usage line takes MOUNTPOINT or DIR completes its arguments as
-folders.  Standard library only.
+(`  -f, --foreground`, `  --cache-dir DIR`), described by their text up to
+the first parenthesis, semicolon or comma.  An option's value completes as
+a folder when its --help names it DIR, as a file for FILE, and not at all
+otherwise.  A command whose usage line takes MOUNTPOINT or DIR completes
+its arguments as folders.  Standard library only.
 """
 import os
 import re

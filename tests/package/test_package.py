@@ -24,13 +24,14 @@ In the overlay, as a user would:
     nothing listens on port 80 (no policy-rc.d helps); hubfs-mirror.service
     starts and answers with that nginx; systemd-analyze verify
     accepts hubfs.service (user) and hubfs-mirror.service (system);
+    systemctl --user enable --now hubfs mounts ~/models, and stopping it
+    unmounts;
     removing hubfs-mirror unmasks nginx.service, which then, started by
     hand, does listen on port 80 (so the check above can fail).
 Root only.  Standard library only; run with /usr/bin/python3.
 """
+import fcntl
 import glob
-import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -172,14 +173,6 @@ class Overlay:
 
 # ---- the checks -----------------------------------------------------------
 
-def sha256_of(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def expect(cond, what):
     if not cond:
         raise SystemExit("FAILED: " + what)
@@ -218,16 +211,19 @@ def check_mount(ov):
                   "--cache-dir", "/root/store", "--no-hf-cache", "/mnt/models")
         try:
             top = ov.path("mnt/models", REPO)
-            listed = ov.chroot("ls", "-A", "/mnt/models/" + REPO).stdout.split("\n")
+            listed = ov.chroot("ls", "-A", "/mnt/models/" + REPO).stdout
             tops = sorted({p.split("/")[0] for p in files})
-            expect(sorted(n for n in listed if n) == tops,
-                   "ls /mnt/models/%s in the root lists %s" % (REPO, " ".join(tops)))
+            expect(sorted(listed.split("\n")[:-1]) == tops,
+                   "ls /mnt/models/%s in the root lists %s"
+                   % (REPO, " ".join(tops)))
             for rel, f in sorted(files.items()):
-                got = ov.chroot("sha256sum", "/mnt/models/%s/%s" % (REPO, rel)).stdout.split()[0]
-                if got != f["sha256"] or os.path.getsize(os.path.join(top, rel)) != f["size"]:
-                    raise SystemExit("FAILED: %s/%s read back wrong" % (REPO, rel))
-            expect(True, "read all %d files of %s through the mount, every byte "
-                   "as the fixtures say" % (len(files), REPO))
+                path = "/mnt/models/%s/%s" % (REPO, rel)
+                got = ov.chroot("sha256sum", path).stdout.split()[0]
+                size = os.path.getsize(os.path.join(top, rel))
+                if got != f["sha256"] or size != f["size"]:
+                    raise SystemExit("FAILED: %s read back wrong" % path)
+            expect(True, "read all %d files of %s through the mount, every "
+                   "byte as the fixtures say" % (len(files), REPO))
         finally:
             ov.chroot("hubfs", "umount", "/mnt/models", check=False)
         with open("/proc/self/mountinfo") as f:
@@ -255,7 +251,7 @@ class Booted:
         self.log = open(os.path.join(self.ov.tmp, "nspawn.log"), "w")
         self.proc = subprocess.Popen(
             ["systemd-nspawn", "-q", "-D", self.ov.root, "--private-network",
-             "--register=no", "--keep-unit",
+             "--register=no", "--keep-unit", "--bind=/dev/fuse",
              "--bind=%s:/var/cache/apt/archives" % ARCHIVES, "-b"],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
         deadline, state = time.monotonic() + 120, "no systemd"
@@ -327,12 +323,43 @@ else:
 """
 
 
+def check_user_unit(ov, box):
+    """systemctl --user enable --now hubfs mounts ~/models, as the README
+    says (offline, through a drop-in: the network is private), and stopping
+    the unit unmounts it."""
+    box.run("systemctl", "start", "user@0.service")
+    user = ["env", "XDG_RUNTIME_DIR=/run/user/0", "systemctl", "--user"]
+    dropin = ov.path("root/.config/systemd/user/hubfs.service.d")
+    os.makedirs(dropin)
+    with open(os.path.join(dropin, "offline.conf"), "w") as f:
+        f.write("[Service]\nEnvironment=HF_HUB_OFFLINE=1\n")
+    box.run(*user, "daemon-reload")
+    box.run(*user, "enable", "--now", "hubfs")
+    fstype = ""
+    for _ in range(100):
+        fstype = box.run("findmnt", "-n", "-o", "FSTYPE", "/root/models",
+                         check=False).stdout.strip()
+        if fstype:
+            break
+        time.sleep(0.1)
+    listed = box.run("ls", "/root/models", check=False).stdout.split()
+    status = box.run(*user, "status", "hubfs", check=False).stdout
+    expect(fstype.startswith("fuse") and "datasets" in listed,
+           "systemctl --user enable --now hubfs mounts ~/models (%s: %s)%s" % (
+               fstype, " ".join(listed),
+               "" if fstype else "\n" + status[-2000:]))
+    box.run(*user, "stop", "hubfs")
+    fstype = box.run("findmnt", "-n", "-o", "FSTYPE", "/root/models",
+                     check=False).stdout.strip()
+    expect(not fstype, "systemctl --user stop hubfs unmounts it")
+
+
 def check_mirror(ov, deb):
     """hubfs-mirror brings nginx into a system that runs systemd, where
     nginx's own scripts start nginx.service: it must not listen on port 80."""
     name = "/srv/debs/" + os.path.basename(deb)
     apt = ["apt-get", "install", "-y", "-qq", "--no-install-recommends"]
-    ov.chroot(*apt, "systemd")
+    ov.chroot(*apt, "systemd", "dbus", "libpam-systemd")
     ov.chroot(*apt, "--download-only", name)
     expect(not os.path.exists(ov.path("usr/sbin/policy-rc.d")),
            "the root has no policy-rc.d (nothing keeps services from starting)")
@@ -366,6 +393,7 @@ def check_mirror(ov, deb):
             expect(r.returncode == 0 and not r.stderr.strip(), "%s: %s" % (
                 " ".join(args[args.index("systemd-analyze") + 1:]),
                 r.stderr.strip() or "clean"))
+        check_user_unit(ov, box)
         box.run("apt-get", "remove", "-y", "-qq", "hubfs-mirror")
         expect(not os.path.lexists(ov.path("etc/systemd/system/nginx.service")),
                "removing hubfs-mirror unmasks nginx.service")
@@ -407,6 +435,14 @@ def main():
     if os.geteuid() != 0:
         raise SystemExit("test-package needs root (debootstrap, chroot, mounts)")
     start = time.monotonic()
+    # One run at a time on a machine: they share the root and the archives.
+    os.makedirs(ROOTS, exist_ok=True)
+    lock = open(os.path.join(ROOTS, "lock"), "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log("waiting for another test-package run to finish")
+        fcntl.flock(lock, fcntl.LOCK_EX)
     made = ensure_root()
     ready = time.monotonic()
     r = subprocess.run(["unshare", "--mount", "--propagation", "private",
