@@ -27,7 +27,8 @@ In the overlay, as a user would:
     systemctl --user enable --now hubfs mounts ~/models, and stopping it
     unmounts;
     removing hubfs-mirror unmasks nginx.service, which then, started by
-    hand, does listen on port 80 (so the check above can fail).
+    hand, does listen on port 80 (so the check above can fail), and
+    installing hubfs-mirror over that running nginx leaves it running.
 Root only.  Standard library only; run with /usr/bin/python3.
 """
 import fcntl
@@ -401,6 +402,16 @@ def check_mirror(ov, deb):
         box.run("systemctl", "start", "nginx")
         expect(box.port_80() > 0,
                "started by hand, Debian's nginx listens on port 80 there")
+        # An nginx that was there before is the administrator's: installing
+        # hubfs-mirror again leaves it running and unmasked.
+        before = box.run("systemctl", "is-enabled", "nginx",
+                         check=False).stdout.strip()
+        box.run(*apt, name)
+        after = box.run("systemctl", "is-enabled", "nginx",
+                        check=False).stdout.strip()
+        expect(box.port_80() > 0 and after == before != "masked",
+               "installed over a running nginx, hubfs-mirror leaves it "
+               "running and %s" % after)
 
 
 def one_deb(debdir, pattern):
