@@ -54,7 +54,7 @@ test:
 		if tests/package/test_package.py --cached; then \
 			$(MAKE) --no-print-directory test-package; \
 		else \
-			echo "test-package: skipped (no Debian root cached on this machine; 'make test-package' makes one)"; \
+			echo "test-package: skipped (it runs as root once its Debian root is cached; 'make test-package' makes one)"; \
 		fi; \
 	fi
 
