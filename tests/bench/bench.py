@@ -65,14 +65,14 @@ CASE_HELP = {
               "(rate-limited CDN)",
     "rss": "daemon VmHWM while one mount streams 4 different 1 GiB files at once "
            "(uncapped CDN)",
-    "fleet": "3 mounts with 3 stores (3 machines) read the file at once: each from "
-             "the CDN vs through contrib/mirror/hubfs-mirror, cold and warm: CDN bytes "
-             "and time (rate-limited CDN)",
+    "fleet": "1, then 3 mounts with their own stores (machines) read the file at once: "
+             "each from the CDN vs through contrib/mirror/hubfs-mirror, cold and warm: "
+             "CDN bytes and time, medians of --runs (CDN uncapped and rate-limited)",
 }
 # Which stack a case runs on: "open" = CDN uncapped, "rate" = limit_rate.
 CASE_STACKS = {"cold": ("open", "rate"), "peers": ("open", "rate"), "warm": ("open",),
                "rss": ("open",), "first": ("rate",), "threads": ("rate",),
-               "random": ("rate",), "fleet": ("rate",)}
+               "random": ("rate",), "fleet": ("open", "rate")}
 
 READ_TIMEOUT = 180      # one cold 1 GiB read (100 MiB/s takes ~11 s)
 MOUNT_TIMEOUT = 60
@@ -951,21 +951,48 @@ def case_rss(b, ctx):
     b.measure("rss/hubfs", "rss", "hubfs 4 x 1 GiB at once", ctx.label, fn)
 
 
-def case_fleet(b, ctx):
-    """FLEET mounts, each with its own store (as FLEET machines would have),
-    read the file at once: each from the CDN directly, then all through one
-    hubfs-mirror (cold: nothing cached; warm: the mirror holds the file)."""
-    size, sha = ctx.big["size"], ctx.big["sha256"]
-    state = {}
+def load_avg():
+    """The 1-minute load average (the machine is shared: figures swing)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
-    def fleet_read(label, endpoint, warm_dir=None):
-        stores = [b.fresh("fleet-%s-%d-store" % (label, i)) for i in range(FLEET)]
+
+def median(values):
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+# The fleet's rows: (id suffix, machines, how they read, what the row says).
+FLEET_ROWS = [("direct-1", 1, "direct", "hubfs x1 from the CDN"),
+              ("direct", FLEET, "direct", "hubfs x%d, each from the CDN" % FLEET),
+              ("mirror-1", 1, "cold", "hubfs x1 via hubfs-mirror, cold"),
+              ("mirror-warm-1", 1, "warm", "hubfs x1 via hubfs-mirror, warm"),
+              ("mirror", FLEET, "cold", "hubfs x%d via hubfs-mirror, cold" % FLEET),
+              ("mirror-warm", FLEET, "warm", "hubfs x%d via hubfs-mirror, warm" % FLEET)]
+
+
+def case_fleet(b, ctx):
+    """1 and FLEET mounts, each with its own store (as that many machines
+    would have), read the file at once: each from the CDN directly, then
+    through one hubfs-mirror (cold: nothing cached; warm: the mirror holds
+    the file).  Every row is the median of --runs runs, the runs taken in
+    turn (direct, cold, warm, ...) so that a swing of the shared machine's
+    load hits every row alike."""
+    size, sha = ctx.big["size"], ctx.big["sha256"]
+
+    def fleet_read(label, n, endpoint, warm_dir=None):
+        stores = [b.fresh("fleet-%s-%d-store" % (label, i)) for i in range(n)]
         b.cold_prep(ctx, [sha])
         if warm_dir:        # the mirror's cache in memory, like the CDN's file
             warm_files(warm_dir)
         mounts, procs = [], []
+        load = load_avg()
         try:
-            for i in range(FLEET):
+            for i in range(n):
                 mounts.append(b.hubfs_mount(ctx, "fleet-%s-%d" % (label, i), stores[i],
                                             endpoint))
             paths = [m.path(BIG_REPO, BIG_FILE) for m in mounts]
@@ -988,7 +1015,7 @@ def case_fleet(b, ctx):
                     out, err = proc.communicate(timeout=max(1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     raise NA("%d readers not done within %d s"
-                             % (FLEET, 2 * b.args.read_timeout))
+                             % (n, 2 * b.args.read_timeout))
                 if proc.returncode != 0:
                     raise NA("reader failed: %s" % " ".join(err.decode().split())[-200:])
                 results.append(json.loads(out))
@@ -1005,43 +1032,84 @@ def case_fleet(b, ctx):
             for store in stores:
                 shutil.rmtree(store, ignore_errors=True)
         got = sum(r["bytes"] for r in results)
-        if got != FLEET * size:
-            raise NA("read %d bytes of %d" % (got, FLEET * size))
+        if got != n * size:
+            raise NA("read %d bytes of %d" % (got, n * size))
         cdn, reqs = ctx.cdn_bytes(mark)
         return {"seconds": secs, "nbytes": got, "cdn_bytes": cdn, "requests": reqs,
-                "hwm": hwm, "note": "%d mounts, %d stores; slowest reader %.2f s"
-                % (FLEET, FLEET, max(r["seconds"] for r in results))}
+                "hwm": hwm, "load": load}
 
-    b.measure("fleet/direct", "fleet", "hubfs x%d, each from the CDN" % FLEET, ctx.label,
-              lambda: fleet_read("direct", None))
+    def new_mirror(name):
+        if not os.access(hubmirror.MIRROR, os.X_OK):
+            raise NA("no %s" % hubmirror.MIRROR)
+        mi = hubmirror.Mirror(ctx.stack.endpoint, b.fresh(name), b.args.mirror_arg)
+        b.mirrors.append(mi)
+        try:
+            mi.start()
+        except hubmirror.MirrorError as e:
+            raise NA(str(e))
+        return mi
 
-    def through_mirror(warm):
-        def fn():
-            if warm:
-                mi = state.get("mirror")
-                if mi is None:
-                    raise NA("no mirror from the cold run")
-                return fleet_read("warm", mi.url, os.path.join(mi.cache_dir, "lfs"))
-            if not os.access(hubmirror.MIRROR, os.X_OK):
-                raise NA("no %s" % hubmirror.MIRROR)
-            mi = hubmirror.Mirror(ctx.stack.endpoint, b.fresh("fleet-mirror"))
-            b.mirrors.append(mi)
-            try:
-                mi.start()
-            except hubmirror.MirrorError as e:
-                raise NA(str(e))
-            state["mirror"] = mi
-            return fleet_read("cold", mi.url)
-        return fn
-    b.measure("fleet/mirror", "fleet", "hubfs x%d via hubfs-mirror, cold" % FLEET,
-              ctx.label, through_mirror(False))
-    b.measure("fleet/mirror-warm", "fleet", "hubfs x%d via hubfs-mirror, warm" % FLEET,
-              ctx.label, through_mirror(True))
-    mi = state.get("mirror")
-    if mi is not None:
+    def drop_mirror(mi):
+        if mi is None:
+            return
+        if b.args.keep:     # its access log, for a look at where time went
+            shutil.copy(mi.access_log, mi.cache_dir + ".access.log")
         mi.stop()
         b.mirrors.remove(mi)
         shutil.rmtree(mi.cache_dir, ignore_errors=True)
+
+    runs = {key: [] for key, _, _, _ in FLEET_ROWS}
+    fails = {}
+
+    def attempt(key, fn):
+        try:
+            runs[key].append(fn())
+        except KeyboardInterrupt:
+            raise
+        except NA as e:
+            fails.setdefault(key, str(e))
+        except Exception as e:  # noqa: BLE001 -- a benchmark reports and goes on
+            fails.setdefault(key, "%s: %s" % (type(e).__name__, e))
+
+    for run in range(b.args.runs):
+        log("fleet run %d of %d (CDN %s, load %s)" % (run + 1, b.args.runs, ctx.label,
+                                                     load_avg()))
+        attempt("direct-1", lambda: fleet_read("direct", 1, None))
+        attempt("direct", lambda: fleet_read("direct", FLEET, None))
+        for n, cold, warm in ((1, "mirror-1", "mirror-warm-1"),
+                              (FLEET, "mirror", "mirror-warm")):
+            mi = None
+            try:
+                mi = new_mirror("fleet-mirror-%d-%d" % (n, run))
+                attempt(cold, lambda: fleet_read("cold", n, mi.url))
+                if runs[cold]:
+                    lfs = os.path.join(mi.cache_dir, "lfs")
+                    attempt(warm, lambda: fleet_read("warm", n, mi.url, lfs))
+            except NA as e:
+                fails.setdefault(cold, str(e))
+            finally:
+                drop_mirror(mi)
+
+    for key, n, _, what in FLEET_ROWS:
+        rid = "fleet/%s/%s" % (ctx.label, key)
+        got = runs[key]
+        if not got:
+            b.add(rid, "fleet", what, ctx.label, na=fails.get(key, "did not run")[:240])
+            continue
+        secs = [r["seconds"] for r in got]
+        med = median(secs)
+        loads = [r["load"] for r in got if r["load"] is not None]
+        note = "median of %d: %s s; spread %.0f%%; load %s" % (
+            len(got), "/".join("%.2f" % s for s in secs),
+            100 * (max(secs) - min(secs)) / med,
+            "/".join("%.1f" % x for x in loads) or "?")
+        if len(got) < b.args.runs:
+            note += "; %d failed: %s" % (b.args.runs - len(got), fails.get(key, "?")[:80])
+        b.add(rid, "fleet", what, ctx.label, seconds=med, nbytes=got[0]["nbytes"],
+              cdn_bytes=median([r["cdn_bytes"] for r in got]),
+              requests=median([r["requests"] for r in got]),
+              hwm=max((r["hwm"] or 0) for r in got) or None, note=note, machines=n,
+              cdn_max=max(r["cdn_bytes"] for r in got))
 
 
 # --------------------------------------------------------------- the report
@@ -1164,15 +1232,25 @@ def ratio_rows(b):
           None, "<=", "MiB")
     value("peak RSS streaming 4 x 1 GiB (VmHWM)", "rss/hubfs",
           lambda r: r["hwm"] / MiB if r["hwm"] else float("nan"), 128, "<=", "MiB")
-    # nbytes is what the FLEET readers read together: FLEET copies of the file.
-    value("fleet x%d via the mirror: CDN bytes, in copies of the file" % FLEET,
-          "fleet/mirror", lambda r: r["cdn_bytes"] * FLEET / r["nbytes"], 1.1, "<=", "x")
-    value("fleet x%d each from the CDN: CDN bytes, in copies of the file" % FLEET,
-          "fleet/direct", lambda r: r["cdn_bytes"] * FLEET / r["nbytes"], None, "<=", "x")
-    ratio("fleet x%d: via the mirror, cold / each from the CDN" % FLEET, "fleet/mirror",
-          "fleet/direct")
-    ratio("fleet x%d: via the mirror, warm / each from the CDN" % FLEET,
-          "fleet/mirror-warm", "fleet/direct")
+    # The fleet, per stack: nbytes is what the row's readers read together.
+    for label in ("uncapped", rate):
+        def fid(key, label=label):
+            return "fleet/%s/%s" % (label, key)
+        value("fleet %s x%d via the mirror, cold: CDN bytes, in copies of the file"
+              % (label, FLEET), fid("mirror"),
+              lambda r: r["cdn_max"] * FLEET / r["nbytes"], 1.0, "<=", "x")
+        value("fleet %s x%d via the mirror, warm: CDN bytes" % (label, FLEET),
+              fid("mirror-warm"), lambda r: r["cdn_max"] / MiB, 0, "<=", "MiB")
+        value("fleet %s x1 via the mirror, warm: CDN bytes" % label,
+              fid("mirror-warm-1"), lambda r: r["cdn_max"] / MiB, 0, "<=", "MiB")
+        ratio("fleet %s x%d: via the mirror, cold / each from the CDN" % (label, FLEET),
+              fid("mirror"), fid("direct"), 1 / 1.2)
+        ratio("fleet %s x1: via the mirror, cold / from the CDN" % label,
+              fid("mirror-1"), fid("direct-1"))
+        ratio("fleet %s x1: via the mirror, warm / from the CDN" % label,
+              fid("mirror-warm-1"), fid("direct-1"), 1.0)
+        ratio("fleet %s x%d: via the mirror, warm / each from the CDN" % (label, FLEET),
+              fid("mirror-warm"), fid("direct"))
     return out
 
 
@@ -1241,7 +1319,13 @@ def parse_args(argv):
                     % READ_TIMEOUT)
     ap.add_argument("--random-ios", type=int, default=FIO_IOS,
                     help="fio reads in the random case (%d)" % FIO_IOS)
-    ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--runs", type=int, default=3,
+                    help="fleet: runs of every row; the table shows the median (3)")
+    ap.add_argument("--mirror-arg", action="append", default=[], metavar="ARG",
+                    help="fleet: an extra argument for hubfs-mirror (repeatable), "
+                         "e.g. --mirror-arg=--slice=4M")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work folder (and the fleet mirrors' access logs)")
     ap.add_argument("--json", help="also write the measurements to this file")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     args = ap.parse_args(argv)
