@@ -49,8 +49,10 @@ FOUR_FIXTURE = os.path.join(HERE, "four-big.json")
 BIG_REPO, BIG_FILE = "acme/big-model", "model-1g.safetensors"
 FOUR_REPO = "acme/four-big"
 FOUR_FILES = ["part-%d.safetensors" % i for i in range(1, 5)]
+XET_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "large", "xet.json")
+XET_REPO, XET_FILE = "acme/xet-revisions", "model.bin"
 
-CASES = ["cold", "peers", "warm", "first", "threads", "random", "rss", "fleet"]
+CASES = ["cold", "peers", "warm", "first", "threads", "random", "rss", "fleet", "xet"]
 CASE_HELP = {
     "cold": "cold sequential read: hubfs vs curl (1 stream) vs aria2c -x16 -s16, "
             "and hubfs pull, CDN uncapped and rate-limited",
@@ -68,11 +70,14 @@ CASE_HELP = {
     "fleet": "1, then 3 mounts with their own stores (machines) read the file at once: "
              "each from the CDN vs through contrib/mirror/hubfs-mirror, cold and warm: "
              "CDN bytes and time, medians of --runs (CDN uncapped and rate-limited)",
+    "xet": "huggingface_hub + hf_xet download a 256 MiB Xet file on 2 machines in turn: "
+           "from the Hub (CAS, xorbs) vs through hubfs-mirror (bridge): CDN bytes and "
+           "time, medians of --runs (CDN uncapped)",
 }
 # Which stack a case runs on: "open" = CDN uncapped, "rate" = limit_rate.
 CASE_STACKS = {"cold": ("open", "rate"), "peers": ("open", "rate"), "warm": ("open",),
                "rss": ("open",), "first": ("rate",), "threads": ("rate",),
-               "random": ("rate",), "fleet": ("open", "rate")}
+               "random": ("rate",), "fleet": ("open", "rate"), "xet": ("open",)}
 
 READ_TIMEOUT = 180      # one cold 1 GiB read (100 MiB/s takes ~11 s)
 MOUNT_TIMEOUT = 60
@@ -1091,25 +1096,115 @@ def case_fleet(b, ctx):
                 drop_mirror(mi)
 
     for key, n, _, what in FLEET_ROWS:
-        rid = "fleet/%s/%s" % (ctx.label, key)
-        got = runs[key]
-        if not got:
-            b.add(rid, "fleet", what, ctx.label, na=fails.get(key, "did not run")[:240])
-            continue
-        secs = [r["seconds"] for r in got]
-        med = median(secs)
-        loads = [r["load"] for r in got if r["load"] is not None]
-        note = "median of %d: %s s; spread %.0f%%; load %s" % (
-            len(got), "/".join("%.2f" % s for s in secs),
-            100 * (max(secs) - min(secs)) / med,
-            "/".join("%.1f" % x for x in loads) or "?")
-        if len(got) < b.args.runs:
-            note += "; %d failed: %s" % (b.args.runs - len(got), fails.get(key, "?")[:80])
-        b.add(rid, "fleet", what, ctx.label, seconds=med, nbytes=got[0]["nbytes"],
-              cdn_bytes=median([r["cdn_bytes"] for r in got]),
-              requests=median([r["requests"] for r in got]),
-              hwm=max((r["hwm"] or 0) for r in got) or None, note=note, machines=n,
-              cdn_max=max(r["cdn_bytes"] for r in got))
+        add_median_row(b, "fleet/%s/%s" % (ctx.label, key), "fleet", what, ctx.label,
+                       runs[key], fails.get(key), machines=n)
+
+
+def add_median_row(b, rid, case, what, label, got, fail, **extra):
+    """One row for the runs in got (dicts with seconds, nbytes, cdn_bytes,
+    requests, hwm, load): the median time, each run's in the note."""
+    if not got:
+        b.add(rid, case, what, label, na=(fail or "did not run")[:240])
+        return
+    secs = [r["seconds"] for r in got]
+    med = median(secs)
+    loads = [r["load"] for r in got if r["load"] is not None]
+    note = "median of %d: %s s; spread %.0f%%; load %s" % (
+        len(got), "/".join("%.2f" % s for s in secs), 100 * (max(secs) - min(secs)) / med,
+        "/".join("%.1f" % x for x in loads) or "?")
+    if len(got) < b.args.runs:
+        note += "; %d failed: %s" % (b.args.runs - len(got), (fail or "?")[:80])
+    b.add(rid, case, what, label, seconds=med, nbytes=got[0]["nbytes"],
+          cdn_bytes=median([r["cdn_bytes"] for r in got]),
+          requests=median([r["requests"] for r in got]),
+          hwm=max((r.get("hwm") or 0) for r in got) or None, note=note,
+          cdn_max=max(r["cdn_bytes"] for r in got), **extra)
+
+
+# huggingface_hub downloads one file into its HF_HOME (argv: repo, file).
+HF_DOWNLOAD = r"""
+import sys
+from huggingface_hub import hf_hub_download
+print(hf_hub_download(sys.argv[1], sys.argv[2]))
+"""
+
+XET_ROWS = [("direct-1", "hf_hub_download, 1st machine, from the Hub (Xet)"),
+            ("direct-2", "hf_hub_download, 2nd machine, from the Hub (Xet)"),
+            ("mirror-1", "hf_hub_download, 1st machine, via hubfs-mirror"),
+            ("mirror-2", "hf_hub_download, 2nd machine, via hubfs-mirror")]
+
+
+def case_xet(b, ctx):
+    """A Xet file downloaded by huggingface_hub + hf_xet on two machines (own
+    HF_HOME each) one after the other: from the Hub, where hf_xet reads the
+    xorbs from the CAS's CDN, and through hubfs-mirror, which hides the Xet
+    markers so that both read the bridge URL through its cache."""
+    python = hubstack.xet_python()
+    why = None
+    if python is None:
+        why = "no test venv with huggingface_hub + hf_xet (.ci/install-venv)"
+    elif not ctx.stack.xet_built:
+        why = "the Xet fixture could not be built (see the stack's xet-build.log)"
+    try:
+        f = ctx.file(XET_REPO, XET_FILE)
+    except KeyError:
+        why = why or "no %s/%s in the stack" % (XET_REPO, XET_FILE)
+    runs = {key: [] for key, _ in XET_ROWS}
+    fails = {}
+
+    def download(endpoint, home):
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("HF_", "HUGGINGFACE"))}
+        env.update({"HF_HOME": home, "HF_ENDPOINT": endpoint,
+                    "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                    "HF_HUB_DISABLE_UPDATE_CHECK": "1"})
+        load = load_avg()      # (the CAS's xorbs and the bridge's blob stay in memory)
+        mark = ctx.log_mark()
+        rc, out, err, secs = b.run([python, "-c", HF_DOWNLOAD, XET_REPO, XET_FILE],
+                                   b.args.read_timeout, env=env)
+        try:
+            if rc != 0:
+                raise NA("hf_hub_download failed: %s" % " ".join(err.split())[-200:])
+            path = out.strip().splitlines()[-1]
+            if os.path.getsize(path) != f["size"]:
+                raise NA("downloaded %d bytes of %d" % (os.path.getsize(path), f["size"]))
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+        cdn, reqs = ctx.cdn_bytes(mark)
+        return {"seconds": secs, "nbytes": f["size"], "cdn_bytes": cdn, "requests": reqs,
+                "load": load}
+
+    def attempt(key, fn):
+        try:
+            runs[key].append(fn())
+        except KeyboardInterrupt:
+            raise
+        except NA as e:
+            fails.setdefault(key, str(e))
+        except Exception as e:  # noqa: BLE001 -- a benchmark reports and goes on
+            fails.setdefault(key, "%s: %s" % (type(e).__name__, e))
+
+    for run in range(0 if why else b.args.runs):
+        log("xet run %d of %d (load %s)" % (run + 1, b.args.runs, load_avg()))
+        for m in (1, 2):
+            attempt("direct-%d" % m, lambda: download(
+                ctx.stack.endpoint, b.fresh("xet-home-direct-%d" % m)))
+        mi = hubmirror.Mirror(ctx.stack.endpoint, b.fresh("xet-mirror-%d" % run))
+        b.mirrors.append(mi)
+        try:
+            mi.start()
+            for m in (1, 2):
+                attempt("mirror-%d" % m, lambda: download(
+                    mi.url, b.fresh("xet-home-mirror-%d" % m)))
+        except hubmirror.MirrorError as e:
+            fails.setdefault("mirror-1", str(e))
+        finally:
+            mi.stop()
+            b.mirrors.remove(mi)
+            shutil.rmtree(mi.cache_dir, ignore_errors=True)
+    for key, what in XET_ROWS:
+        add_median_row(b, "xet/%s" % key, "xet", what, ctx.label, runs[key],
+                       why or fails.get(key))
 
 
 # --------------------------------------------------------------- the report
@@ -1251,6 +1346,12 @@ def ratio_rows(b):
               fid("mirror-warm-1"), fid("direct-1"), 1.0)
         ratio("fleet %s x%d: via the mirror, warm / each from the CDN" % (label, FLEET),
               fid("mirror-warm"), fid("direct"))
+    value("xet 2nd machine via the mirror: CDN bytes", "xet/mirror-2",
+          lambda r: r["cdn_max"] / MiB, 0, "<=", "MiB")
+    value("xet 1st machine via the mirror: CDN bytes, in copies of the file",
+          "xet/mirror-1", lambda r: r["cdn_bytes"] / r["nbytes"], None, "<=", "x")
+    value("xet each machine from the Hub: CDN bytes, in copies of the file",
+          "xet/direct-2", lambda r: r["cdn_bytes"] / r["nbytes"], None, "<=", "x")
     return out
 
 
@@ -1343,7 +1444,8 @@ def run_stack(b, kind):
     if not cases:
         return
     label = "uncapped" if kind == "open" else b.rate
-    fixtures = [BIG_FIXTURE] + ([FOUR_FIXTURE] if "rss" in cases else [])
+    fixtures = [BIG_FIXTURE] + ([FOUR_FIXTURE] if "rss" in cases else []) + \
+        ([XET_FIXTURE] if "xet" in cases else [])
     log("starting the stack, CDN %s (first run generates the fixtures' content)" % label)
     stack = hubstack.Stack(None, fixtures=fixtures,
                            cdn_rate=None if kind == "open" else b.rate,
@@ -1376,6 +1478,8 @@ def run_stack(b, kind):
                 case_rss(b, ctx)
             elif c == "fleet":
                 case_fleet(b, ctx)
+            elif c == "xet":
+                case_xet(b, ctx)
     finally:
         b.cleanup()
         stack.stop()
