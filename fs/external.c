@@ -72,7 +72,7 @@ static bool cache_usable(struct fs_ctx *ctx)
 }
 
 /* Try one file of the cache; 0 with *fd when it holds the blob. */
-static int try_candidate(struct fs_ctx *ctx, const struct external_want *w,
+static int try_candidate(struct fs_ctx *ctx, const struct engine_file *w,
 			 const char *path, int *fd)
 {
 	struct db_store *s = ctx->cfg.store;
@@ -131,8 +131,9 @@ int external_cache_path(struct fs_ctx *ctx, enum hub_repo_type type,
 	return n > 0 && (size_t)n < size ? 0 : -ENOENT;
 }
 
-int external_open(struct fs_ctx *ctx, const struct external_want *w, int *fd)
+int external_open(void *arg, const struct engine_file *w, int *fd)
 {
+	struct fs_ctx *ctx = arg;
 	char folder[PATH_MAX], path[PATH_MAX];
 	int rc;
 

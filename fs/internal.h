@@ -4,7 +4,8 @@
  *   node.c     the table of FUSE nodes (lookup counts, reuse by name)
  *   resolve.c  names to nodes: owners, repos, revisions, trees
  *   hfcache.c  the same repos in huggingface_hub's cache layout, .hf-cache/
- *   fetch.c    getting a blob into the store, verified
+ *   engine.c   the read engine: blobs into the store, verified (engine.h)
+ *   pull.c     "hubfs pull" on the engine
  *   ops.c      the FUSE low-level handlers
  *   session.c  mounting and the loop
  *   status.c   the socket that answers "hubfs status" and "hubfs refresh"
@@ -18,6 +19,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "engine.h"
 #include "fs.h"
 
 enum node_kind {
@@ -110,33 +112,6 @@ void node_forget(struct node_table *t, uint64_t id, uint64_t nlookup);
 typedef void (*node_walk_fn)(void *arg, const struct node *n);
 void node_walk_named(struct node_table *t, node_walk_fn fn, void *arg);
 
-/*
- * queue.c: work served in order by a thread of its own.  An item embeds a
- * struct qitem first; the handler owns it once called.
- */
-struct qitem {
-	struct qitem *next;
-	bool counted; /* counts toward queue_counted() */
-};
-
-struct queue {
-	pthread_mutex_t lock; /* protects head, tail, counted, stop */
-	pthread_cond_t cond;
-	struct qitem *head, **tail;
-	unsigned counted;
-	bool stop;
-	pthread_t thread;
-	void (*handle)(struct qitem *it, void *arg);
-	void *arg;
-};
-
-int queue_start(struct queue *q, void (*handle)(struct qitem *, void *),
-		void *arg);
-void queue_push(struct queue *q, struct qitem *it, bool counted);
-unsigned queue_counted(struct queue *q);
-/* Serve everything queued, then stop the thread. */
-void queue_stop(struct queue *q);
-
 /* The daemon's state, one per mount. */
 struct fs_ctx {
 	struct fs_config cfg;
@@ -155,37 +130,12 @@ struct fs_ctx {
 	struct listing *listings; /* trees being listed; lock */
 	pthread_cond_t listed;	  /* a listing ended; with lock */
 
-	/* blob.c: the read path */
-	struct fuse_session *se; /* for cache invalidations */
-	struct hub_xfer *xfer;	 /* the transfer engine */
-	pthread_mutex_t blobs_lock;
-	struct blob *blobs;	/* blobs in use; blobs_lock */
-	struct handle *handles; /* open files; blobs_lock */
-#define DROPPED_KEPT 16
-	char dropped[DROPPED_KEPT][65]; /* etags dropped lately; blobs_lock */
-	unsigned n_dropped;		/* blobs_lock */
-	/*
-	 * Threads waiting for another process's range lock (wait_for_other):
-	 * blob_stop raises stopping and waits for them to end before it
-	 * stops the engine and the queues they submit to.  blobs_lock.
-	 */
-	unsigned lock_waits;
-	bool stopping;
-	pthread_cond_t lock_waits_done; /* lock_waits fell to 0 */
-	struct queue blocks; /* received blocks to write, hash, answer */
-	struct queue syncs;  /* durability: fdatasync, marks, records */
-
+	struct engine *eng;	 /* the read engine */
+	struct fuse_session *se; /* for cache invalidations, or NULL */
 	/* external.c: the huggingface_hub cache; lock */
 	dev_t mount_dev;      /* our mount's device, 0: not known yet */
 	bool hf_cache_warned; /* said once that it is unusable */
 
-	/*
-	 * What "hubfs status" reports of the read path, counted by
-	 * blob_read with relaxed atomic adds: FUSE reads of bytes within a
-	 * file, those answered without waiting for the network, and the
-	 * bytes answered.
-	 */
-	uint64_t reads, reads_local, bytes_served;
 	/*
 	 * "hubfs refresh": a branch's commit checked before this (unix
 	 * seconds) is asked of the Hub again.  Relaxed atomic.
@@ -238,32 +188,8 @@ int hfcache_list(struct fs_ctx *ctx, struct node *dir, hf_name_fn cb,
  */
 struct node *hfcache_entry(const struct node *dir, struct node *n);
 
-/*
- * blob.c: the read path.  blob_open and blob_start return 0 or a negative
- * errno; blob_read replies to req itself, now or when the bytes arrive.
- */
-int blob_start(struct fs_ctx *ctx);
-void blob_stop(struct fs_ctx *ctx);
-/* *keep_cache: whether the kernel may keep what it cached of the file. */
-int blob_open(struct fs_ctx *ctx, const struct node *f, uint64_t *fh,
-	      bool *keep_cache);
-void blob_read(struct fs_ctx *ctx, const struct node *f, fuse_req_t req,
-	       uint64_t fh, size_t size, uint64_t off);
-void blob_release(uint64_t fh);
-/*
- * A reader that is not a FUSE request (a pull): done is called exactly
- * once, with 0 when [off, off + size) is in the store (and the blob
- * verified, for a range that ends the file), else a positive errno.  It
- * may be called before blob_fetch returns, and from other threads.
- * Returns 0, or a negative errno when done will not be called.
- */
-typedef void (*blob_done_fn)(void *arg, int err);
-int blob_fetch(struct fs_ctx *ctx, uint64_t fh, uint64_t off, uint64_t size,
-	       blob_done_fn done, void *arg);
-/* Bytes of the file's content present in the store. */
-uint64_t blob_cached_bytes(struct fs_ctx *ctx, const struct node *f);
-/* Blobs in use (open files share one per etag). */
-unsigned blob_count(struct fs_ctx *ctx);
+/* session.c: the engine of ctx, with the front's hooks when mounted. */
+int ctx_engine_start(struct fs_ctx *ctx);
 
 /*
  * external.c: a blob the user already has outside the store (a file
@@ -271,15 +197,7 @@ unsigned blob_count(struct fs_ctx *ctx);
  * now).  0 with *fd (read-only, the caller closes), -ENOENT when there is
  * none, or another negative errno.
  */
-struct external_want {
-	const char *etag;
-	uint64_t size;
-	enum hub_repo_type type;
-	const char *repo_id;
-	const char *commit; /* "" when not known */
-	const char *path;   /* in the repo */
-};
-int external_open(struct fs_ctx *ctx, const struct external_want *w, int *fd);
+int external_open(void *ctx, const struct engine_file *w, int *fd);
 /*
  * The path of rel ("" for the folder itself) in a repo's folder of the
  * huggingface_hub cache, when there is a usable cache; -ENOENT otherwise.

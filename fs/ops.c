@@ -394,12 +394,27 @@ static void fs_releasedir(fuse_req_t req, fuse_ino_t ino,
 
 /* ---- Files ------------------------------------------------------------ */
 
+/* A file node's identity, for the engine (valid while n is). */
+static struct engine_file node_file(const struct node *n)
+{
+	return (struct engine_file){
+		.type = n->type,
+		.repo_id = n->repo_id,
+		.commit = n->commit,
+		.path = n->path,
+		.etag = n->etag,
+		.size = n->size,
+		.lfs = n->lfs,
+	};
+}
+
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_ctx *ctx = ctx_of(req);
 	struct node *n = node_get(&ctx->nodes, ino);
+	struct engine_handle *h;
+	struct engine_file f;
 	bool keep_cache;
-	uint64_t fh;
 	int rc;
 
 	if (!n || (n->kind != NODE_FILE && n->kind != NODE_TEXT)) {
@@ -416,19 +431,47 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_open(req, fi);
 		return;
 	}
-	rc = blob_open(ctx, n, &fh, &keep_cache);
+	f = node_file(n);
+	/* The node id is the tag: a dropped blob's pages are invalidated. */
+	rc = engine_open(ctx->eng, &f, n->id, &h, &keep_cache);
 	if (rc < 0) {
 		fuse_reply_err(req, rc == -ENOSPC ? ENOSPC : EIO);
 		return;
 	}
-	fi->fh = fh;
+	fi->fh = (uintptr_t)h;
 	/*
 	 * Content is immutable per etag: the kernel keeps its pages across
 	 * opens, except at the first open after the blob failed its check.
 	 */
 	fi->keep_cache = keep_cache;
 	if (fuse_reply_open(req, fi) != 0)
-		blob_release(fh);
+		engine_close(h);
+}
+
+/* The engine answered a read: its bytes go from the blob's file. */
+static void read_done(void *arg, int rc, int fd, uint64_t off, size_t size)
+{
+	fuse_req_t req = arg;
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (size == 0) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	buf.buf[0].fd = fd;
+	buf.buf[0].pos = (off_t)off;
+	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+/* An interrupted read still waiting: the engine answers it with EINTR. */
+static void read_interrupted(fuse_req_t req, void *data)
+{
+	engine_cancel(data, req);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -436,7 +479,9 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fs_ctx *ctx = ctx_of(req);
 	struct node *n = node_get(&ctx->nodes, ino);
+	struct engine_handle *h = (struct engine_handle *)(uintptr_t)fi->fh;
 	size_t len;
+	int rc;
 
 	if (n && n->kind == NODE_TEXT) {
 		len = strlen(n->text);
@@ -445,7 +490,15 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, n->text + off, size < len ? size : len);
 		return;
 	}
-	blob_read(ctx, n, req, fi->fh, size, (uint64_t)off);
+	fuse_req_interrupt_func(req, read_interrupted, h);
+	if (fuse_req_interrupted(req)) {
+		fuse_reply_err(req, EINTR);
+		return;
+	}
+	rc = engine_wait(h, (uint64_t)off, size, ENGINE_READAHEAD, read_done,
+			 req);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
 }
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino,
@@ -453,7 +506,7 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino,
 {
 	(void)ino;
 	if (fi->fh) /* 0: a TEXT node's, which holds nothing */
-		blob_release(fi->fh);
+		engine_close((struct engine_handle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -491,7 +544,7 @@ static int xattr_value(struct fs_ctx *ctx, const struct node *n,
 	if (strcmp(name, "user.hubfs.etag") == 0)
 		return snprintf(buf, size, "%s", n->etag);
 	if (strcmp(name, "user.hubfs.cached") == 0) {
-		have = blob_cached_bytes(ctx, n);
+		have = engine_cached_bytes(ctx->eng, n->etag);
 		return snprintf(buf, size, "%llu", (unsigned long long)have);
 	}
 	return -ENODATA;

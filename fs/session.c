@@ -107,6 +107,29 @@ static void ctx_destroy(struct fs_ctx *ctx)
 	pthread_cond_destroy(&ctx->listed);
 }
 
+/* A blob failed its check: the kernel drops its pages of the file. */
+static void dropped(void *arg, uint64_t node)
+{
+	struct fs_ctx *ctx = arg;
+
+	fuse_lowlevel_notify_inval_inode(ctx->se, node, 0, 0);
+}
+
+int ctx_engine_start(struct fs_ctx *ctx)
+{
+	struct engine_config cfg = {
+		.hub = ctx->cfg.hub,
+		.store = ctx->cfg.store,
+		.read_timeout = ctx->cfg.read_timeout,
+		.dropped = ctx->se ? dropped : NULL,
+		.dropped_arg = ctx,
+		.external = external_open,
+		.external_arg = ctx,
+	};
+
+	return engine_start(&ctx->eng, &cfg);
+}
+
 int fs_ctx_open(struct fs_ctx **out, const struct fs_config *cfg)
 {
 	struct fs_ctx *ctx = malloc(sizeof(*ctx));
@@ -117,7 +140,7 @@ int fs_ctx_open(struct fs_ctx **out, const struct fs_config *cfg)
 		return -ENOMEM;
 	rc = ctx_init(ctx, cfg);
 	if (rc == 0)
-		rc = blob_start(ctx);
+		rc = ctx_engine_start(ctx);
 	if (rc < 0) {
 		ctx_destroy(ctx);
 		free(ctx);
@@ -131,7 +154,7 @@ void fs_ctx_close(struct fs_ctx *ctx)
 {
 	if (!ctx)
 		return;
-	blob_stop(ctx);
+	engine_stop(ctx->eng);
 	ctx_destroy(ctx);
 	free(ctx);
 }
@@ -178,7 +201,7 @@ int fs_run(const struct fs_config *cfg, int ready_fd)
 	}
 	mounted = true;
 	ctx.se = se;
-	rc = blob_start(&ctx);
+	rc = ctx_engine_start(&ctx);
 	if (rc < 0)
 		goto out;
 	started = true;
@@ -202,7 +225,7 @@ out:
 	fuse_loop_cfg_destroy(loop);
 	status_stop(&ctx);
 	if (started)
-		blob_stop(&ctx);
+		engine_stop(ctx.eng);
 	if (mounted)
 		fuse_session_unmount(se);
 	if (signals)

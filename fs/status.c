@@ -209,24 +209,23 @@ static cJSON *reply_new(struct fs_ctx *ctx)
 
 static cJSON *status_reply(struct fs_ctx *ctx)
 {
-	struct hub_xfer_stats xs = { 0 };
+	struct engine_stats es;
 	cJSON *o = reply_new(ctx);
 
 	if (!o)
 		return NULL;
-	hub_xfer_get_stats(ctx->xfer, &xs);
+	engine_get_stats(ctx->eng, &es);
 	cJSON_AddBoolToObject(o, "offline", hub_client_offline(ctx->cfg.hub));
 	add_u64(o, "started", (uint64_t)ctx->started);
 	add_u64(o, "revision_ttl", (uint64_t)ctx->cfg.revision_ttl);
-	add_u64(o, "bytes_served",
-		__atomic_load_n(&ctx->bytes_served, __ATOMIC_RELAXED));
-	add_u64(o, "bytes_fetched", xs.bytes);
-	add_u64(o, "reads", __atomic_load_n(&ctx->reads, __ATOMIC_RELAXED));
-	add_u64(o, "reads_local",
-		__atomic_load_n(&ctx->reads_local, __ATOMIC_RELAXED));
-	add_u64(o, "transfers_in_flight", xs.in_flight);
-	add_u64(o, "transfers_queued", xs.queued);
-	add_u64(o, "blobs_open", blob_count(ctx));
+	/* A mount's waits are its FUSE reads of bytes in a file. */
+	add_u64(o, "bytes_served", es.bytes_answered);
+	add_u64(o, "bytes_fetched", es.xfer.bytes);
+	add_u64(o, "reads", es.waits);
+	add_u64(o, "reads_local", es.waits_local);
+	add_u64(o, "transfers_in_flight", es.xfer.in_flight);
+	add_u64(o, "transfers_queued", es.xfer.queued);
+	add_u64(o, "blobs_open", es.blobs_open);
 	return o;
 }
 
