@@ -59,6 +59,7 @@ struct fs_repo {
 	char commit[41];
 	int64_t mtime; /* commit time */
 	int64_t tree;  /* db tree row */
+	bool moving;   /* rev is a branch or tag: it may move */
 };
 /*
  * Resolve id (an "owner/name", a legacy id or an old name of a renamed

@@ -139,15 +139,6 @@ static int link_to(const struct node *parent, const char *name,
 	return 0;
 }
 
-/* The canonical id in a LINK from resolve_repo_at: "../ID[@rev]". */
-static void link_id(const struct node *l, char id[256])
-{
-	const char *t = l->target + strlen("../");
-	size_t n = strcspn(t, "@");
-
-	snprintf(id, 256, "%.*s", (int)(n < 255 ? n : 255), t);
-}
-
 /*
  * A repo folder: from the store when it knows the repo (no Hub request,
  * so this works offline), else resolved from the Hub.
@@ -157,22 +148,19 @@ static int lookup_repo(struct fs_ctx *ctx, const struct node *root,
 {
 	enum hub_repo_type type;
 	struct db_repo repo;
-	struct node *d = NULL, *n;
+	struct fs_repo r;
+	struct node *n;
 	char id[256];
 	int rc = parse_folder(name, &type, id);
 
 	if (rc)
 		return rc;
 	if (db_repo_get(ctx->cfg.store, type, id, &repo) < 0) {
-		rc = resolve_repo_at(ctx, type, id, NULL, &d);
+		rc = resolve_repo_at(ctx, type, id, NULL, &r);
 		if (rc)
 			return rc;
-		if (d->kind == NODE_LINK) {
-			link_id(d, id);
-			node_free(d);
-			return link_to(root, name, type, id, out);
-		}
-		node_free(d);
+		if (strcmp(r.id, id) != 0)
+			return link_to(root, name, type, r.id, out);
 		if (db_repo_get(ctx->cfg.store, type, id, &repo) < 0)
 			return EIO;
 	}
@@ -293,7 +281,8 @@ static int lookup_ref(struct fs_ctx *ctx, const struct node *dir,
 		      const char *name, struct node **out)
 {
 	struct rev_list l;
-	struct node *d = NULL, *n;
+	struct fs_repo r;
+	struct node *n;
 	const char *prefix = refs_prefix(dir), *rev;
 	char *full = NULL;
 	int rc;
@@ -314,11 +303,11 @@ static int lookup_ref(struct fs_ctx *ctx, const struct node *dir,
 	rev = full;
 	if (strcmp(full, DEFAULT_REF) == 0 && !l.has_main && l.has_default)
 		rev = NULL;
-	rc = resolve_repo_at(ctx, dir->type, dir->repo_id, rev, &d);
+	rc = resolve_repo_at(ctx, dir->type, dir->repo_id, rev, &r);
 	if (rc)
 		goto out_revs;
 	rc = ENOENT; /* renamed: the repo's folder is a link elsewhere */
-	if (d->kind != NODE_DIR)
+	if (strcmp(r.id, dir->repo_id) != 0)
 		goto out_revs;
 	rc = ENOMEM;
 	n = node_alloc(NODE_TEXT);
@@ -327,9 +316,9 @@ static int lookup_ref(struct fs_ctx *ctx, const struct node *dir,
 	*out = n;
 	n->type = dir->type;
 	n->repo = dir->repo;
-	memcpy(n->commit, d->commit, sizeof(n->commit));
-	n->expires = d->expires;
-	n->text = strdup(d->commit);
+	memcpy(n->commit, r.commit, sizeof(n->commit));
+	n->expires = r.moving ? time(NULL) + ctx->cfg.revision_ttl : 0;
+	n->text = strdup(r.commit);
 	if (asprintf(&n->vpath, "%s/%s", dir->vpath, name) < 0)
 		n->vpath = NULL;
 	if (!n->text || !n->vpath) {
@@ -342,7 +331,6 @@ static int lookup_ref(struct fs_ctx *ctx, const struct node *dir,
 out_revs:
 	free(l.items);
 out:
-	node_free(d);
 	free(full);
 	return rc;
 }
@@ -384,30 +372,32 @@ static int lookup_snapshot(struct fs_ctx *ctx, const struct node *dir,
 			   const char *name, struct node **out)
 {
 	struct db_tree tree;
+	struct fs_repo r;
 	struct node *n;
+	int64_t mtime;
 	int rc;
 
 	if (!hub_is_commit_id(name))
 		return ENOENT;
 	if (db_tree_find(ctx->cfg.store, dir->repo, name, &tree) == 0) {
-		n = node_alloc(NODE_DIR);
-		if (!n)
-			return ENOMEM;
-		n->type = dir->type;
-		n->repo = dir->repo;
-		memcpy(n->commit, name, sizeof(n->commit));
-		n->mtime = tree.mtime;
-		n->repo_id = strdup(dir->repo_id);
-		n->path = strdup("");
+		mtime = tree.mtime;
 	} else {
-		rc = resolve_repo_at(ctx, dir->type, dir->repo_id, name, &n);
+		rc = resolve_repo_at(ctx, dir->type, dir->repo_id, name, &r);
 		if (rc)
 			return rc;
-		if (n->kind != NODE_DIR) {
-			node_free(n);
+		if (strcmp(r.id, dir->repo_id) != 0)
 			return ENOENT;
-		}
+		mtime = r.mtime;
 	}
+	n = node_alloc(NODE_DIR);
+	if (!n)
+		return ENOMEM;
+	n->type = dir->type;
+	n->repo = dir->repo;
+	memcpy(n->commit, name, sizeof(n->commit));
+	n->mtime = mtime;
+	n->repo_id = strdup(dir->repo_id);
+	n->path = strdup("");
 	n->expires = 0; /* a commit never moves */
 	if (asprintf(&n->vpath, "%s/%s", dir->vpath, name) < 0)
 		n->vpath = NULL;
@@ -558,7 +548,8 @@ static int lookup_tree(struct fs_ctx *ctx, const struct node *dir,
 {
 	char commit[41];
 	struct db_tree tree;
-	struct node *d = NULL, *n;
+	struct fs_repo r;
+	struct node *n;
 	int rc;
 
 	if (strlen(name) != 40 + strlen(JSON_SUFFIX) ||
@@ -569,8 +560,7 @@ static int lookup_tree(struct fs_ctx *ctx, const struct node *dir,
 	if (!hub_is_commit_id(commit))
 		return ENOENT;
 	if (db_tree_find(ctx->cfg.store, dir->repo, commit, &tree) < 0) {
-		rc = resolve_repo_at(ctx, dir->type, dir->repo_id, commit, &d);
-		node_free(d);
+		rc = resolve_repo_at(ctx, dir->type, dir->repo_id, commit, &r);
 		if (rc)
 			return rc;
 		if (db_tree_find(ctx->cfg.store, dir->repo, commit, &tree) < 0)

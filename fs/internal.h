@@ -164,13 +164,13 @@ int list_entries(struct fs_ctx *ctx, struct node *dir, db_entry_fn cb,
 struct node *entry_node(const struct node *dir, const struct db_entry *e);
 void misses_free(struct fs_ctx *ctx);
 /*
- * The root folder of repo id at rev (NULL: the default branch), as the
- * main tree resolves "owner/name@rev", with its tree listed: a DIR node,
- * or a LINK ("../" + canonical id) for a renamed repo.  The node is not
- * published; the caller frees it.
+ * Repo id ("owner/name") at rev (NULL: the default branch), as the main
+ * tree resolves "owner/name@rev": one step, renames not followed.  0 or a
+ * positive errno.  When out->id is not id, the repo lives under out->id
+ * now and nothing else of *out is set; otherwise its tree is listed.
  */
 int resolve_repo_at(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
-		    const char *rev, struct node **out);
+		    const char *rev, struct fs_repo *out);
 
 /* hfcache.c: .hf-cache/, in the layout of hub-api.md section 8. */
 #define HFCACHE_NAME ".hf-cache"

@@ -310,69 +310,82 @@ static bool cache_has_owner(struct fs_ctx *ctx, enum hub_repo_type type,
 	return found;
 }
 
-/* A name at the root or under datasets/ or spaces/. */
-static int resolve_top(struct fs_ctx *ctx, enum hub_repo_type type,
-		       const char *name, struct node **out)
+/*
+ * What a name at the root or under datasets/ or spaces/ stands for: an
+ * owner (*owner set), or a legacy or renamed id (canonical set).  0 or a
+ * positive errno; ENOENT for anything else.
+ */
+static int top_name(struct fs_ctx *ctx, enum hub_repo_type type,
+		    const char *base, const char *rev, bool *owner,
+		    char canonical[256])
 {
 	struct hub_repo_info info;
 	struct hub_error err = { 0 };
 	struct db_repo repo;
-	char *base, *rev, key[600];
+	char key[600];
+	int rc, hr;
+	long n;
+
+	*owner = false;
+	canonical[0] = '\0';
+	if (!hub_repo_id_valid(base) || strchr(base, '/'))
+		return ENOENT;
+	if (!rev && (owner_known(ctx, type, base) ||
+		     (hub_client_offline(ctx->cfg.hub) &&
+		      cache_has_owner(ctx, type, base)))) {
+		*owner = true;
+		return 0;
+	}
+	if (db_repo_get(ctx->cfg.store, type, base, &repo) == 0 &&
+	    repo.canonical[0]) {
+		memcpy(canonical, repo.canonical, 256);
+		return 0;
+	}
+	snprintf(key, sizeof(key), "%d:%s%s%s", (int)type, base, rev ? "@" : "",
+		 rev ? rev : "");
+	if ((rc = miss_known(ctx, key)) != 0)
+		return rc;
+
+	/* A legacy id answers /api/{types}/NAME with its canonical id. */
+	hr = hub_repo_info(ctx->cfg.hub, type, base, rev, &info, &err);
+	if (hr == 0 && strcmp(info.id, base) != 0 && strchr(info.id, '/')) {
+		db_repo_put(ctx->cfg.store, type, base, info.id, NULL);
+		memcpy(canonical, info.id, 256);
+		return 0;
+	}
+	if (hr < 0 && hub_error_errno(&err) != ENOENT &&
+	    hub_error_errno(&err) != EACCES)
+		return hub_failure(ctx, hr, &err, "looking up", base);
+	if (!rev) {
+		memset(&err, 0, sizeof(err));
+		n = refresh_listing(ctx, type, base, &err);
+		if (n > 0) {
+			*owner = true;
+			return 0;
+		}
+		if (n < 0 && hub_error_errno(&err) != ENOENT)
+			return hub_failure(ctx, (int)n, &err, "listing", base);
+	}
+	miss_add(ctx, key, ENOENT);
+	return ENOENT;
+}
+
+/* A name at the root or under datasets/ or spaces/: a folder or a link. */
+static int resolve_top(struct fs_ctx *ctx, enum hub_repo_type type,
+		       const char *name, struct node **out)
+{
+	char *base, *rev, canonical[256];
+	bool owner;
 	int rc = split_rev(name, &base, &rev);
 
 	if (rc)
 		return rc;
-	rc = ENOENT;
-	if (!hub_repo_id_valid(base) || strchr(base, '/'))
-		goto out;
-	if (!rev && (owner_known(ctx, type, base) ||
-		     (hub_client_offline(ctx->cfg.hub) &&
-		      cache_has_owner(ctx, type, base)))) {
-		*out = new_owner(type, base);
+	rc = top_name(ctx, type, base, rev, &owner, canonical);
+	if (rc == 0) {
+		*out = owner ? new_owner(type, base)
+			     : new_link("", canonical, rev);
 		rc = *out ? 0 : ENOMEM;
-		goto out;
 	}
-	if (db_repo_get(ctx->cfg.store, type, base, &repo) == 0 &&
-	    repo.canonical[0]) {
-		*out = new_link("", repo.canonical, rev);
-		rc = *out ? 0 : ENOMEM;
-		goto out;
-	}
-	snprintf(key, sizeof(key), "%d:%s", (int)type, name);
-	if ((rc = miss_known(ctx, key)) != 0)
-		goto out;
-	rc = ENOENT;
-
-	/* A legacy id answers /api/{types}/NAME with its canonical id. */
-	int hr = hub_repo_info(ctx->cfg.hub, type, base, rev, &info, &err);
-
-	if (hr == 0 && strcmp(info.id, base) != 0 && strchr(info.id, '/')) {
-		db_repo_put(ctx->cfg.store, type, base, info.id, NULL);
-		*out = new_link("", info.id, rev);
-		rc = *out ? 0 : ENOMEM;
-		goto out;
-	}
-	if (hr < 0 && hub_error_errno(&err) != ENOENT &&
-	    hub_error_errno(&err) != EACCES) {
-		rc = hub_failure(ctx, hr, &err, "looking up", name);
-		goto out;
-	}
-	if (!rev) {
-		memset(&err, 0, sizeof(err));
-		long n = refresh_listing(ctx, type, base, &err);
-
-		if (n > 0) {
-			*out = new_owner(type, base);
-			rc = *out ? 0 : ENOMEM;
-			goto out;
-		}
-		if (n < 0 && hub_error_errno(&err) != ENOENT) {
-			rc = hub_failure(ctx, (int)n, &err, "listing", base);
-			goto out;
-		}
-	}
-	miss_add(ctx, key, ENOENT);
-out:
 	free(base);
 	free(rev);
 	return rc;
@@ -544,59 +557,51 @@ static bool in_cache(struct fs_ctx *ctx, enum hub_repo_type type,
 	       stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* A repo folder (name[@rev]) under an owner folder. */
-static int resolve_repo(struct fs_ctx *ctx, struct node *owner,
-			const char *name, struct node **out)
+/*
+ * One step of resolving repo id at rev (NULL: the default branch), without
+ * its tree: see resolve_repo_at.
+ */
+static int repo_at(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
+		   const char *rev, struct fs_repo *out)
 {
 	struct revision r;
 	struct db_repo repo;
-	char *base, *rev, id[256], key[600];
-	int rc = split_rev(name, &base, &rev);
+	char key[600];
+	int rc;
 
-	if (rc)
-		return rc;
-	rc = ENOENT;
-	if ((size_t)snprintf(id, sizeof(id), "%s/%s", owner->owner, base) >=
-		    sizeof(id) ||
+	memset(out, 0, sizeof(*out));
+	out->type = type;
+	if (strlen(id) >= sizeof(out->id) || !strchr(id, '/') ||
 	    !hub_repo_id_valid(id))
-		goto out;
-	snprintf(key, sizeof(key), "%d:%s", (int)owner->type, id);
-	if (rev)
-		snprintf(key, sizeof(key), "%d:%s@%s", (int)owner->type, id,
-			 rev);
+		return ENOENT;
+	snprintf(key, sizeof(key), "%d:%s%s%s", (int)type, id, rev ? "@" : "",
+		 rev ? rev : "");
 	if ((rc = miss_known(ctx, key)) != 0)
-		goto out;
-	rc = ENOENT;
-	if (db_repo_get(ctx->cfg.store, owner->type, id, &repo) < 0) {
-		if (hub_client_offline(ctx->cfg.hub) &&
-		    !in_cache(ctx, owner->type, id))
-			goto out;
+		return rc;
+	if (db_repo_get(ctx->cfg.store, type, id, &repo) < 0) {
+		if (hub_client_offline(ctx->cfg.hub) && !in_cache(ctx, type, id))
+			return ENOENT;
 		memset(&repo, 0, sizeof(repo));
-		repo.type = owner->type;
-		memcpy(repo.name, id, sizeof(repo.name));
+		repo.type = type;
+		snprintf(repo.name, sizeof(repo.name), "%s", id);
 	}
 	if (repo.canonical[0]) {
-		*out = new_link("../", repo.canonical, rev);
-		rc = *out ? 0 : ENOMEM;
-		goto out;
+		snprintf(out->id, sizeof(out->id), "%s", repo.canonical);
+		return 0;
 	}
 	rc = -resolve_revision(ctx, &repo, rev, &r);
 	if (rc) {
 		if (rc == ENOENT || rc == EACCES)
 			miss_add(ctx, key, rc);
-		goto out;
+		return rc;
 	}
 	if (r.canonical[0]) {
-		db_repo_put(ctx->cfg.store, owner->type, id, r.canonical, NULL);
-		*out = new_link("../", r.canonical, rev);
-		rc = *out ? 0 : ENOMEM;
-		goto out;
+		db_repo_put(ctx->cfg.store, type, id, r.canonical, NULL);
+		snprintf(out->id, sizeof(out->id), "%s", r.canonical);
+		return 0;
 	}
-	if (repo.id == 0 &&
-	    db_repo_put(ctx->cfg.store, owner->type, id, "", &repo) < 0) {
-		rc = EIO;
-		goto out;
-	}
+	if (repo.id == 0 && db_repo_put(ctx->cfg.store, type, id, "", &repo) < 0)
+		return EIO;
 	/*
 	 * What the Hub said is stamped with its time (for a repo new to the
 	 * index, resolve_revision could not); a cached or stale answer keeps
@@ -605,27 +610,58 @@ static int resolve_repo(struct fs_ctx *ctx, struct node *owner,
 	if (r.moving && r.from_hub)
 		db_revision_put(ctx->cfg.store, repo.id, rev ? rev : "",
 				r.commit, time(NULL));
+	snprintf(out->id, sizeof(out->id), "%s", id);
+	out->repo = repo.id;
+	memcpy(out->commit, r.commit, sizeof(out->commit));
+	out->mtime = r.mtime;
+	out->moving = r.moving;
+	return 0;
+}
 
+/* The root folder of a resolved repo. */
+static struct node *repo_node(struct fs_ctx *ctx, const struct fs_repo *r)
+{
 	struct node *n = node_alloc(NODE_DIR);
 
-	rc = ENOMEM;
 	if (!n)
-		goto out;
-	*out = n;
-	n->type = owner->type;
-	n->repo = repo.id;
-	n->repo_id = strdup(id);
+		return NULL;
+	n->type = r->type;
+	n->repo = r->repo;
+	n->repo_id = strdup(r->id);
 	n->path = strdup("");
-	memcpy(n->commit, r.commit, sizeof(n->commit));
-	n->mtime = r.mtime;
+	memcpy(n->commit, r->commit, sizeof(n->commit));
+	n->mtime = r->mtime;
 	n->ino = ino_hash(n->commit, "");
-	n->expires = r.moving ? time(NULL) + ctx->cfg.revision_ttl : 0;
+	n->expires = r->moving ? time(NULL) + ctx->cfg.revision_ttl : 0;
 	if (!n->repo_id || !n->path) {
 		node_free(n);
-		*out = NULL;
-		goto out;
+		return NULL;
 	}
-	rc = 0;
+	return n;
+}
+
+/* A repo folder (name[@rev]) under an owner folder: a folder or a link. */
+static int resolve_repo(struct fs_ctx *ctx, struct node *owner,
+			const char *name, struct node **out)
+{
+	struct fs_repo r;
+	char *base, *rev, id[256];
+	int rc = split_rev(name, &base, &rev);
+
+	if (rc)
+		return rc;
+	rc = ENOENT;
+	if ((size_t)snprintf(id, sizeof(id), "%s/%s", owner->owner, base) >=
+	    sizeof(id))
+		goto out;
+	rc = repo_at(ctx, owner->type, id, rev, &r);
+	if (rc)
+		goto out;
+	if (strcmp(r.id, id) != 0)
+		*out = new_link("../", r.id, rev);
+	else
+		*out = repo_node(ctx, &r);
+	rc = *out ? 0 : ENOMEM;
 out:
 	free(base);
 	free(rev);
@@ -656,7 +692,7 @@ struct listing {
 	char commit[41];
 };
 
-static struct listing *listing_find(struct fs_ctx *ctx, const struct node *n)
+static struct listing *listing_find(struct fs_ctx *ctx, const struct fs_repo *n)
 {
 	struct listing *l;
 
@@ -670,7 +706,7 @@ static struct listing *listing_find(struct fs_ctx *ctx, const struct node *n)
  * Claim the listing of n's tree; false when it appeared in the index while
  * waiting for another thread that was listing it.
  */
-static bool listing_claim(struct fs_ctx *ctx, const struct node *n,
+static bool listing_claim(struct fs_ctx *ctx, const struct fs_repo *n,
 			  struct listing *me, struct db_tree *t)
 {
 	bool claimed;
@@ -708,7 +744,7 @@ static void listing_release(struct fs_ctx *ctx, struct listing *me)
  * Commit-addressed, so it never goes stale.  -ENOENT when there is none
  * or it does not parse: the Hub is asked as usual.
  */
-static int cache_tree(struct fs_ctx *ctx, const struct node *n,
+static int cache_tree(struct fs_ctx *ctx, const struct fs_repo *n,
 		      struct db_tree *t)
 {
 	struct tree_fill fill = { 0 };
@@ -719,7 +755,7 @@ static int cache_tree(struct fs_ctx *ctx, const struct node *n,
 	int rc, prc;
 
 	snprintf(rel, sizeof(rel), "trees/%s.json", n->commit);
-	if (external_cache_path(ctx, n->type, n->repo_id, rel, path,
+	if (external_cache_path(ctx, n->type, n->id, rel, path,
 				sizeof(path)) < 0 ||
 	    !(text = read_whole(path, CACHE_TREE_MAX, &len, &mtime)))
 		return -ENOENT;
@@ -734,7 +770,7 @@ static int cache_tree(struct fs_ctx *ctx, const struct node *n,
 	}
 	free(text);
 	if (rc == 0)
-		fs_log(LOG_INFO, "%s@%s: files listed from %s%s", n->repo_id,
+		fs_log(LOG_INFO, "%s@%s: files listed from %s%s", n->id,
 		       n->commit, path,
 		       skipped ? " (some unsafe entries left out)" : "");
 	return rc < 0 ? -ENOENT : 0;
@@ -745,7 +781,7 @@ static int cache_tree(struct fs_ctx *ctx, const struct node *n,
  * first time (all pages, committed at once).  Two lookups in one new tree
  * share one listing; listings of different trees run side by side.
  */
-static int tree_of(struct fs_ctx *ctx, const struct node *n, int64_t *tree)
+static int tree_of(struct fs_ctx *ctx, const struct fs_repo *n, int64_t *tree)
 {
 	struct hub_error err = { 0 };
 	struct tree_fill fill = { 0 };
@@ -777,7 +813,7 @@ static int tree_of(struct fs_ctx *ctx, const struct node *n, int64_t *tree)
 	rc = db_tree_begin(ctx->cfg.store, n->repo, n->commit, n->mtime,
 			   &fill.w);
 	if (rc == 0) {
-		hrc = hub_tree_list(ctx->cfg.hub, n->type, n->repo_id,
+		hrc = hub_tree_list(ctx->cfg.hub, n->type, n->id,
 				    n->commit, add_entry, &fill, &skipped,
 				    &err);
 		rc = db_tree_end(fill.w, hrc == 0, &t);
@@ -785,7 +821,7 @@ static int tree_of(struct fs_ctx *ctx, const struct node *n, int64_t *tree)
 	/* Remembered before the lookups waiting on this one wake up. */
 	if (hrc < 0 && fill.rc == 0) {
 		int e = hub_failure(ctx, hrc, &err, "listing the files of",
-				    n->repo_id);
+				    n->id);
 
 		if (time(NULL) - began >= ctx->cfg.read_timeout)
 			miss_add_for(ctx, key, e, failure_ttl(ctx));
@@ -797,10 +833,10 @@ static int tree_of(struct fs_ctx *ctx, const struct node *n, int64_t *tree)
 		fs_log(LOG_WARNING,
 		       "%s@%s: %u entries with unsafe names or "
 		       "hashes were left out",
-		       n->repo_id, n->commit, skipped);
+		       n->id, n->commit, skipped);
 	if (rc < 0 || fill.rc < 0) {
 		rc = fill.rc < 0 ? fill.rc : rc;
-		fs_log(LOG_ERR, "%s@%s: storing the file list: %s", n->repo_id,
+		fs_log(LOG_ERR, "%s@%s: storing the file list: %s", n->id,
 		       n->commit,
 		       rc == -ENOSPC ? "the store is full"
 				     : db_last_error(ctx->cfg.store));
@@ -845,12 +881,24 @@ struct node *entry_node(const struct node *dir, const struct db_entry *e)
 	return dir->vpath ? hfcache_entry(dir, n) : n;
 }
 
+/* The repo at the commit of a folder of its tree. */
+static struct fs_repo node_repo(const struct node *n)
+{
+	struct fs_repo r = { .type = n->type, .repo = n->repo,
+			     .mtime = n->mtime };
+
+	snprintf(r.id, sizeof(r.id), "%s", n->repo_id);
+	memcpy(r.commit, n->commit, sizeof(r.commit));
+	return r;
+}
+
 static int resolve_entry(struct fs_ctx *ctx, struct node *dir, const char *name,
 			 struct node **out)
 {
+	struct fs_repo r = node_repo(dir);
 	struct db_entry e;
 	int64_t tree;
-	int rc = tree_of(ctx, dir, &tree);
+	int rc = tree_of(ctx, &r, &tree);
 
 	if (rc)
 		return rc;
@@ -862,38 +910,12 @@ static int resolve_entry(struct fs_ctx *ctx, struct node *dir, const char *name,
 }
 
 int resolve_repo_at(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
-		    const char *rev, struct node **out)
+		    const char *rev, struct fs_repo *out)
 {
-	struct node owner = { .kind = NODE_OWNER, .type = type };
-	const char *slash = strchr(id, '/');
-	char *erev = rev ? hub_escape_segment(rev) : NULL, *name = NULL;
-	int64_t tree;
-	int rc = ENOMEM;
+	int rc = repo_at(ctx, type, id, rev, out);
 
-	*out = NULL;
-	if (rev && !erev)
-		goto out;
-	rc = ENOENT;
-	if (!slash)
-		goto out;
-	owner.owner = strndup(id, (size_t)(slash - id));
-	rc = ENOMEM;
-	if (!owner.owner || asprintf(&name, "%s%s%s", slash + 1,
-				     erev ? "@" : "", erev ? erev : "") < 0) {
-		name = NULL;
-		goto out;
-	}
-	rc = resolve_repo(ctx, &owner, name, out);
-	if (rc == 0 && (*out)->kind == NODE_DIR)
-		rc = tree_of(ctx, *out, &tree);
-	if (rc) {
-		node_free(*out);
-		*out = NULL;
-	}
-out:
-	free(owner.owner);
-	free(name);
-	free(erev);
+	if (rc == 0 && strcmp(out->id, id) == 0)
+		rc = tree_of(ctx, out, &out->tree);
 	return rc;
 }
 
@@ -1018,8 +1040,9 @@ int list_names(struct fs_ctx *ctx, struct node *dir, db_name_fn cb, void *arg)
 int list_entries(struct fs_ctx *ctx, struct node *dir, db_entry_fn cb,
 		 void *arg)
 {
+	struct fs_repo r = node_repo(dir);
 	int64_t tree;
-	int rc = tree_of(ctx, dir, &tree);
+	int rc = tree_of(ctx, &r, &tree);
 
 	if (rc)
 		return rc;
@@ -1029,75 +1052,36 @@ int list_entries(struct fs_ctx *ctx, struct node *dir, db_entry_fn cb,
 
 /* ---- Repos for the commands -------------------------------------------- */
 
-/*
- * "org/name", "gpt2" (a legacy id) or a renamed id, followed to the repo
- * folder it names, the way a lookup in the mount would, and its tree
- * listed.  A link's target is "[../]CANONICAL[@rev]".
- */
-static int resolve_one(struct fs_ctx *ctx, enum hub_repo_type type,
-		       const char *id, const char *erev, struct node **out)
-{
-	const char *slash = strchr(id, '/');
-	char name[600];
-	struct node *owner;
-	char *o;
-	int rc;
-
-	/* A revision too long for a name would be asked for cut short. */
-	if ((size_t)snprintf(name, sizeof(name), "%s%s%s",
-			     slash ? slash + 1 : id, erev ? "@" : "",
-			     erev ? erev : "") >= sizeof(name))
-		return ENOENT;
-	if (!slash)
-		return resolve_top(ctx, type, name, out);
-	o = strndup(id, (size_t)(slash - id));
-	owner = o ? new_owner(type, o) : NULL;
-	free(o);
-	if (!owner)
-		return ENOMEM;
-	rc = resolve_repo(ctx, owner, name, out);
-	node_free(owner);
-	return rc;
-}
-
 int fs_repo_resolve(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
 		    const char *rev, struct fs_repo *out)
 {
-	char cur[256], *erev = NULL;
-	struct node *n = NULL;
-	int rc = ENOENT;
+	char cur[256], canonical[256];
+	bool owner;
+	int rc = ELOOP;
 
 	memset(out, 0, sizeof(*out));
 	if (strlen(id) >= sizeof(cur) || !hub_repo_id_valid(id))
 		return -ENOENT;
-	if (rev && !(erev = hub_escape_segment(rev)))
-		return -ENOMEM;
-	memcpy(cur, id, strlen(id) + 1);
+	if (rev && strlen(rev) > 255)
+		return -ENOENT;
+	snprintf(cur, sizeof(cur), "%s", id);
+	/* A legacy or renamed id leads to its canonical id, a hop each. */
 	for (int hops = 0; hops < 4; hops++) {
-		rc = resolve_one(ctx, type, cur, erev, &n);
-		if (rc)
-			break;
-		if (n->kind == NODE_DIR) {
-			out->type = type;
-			snprintf(out->id, sizeof(out->id), "%s", n->repo_id);
-			out->repo = n->repo;
-			memcpy(out->commit, n->commit, sizeof(out->commit));
-			out->mtime = n->mtime;
-			rc = tree_of(ctx, n, &out->tree);
-			break;
+		if (!strchr(cur, '/')) {
+			rc = top_name(ctx, type, cur, rev, &owner, canonical);
+			if (rc == 0 && owner)
+				rc = EISDIR;
+			if (rc)
+				break;
+			memcpy(cur, canonical, sizeof(cur));
+			rc = ELOOP;
+			continue;
 		}
-		rc = n->kind == NODE_OWNER ? EISDIR : ELOOP;
-		if (n->kind != NODE_LINK)
+		rc = resolve_repo_at(ctx, type, cur, rev, out);
+		if (rc || strcmp(out->id, cur) == 0)
 			break;
-		/* "[../]CANONICAL[@rev]": the same revision of the new id */
-		const char *t = n->target;
-
-		t += strncmp(t, "../", 3) == 0 ? 3 : 0;
-		snprintf(cur, sizeof(cur), "%.*s", (int)strcspn(t, "@"), t);
-		node_free(n);
-		n = NULL;
+		snprintf(cur, sizeof(cur), "%s", out->id);
+		rc = ELOOP;
 	}
-	node_free(n);
-	free(erev);
 	return -rc;
 }
