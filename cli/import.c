@@ -293,32 +293,16 @@ static int import_cache_repo(struct import *im, const char *cache,
 {
 	char folder[PATH_MAX], id[256], snaps[PATH_MAX], refs[PATH_MAX];
 	enum hub_repo_type type;
-	const char *rest;
 	struct fs_repo r = { 0 };
 	struct dirent *e;
 	DIR *d;
-	size_t n = 0;
 	int rc, bad = 0;
 
-	if (strncmp(name, "models--", 8) == 0)
-		type = HUB_MODEL, rest = name + 8;
-	else if (strncmp(name, "datasets--", 10) == 0)
-		type = HUB_DATASET, rest = name + 10;
-	else if (strncmp(name, "spaces--", 8) == 0)
-		type = HUB_SPACE, rest = name + 8;
-	else
+	if (strncmp(name, "models--", 8) != 0 &&
+	    strncmp(name, "datasets--", 10) != 0 &&
+	    strncmp(name, "spaces--", 8) != 0)
 		return 0;
-	/* "--" cannot occur in a repo id: each one was a '/'. */
-	for (; *rest && n + 1 < sizeof(id); rest++) {
-		if (rest[0] == '-' && rest[1] == '-') {
-			id[n++] = '/';
-			rest++;
-		} else {
-			id[n++] = *rest;
-		}
-	}
-	id[n] = '\0';
-	if (*rest || !hub_repo_id_valid(id)) {
+	if (hub_cache_folder_parse(name, &type, id) < 0) {
 		printf("skipped   %s/%s: not a repo folder\n", cache, name);
 		im->skipped++;
 		return 0;

@@ -31,7 +31,7 @@ static dev_t own_dev(struct fs_ctx *ctx)
 	struct stat st;
 	dev_t dev;
 
-	if (!ctx->se || !ctx->cfg.mountpoint)
+	if (!ctx->mounted || !ctx->cfg.mountpoint)
 		return 0;
 	pthread_mutex_lock(&ctx->lock);
 	dev = ctx->mount_dev;
@@ -96,24 +96,14 @@ static int try_candidate(struct fs_ctx *ctx, const struct engine_file *w,
 	return rc < 0 ? rc : 0;
 }
 
-/* <cache>/<type>s--<owner>--<name>: '/' becomes "--" (hub-api.md 8.2). */
+/* <cache>/<type>s--<owner>--<name>: hub-api.md section 8.2. */
 static int repo_folder(struct fs_ctx *ctx, enum hub_repo_type type,
 		       const char *id, char *folder, size_t size)
 {
-	size_t n = (size_t)snprintf(folder, size, "%s/%s--", ctx->cfg.hf_cache,
-				    hub_type_plural(type));
+	size_t n = (size_t)snprintf(folder, size, "%s/", ctx->cfg.hf_cache);
 
-	for (; *id && n + 2 < size; id++) {
-		if (*id == '/') {
-			folder[n++] = '-';
-			folder[n++] = '-';
-		} else {
-			folder[n++] = *id;
-		}
-	}
-	if (*id || n >= size)
+	if (n >= size || hub_cache_folder_name(type, id, folder + n, size - n))
 		return -ENOENT;
-	folder[n] = '\0';
 	return 0;
 }
 

@@ -1,11 +1,14 @@
 /*
- * fs.h - the FUSE filesystem: the whole interface of fs/.
+ * fs.h - the filesystem: the whole interface of fs/ to the commands.
  *
  * fs/ presents the Hub as a folder tree (DESIGN.md section 1) over the
- * low-level FUSE API.  It asks db/ for names and attributes and the store
- * for bytes, and hub/ for what the store does not have yet; it knows
- * nothing about HTTP.  It is also where failures are logged, once, at the
- * point that decides what a program sees.
+ * low-level FUSE API (fs_run), and gives the commands the same resolver
+ * and read engine without a mount (fs_ctx_open, fs_repo_resolve,
+ * fs_pull).  It asks db/ for names and attributes and the store for
+ * bytes, and hub/ for what the store does not have yet; it knows nothing
+ * about HTTP.  It is also where failures are logged, once, at the point
+ * that decides what a program sees.  Inside: front.h (FUSE), internal.h
+ * (resolver), engine.h (read engine).
  */
 #ifndef HUBFS_FS_H
 #define HUBFS_FS_H

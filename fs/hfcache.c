@@ -22,7 +22,7 @@
  * The default branch is the store's revision "" and is presented as
  * refs/main, the name huggingface_hub uses for it.
  */
-#include "internal.h"
+#include "front.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -34,56 +34,11 @@
 /* "models--org--name" for (model, "org/name").  Caller frees. */
 static char *folder_name(enum hub_repo_type type, const char *id)
 {
-	size_t size = strlen(hub_type_plural(type)) + 2 * strlen(id) + 3;
-	char *s = malloc(size), *p;
+	char name[300];
 
-	if (!s)
+	if (hub_cache_folder_name(type, id, name, sizeof(name)) < 0)
 		return NULL;
-	p = s + snprintf(s, size, "%s--", hub_type_plural(type));
-	for (; *id; id++) {
-		if (*id == '/') {
-			*p++ = '-';
-			*p++ = '-';
-		} else {
-			*p++ = *id;
-		}
-	}
-	*p = '\0';
-	return s;
-}
-
-/* The type and repo id a folder name stands for; ENOENT if none. */
-static int parse_folder(const char *name, enum hub_repo_type *type,
-			char id[256])
-{
-	const char *sep = strstr(name, "--");
-	enum hub_repo_type types[] = { HUB_MODEL, HUB_DATASET, HUB_SPACE };
-	size_t n = 0, i;
-
-	if (!sep)
-		return ENOENT;
-	for (i = 0; i < 3; i++) {
-		const char *plural = hub_type_plural(types[i]);
-
-		if (strlen(plural) == (size_t)(sep - name) &&
-		    strncmp(name, plural, (size_t)(sep - name)) == 0)
-			break;
-	}
-	if (i == 3)
-		return ENOENT;
-	*type = types[i];
-	for (const char *p = sep + 2; *p; p++) {
-		if (n + 1 >= 256)
-			return ENOENT;
-		if (p[0] == '-' && p[1] == '-') {
-			id[n++] = '/';
-			p++;
-		} else {
-			id[n++] = *p;
-		}
-	}
-	id[n] = '\0';
-	return hub_repo_id_valid(id) ? 0 : ENOENT;
+	return strdup(name);
 }
 
 static struct node *new_hf(enum hf_folder hf, const struct node *parent,
@@ -151,10 +106,10 @@ static int lookup_repo(struct fs_ctx *ctx, const struct node *root,
 	struct fs_repo r;
 	struct node *n;
 	char id[256];
-	int rc = parse_folder(name, &type, id);
+	int rc;
 
-	if (rc)
-		return rc;
+	if (hub_cache_folder_parse(name, &type, id) < 0)
+		return ENOENT;
 	if (db_repo_get(ctx->cfg.store, type, id, &repo) < 0) {
 		rc = resolve_repo_at(ctx, type, id, NULL, &r);
 		if (rc)

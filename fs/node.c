@@ -7,7 +7,7 @@
  * Node ids come from a counter and are never reused; a node is freed when
  * the kernel forgets its last lookup.
  */
-#include "internal.h"
+#include "front.h"
 
 #include <assert.h>
 #include <errno.h>

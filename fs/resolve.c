@@ -1,9 +1,8 @@
 /*
- * resolve.c - from a name under a folder to a node (DESIGN.md section 1).
- *
- *   root, datasets/, spaces/   owners, legacy ids (symlinks), nothing else
- *   owner/                     repos: name[@rev], a renamed id is a symlink
- *   repo folders               entries of the commit's tree, from the index
+ * resolve.c - the resolver: owners, legacy and renamed ids, a repo at a
+ * revision (its commit, as a struct fs_repo) and its tree in the store
+ * (DESIGN.md sections 1 and 5).  Values only: the FUSE front turns them
+ * into nodes (lookup.c, hfcache.c), the commands use them as they are.
  *
  * Metadata comes from the index when it is there and fresh; the Hub is
  * asked otherwise.  Misses at the owner and repo level are remembered for
@@ -140,27 +139,6 @@ static int hub_failure(struct fs_ctx *ctx, int rc, const struct hub_error *err,
 	return e;
 }
 
-/* Split "name@rev" (rev percent-decoded); *rev is NULL without '@'. */
-static int split_rev(const char *name, char **base, char **rev)
-{
-	const char *at = strchr(name, '@');
-
-	*rev = NULL;
-	*base = at ? strndup(name, (size_t)(at - name)) : strdup(name);
-	if (!*base)
-		return ENOMEM;
-	if (!at)
-		return 0;
-	if (at[1] == '\0' || hub_unescape(at + 1, rev) < 0 ||
-	    strlen(*rev) > 255) {
-		free(*base);
-		free(*rev);
-		*base = *rev = NULL;
-		return ENOENT;
-	}
-	return 0;
-}
-
 static bool whoami_has(struct fs_ctx *ctx, const char *owner)
 {
 	bool found = false;
@@ -189,47 +167,6 @@ static bool owner_known(struct fs_ctx *ctx, enum hub_repo_type type,
 
 	db_owner_repos(ctx->cfg.store, type, owner, stop_at_first, &any);
 	return any || whoami_has(ctx, owner);
-}
-
-static struct node *new_owner(enum hub_repo_type type, const char *owner)
-{
-	struct node *n = node_alloc(NODE_OWNER);
-
-	if (!n)
-		return NULL;
-	n->type = type;
-	n->owner = strdup(owner);
-	n->ino = ino_hash(hub_type_plural(type), owner);
-	if (!n->owner) {
-		node_free(n);
-		return NULL;
-	}
-	return n;
-}
-
-/* A symlink to prefix + target [+ "@" + escaped rev]. */
-static struct node *new_link(const char *prefix, const char *target,
-			     const char *rev)
-{
-	struct node *n = node_alloc(NODE_LINK);
-	char *erev = rev ? hub_escape_segment(rev) : NULL;
-	size_t size;
-
-	if (!n || (rev && !erev))
-		goto fail;
-	size = strlen(prefix) + strlen(target) + (erev ? strlen(erev) : 0) + 2;
-	n->target = malloc(size);
-	if (!n->target)
-		goto fail;
-	snprintf(n->target, size, "%s%s%s%s", prefix, target, erev ? "@" : "",
-		 erev ? erev : "");
-	n->ino = ino_hash("link", n->target);
-	free(erev);
-	return n;
-fail:
-	free(erev);
-	node_free(n);
-	return NULL;
 }
 
 struct author_list {
@@ -315,9 +252,9 @@ static bool cache_has_owner(struct fs_ctx *ctx, enum hub_repo_type type,
  * owner (*owner set), or a legacy or renamed id (canonical set).  0 or a
  * positive errno; ENOENT for anything else.
  */
-static int top_name(struct fs_ctx *ctx, enum hub_repo_type type,
-		    const char *base, const char *rev, bool *owner,
-		    char canonical[256])
+int resolve_top_name(struct fs_ctx *ctx, enum hub_repo_type type,
+		     const char *base, const char *rev, bool *owner,
+		     char canonical[256])
 {
 	struct hub_repo_info info;
 	struct hub_error err = { 0 };
@@ -368,27 +305,6 @@ static int top_name(struct fs_ctx *ctx, enum hub_repo_type type,
 	}
 	miss_add(ctx, key, ENOENT);
 	return ENOENT;
-}
-
-/* A name at the root or under datasets/ or spaces/: a folder or a link. */
-static int resolve_top(struct fs_ctx *ctx, enum hub_repo_type type,
-		       const char *name, struct node **out)
-{
-	char *base, *rev, canonical[256];
-	bool owner;
-	int rc = split_rev(name, &base, &rev);
-
-	if (rc)
-		return rc;
-	rc = top_name(ctx, type, base, rev, &owner, canonical);
-	if (rc == 0) {
-		*out = owner ? new_owner(type, base)
-			     : new_link("", canonical, rev);
-		rc = *out ? 0 : ENOMEM;
-	}
-	free(base);
-	free(rev);
-	return rc;
 }
 
 /*
@@ -561,8 +477,8 @@ static bool in_cache(struct fs_ctx *ctx, enum hub_repo_type type,
  * One step of resolving repo id at rev (NULL: the default branch), without
  * its tree: see resolve_repo_at.
  */
-static int repo_at(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
-		   const char *rev, struct fs_repo *out)
+int resolve_repo_rev(struct fs_ctx *ctx, enum hub_repo_type type,
+		     const char *id, const char *rev, struct fs_repo *out)
 {
 	struct revision r;
 	struct db_repo repo;
@@ -579,7 +495,8 @@ static int repo_at(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
 	if ((rc = miss_known(ctx, key)) != 0)
 		return rc;
 	if (db_repo_get(ctx->cfg.store, type, id, &repo) < 0) {
-		if (hub_client_offline(ctx->cfg.hub) && !in_cache(ctx, type, id))
+		if (hub_client_offline(ctx->cfg.hub) &&
+		    !in_cache(ctx, type, id))
 			return ENOENT;
 		memset(&repo, 0, sizeof(repo));
 		repo.type = type;
@@ -600,7 +517,8 @@ static int repo_at(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
 		snprintf(out->id, sizeof(out->id), "%s", r.canonical);
 		return 0;
 	}
-	if (repo.id == 0 && db_repo_put(ctx->cfg.store, type, id, "", &repo) < 0)
+	if (repo.id == 0 &&
+	    db_repo_put(ctx->cfg.store, type, id, "", &repo) < 0)
 		return EIO;
 	/*
 	 * What the Hub said is stamped with its time (for a repo new to the
@@ -618,56 +536,6 @@ static int repo_at(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
 	return 0;
 }
 
-/* The root folder of a resolved repo. */
-static struct node *repo_node(struct fs_ctx *ctx, const struct fs_repo *r)
-{
-	struct node *n = node_alloc(NODE_DIR);
-
-	if (!n)
-		return NULL;
-	n->type = r->type;
-	n->repo = r->repo;
-	n->repo_id = strdup(r->id);
-	n->path = strdup("");
-	memcpy(n->commit, r->commit, sizeof(n->commit));
-	n->mtime = r->mtime;
-	n->ino = ino_hash(n->commit, "");
-	n->expires = r->moving ? time(NULL) + ctx->cfg.revision_ttl : 0;
-	if (!n->repo_id || !n->path) {
-		node_free(n);
-		return NULL;
-	}
-	return n;
-}
-
-/* A repo folder (name[@rev]) under an owner folder: a folder or a link. */
-static int resolve_repo(struct fs_ctx *ctx, struct node *owner,
-			const char *name, struct node **out)
-{
-	struct fs_repo r;
-	char *base, *rev, id[256];
-	int rc = split_rev(name, &base, &rev);
-
-	if (rc)
-		return rc;
-	rc = ENOENT;
-	if ((size_t)snprintf(id, sizeof(id), "%s/%s", owner->owner, base) >=
-	    sizeof(id))
-		goto out;
-	rc = repo_at(ctx, owner->type, id, rev, &r);
-	if (rc)
-		goto out;
-	if (strcmp(r.id, id) != 0)
-		*out = new_link("../", r.id, rev);
-	else
-		*out = repo_node(ctx, &r);
-	rc = *out ? 0 : ENOMEM;
-out:
-	free(base);
-	free(rev);
-	return rc;
-}
-
 struct tree_fill {
 	struct db_tree_writer *w;
 	int rc;
@@ -681,10 +549,6 @@ static int add_entry(void *arg, const struct hub_entry *e)
 	return f->rc;
 }
 
-/*
- * The index's tree for the commit of a repo node, listed from the Hub the
- * first time (all pages, one transaction).
- */
 /* A tree being listed from the Hub; others wanting it wait. */
 struct listing {
 	struct listing *next;
@@ -755,8 +619,8 @@ static int cache_tree(struct fs_ctx *ctx, const struct fs_repo *n,
 	int rc, prc;
 
 	snprintf(rel, sizeof(rel), "trees/%s.json", n->commit);
-	if (external_cache_path(ctx, n->type, n->id, rel, path,
-				sizeof(path)) < 0 ||
+	if (external_cache_path(ctx, n->type, n->id, rel, path, sizeof(path)) <
+		    0 ||
 	    !(text = read_whole(path, CACHE_TREE_MAX, &len, &mtime)))
 		return -ENOENT;
 	rc = db_tree_begin(ctx->cfg.store, n->repo, n->commit,
@@ -777,11 +641,11 @@ static int cache_tree(struct fs_ctx *ctx, const struct fs_repo *n,
 }
 
 /*
- * The index's tree for the commit of a repo node, listed from the Hub the
+ * The index's tree for a repo's commit, listed from the Hub the
  * first time (all pages, committed at once).  Two lookups in one new tree
  * share one listing; listings of different trees run side by side.
  */
-static int tree_of(struct fs_ctx *ctx, const struct fs_repo *n, int64_t *tree)
+int resolve_tree(struct fs_ctx *ctx, const struct fs_repo *n, int64_t *tree)
 {
 	struct hub_error err = { 0 };
 	struct tree_fill fill = { 0 };
@@ -813,9 +677,8 @@ static int tree_of(struct fs_ctx *ctx, const struct fs_repo *n, int64_t *tree)
 	rc = db_tree_begin(ctx->cfg.store, n->repo, n->commit, n->mtime,
 			   &fill.w);
 	if (rc == 0) {
-		hrc = hub_tree_list(ctx->cfg.hub, n->type, n->id,
-				    n->commit, add_entry, &fill, &skipped,
-				    &err);
+		hrc = hub_tree_list(ctx->cfg.hub, n->type, n->id, n->commit,
+				    add_entry, &fill, &skipped, &err);
 		rc = db_tree_end(fill.w, hrc == 0, &t);
 	}
 	/* Remembered before the lookups waiting on this one wake up. */
@@ -847,115 +710,14 @@ found:
 	return 0;
 }
 
-static char *join_path(const char *dir, const char *name)
-{
-	size_t size = strlen(dir) + strlen(name) + 2;
-	char *p = malloc(size);
-
-	if (p)
-		snprintf(p, size, "%s%s%s", dir, *dir ? "/" : "", name);
-	return p;
-}
-
-/* A node for an entry of a repo folder. */
-struct node *entry_node(const struct node *dir, const struct db_entry *e)
-{
-	struct node *n = node_alloc(e->is_dir ? NODE_DIR : NODE_FILE);
-
-	if (!n)
-		return NULL;
-	n->type = dir->type;
-	n->repo = dir->repo;
-	memcpy(n->commit, dir->commit, sizeof(n->commit));
-	n->mtime = dir->mtime;
-	n->size = e->size;
-	memcpy(n->etag, e->etag, sizeof(n->etag));
-	n->lfs = e->lfs;
-	n->repo_id = strdup(dir->repo_id);
-	n->path = join_path(dir->path, e->name);
-	if (!n->repo_id || !n->path) {
-		node_free(n);
-		return NULL;
-	}
-	n->ino = ino_hash(n->commit, n->path);
-	return dir->vpath ? hfcache_entry(dir, n) : n;
-}
-
-/* The repo at the commit of a folder of its tree. */
-static struct fs_repo node_repo(const struct node *n)
-{
-	struct fs_repo r = { .type = n->type, .repo = n->repo,
-			     .mtime = n->mtime };
-
-	snprintf(r.id, sizeof(r.id), "%s", n->repo_id);
-	memcpy(r.commit, n->commit, sizeof(r.commit));
-	return r;
-}
-
-static int resolve_entry(struct fs_ctx *ctx, struct node *dir, const char *name,
-			 struct node **out)
-{
-	struct fs_repo r = node_repo(dir);
-	struct db_entry e;
-	int64_t tree;
-	int rc = tree_of(ctx, &r, &tree);
-
-	if (rc)
-		return rc;
-	rc = db_entry_lookup(ctx->cfg.store, tree, dir->path, name, &e);
-	if (rc < 0)
-		return rc == -ENOENT ? ENOENT : EIO;
-	*out = entry_node(dir, &e);
-	return *out ? 0 : ENOMEM;
-}
-
 int resolve_repo_at(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
 		    const char *rev, struct fs_repo *out)
 {
-	int rc = repo_at(ctx, type, id, rev, out);
+	int rc = resolve_repo_rev(ctx, type, id, rev, out);
 
 	if (rc == 0 && strcmp(out->id, id) == 0)
-		rc = tree_of(ctx, out, &out->tree);
+		rc = resolve_tree(ctx, out, &out->tree);
 	return rc;
-}
-
-int resolve_child(struct fs_ctx *ctx, struct node *parent, const char *name,
-		  struct node **out)
-{
-	*out = NULL;
-	switch (parent->kind) {
-	case NODE_ROOT:
-		if (strcmp(name, HFCACHE_NAME) == 0)
-			return hfcache_root(out); /* costs no Hub request */
-		if (name[0] == '.')
-			return ENOENT;
-		if (strcmp(name, "datasets") == 0 ||
-		    strcmp(name, "spaces") == 0) {
-			struct node *n = node_alloc(NODE_TYPEDIR);
-
-			if (!n)
-				return ENOMEM;
-			n->type = name[0] == 'd' ? HUB_DATASET : HUB_SPACE;
-			n->ino = ino_hash("type", name);
-			*out = n;
-			return 0;
-		}
-		return resolve_top(ctx, HUB_MODEL, name, out);
-	case NODE_TYPEDIR:
-		if (name[0] == '.')
-			return ENOENT;
-		return resolve_top(ctx, parent->type, name, out);
-	case NODE_OWNER:
-		if (name[0] == '.')
-			return ENOENT;
-		return resolve_repo(ctx, parent, name, out);
-	case NODE_DIR:
-		return resolve_entry(ctx, parent, name, out);
-	case NODE_HF:
-		return hfcache_child(ctx, parent, name, out);
-	default:
-		return ENOTDIR;
-	}
 }
 
 /*
@@ -991,7 +753,8 @@ static void refresh_whoami(struct fs_ctx *ctx)
 	pthread_mutex_unlock(&ctx->lock);
 }
 
-static void list_whoami(struct fs_ctx *ctx, db_name_fn cb, void *arg)
+int resolve_owners(struct fs_ctx *ctx, enum hub_repo_type type, db_name_fn cb,
+		   void *arg)
 {
 	struct hub_whoami w;
 	bool ok;
@@ -1001,53 +764,27 @@ static void list_whoami(struct fs_ctx *ctx, db_name_fn cb, void *arg)
 	w = ctx->whoami;
 	ok = ctx->whoami_ok;
 	pthread_mutex_unlock(&ctx->lock);
-	if (!ok)
-		return;
-	cb(arg, w.name);
-	for (unsigned i = 0; i < w.n_orgs; i++)
-		cb(arg, w.orgs[i]);
+	if (ok) {
+		cb(arg, w.name);
+		for (unsigned i = 0; i < w.n_orgs; i++)
+			cb(arg, w.orgs[i]);
+	}
+	return -db_owners(ctx->cfg.store, type, cb, arg);
 }
 
-int list_names(struct fs_ctx *ctx, struct node *dir, db_name_fn cb, void *arg)
+int resolve_owner_repos(struct fs_ctx *ctx, enum hub_repo_type type,
+			const char *owner, db_name_fn cb, void *arg)
 {
 	struct db_store *s = ctx->cfg.store;
 	struct hub_error err = { 0 };
 	int64_t listed = 0;
 
-	switch (dir->kind) {
-	case NODE_ROOT:
-		cb(arg, HFCACHE_NAME);
-		cb(arg, "datasets");
-		cb(arg, "spaces");
-		list_whoami(ctx, cb, arg);
-		return -db_owners(s, HUB_MODEL, cb, arg);
-	case NODE_TYPEDIR:
-		list_whoami(ctx, cb, arg);
-		return -db_owners(s, dir->type, cb, arg);
-	case NODE_OWNER:
-		if (!hub_client_offline(ctx->cfg.hub) &&
-		    (db_listing_age(s, dir->type, dir->owner, &listed) < 0 ||
-		     time(NULL) - listed >= ctx->cfg.listing_ttl) &&
-		    refresh_listing(ctx, dir->type, dir->owner, &err) < 0 &&
-		    err.status != 404)
-			hub_failure(ctx, -EIO, &err, "listing", dir->owner);
-		return -db_owner_repos(s, dir->type, dir->owner, cb, arg);
-	default:
-		return ENOTDIR;
-	}
-}
-
-int list_entries(struct fs_ctx *ctx, struct node *dir, db_entry_fn cb,
-		 void *arg)
-{
-	struct fs_repo r = node_repo(dir);
-	int64_t tree;
-	int rc = tree_of(ctx, &r, &tree);
-
-	if (rc)
-		return rc;
-	rc = db_dir_list(ctx->cfg.store, tree, dir->path, cb, arg);
-	return rc < 0 && rc != -ENOMEM ? EIO : -rc;
+	if (!hub_client_offline(ctx->cfg.hub) &&
+	    (db_listing_age(s, type, owner, &listed) < 0 ||
+	     time(NULL) - listed >= ctx->cfg.listing_ttl) &&
+	    refresh_listing(ctx, type, owner, &err) < 0 && err.status != 404)
+		hub_failure(ctx, -EIO, &err, "listing", owner);
+	return -db_owner_repos(s, type, owner, cb, arg);
 }
 
 /* ---- Repos for the commands -------------------------------------------- */
@@ -1068,7 +805,8 @@ int fs_repo_resolve(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
 	/* A legacy or renamed id leads to its canonical id, a hop each. */
 	for (int hops = 0; hops < 4; hops++) {
 		if (!strchr(cur, '/')) {
-			rc = top_name(ctx, type, cur, rev, &owner, canonical);
+			rc = resolve_top_name(ctx, type, cur, rev, &owner,
+					      canonical);
 			if (rc == 0 && owner)
 				rc = EISDIR;
 			if (rc)

@@ -21,7 +21,7 @@
  * "/proc/self/fd/<fd>/<pid>.sock": the kernel resolves that like any
  * path, so bind and connect see the same file.
  */
-#include "internal.h"
+#include "front.h"
 
 #include <cJSON.h>
 #include <dirent.h>
@@ -193,31 +193,31 @@ static void add_u64(cJSON *o, const char *key, uint64_t v)
 }
 
 /* The fields every answer starts with: which mount this is. */
-static cJSON *reply_new(struct fs_ctx *ctx)
+static cJSON *reply_new(struct fs_mount *m)
 {
 	cJSON *o = cJSON_CreateObject();
 
 	if (!o)
 		return NULL;
 	cJSON_AddNumberToObject(o, "pid", (double)getpid());
-	cJSON_AddStringToObject(o, "mountpoint", ctx->cfg.mountpoint);
+	cJSON_AddStringToObject(o, "mountpoint", m->ctx.cfg.mountpoint);
 	cJSON_AddStringToObject(o, "endpoint",
-				hub_client_endpoint(ctx->cfg.hub));
-	cJSON_AddStringToObject(o, "store", db_store_dir(ctx->cfg.store));
+				hub_client_endpoint(m->ctx.cfg.hub));
+	cJSON_AddStringToObject(o, "store", db_store_dir(m->ctx.cfg.store));
 	return o;
 }
 
-static cJSON *status_reply(struct fs_ctx *ctx)
+static cJSON *status_reply(struct fs_mount *m)
 {
 	struct engine_stats es;
-	cJSON *o = reply_new(ctx);
+	cJSON *o = reply_new(m);
 
 	if (!o)
 		return NULL;
-	engine_get_stats(ctx->eng, &es);
-	cJSON_AddBoolToObject(o, "offline", hub_client_offline(ctx->cfg.hub));
-	add_u64(o, "started", (uint64_t)ctx->started);
-	add_u64(o, "revision_ttl", (uint64_t)ctx->cfg.revision_ttl);
+	engine_get_stats(m->ctx.eng, &es);
+	cJSON_AddBoolToObject(o, "offline", hub_client_offline(m->ctx.cfg.hub));
+	add_u64(o, "started", (uint64_t)m->started);
+	add_u64(o, "revision_ttl", (uint64_t)m->ctx.cfg.revision_ttl);
 	/* A mount's waits are its FUSE reads of bytes in a file. */
 	add_u64(o, "bytes_served", es.bytes_answered);
 	add_u64(o, "bytes_fetched", es.xfer.bytes);
@@ -273,19 +273,19 @@ static void collect_moving(void *arg, const struct node *n)
  * repo folders of branches and tags, so the next lookup reaches us.
  * Returns how many entries the kernel dropped, or a negative errno.
  */
-static int refresh(struct fs_ctx *ctx)
+static int refresh(struct fs_mount *m)
 {
 	struct entries es = { 0 };
 	int dropped = 0;
 
-	__atomic_store_n(&ctx->refreshed, (int64_t)time(NULL),
+	__atomic_store_n(&m->ctx.refreshed, (int64_t)time(NULL),
 			 __ATOMIC_RELAXED);
-	node_walk_named(&ctx->nodes, collect_moving, &es);
+	node_walk_named(&m->nodes, collect_moving, &es);
 	for (size_t i = 0; i < es.n; i++) {
 		/* 0 when the kernel had the entry, -ENOENT when not. */
-		if (ctx->se && fuse_lowlevel_notify_inval_entry(
-				       ctx->se, es.v[i].parent, es.v[i].name,
-				       strlen(es.v[i].name)) == 0)
+		if (m->se && fuse_lowlevel_notify_inval_entry(
+				     m->se, es.v[i].parent, es.v[i].name,
+				     strlen(es.v[i].name)) == 0)
 			dropped++;
 		free(es.v[i].name);
 	}
@@ -295,10 +295,10 @@ static int refresh(struct fs_ctx *ctx)
 	return es.failed ? -ENOMEM : dropped;
 }
 
-static cJSON *refresh_reply(struct fs_ctx *ctx)
+static cJSON *refresh_reply(struct fs_mount *m)
 {
-	int rc = refresh(ctx);
-	cJSON *o = reply_new(ctx);
+	int rc = refresh(m);
+	cJSON *o = reply_new(m);
 
 	if (!o)
 		return NULL;
@@ -338,7 +338,7 @@ static bool peer_allowed(int fd)
 	return cred.uid == geteuid() || cred.uid == 0;
 }
 
-static void serve(struct fs_ctx *ctx, int fd)
+static void serve(struct fs_mount *m, int fd)
 {
 	char req[REQUEST_MAX];
 	cJSON *o = NULL;
@@ -349,11 +349,11 @@ static void serve(struct fs_ctx *ctx, int fd)
 	    req[0] == '\0')
 		return;
 	if (strcmp(req, "status") == 0) {
-		o = status_reply(ctx);
+		o = status_reply(m);
 	} else if (strcmp(req, "refresh") == 0) {
-		o = refresh_reply(ctx);
+		o = refresh_reply(m);
 	} else {
-		o = reply_new(ctx);
+		o = reply_new(m);
 		if (o)
 			cJSON_AddStringToObject(o, "error", "unknown request");
 	}
@@ -369,13 +369,12 @@ static void serve(struct fs_ctx *ctx, int fd)
 
 static void *status_main(void *arg)
 {
-	struct fs_ctx *ctx = arg;
+	struct fs_mount *m = arg;
 
 	for (;;) {
-		struct pollfd p[2] = {
-			{ .fd = ctx->status_fd, .events = POLLIN },
-			{ .fd = ctx->status_wake, .events = POLLIN }
-		};
+		struct pollfd p[2] = { { .fd = m->status_fd, .events = POLLIN },
+				       { .fd = m->status_wake,
+					 .events = POLLIN } };
 		int fd;
 
 		if (poll(p, 2, -1) < 0 && errno != EINTR)
@@ -384,23 +383,23 @@ static void *status_main(void *arg)
 			break;
 		if (!(p[0].revents & POLLIN))
 			continue;
-		fd = accept4(ctx->status_fd, NULL, NULL, SOCK_CLOEXEC);
+		fd = accept4(m->status_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue; /* the client went away, or EMFILE: next */
-		serve(ctx, fd);
+		serve(m, fd);
 		close(fd);
 	}
 	return NULL;
 }
 
 /*
- * Bind and listen on <pid>.sock in ctx->status_dir; on failure nothing
- * of ours is left bound (ctx->status_fd is the caller's to close).
+ * Bind and listen on <pid>.sock in m->status_dir; on failure nothing
+ * of ours is left bound (m->status_fd is the caller's to close).
  */
-static int listen_on(struct fs_ctx *ctx, const char *dir)
+static int listen_on(struct fs_mount *m, const char *dir)
 {
 	struct sockaddr_un sa;
-	int rc = sock_addr(dir, ctx->status_dir, ctx->status_name, &sa);
+	int rc = sock_addr(dir, m->status_dir, m->status_name, &sa);
 
 	if (rc < 0)
 		return rc;
@@ -408,83 +407,82 @@ static int listen_on(struct fs_ctx *ctx, const char *dir)
 	 * A socket under our pid is a dead process's that had the pid
 	 * before, unless it answers (a mount in another pid namespace).
 	 */
-	rc = connect_or_clean(dir, ctx->status_dir, ctx->status_name);
+	rc = connect_or_clean(dir, m->status_dir, m->status_name);
 	if (rc >= 0) {
 		close(rc);
 		return -EADDRINUSE;
 	}
-	ctx->status_fd =
+	m->status_fd =
 		socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (ctx->status_fd < 0)
+	if (m->status_fd < 0)
 		return -errno;
 	/*
 	 * The socket's mode comes from the umask until the chmod; the 0700
 	 * folder keeps everyone else out meanwhile.
 	 */
-	if (bind(ctx->status_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	if (bind(m->status_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return -errno;
-	if (fchmodat(ctx->status_dir, ctx->status_name, 0600, 0) < 0 ||
-	    listen(ctx->status_fd, 16) < 0) {
+	if (fchmodat(m->status_dir, m->status_name, 0600, 0) < 0 ||
+	    listen(m->status_fd, 16) < 0) {
 		rc = -errno;
-		unlinkat(ctx->status_dir, ctx->status_name, 0);
+		unlinkat(m->status_dir, m->status_name, 0);
 		return rc;
 	}
 	return 0;
 }
 
-int status_start(struct fs_ctx *ctx)
+int status_start(struct fs_mount *m)
 {
-	const char *store = db_store_dir(ctx->cfg.store);
+	const char *store = db_store_dir(m->ctx.cfg.store);
 	char dir[4096];
 	int rc;
 
-	ctx->status_fd = ctx->status_dir = ctx->status_wake = -1;
-	snprintf(ctx->status_name, sizeof(ctx->status_name), "%ld.sock",
+	m->status_fd = m->status_dir = m->status_wake = -1;
+	snprintf(m->status_name, sizeof(m->status_name), "%ld.sock",
 		 (long)getpid());
 	snprintf(dir, sizeof(dir), "%s/%s", store, MOUNTS_DIR);
 	rc = mounts_open(store, true);
 	if (rc < 0)
 		goto fail;
-	ctx->status_dir = rc;
-	ctx->status_wake = eventfd(0, EFD_CLOEXEC);
-	if (ctx->status_wake < 0) {
+	m->status_dir = rc;
+	m->status_wake = eventfd(0, EFD_CLOEXEC);
+	if (m->status_wake < 0) {
 		rc = -errno;
 		goto fail;
 	}
-	rc = listen_on(ctx, dir); /* leaves nothing bound when it fails */
+	rc = listen_on(m, dir); /* leaves nothing bound when it fails */
 	if (rc == 0) {
-		rc = -pthread_create(&ctx->status_thread, NULL, status_main,
-				     ctx);
+		rc = -pthread_create(&m->status_thread, NULL, status_main, m);
 		if (rc == 0)
 			return 0;
-		unlinkat(ctx->status_dir, ctx->status_name, 0);
+		unlinkat(m->status_dir, m->status_name, 0);
 	}
 fail:
 	fs_log(LOG_WARNING,
 	       "no status socket in %s: %s ('hubfs status' "
 	       "will not list this mount)",
 	       dir, strerror(-rc));
-	if (ctx->status_wake >= 0)
-		close(ctx->status_wake);
-	if (ctx->status_fd >= 0)
-		close(ctx->status_fd);
-	if (ctx->status_dir >= 0)
-		close(ctx->status_dir);
-	ctx->status_fd = ctx->status_dir = ctx->status_wake = -1;
+	if (m->status_wake >= 0)
+		close(m->status_wake);
+	if (m->status_fd >= 0)
+		close(m->status_fd);
+	if (m->status_dir >= 0)
+		close(m->status_dir);
+	m->status_fd = m->status_dir = m->status_wake = -1;
 	return rc;
 }
 
-void status_stop(struct fs_ctx *ctx)
+void status_stop(struct fs_mount *m)
 {
-	if (ctx->status_wake < 0)
+	if (m->status_wake < 0)
 		return;
-	if (eventfd_write(ctx->status_wake, 1) == 0)
-		pthread_join(ctx->status_thread, NULL);
-	unlinkat(ctx->status_dir, ctx->status_name, 0);
-	close(ctx->status_fd);
-	close(ctx->status_wake);
-	close(ctx->status_dir);
-	ctx->status_fd = ctx->status_dir = ctx->status_wake = -1;
+	if (eventfd_write(m->status_wake, 1) == 0)
+		pthread_join(m->status_thread, NULL);
+	unlinkat(m->status_dir, m->status_name, 0);
+	close(m->status_fd);
+	close(m->status_wake);
+	close(m->status_dir);
+	m->status_fd = m->status_dir = m->status_wake = -1;
 }
 
 /* ---- The commands' side ------------------------------------------------ */

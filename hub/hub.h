@@ -38,6 +38,21 @@ bool hub_repo_id_valid(const char *id);
 
 /* ---- Names that become file names -------------------------------------- */
 
+/*
+ * The folder of a repo in the huggingface_hub cache (hub-api.md section
+ * 8.2): the type's plural, "--", then the id with each '/' as "--"
+ * ("models--org--name").  0, -EINVAL for an invalid id, or -ENAMETOOLONG
+ * when it does not fit in size bytes.
+ */
+int hub_cache_folder_name(enum hub_repo_type type, const char *id, char *out,
+			  size_t size);
+/*
+ * The type and repo id that a cache folder name stands for: 0, or -EINVAL
+ * when name is not one (a valid id has no "--", so each was a '/').
+ */
+int hub_cache_folder_parse(const char *name, enum hub_repo_type *type,
+			   char id[256]);
+
 /* Exactly 40 lowercase hex digits: a full commit id or a git blob sha1. */
 bool hub_is_commit_id(const char *s);
 
