@@ -403,6 +403,19 @@ int db_repo_forget(struct db_store *s, int64_t repo);
 /* ---- Checking and cleaning ------------------------------------------ */
 
 /*
+ * Content hashed in the scheme its etag names it by: 64 hex digits are the
+ * sha256 of the content (LFS and xet files), 40 the git blob id (the sha1
+ * of "blob <size>\0" and the content).  db_hash_start: 0 or -ENOMEM.
+ * db_hash_finish writes the digest as lowercase hex (a NUL-terminated
+ * 41 or 65 bytes) and frees h; db_hash_free(NULL) is a no-op.
+ */
+struct db_hash;
+int db_hash_start(struct db_hash **out, const char *etag, uint64_t size);
+void db_hash_update(struct db_hash *h, const void *p, size_t n);
+void db_hash_finish(struct db_hash *h, char hex[65]);
+void db_hash_free(struct db_hash *h);
+
+/*
  * Hash a complete blob's file again and compare with its etag.  0 when it
  * matches; -EBADMSG when it does not (db_last_error() says what it hashed
  * to; the blob is left as it is: db_blob_drop() removes it); -ESTALE when

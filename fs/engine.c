@@ -42,7 +42,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,19 +109,19 @@ struct blob {
 	int fd; /* the blob's file: partial/<etag>, later blobs/<etag> */
 
 	pthread_mutex_t lock;
-	bool complete;	   /* recorded in blobs/: nothing left to do */
-	bool external;	   /* complete, but the user's file (external.c):
-			      not the store's to touch */
-	bool verified;	   /* every block present and the hash checked */
-	bool dropped;	   /* failed its check: only waits to be freed */
-	bool unmarked;	   /* a mark or the final record failed: the
-			      index lacks blocks the file has */
-	uint8_t *present;  /* bytes are in the file (durable or not) */
-	uint8_t *inflight; /* a transfer will deliver them */
-	uint64_t hashed;   /* blocks fed to md, in order */
-	bool hashing;	   /* a thread feeds md from the file, unlocked:
-			      md and hashbuf are its alone meanwhile */
-	EVP_MD_CTX *md;
+	bool complete;		/* recorded in blobs/: nothing left to do */
+	bool external;		/* complete, but the user's file (external.c):
+				   not the store's to touch */
+	bool verified;		/* every block present and the hash checked */
+	bool dropped;		/* failed its check: only waits to be freed */
+	bool unmarked;		/* a mark or the final record failed: the
+				   index lacks blocks the file has */
+	uint8_t *present;	/* bytes are in the file (durable or not) */
+	uint8_t *inflight;	/* a transfer will deliver them */
+	uint64_t hashed;	/* blocks fed to hash, in order */
+	bool hashing;		/* a thread feeds hash from the file, unlocked:
+				   hash and hashbuf are its alone meanwhile */
+	struct db_hash *hash;	/* in the etag's scheme; NULL once finished */
 	unsigned char *hashbuf; /* one block, while hashing */
 	struct waiter *waiters;
 	uint64_t tags[MAX_TAGS]; /* engine_open's tags, for the hook; lock */
@@ -228,7 +227,7 @@ static void blob_free(struct blob *b)
 		return;
 	if (b->fd >= 0)
 		close(b->fd);
-	EVP_MD_CTX_free(b->md);
+	db_hash_free(b->hash);
 	free(b->hashbuf);
 	free(b->present);
 	free(b->inflight);
@@ -284,24 +283,6 @@ static void blob_unref(struct blob *b)
 			note_dropped(eng, b->etag);
 		blob_free(b);
 	}
-}
-
-static int start_hash(struct blob *b)
-{
-	char header[40];
-	int n;
-
-	b->md = EVP_MD_CTX_new();
-	if (!b->md ||
-	    !EVP_DigestInit_ex(b->md, b->lfs ? EVP_sha256() : EVP_sha1(), NULL))
-		return -ENOMEM;
-	if (b->lfs)
-		return 0;
-	/* A git blob id hashes "blob <size>\0" before the content. */
-	n = snprintf(header, sizeof(header), "blob %llu",
-		     (unsigned long long)b->size);
-	EVP_DigestUpdate(b->md, header, (size_t)n + 1);
-	return 0;
 }
 
 /*
@@ -371,7 +352,7 @@ static int blob_load(struct blob *b)
 	b->inflight = calloc(1, n ? n : 1);
 	if (!b->inflight)
 		return -ENOMEM;
-	return start_hash(b);
+	return db_hash_start(&b->hash, b->etag, b->size);
 }
 
 static struct blob *blob_new(struct engine *eng, const struct engine_file *f)
@@ -535,7 +516,7 @@ static int hash_from_file(struct blob *b, uint64_t first, uint64_t last)
 
 		if (pread(b->fd, b->hashbuf, n, (off_t)off) != (ssize_t)n)
 			return -EIO; /* unreadable counts as corrupt */
-		EVP_DigestUpdate(b->md, b->hashbuf, n);
+		db_hash_update(b->hash, b->hashbuf, n);
 	}
 	return 0;
 }
@@ -549,9 +530,7 @@ static int hash_from_file(struct blob *b, uint64_t first, uint64_t last)
  */
 static bool hash_advance(struct blob *b)
 {
-	unsigned char digest[EVP_MAX_MD_SIZE];
-	char hex[2 * EVP_MAX_MD_SIZE + 1];
-	unsigned len = 0;
+	char hex[65];
 	int rc = 0;
 
 	if (b->verified || b->hashing)
@@ -578,9 +557,8 @@ static bool hash_advance(struct blob *b)
 		return true;
 	free(b->hashbuf);
 	b->hashbuf = NULL;
-	EVP_DigestFinal_ex(b->md, digest, &len);
-	for (unsigned i = 0; i < len; i++)
-		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	db_hash_finish(b->hash, hex);
+	b->hash = NULL;
 	if (strcmp(hex, b->etag) != 0) {
 		fs_log(LOG_ERR,
 		       "%s/%s: content does not match its hash (got %s, "
@@ -653,7 +631,7 @@ static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
 	set_bit(b->present, i);
 	if (!b->dropped) {
 		if (b->hashed == i && !b->verified && !b->hashing) {
-			EVP_DigestUpdate(b->md, buf, len);
+			db_hash_update(b->hash, buf, len);
 			b->hashed++;
 		}
 		ok = hash_advance(b);
