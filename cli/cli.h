@@ -113,6 +113,22 @@ struct cli_target {
 /* -EINVAL when arg is not of that form (t->rev is then NULL). */
 int cli_parse_target(const char *arg, struct cli_target *t);
 
+/*
+ * Open the store in dir when it exists (has an index): 0, 1 when there is
+ * none yet (*out NULL: opening it would create it), or an exit code with
+ * the complaint printed.  What opening repaired is reported.
+ */
+int cli_store_open_existing(const char *dir, struct db_store **out);
+
+/* path made absolute against the working folder (resolved if it exists);
+   out has room for PATH_MAX bytes. */
+void cli_absolute(const char *path, char *out, size_t size);
+
+/* Print JSON j on stdout and free it: 0, or an exit code (out of memory,
+   also when j is NULL). */
+struct cJSON;
+int cli_print_json(struct cJSON *j);
+
 /* Print, on stderr, what opening the store repaired (a damaged index). */
 void cli_report_repair(struct db_store *s);
 

@@ -3,6 +3,8 @@
  */
 #include "cli.h"
 
+#include <cjson/cJSON.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -125,6 +127,51 @@ char *cli_store_dir(const struct cli_common *c)
 		fprintf(stderr, "hubfs: no store folder: set --cache-dir, "
 				"XDG_CACHE_HOME or HOME\n");
 	return dir;
+}
+
+int cli_store_open_existing(const char *dir, struct db_store **out)
+{
+	int rc;
+
+	*out = NULL;
+	if (!db_store_exists(dir))
+		return 1;
+	rc = db_store_open(out, dir);
+	if (rc < 0) {
+		fprintf(stderr, "hubfs: cannot open the store %s: %s\n", dir,
+			rc == -EPROTO || rc == -EIO ? db_last_error(NULL)
+						    : strerror(-rc));
+		return CLI_EXIT_FAIL;
+	}
+	cli_report_repair(*out);
+	return 0;
+}
+
+void cli_absolute(const char *path, char *out, size_t size)
+{
+	char cwd[PATH_MAX];
+	int n = -1;
+
+	if (realpath(path, out))
+		return;
+	if (path[0] != '/' && getcwd(cwd, sizeof(cwd)))
+		n = snprintf(out, size, "%s/%s", cwd, path);
+	if (n < 0 || (size_t)n >= size)
+		snprintf(out, size, "%s", path);
+}
+
+int cli_print_json(cJSON *j)
+{
+	char *text = j ? cJSON_Print(j) : NULL;
+
+	cJSON_Delete(j);
+	if (!text) {
+		fprintf(stderr, "hubfs: out of memory\n");
+		return CLI_EXIT_FAIL;
+	}
+	printf("%s\n", text);
+	cJSON_free(text);
+	return 0;
 }
 
 const char *cli_human_size(uint64_t bytes, char *buf, size_t size)

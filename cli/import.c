@@ -747,14 +747,11 @@ int cli_import(int argc, char **argv)
 	free(dir);
 	rc = cli_open(&common, 60, &hub, &im.store);
 	if (rc == 0 && fs_log_open(NULL, true) == 0) {
-		struct fs_config cfg = {
-			.hub = hub,
-			.store = im.store,
-			.revision_ttl = 60,
-			.listing_ttl = 600,
-			.read_timeout = 60,
-		};
+		struct fs_config cfg;
 
+		fs_config_defaults(&cfg);
+		cfg.hub = hub;
+		cfg.store = im.store;
 		cli_report_repair(im.store);
 		im.offline = cli_offline_reason(&common) != NULL;
 		fs_log_set_level(LOG_WARNING);

@@ -482,12 +482,11 @@ static int serve(struct mount_opts *o, int ready_fd)
 		rc = CLI_EXIT_FAIL;
 		goto out;
 	}
+	fs_config_defaults(&cfg);
 	cfg.mountpoint = o->mountpoint;
 	cfg.hub = hub;
 	cfg.store = store;
 	cfg.revision_ttl = o->revision_ttl;
-	cfg.listing_ttl = 600;
-	cfg.negative_ttl = 30;
 	cfg.read_timeout = o->read_timeout;
 	cfg.debug = o->debug;
 	cfg.fuse_options = o->fuse_options;
@@ -549,8 +548,8 @@ out:
 static void mount_defaults(struct mount_opts *o)
 {
 	memset(o, 0, sizeof(*o));
-	o->revision_ttl = 60;
-	o->read_timeout = 60;
+	o->revision_ttl = FS_REVISION_TTL;
+	o->read_timeout = FS_READ_TIMEOUT;
 }
 
 int cli_mount(int argc, char **argv)

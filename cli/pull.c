@@ -81,7 +81,7 @@ static int parse_pull(int argc, char **argv, struct pull_opts *o)
 	};
 	int c;
 
-	o->read_timeout = 60;
+	o->read_timeout = FS_READ_TIMEOUT;
 	while ((c = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
 		if (c == 'h') {
 			pull_usage(stdout);
@@ -472,14 +472,7 @@ static int run_pull(struct pull_opts *o, const struct cli_target *t,
 		    struct hub_client *hub, struct db_store *store,
 		    struct selection *s)
 {
-	struct fs_config cfg = {
-		.hub = hub,
-		.store = store,
-		.revision_ttl = 60,
-		.listing_ttl = 600,
-		.negative_ttl = 0,
-		.read_timeout = o->read_timeout,
-	};
+	struct fs_config cfg;
 	struct progress pg = { .quiet = o->quiet };
 	struct fs_ctx *ctx = NULL;
 	struct fs_repo r;
@@ -487,6 +480,10 @@ static int run_pull(struct pull_opts *o, const struct cli_target *t,
 	char *hf_cache = cli_hf_cache_dir(&o->common, NULL);
 	int rc;
 
+	fs_config_defaults(&cfg);
+	cfg.hub = hub;
+	cfg.store = store;
+	cfg.read_timeout = o->read_timeout;
 	cfg.hf_cache = hf_cache;
 	rc = fs_ctx_open(&ctx, &cfg);
 	if (rc < 0) {

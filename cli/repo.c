@@ -64,14 +64,14 @@ static int find_repo(struct db_store *s, const struct cli_target *t,
 static int open_ctx(struct hub_client *hub, struct db_store *s, long ttl,
 		    struct fs_ctx **ctx)
 {
-	struct fs_config cfg = {
-		.hub = hub,
-		.store = s,
-		.revision_ttl = ttl,
-		.listing_ttl = 600,
-		.read_timeout = 60,
-	};
-	int rc = fs_ctx_open(ctx, &cfg);
+	struct fs_config cfg;
+	int rc;
+
+	fs_config_defaults(&cfg);
+	cfg.hub = hub;
+	cfg.store = s;
+	cfg.revision_ttl = ttl;
+	rc = fs_ctx_open(ctx, &cfg);
 
 	if (rc < 0)
 		fprintf(stderr, "hubfs: %s\n", strerror(-rc));

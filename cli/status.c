@@ -46,18 +46,6 @@ static void status_usage(FILE *out)
 		"  -h, --help              this help\n");
 }
 
-/* dir made absolute against the working folder, without resolving it. */
-static void absolute(const char *dir, char *out, size_t size)
-{
-	char cwd[PATH_MAX];
-	int n = -1;
-
-	if (dir[0] != '/' && getcwd(cwd, sizeof(cwd)))
-		n = snprintf(out, size, "%s/%s", cwd, dir);
-	if (n < 0 || (size_t)n >= size)
-		snprintf(out, size, "%s", dir);
-}
-
 static int read_store(struct store_facts *f, struct db_store *s)
 {
 	int rc = db_store_usage(s, &f->used);
@@ -87,25 +75,19 @@ static int read_store(struct store_facts *f, struct db_store *s)
 static int find_store(const struct cli_common *c, struct store_facts *f)
 {
 	char *dir = cli_store_dir(c);
-	char index[PATH_MAX + 16];
 	struct db_store *s = NULL;
-	struct stat st;
 	int rc;
 
 	if (!dir)
 		return CLI_EXIT_FAIL;
-	absolute(dir, f->dir, sizeof(f->dir));
+	cli_absolute(dir, f->dir, sizeof(f->dir));
 	free(dir);
-	snprintf(index, sizeof(index), "%s/index.db", f->dir);
-	if (stat(index, &st) < 0)
+	rc = cli_store_open_existing(f->dir, &s);
+	if (rc == 1)
 		return 0; /* opening it would create it */
+	if (rc)
+		return rc;
 	f->exists = true;
-	rc = db_store_open(&s, f->dir);
-	if (rc < 0) {
-		fprintf(stderr, "hubfs: cannot open the store %s: %s\n", f->dir,
-			strerror(-rc));
-		return CLI_EXIT_FAIL;
-	}
 	snprintf(f->dir, sizeof(f->dir), "%s", db_store_dir(s));
 	rc = read_store(f, s);
 	db_store_close(s);
@@ -284,11 +266,6 @@ static void print_text(const struct store_facts *f, const cJSON *mounts)
 	cJSON_ArrayForEach(m, mounts) print_mount(m);
 }
 
-static void add_u64(cJSON *o, const char *key, uint64_t v)
-{
-	cJSON_AddNumberToObject(o, key, (double)v);
-}
-
 static cJSON *store_json(const struct store_facts *f)
 {
 	cJSON *o = cJSON_CreateObject(), *p, *b;
@@ -299,27 +276,27 @@ static cJSON *store_json(const struct store_facts *f)
 	cJSON_AddBoolToObject(o, "store_exists", f->exists);
 	if (!f->exists)
 		return o;
-	add_u64(o, "used", f->used);
+	hub_json_add_u64(o, "used", f->used);
 	if (f->limit > 0)
-		add_u64(o, "limit", (uint64_t)f->limit);
+		hub_json_add_u64(o, "limit", (uint64_t)f->limit);
 	else
 		cJSON_AddNullToObject(o, "limit");
 	cJSON_AddBoolToObject(o, "over_limit", over_limit(f));
 	cJSON_AddBoolToObject(o, "over_limit_pinned", over_because_pinned(f));
 	p = cJSON_AddObjectToObject(o, "pinned");
 	if (p) {
-		add_u64(p, "files", f->pins.blobs);
-		add_u64(p, "bytes", f->pins.bytes);
-		add_u64(p, "fetched_bytes", f->pins.complete_bytes);
+		hub_json_add_u64(p, "files", f->pins.blobs);
+		hub_json_add_u64(p, "bytes", f->pins.bytes);
+		hub_json_add_u64(p, "fetched_bytes", f->pins.complete_bytes);
 	}
 	b = cJSON_AddObjectToObject(o, "blobs");
 	if (b) {
-		add_u64(b, "complete", f->complete);
-		add_u64(b, "complete_bytes", f->complete_bytes);
-		add_u64(b, "partial", f->partial);
-		add_u64(b, "partial_bytes", f->partial_bytes);
-		add_u64(b, "external", f->external);
-		add_u64(b, "external_bytes", f->external_bytes);
+		hub_json_add_u64(b, "complete", f->complete);
+		hub_json_add_u64(b, "complete_bytes", f->complete_bytes);
+		hub_json_add_u64(b, "partial", f->partial);
+		hub_json_add_u64(b, "partial_bytes", f->partial_bytes);
+		hub_json_add_u64(b, "external", f->external);
+		hub_json_add_u64(b, "external_bytes", f->external_bytes);
 	}
 	return o;
 }
@@ -327,17 +304,12 @@ static cJSON *store_json(const struct store_facts *f)
 static int print_json(const struct store_facts *f, cJSON *mounts)
 {
 	cJSON *o = store_json(f);
-	char *text = NULL;
 
-	if (o && cJSON_AddItemReferenceToObject(o, "mounts", mounts))
-		text = cJSON_Print(o);
-	if (text)
-		printf("%s\n", text);
-	else
-		fprintf(stderr, "hubfs: out of memory\n");
-	cJSON_free(text);
-	cJSON_Delete(o);
-	return text ? 0 : CLI_EXIT_FAIL;
+	if (o && !cJSON_AddItemReferenceToObject(o, "mounts", mounts)) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	return cli_print_json(o);
 }
 
 static int parse_status(int argc, char **argv, struct cli_common *common,

@@ -73,6 +73,13 @@ const char *db_store_repaired(const struct db_store *s);
  */
 int db_index_inspect(const char *dir);
 /*
+ * The path of the index of store folder dir (its SQLite file), and
+ * whether it exists: a store without one has never been opened, and
+ * opening it would create it.  0, or -ENAMETOOLONG.
+ */
+int db_index_path(const char *dir, char *out, size_t size);
+bool db_store_exists(const char *dir);
+/*
  * Closes every thread's connection.  Call it once no other thread uses the
  * store.  NULL is a no-op.
  */

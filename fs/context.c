@@ -10,6 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+void fs_config_defaults(struct fs_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->revision_ttl = FS_REVISION_TTL;
+	cfg->listing_ttl = 600;
+	cfg->negative_ttl = 30;
+	cfg->read_timeout = FS_READ_TIMEOUT;
+}
+
 int ctx_init(struct fs_ctx *ctx, const struct fs_config *cfg)
 {
 	memset(ctx, 0, sizeof(*ctx));

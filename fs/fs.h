@@ -34,6 +34,11 @@ struct fs_config {
 				     from (absolute), or NULL */
 };
 
+/* The defaults of every field that has one: TTLs and the read timeout. */
+#define FS_REVISION_TTL 60 /* seconds */
+#define FS_READ_TIMEOUT 60 /* seconds */
+void fs_config_defaults(struct fs_config *cfg);
+
 /*
  * Mount and serve until unmounted or signalled.  When ready_fd >= 0 (a
  * daemon), one byte is written to it (and it is closed) once the mount

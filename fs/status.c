@@ -187,11 +187,6 @@ static int read_request(int fd, char *buf, size_t size)
 	return 0;
 }
 
-static void add_u64(cJSON *o, const char *key, uint64_t v)
-{
-	cJSON_AddNumberToObject(o, key, (double)v); /* exact up to 2^53 */
-}
-
 /* The fields every answer starts with: which mount this is. */
 static cJSON *reply_new(struct fs_mount *m)
 {
@@ -216,16 +211,16 @@ static cJSON *status_reply(struct fs_mount *m)
 		return NULL;
 	engine_get_stats(m->ctx.eng, &es);
 	cJSON_AddBoolToObject(o, "offline", hub_client_offline(m->ctx.cfg.hub));
-	add_u64(o, "started", (uint64_t)m->started);
-	add_u64(o, "revision_ttl", (uint64_t)m->ctx.cfg.revision_ttl);
+	hub_json_add_u64(o, "started", (uint64_t)m->started);
+	hub_json_add_u64(o, "revision_ttl", (uint64_t)m->ctx.cfg.revision_ttl);
 	/* A mount's waits are its FUSE reads of bytes in a file. */
-	add_u64(o, "bytes_served", es.bytes_answered);
-	add_u64(o, "bytes_fetched", es.xfer.bytes);
-	add_u64(o, "reads", es.waits);
-	add_u64(o, "reads_local", es.waits_local);
-	add_u64(o, "transfers_in_flight", es.xfer.in_flight);
-	add_u64(o, "transfers_queued", es.xfer.queued);
-	add_u64(o, "blobs_open", es.blobs_open);
+	hub_json_add_u64(o, "bytes_served", es.bytes_answered);
+	hub_json_add_u64(o, "bytes_fetched", es.xfer.bytes);
+	hub_json_add_u64(o, "reads", es.waits);
+	hub_json_add_u64(o, "reads_local", es.waits_local);
+	hub_json_add_u64(o, "transfers_in_flight", es.xfer.in_flight);
+	hub_json_add_u64(o, "transfers_queued", es.xfer.queued);
+	hub_json_add_u64(o, "blobs_open", es.blobs_open);
 	return o;
 }
 

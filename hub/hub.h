@@ -418,4 +418,13 @@ struct hub_xfer_stats {
 };
 void hub_xfer_get_stats(struct hub_xfer *x, struct hub_xfer_stats *out);
 
+/* ---- JSON out ---------------------------------------------------------- */
+
+/*
+ * Add v to JSON object o under key as an exact integer (cJSON's own
+ * numbers are doubles, exact only up to 2^53).  false when out of memory.
+ */
+struct cJSON;
+bool hub_json_add_u64(struct cJSON *o, const char *key, uint64_t v);
+
 #endif /* HUBFS_HUB_H */
