@@ -141,8 +141,8 @@ struct node *entry_node(const struct node *dir, const struct db_entry *e);
 int hfcache_root(struct node **out);
 int hfcache_child(struct fs_ctx *ctx, struct node *parent, const char *name,
 		  struct node **out);
-/* The names in an HF folder, each with whether it is a folder. */
-typedef int (*hf_name_fn)(void *arg, const char *name, bool is_dir);
+/* The names in an HF folder, each with its type: S_IFDIR, S_IFREG, S_IFLNK. */
+typedef int (*hf_name_fn)(void *arg, const char *name, mode_t type);
 int hfcache_list(struct fs_ctx *ctx, struct node *dir, hf_name_fn cb,
 		 void *arg);
 /*

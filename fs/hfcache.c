@@ -314,7 +314,7 @@ static int list_refs(struct fs_ctx *ctx, const struct node *dir, hf_name_fn cb,
 		slash = strchr(r, '/');
 		snprintf(part, sizeof(part), "%.*s",
 			 (int)(slash ? (size_t)(slash - r) : strlen(r)), r);
-		rc = -cb(arg, part, slash != NULL);
+		rc = -cb(arg, part, slash ? S_IFDIR : S_IFREG);
 	}
 	free(l.items);
 	return rc;
@@ -373,7 +373,7 @@ static int list_snapshots(struct fs_ctx *ctx, const struct node *dir,
 
 	for (size_t i = 0; rc == 0 && i < l.n; i++)
 		if (l.items[i].listed)
-			rc = -cb(arg, l.items[i].commit, true);
+			rc = -cb(arg, l.items[i].commit, S_IFDIR);
 	free(l.items);
 	return rc;
 }
@@ -422,7 +422,7 @@ static int blob_name(void *arg, const char *etag)
 {
 	struct blob_names *b = arg;
 
-	return b->cb(b->arg, etag, false);
+	return b->cb(b->arg, etag, S_IFREG);
 }
 
 /* ---- trees/<commit>.json ------------------------------------------------ */
@@ -565,7 +565,7 @@ static int list_trees(struct fs_ctx *ctx, const struct node *dir, hf_name_fn cb,
 		snprintf(name, sizeof(name), "%s%s", l.items[i].commit,
 			 JSON_SUFFIX);
 		if (rc == 0)
-			rc = -cb(arg, name, false);
+			rc = -cb(arg, name, S_IFREG);
 	}
 	free(l.items);
 	return rc;
@@ -617,14 +617,18 @@ static int repo_name(void *arg, const struct db_repo *r)
 	char *name;
 	int rc;
 
-	/* An old or legacy id is a link to its repo: found, not listed. */
-	if (r->canonical[0] || (r->type != HUB_MODEL &&
-				r->type != HUB_DATASET && r->type != HUB_SPACE))
+	/*
+	 * An old or legacy id the store was asked for is listed as a link to
+	 * its repo's folder: a cache huggingface_hub fills under that id has
+	 * a folder by that name, and its scanner follows the link.
+	 */
+	if (r->type != HUB_MODEL && r->type != HUB_DATASET &&
+	    r->type != HUB_SPACE)
 		return 0;
 	name = folder_name(r->type, r->name);
 	if (!name)
 		return -ENOMEM;
-	rc = rn->cb(rn->arg, name, true);
+	rc = rn->cb(rn->arg, name, r->canonical[0] ? S_IFLNK : S_IFDIR);
 	free(name);
 	return rc;
 }
@@ -641,7 +645,7 @@ int hfcache_list(struct fs_ctx *ctx, struct node *dir, hf_name_fn cb, void *arg)
 		break;
 	case HF_REPO:
 		for (size_t i = 0; rc == 0 && i < N_CHILDREN; i++)
-			rc = cb(arg, repo_children[i], true);
+			rc = cb(arg, repo_children[i], S_IFDIR);
 		break;
 	case HF_REFS:
 		return list_refs(ctx, dir, cb, arg);

@@ -218,13 +218,13 @@ static int snap_name(void *arg, const char *name)
 	return snap_add(arg, name, NULL);
 }
 
-static int snap_typed(void *arg, const char *name, bool is_dir)
+static int snap_typed(void *arg, const char *name, mode_t type)
 {
 	struct dir_handle *h = arg;
 	int rc = snap_add(h, name, NULL);
 
 	if (rc == 0)
-		h->items[h->n - 1].type = is_dir ? S_IFDIR : S_IFREG;
+		h->items[h->n - 1].type = type;
 	return rc;
 }
 

@@ -106,6 +106,53 @@ class BlobStore:
             _write_atomic(path, data)
         return self._remember(Blob(len(data), sha256, git_blob_sha1(data), path))
 
+    def put_file(self, src):
+        """The content of the file `src`, hashed by streaming and linked
+        into the store (copied only across file systems), so a GiB file
+        costs no memory and, beside the store, no second copy.  The file
+        must not change afterwards.  Its hashes are remembered by
+        (path, size, mtime, inode): a second run does not read it again."""
+        src = os.path.abspath(src)
+        st = os.stat(src)
+        key = [src, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev]
+        meta_path = os.path.join(self.root, "gen", "file-%s.json" % hashlib.sha1(src.encode()).hexdigest()[:20])
+        meta = None
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+            if meta.get("key") != key or os.path.getsize(self._path(meta["sha256"])) != st.st_size:
+                meta = None
+        except (OSError, ValueError, KeyError):
+            meta = None
+        if meta is None:
+            h256, h1 = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % st.st_size)
+            with open(src, "rb") as f:
+                for chunk in iter(lambda: f.read(16 * CHUNK), b""):
+                    h256.update(chunk)
+                    h1.update(chunk)
+            meta = {"key": key, "sha256": h256.hexdigest(), "sha1": h1.hexdigest()}
+            self._place(src, meta["sha256"], st.st_size)
+            _write_atomic(meta_path, json.dumps(meta).encode())
+        return self._remember(Blob(st.st_size, meta["sha256"], meta["sha1"], self._path(meta["sha256"])))
+
+    def _place(self, src, sha256, size):
+        """Put the bytes of src at the store path of sha256."""
+        dest = self._path(sha256)
+        try:
+            if os.path.getsize(dest) == size:
+                return
+        except OSError:
+            pass
+        tmp = "%s.%d.%d.tmp" % (dest, os.getpid(), threading.get_ident())
+        try:
+            if os.stat(src).st_mode & 0o444 != 0o444:
+                raise PermissionError("nginx reads the store as nobody")
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+
     def generated(self, seed, size):
         """Random bytes: random.Random(seed).randbytes() in 1 MiB chunks."""
         tag = str(seed) if isinstance(seed, int) else hashlib.sha1(str(seed).encode()).hexdigest()[:16]
@@ -531,8 +578,7 @@ class Hub:
         elif "base64" in spec:
             blob = self.store.put_bytes(base64.b64decode(spec["base64"]))
         elif "file" in spec:
-            with open(os.path.join(base, spec["file"]), "rb") as f:
-                blob = self.store.put_bytes(f.read())
+            blob = self.store.put_file(os.path.join(base, spec["file"]))
         elif "size" in spec and "seed" in spec and spec.get("sparse"):
             blob = self.store.sparse(spec["seed"], int(spec["size"]))
         elif "size" in spec and "seed" in spec:

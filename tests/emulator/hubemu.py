@@ -93,6 +93,8 @@ from emu_store import BlobStore, Hub, now_iso, write_json_atomic  # noqa: E402
 DEFAULT_FIXTURES = os.path.join(HERE, "..", "fixtures")
 TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 PLURAL = {v: k for k, v in TYPES.items()}
+# GET /api/agent-harnesses: the registry of AI agent harnesses (hub-api.md 7.4).
+AGENT_HARNESSES = {"standardEnvVars": ["AI_AGENT", "AGENT"], "harnesses": {}}
 API_SUBRESOURCES = ("revision", "tree", "paths-info", "refs", "commits", "xet-read-token",
                     "auth-check")
 INVALID_TOKEN = "hf_invalid_token_0000000000000000000000"
@@ -305,6 +307,10 @@ class Emulator:
         head = segs[0] if segs else ""
         if head == "whoami-v2":
             return self.whoami(req, user)
+        if head == "agent-harnesses" and len(segs) == 1:
+            # huggingface_hub fetches this registry for its user-agent and
+            # keeps it a day in HF_HOME, but only when it gets one (hub-api.md 7.4).
+            return json_response(AGENT_HARNESSES)
         if head == "resolve-cache" and len(segs) >= 2 and segs[1] in TYPES:
             return self.resolve_cache(req, segs[1:], user)
         if head not in TYPES:

@@ -432,6 +432,15 @@ class T05RefsListsWhoami(Base):
         self.assertEqual([o["name"] for o in me["orgs"]], ["acme"])
         self.assertEqual(me["auth"]["accessToken"]["role"], "read")
 
+    def test_agent_harnesses(self):
+        """6b: the registry huggingface_hub keeps a day once it gets one."""
+        r = get("/api/agent-harnesses")
+        self.assertEqual(r.status, 200)
+        doc = r.json()
+        self.assertIsInstance(doc["standardEnvVars"], list)
+        self.assertIsInstance(doc["harnesses"], dict)
+        self.assertEqual(get("/api/agent-harnesses/x").status, 404)
+
 
 # ------------------------------------------------------------------ item 7
 

@@ -142,3 +142,17 @@ def walk_files(top):
             p = os.path.join(d, n)
             out[os.path.relpath(p, top)] = p
     return out
+
+
+def venv_python():
+    """The pinned venv's python (tests/python/requirements.txt): ctest
+    passes it as HUBFS_TEST_PYTHON; by hand, .ci/install-venv --path."""
+    py = os.environ.get("HUBFS_TEST_PYTHON")
+    if not py:
+        venv = subprocess.run(
+            [os.path.join(HERE, "..", "..", ".ci", "install-venv"), "--path"],
+            capture_output=True, text=True, check=True).stdout.strip()
+        py = os.path.join(venv, "bin", "python")
+    if not os.access(py, os.X_OK):
+        raise RuntimeError("no venv python at %s: run .ci/install-venv" % py)
+    return py

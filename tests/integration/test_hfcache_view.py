@@ -111,13 +111,17 @@ class HfCacheViewTest(unittest.TestCase):
         for n in ("models--acme--tiny-model", "datasets--acme--tiny-dataset",
                   "models--acme--new-name"):
             self.assertIn(n, names)
-        # An old id is a link to its repo, not a second copy of it.
-        self.assertNotIn("models--acme--old-name", names)
-        self.assertEqual(os.readlink(self.view("models--acme--old-name")),
-                         "models--acme--new-name")
-        self.assertNotIn("models--gpt2", names)
-        self.assertEqual(os.readlink(self.view("models--gpt2")),
-                         "models--openai-community--gpt2")
+        # An old id the store was asked for is listed, as a link to its
+        # repo (the folder a client filling a cache under that id makes),
+        # not as a second copy of it; readdir types it as a link.
+        types = {e.name: (e.is_symlink(), e.is_dir(follow_symlinks=False))
+                 for e in os.scandir(self.view())}
+        for old, new in (("models--acme--old-name", "models--acme--new-name"),
+                         ("models--gpt2", "models--openai-community--gpt2")):
+            self.assertIn(old, names)
+            self.assertEqual(types[old], (True, False), old)
+            self.assertEqual(types[new], (False, True), new)
+            self.assertEqual(os.readlink(self.view(old)), new)
         commit = self.refs("model", "openai-community/gpt2")["main"]
         self.assert_ref(self.view("models--gpt2"), "main", commit)
 
