@@ -139,7 +139,7 @@ int cli_store_open_existing(const char *dir, struct db_store **out)
 	rc = db_store_open(out, dir);
 	if (rc < 0) {
 		fprintf(stderr, "hubfs: cannot open the store %s: %s\n", dir,
-			rc == -EPROTO || rc == -EIO ? db_last_error(NULL)
+			rc == -EPROTO || rc == -EIO ? db_last_error()
 						    : strerror(-rc));
 		return CLI_EXIT_FAIL;
 	}
@@ -225,7 +225,7 @@ int cli_open(const struct cli_common *c, long stall_seconds,
 	     struct hub_client **hub, struct db_store **store)
 {
 	struct hub_config cfg = { 0 };
-	char *dir = cli_store_dir(c);
+	char *dir = cli_store_dir(c), endpoint[2048];
 	int rc;
 
 	*hub = NULL;
@@ -238,10 +238,11 @@ int cli_open(const struct cli_common *c, long stall_seconds,
 	cfg.stall_seconds = stall_seconds;
 	rc = hub_client_new(hub, &cfg);
 	if (rc == -EINVAL) {
+		hub_default_endpoint(endpoint, sizeof(endpoint));
 		fprintf(stderr,
 			"hubfs: the endpoint '%s'%s is not an http or https "
 			"URL\n",
-			c->endpoint ? c->endpoint : hub_default_endpoint(),
+			c->endpoint ? c->endpoint : endpoint,
 			c->endpoint ? "" : " (HF_ENDPOINT)");
 		goto out;
 	}
@@ -253,7 +254,7 @@ int cli_open(const struct cli_common *c, long stall_seconds,
 	rc = db_store_open(store, dir);
 	if (rc < 0)
 		fprintf(stderr, "hubfs: cannot open the store %s: %s\n", dir,
-			rc == -EPROTO || rc == -EIO ? db_last_error(NULL)
+			rc == -EPROTO || rc == -EIO ? db_last_error()
 						    : strerror(-rc));
 	else
 		cli_report_repair(*store);

@@ -169,7 +169,7 @@ static void check_file(struct import *im, const char *path, const char *label,
 	case -EBADMSG:
 		printf("skipped   %s: content does not match the Hub's hash "
 		       "(%s)\n",
-		       label, db_last_error(im->store));
+		       label, db_last_error());
 		break;
 	case -EISDIR:
 		printf("skipped   %s: not a regular file\n", label);
@@ -333,7 +333,7 @@ static int import_cache_repo(struct import *im, const char *cache,
 		rc = db_report_files(im->store, r.tree, cache_file, &cr);
 		if (rc < 0) {
 			fprintf(stderr, "hubfs import: %s: %s\n", r.id,
-				db_last_error(im->store));
+				db_last_error());
 			bad++;
 		}
 		fmt(label, sizeof(label), "%s/%s", snaps, e->d_name);

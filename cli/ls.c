@@ -421,7 +421,7 @@ static int list_files(struct db_store *s, const struct repo *p,
 	rc = db_report_files(s, v->r.tree, print_file, &out);
 	if (rc < 0) {
 		fprintf(stderr, "hubfs: reading the store: %s\n",
-			db_last_error(s));
+			db_last_error());
 		cJSON_Delete(out.json);
 		cJSON_Delete(o);
 		return CLI_EXIT_FAIL;
@@ -513,7 +513,7 @@ static int show_repo(struct db_store *s, const struct cli_target *t, bool json)
 		rc = fill_repo(s, &p);
 	if (rc < 0) {
 		fprintf(stderr, "hubfs: reading the store: %s\n",
-			db_last_error(s));
+			db_last_error());
 		free(p.revs);
 		return CLI_EXIT_FAIL;
 	}
@@ -543,7 +543,7 @@ static int list_repos(struct db_store *s, const char *dir, bool json)
 		rc = fill_repo(s, &l.repos[i]);
 	if (rc < 0) {
 		fprintf(stderr, "hubfs: reading the store: %s\n",
-			db_last_error(s));
+			db_last_error());
 		rc = CLI_EXIT_FAIL;
 	} else if (json) {
 		rc = print_repos_json(&l);

@@ -478,7 +478,7 @@ static int serve(struct mount_opts *o, int ready_fd)
 	if (o->max_cache && db_setting_put(store, DB_SETTING_MAX_CACHE,
 					   (int64_t)o->max_cache) < 0) {
 		fprintf(stderr, "hubfs: cannot record --max-cache: %s\n",
-			db_last_error(store));
+			db_last_error());
 		rc = CLI_EXIT_FAIL;
 		goto out;
 	}

@@ -198,8 +198,7 @@ static int select_files(struct db_store *store, int64_t tree,
 	rc = db_report_files(store, tree, select_file, s);
 	if (rc < 0)
 		fprintf(stderr, "hubfs pull: reading the file list: %s\n",
-			rc == -ENOMEM ? strerror(ENOMEM)
-				      : db_last_error(store));
+			rc == -ENOMEM ? strerror(ENOMEM) : db_last_error());
 	return rc < 0 ? CLI_EXIT_FAIL : 0;
 }
 
@@ -364,12 +363,17 @@ static void on_progress(void *arg, const struct fs_pull_progress *p)
 
 /* ---- The command ------------------------------------------------------- */
 
-static volatile int stop_requested;
+/* The context being pulled on: set before the handler, unset before it
+   is closed (atomic: the handler may run on any thread). */
+static struct fs_ctx *pulling;
 
 static void on_signal(int sig)
 {
+	struct fs_ctx *ctx = __atomic_load_n(&pulling, __ATOMIC_SEQ_CST);
+
 	(void)sig;
-	stop_requested = 1;
+	if (ctx)
+		fs_pull_stop(ctx);
 }
 
 static void catch_signals(void)
@@ -400,7 +404,7 @@ static int pin(struct db_store *store, const struct fs_repo *r,
 	free(pins);
 	if (rc < 0) {
 		fprintf(stderr, "hubfs pull: recording the pins: %s\n",
-			db_last_error(store));
+			db_last_error());
 		return CLI_EXIT_FAIL;
 	}
 	return 0;
@@ -525,9 +529,10 @@ static int run_pull(struct pull_opts *o, const struct cli_target *t,
 		goto out;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &pg.start);
+	__atomic_store_n(&pulling, ctx, __ATOMIC_SEQ_CST);
 	catch_signals();
-	rc = fs_pull(ctx, &r, s->items, s->n, on_progress, &pg,
-		     &stop_requested);
+	rc = fs_pull(ctx, &r, s->items, s->n, on_progress, &pg);
+	__atomic_store_n(&pulling, NULL, __ATOMIC_SEQ_CST);
 	if (pg.tty)
 		fputc('\n', stderr);
 	fs_ctx_close(ctx); /* what is durable gets recorded */

@@ -64,7 +64,7 @@ static int read_store(struct store_facts *f, struct db_store *s)
 		f->limit = 0;
 	if (rc < 0)
 		fprintf(stderr, "hubfs: reading the store %s: %s\n", f->dir,
-			db_last_error(s));
+			db_last_error());
 	return rc;
 }
 

@@ -26,6 +26,7 @@ struct where {
 	struct hub_token_source token;
 	const char *token_state; /* NULL: usable as far as can be told */
 	const char *endpoint;
+	char endpoint_buf[2048];   /* HF_ENDPOINT or the default */
 	const char *endpoint_from; /* "--endpoint", "HF_ENDPOINT", "default" */
 	bool endpoint_valid;
 	const char *offline_from; /* NULL: online */
@@ -75,8 +76,7 @@ static int find_store(const struct cli_common *c, struct where *w)
 	w->database_exists = db_store_exists(w->store);
 	/* Opening it would create files: only its header is looked at. */
 	if (w->store_exists && db_index_inspect(w->store) == -EIO)
-		snprintf(w->damage, sizeof(w->damage), "%s",
-			 db_last_error(NULL));
+		snprintf(w->damage, sizeof(w->damage), "%s", db_last_error());
 	return 0;
 }
 
@@ -103,7 +103,8 @@ static int find_endpoint(const struct cli_common *c, struct where *w,
 	w->endpoint_from = c->endpoint	 ? "--endpoint"
 			   : env && *env ? "HF_ENDPOINT"
 					 : "default";
-	w->endpoint = c->endpoint ? c->endpoint : hub_default_endpoint();
+	hub_default_endpoint(w->endpoint_buf, sizeof(w->endpoint_buf));
+	w->endpoint = c->endpoint ? c->endpoint : w->endpoint_buf;
 	cfg.endpoint = c->endpoint;
 	cfg.token_file = c->token_file;
 	cfg.offline = true; /* nothing here goes to the network */

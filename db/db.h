@@ -91,7 +91,7 @@ const char *db_store_dir(const struct db_store *s);
  * or the system call and its strerror.  Valid until the thread's next db/
  * call.
  */
-const char *db_last_error(struct db_store *s);
+const char *db_last_error(void);
 
 /* ---- Repos ------------------------------------------------------------- */
 

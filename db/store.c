@@ -46,9 +46,8 @@ int db_sys_fail(const char *what, const char *path)
 	return -err;
 }
 
-const char *db_last_error(struct db_store *s)
+const char *db_last_error(void)
 {
-	(void)s;
 	return last_error[0] ? last_error : "no error";
 }
 

@@ -109,6 +109,10 @@ struct blob {
 	int fd; /* the blob's file: partial/<etag>, later blobs/<etag> */
 
 	pthread_mutex_t lock;
+#ifndef NDEBUG
+	pthread_t holder; /* who holds lock, when held: lock */
+	bool held;
+#endif
 	bool complete;		/* recorded in blobs/: nothing left to do */
 	bool external;		/* complete, but the user's file (external.c):
 				   not the store's to touch */
@@ -148,9 +152,6 @@ struct engine_handle {
 	struct stream streams[STREAMS]; /* readahead state; lock */
 	uint64_t clock;			/* stamps stream use; lock */
 };
-
-/* A run of blocks on its way. */
-struct block_item;
 
 /*
  * Work for the block thread, in arrival order: a whole block to write,
@@ -201,6 +202,30 @@ struct sync_item {
 	enum sync_kind kind;
 	uint64_t first, count; /* SYNC_MARK: the blocks */
 };
+
+/*
+ * b->lock, its holder kept (in builds with assertions) so that a function
+ * whose contract is "lock held" asserts it.
+ */
+static void blob_lock(struct blob *b)
+{
+	pthread_mutex_lock(&b->lock);
+#ifndef NDEBUG
+	b->holder = pthread_self();
+	b->held = true;
+#endif
+}
+
+static void blob_unlock(struct blob *b)
+{
+#ifndef NDEBUG
+	b->held = false;
+#endif
+	pthread_mutex_unlock(&b->lock);
+}
+
+#define assert_held(b)                                                         \
+	assert((b)->held &&pthread_equal((b)->holder, pthread_self()))
 
 static uint64_t block_end(const struct blob *b, uint64_t i)
 {
@@ -433,12 +458,12 @@ static void remember_tag(struct blob *b, uint64_t tag)
 {
 	int i;
 
-	pthread_mutex_lock(&b->lock);
+	blob_lock(b);
 	for (i = 0; i < MAX_TAGS - 1 && b->tags[i] != tag; i++)
 		;
 	memmove(&b->tags[1], &b->tags[0], (size_t)i * sizeof(b->tags[0]));
 	b->tags[0] = tag;
-	pthread_mutex_unlock(&b->lock);
+	blob_unlock(b);
 }
 
 /* ---- Answering readers ------------------------------------------------- */
@@ -455,6 +480,7 @@ static bool satisfied(const struct blob *b, const struct waiter *w)
 	uint64_t first = w->off >> b->shift;
 	uint64_t last = (w->off + w->size - 1) >> b->shift;
 
+	assert_held(b);
 	for (uint64_t i = first; i <= last; i++)
 		if (!db_bit(b->present, i))
 			return false;
@@ -471,6 +497,7 @@ static void take_ready(struct blob *b, struct waiter **ready)
 {
 	struct waiter **pp = &b->waiters;
 
+	assert_held(b);
 	while (*pp) {
 		struct waiter *w = *pp;
 
@@ -533,6 +560,7 @@ static bool hash_advance(struct blob *b)
 	char hex[65];
 	int rc = 0;
 
+	assert_held(b);
 	if (b->verified || b->hashing)
 		return true; /* done, or the hashing thread goes on */
 	b->hashing = true;
@@ -542,9 +570,9 @@ static bool hash_advance(struct blob *b)
 
 		while (last < b->blocks && db_bit(b->present, last))
 			last++;
-		pthread_mutex_unlock(&b->lock);
+		blob_unlock(b);
 		rc = hash_from_file(b, first, last);
-		pthread_mutex_lock(&b->lock);
+		blob_lock(b);
 		if (rc == 0)
 			b->hashed = last;
 	}
@@ -617,7 +645,7 @@ static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
 				       false, NULL, NULL, &freed);
 		if (erc < 0)
 			fs_log(LOG_WARNING, "store: disk full; evicting: %s",
-			       db_last_error(s));
+			       db_last_error());
 		if (freed > 0)
 			fs_log(LOG_WARNING,
 			       "store: disk full, evicted %llu bytes",
@@ -627,7 +655,7 @@ static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
 	}
 	if (rc < 0)
 		return rc;
-	pthread_mutex_lock(&b->lock);
+	blob_lock(b);
 	set_bit(b->present, i);
 	if (!b->dropped) {
 		if (b->hashed == i && !b->verified && !b->hashing) {
@@ -640,7 +668,7 @@ static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
 		else
 			take_ready(b, &ready);
 	}
-	pthread_mutex_unlock(&b->lock);
+	blob_unlock(b);
 	answer(b, ready, 0);
 	answer(b, failed, -EIO);
 	return ok ? 0 : -ECANCELED; /* logged already: stop quietly */
@@ -720,6 +748,7 @@ static void take_stranded(struct blob *b, struct waiter **failed)
 {
 	struct waiter **pp = &b->waiters;
 
+	assert_held(b);
 	while (*pp) {
 		struct waiter *w = *pp;
 		uint64_t first = w->off >> b->shift;
@@ -774,7 +803,7 @@ static void job_finish(struct job *j, int rc, const struct hub_error *err)
 	e = rc ? transfer_errno(b, rc, err) : 0;
 	if (rc)
 		arrived = calloc(1, (j->count + 7) / 8);
-	pthread_mutex_lock(&b->lock);
+	blob_lock(b);
 	for (uint64_t i = j->first; i < j->first + j->count; i++) {
 		clear_bit(b->inflight, i);
 		if (arrived && db_bit(b->present, i))
@@ -785,7 +814,7 @@ static void job_finish(struct job *j, int rc, const struct hub_error *err)
 	take_ready(b, &ready); /* reads at the end that no longer wait */
 	if (rc && !arrived)
 		b->unmarked = true; /* cannot say which: see blob_unref() */
-	pthread_mutex_unlock(&b->lock);
+	blob_unlock(b);
 	answer(b, failed, e);
 	answer(b, ready, 0);
 	if (rc == 0 && j->locked)
@@ -865,6 +894,7 @@ static void plan_runs(struct blob *b, uint64_t first, uint64_t last,
 {
 	uint64_t max = XFER_MAX >> b->shift;
 
+	assert_held(b);
 	for (uint64_t i = first; i <= last && i < b->blocks && r->n < 64;) {
 		uint64_t start = i;
 
@@ -890,7 +920,6 @@ static void plan_runs(struct blob *b, uint64_t first, uint64_t last,
 	}
 }
 
-/* Hand the planned runs to the engine (no lock held). */
 /*
  * Blocks being fetched are held by an OFD write lock on their byte range
  * of the blob's file, from the request until they are durable and marked
@@ -898,8 +927,7 @@ static void plan_runs(struct blob *b, uint64_t first, uint64_t last,
  * waits for the lock, then finds them marked instead of fetching them
  * again.
  */
-static int range_lock(const struct blob *b, const struct job *j, short type,
-		      bool wait)
+static int range_lock(const struct blob *b, const struct job *j, short type)
 {
 	struct flock fl = {
 		.l_type = type,
@@ -911,7 +939,7 @@ static int range_lock(const struct blob *b, const struct job *j, short type,
 	int rc;
 
 	do
-		rc = fcntl(b->fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl);
+		rc = fcntl(b->fd, F_OFD_SETLK, &fl);
 	while (rc < 0 && errno == EINTR);
 	return rc < 0 ? -errno : 0;
 }
@@ -919,7 +947,7 @@ static int range_lock(const struct blob *b, const struct job *j, short type,
 static void range_unlock(const struct blob *b, struct job *j)
 {
 	if (j->locked)
-		range_lock(b, j, F_UNLCK, false);
+		range_lock(b, j, F_UNLCK);
 	j->locked = false;
 }
 
@@ -928,16 +956,13 @@ static void submit_one(struct blob *b, struct job *j,
 
 /*
  * Another process is fetching some of j's blocks: wait for it (on a thread
- * of our own, not a FUSE worker), take what it marked, and fetch only if
+ * of our own, never a caller's), take what it marked, and fetch only if
  * something is still missing.
  */
 struct lock_wait {
 	struct job *j;
 	enum hub_xfer_priority prio;
 };
-
-static void submit_one(struct blob *b, struct job *j,
-		       enum hub_xfer_priority prio);
 
 /*
  * What other processes made durable of b: their marks, or all of it when
@@ -965,6 +990,7 @@ static void others_marks(struct blob *b, uint8_t *map)
 static void missing_runs(struct blob *b, const struct job *j,
 			 enum hub_xfer_priority prio, struct runs *r)
 {
+	assert_held(b);
 	for (uint64_t i = j->first; i < j->first + j->count;) {
 		uint64_t start = i;
 		struct job *sub;
@@ -1023,7 +1049,7 @@ static void settle(struct job *j, enum hub_xfer_priority prio)
 
 	if (theirs)
 		others_marks(b, theirs);
-	pthread_mutex_lock(&b->lock);
+	blob_lock(b);
 	for (uint64_t i = j->first; i < j->first + j->count; i++)
 		if (theirs && db_bit(theirs, i))
 			set_bit(b->present, i);
@@ -1036,7 +1062,7 @@ static void settle(struct job *j, enum hub_xfer_priority prio)
 	}
 	if (j->locked)
 		unlock_present(b, j);
-	pthread_mutex_unlock(&b->lock);
+	blob_unlock(b);
 	free(theirs);
 	answer(b, ready, 0);
 	answer(b, failed, -EIO);
@@ -1073,7 +1099,7 @@ static void *wait_for_other(void *arg)
 	const struct timespec poll = { 0, LOCK_POLL_MS * 1000000L };
 	int rc;
 
-	while (((rc = range_lock(b, lw->j, F_WRLCK, false)) == -EAGAIN ||
+	while (((rc = range_lock(b, lw->j, F_WRLCK)) == -EAGAIN ||
 		rc == -EACCES) &&
 	       !stopping(eng))
 		nanosleep(&poll, NULL);
@@ -1137,7 +1163,7 @@ static void submit_runs(struct blob *b, struct runs *r)
 		struct job *j = r->jobs[i];
 		struct lock_wait *lw;
 		pthread_t t;
-		int rc = range_lock(b, j, F_WRLCK, false);
+		int rc = range_lock(b, j, F_WRLCK);
 
 		j->locked = rc == 0;
 		if (rc != -EAGAIN && rc != -EACCES) { /* ours, or no locks */
@@ -1194,7 +1220,7 @@ static void keep_within_limit(struct engine *eng)
 	if (db_setting_get(s, DB_SETTING_MAX_CACHE, &limit) < 0 || limit <= 0)
 		return;
 	if (db_evict(s, (uint64_t)limit, false, NULL, NULL, &freed) < 0)
-		fs_log(LOG_WARNING, "store: evicting: %s", db_last_error(s));
+		fs_log(LOG_WARNING, "store: evicting: %s", db_last_error());
 	else if (freed)
 		fs_log(LOG_INFO,
 		       "store: evicted %llu bytes to stay within "
@@ -1218,9 +1244,9 @@ static void do_sync_once(struct sync_item *it)
 		       strerror(errno));
 		return;
 	}
-	pthread_mutex_lock(&b->lock);
+	blob_lock(b);
 	if (b->dropped || b->complete) {
-		pthread_mutex_unlock(&b->lock);
+		blob_unlock(b);
 		return;
 	}
 	if (it->kind != SYNC_FINISH) {
@@ -1234,11 +1260,11 @@ static void do_sync_once(struct sync_item *it)
 	}
 	if (rc < 0)
 		b->unmarked = true;
-	pthread_mutex_unlock(&b->lock);
+	blob_unlock(b);
 	if (rc < 0)
 		fs_log(LOG_WARNING, "store: recording %s of %s: %s",
 		       it->kind == SYNC_FINISH ? "the whole" : "blocks",
-		       b->etag, db_last_error(s));
+		       b->etag, db_last_error());
 	else if (it->kind == SYNC_FINISH)
 		keep_within_limit(b->eng);
 }
@@ -1303,9 +1329,9 @@ static void *inval_main(void *arg)
 	const struct engine_config *cfg = &b->eng->cfg;
 	uint64_t tags[MAX_TAGS];
 
-	pthread_mutex_lock(&b->lock);
+	blob_lock(b);
 	memcpy(tags, b->tags, sizeof(tags));
-	pthread_mutex_unlock(&b->lock);
+	blob_unlock(b);
 	for (int i = 0; i < MAX_TAGS && tags[i]; i++)
 		cfg->dropped(cfg->dropped_arg, tags[i]);
 	blob_unref(b);
@@ -1323,6 +1349,7 @@ static void drop_blob(struct blob *b, struct waiter **failed)
 	struct engine *eng = b->eng;
 	pthread_t t;
 
+	assert_held(b);
 	b->dropped = true;
 	while (b->waiters) {
 		struct waiter *w = b->waiters;
@@ -1333,7 +1360,7 @@ static void drop_blob(struct blob *b, struct waiter **failed)
 	}
 	if (db_partial_drop(eng->cfg.store, b->etag) < 0)
 		fs_log(LOG_ERR, "store: dropping blob %s: %s", b->etag,
-		       db_last_error(eng->cfg.store));
+		       db_last_error());
 	pthread_mutex_lock(&eng->blobs_lock);
 	unlist(eng, b);
 	b->refs++;
@@ -1373,11 +1400,11 @@ int engine_open(struct engine *eng, const struct engine_file *f, uint64_t tag,
 		h->lnext->lprev = h;
 	eng->handles = h;
 	pthread_mutex_unlock(&eng->blobs_lock);
-	pthread_mutex_lock(&h->b->lock);
+	blob_lock(h->b);
 	keep = !was_dropped(eng, f->etag);
 	if (h->b->complete && !h->b->external)
 		queue_sync(h->b, SYNC_TOUCH, 0, 0);
-	pthread_mutex_unlock(&h->b->lock);
+	blob_unlock(h->b);
 	if (keep_cache)
 		*keep_cache = keep;
 	*out = h;
@@ -1500,9 +1527,9 @@ static int handle_blob(struct engine_handle *h, struct blob **out)
 	struct blob *b = h->b;
 	bool dropped;
 
-	pthread_mutex_lock(&b->lock);
+	blob_lock(b);
 	dropped = b->dropped;
-	pthread_mutex_unlock(&b->lock);
+	blob_unlock(b);
 	if (dropped)
 		return -EIO;
 	blob_ref(b);
@@ -1518,6 +1545,7 @@ static bool wait_for(struct blob *b, struct waiter *w, struct runs *runs)
 {
 	uint64_t end = w->off + w->size;
 
+	assert_held(b);
 	if (satisfied(b, w))
 		return false;
 	w->next = b->waiters;
@@ -1531,10 +1559,10 @@ static bool wait_for(struct blob *b, struct waiter *w, struct runs *runs)
 		if (!hash_advance(b))
 			drop_blob(b, &failed);
 		take_ready(b, &ready);
-		pthread_mutex_unlock(&b->lock);
+		blob_unlock(b);
 		answer(b, ready, 0);
 		answer(b, failed, -EIO);
-		pthread_mutex_lock(&b->lock);
+		blob_lock(b);
 	}
 	return true;
 }
@@ -1568,9 +1596,9 @@ int engine_wait(struct engine_handle *h, uint64_t off, uint64_t size,
 	__atomic_fetch_add(&b->eng->waits, 1, __ATOMIC_RELAXED);
 	if (flags & ENGINE_READAHEAD)
 		plan_readahead(h, b, off, end, &ra_off, &ra_end);
-	pthread_mutex_lock(&b->lock);
+	blob_lock(b);
 	complete = b->complete;
-	pthread_mutex_unlock(&b->lock);
+	blob_unlock(b);
 	if (complete) {
 		answer_now(b, done, arg, off, end - off);
 		goto out;
@@ -1586,9 +1614,9 @@ int engine_wait(struct engine_handle *h, uint64_t off, uint64_t size,
 	w->off = off;
 	w->size = (size_t)(end - off);
 	w->need_verified = end == b->size;
-	pthread_mutex_lock(&b->lock);
+	blob_lock(b);
 	if (b->dropped) {
-		pthread_mutex_unlock(&b->lock);
+		blob_unlock(b);
 		free(w);
 		rc = -EIO;
 		goto out;
@@ -1597,7 +1625,7 @@ int engine_wait(struct engine_handle *h, uint64_t off, uint64_t size,
 	if (ra_end > ra_off && !b->dropped)
 		plan_runs(b, ra_off >> b->shift, (ra_end - 1) >> b->shift,
 			  HUB_XFER_READAHEAD, &runs);
-	pthread_mutex_unlock(&b->lock);
+	blob_unlock(b);
 	if (!waits) {
 		free(w);
 		answer_now(b, done, arg, off, end - off);
@@ -1615,7 +1643,7 @@ int engine_cancel(struct engine_handle *h, const void *arg)
 	struct waiter **pp, *gone = NULL;
 	int n = 0;
 
-	pthread_mutex_lock(&b->lock);
+	blob_lock(b);
 	for (pp = &b->waiters; *pp;) {
 		struct waiter *w = *pp;
 
@@ -1628,7 +1656,7 @@ int engine_cancel(struct engine_handle *h, const void *arg)
 			pp = &w->next;
 		}
 	}
-	pthread_mutex_unlock(&b->lock);
+	blob_unlock(b);
 	answer(b, gone, -EINTR);
 	return n;
 }
@@ -1649,13 +1677,13 @@ uint64_t engine_cached_bytes(struct engine *eng, const char *etag)
 	pthread_mutex_unlock(&eng->blobs_lock);
 	if (!b)
 		return 0;
-	pthread_mutex_lock(&b->lock);
+	blob_lock(b);
 	for (uint64_t i = 0; i < b->blocks; i++)
 		if (db_bit(b->present, i))
 			have += block_end(b, i) - (i << b->shift);
 	if (b->complete)
 		have = b->size;
-	pthread_mutex_unlock(&b->lock);
+	blob_unlock(b);
 	blob_unref(b);
 	return have;
 }
@@ -1728,10 +1756,10 @@ static void fail_pending(struct engine *eng)
 		pthread_mutex_unlock(&eng->blobs_lock);
 		if (!b)
 			return;
-		pthread_mutex_lock(&b->lock);
+		blob_lock(b);
 		w = b->waiters;
 		b->waiters = NULL;
-		pthread_mutex_unlock(&b->lock);
+		blob_unlock(b);
 		answer(b, w, -EIO);
 		blob_unref(b);
 	}

@@ -86,7 +86,7 @@ static int try_candidate(struct fs_ctx *ctx, const struct engine_file *w,
 		fs_log(LOG_WARNING,
 		       "hf cache: %s does not hold %s/%s (%s): ignored, "
 		       "fetching it",
-		       path, w->repo_id, w->path, db_last_error(s));
+		       path, w->repo_id, w->path, db_last_error());
 	else if (rc == -EAGAIN)
 		fs_log(LOG_INFO, "hf cache: %s changed while being checked",
 		       path);

@@ -99,8 +99,6 @@ struct node *node_get(struct node_table *t, uint64_t id);
  */
 struct node *node_publish(struct node_table *t, struct node *n, uint64_t parent,
 			  const char *name);
-/* The node published under (parent, name), without counting a lookup. */
-struct node *node_find(struct node_table *t, uint64_t parent, const char *name);
 void node_forget(struct node_table *t, uint64_t id, uint64_t nlookup);
 /*
  * Call fn for each node published under a name, with the table lock held:

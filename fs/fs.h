@@ -84,7 +84,7 @@ int fs_repo_resolve(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
  * Fetch files of a repo into the store, verified, several at once.  Each
  * item's rc is set: 0 once the blob is complete and verified, else a
  * negative errno (-EIO for a failed check or transfer, -ENOSPC, -EINTR
- * when *stop was raised first).  progress, when not NULL, is called from
+ * when fs_pull_stop came first).  progress, when not NULL, is called from
  * the calling thread about five times a second and at the end.  Returns 0
  * when every item succeeded, -EINTR when stopped, else -EIO.
  */
@@ -108,7 +108,14 @@ typedef void (*fs_pull_progress_fn)(void *arg,
 				    const struct fs_pull_progress *p);
 int fs_pull(struct fs_ctx *ctx, const struct fs_repo *r,
 	    struct fs_pull_item *items, size_t n, fs_pull_progress_fn progress,
-	    void *arg, const volatile int *stop);
+	    void *arg);
+/*
+ * Make fs_pull on ctx stop soon (within a progress tick): its own waits are
+ * cancelled, transfers already running finish into the store.  Safe from
+ * any thread and from a signal handler; a later fs_pull on ctx stops at
+ * once.
+ */
+void fs_pull_stop(struct fs_ctx *ctx);
 
 /* ---- Running mounts ------------------------------------------------------
  *

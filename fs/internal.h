@@ -54,6 +54,7 @@ struct fs_ctx {
 	int64_t refreshed;
 
 	struct engine *eng; /* the read engine, once started */
+	int pull_stop;	    /* fs_pull_stop: atomic, lock-free */
 };
 
 /* context.c: set up and tear down the resolver's part of ctx. */

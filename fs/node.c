@@ -176,16 +176,6 @@ struct node *node_get(struct node_table *t, uint64_t id)
 	return n;
 }
 
-struct node *node_find(struct node_table *t, uint64_t parent, const char *name)
-{
-	struct node *n;
-
-	pthread_mutex_lock(&t->lock);
-	n = find_locked(t, parent, name);
-	pthread_mutex_unlock(&t->lock);
-	return n;
-}
-
 /* Same identity: a lookup may reuse the old node for the new one. */
 static bool same_node(const struct node *a, const struct node *b)
 {

@@ -174,13 +174,18 @@ static void wait_tick(struct pull *p)
 }
 
 /* The loop: keep IN_FLIGHT chunks asked for until every file settles. */
+static bool stopped(const struct pull *p)
+{
+	return __atomic_load_n(&p->ctx->pull_stop, __ATOMIC_RELAXED) != 0;
+}
+
 static void run(struct pull *p, fs_pull_progress_fn progress, void *arg,
-		const volatile int *stop, struct fs_pull_progress *pr)
+		struct fs_pull_progress *pr)
 {
 	struct timespec last = { 0 }, now;
 
 	pthread_mutex_lock(&p->lock);
-	while (p->finished < p->n && !(stop && *stop)) {
+	while (p->finished < p->n && !stopped(p)) {
 		for (size_t i = 0; i < p->started; i++) {
 			struct pull_file *f = &p->files[i];
 
@@ -188,7 +193,7 @@ static void run(struct pull *p, fs_pull_progress_fn progress, void *arg,
 			    (f->err || f->next >= f->item->size))
 				settle_file(p, f, false);
 		}
-		while (p->outstanding < IN_FLIGHT && !(stop && *stop)) {
+		while (p->outstanding < IN_FLIGHT && !stopped(p)) {
 			struct pull_file *f = next_file(p);
 
 			if (!f)
@@ -253,7 +258,7 @@ static void stop_all(struct pull *p)
 
 int fs_pull(struct fs_ctx *ctx, const struct fs_repo *r,
 	    struct fs_pull_item *items, size_t n, fs_pull_progress_fn progress,
-	    void *arg, const volatile int *stop)
+	    void *arg)
 {
 	struct fs_pull_progress pr = { .files = n };
 	struct pull p = { .ctx = ctx, .repo = r, .n = n };
@@ -283,8 +288,8 @@ int fs_pull(struct fs_ctx *ctx, const struct fs_repo *r,
 			.lfs = items[i].lfs,
 		};
 	}
-	run(&p, progress, arg, stop, &pr);
-	if (stop && *stop)
+	run(&p, progress, arg, &pr);
+	if (stopped(&p))
 		stop_all(&p);
 	if (progress) {
 		pthread_mutex_lock(&p.lock);
@@ -299,4 +304,9 @@ int fs_pull(struct fs_ctx *ctx, const struct fs_repo *r,
 	pthread_mutex_destroy(&p.lock);
 	free(p.files);
 	return rc;
+}
+
+void fs_pull_stop(struct fs_ctx *ctx)
+{
+	__atomic_store_n(&ctx->pull_stop, 1, __ATOMIC_RELAXED);
 }

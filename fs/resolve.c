@@ -447,15 +447,18 @@ static int resolve_revision(struct fs_ctx *ctx, const struct db_repo *repo,
 					rev ? rev : "", info.sha, time(NULL));
 		return 0;
 	}
-	if (have && (rc == -ENETDOWN || err.status == 0 || err.status >= 500)) {
+	if (have && (rc == -ENETDOWN || hub_error_transient(&err))) {
+		char why[400];
+
 		if (rc != -ENETDOWN)
 			fs_log(LOG_INFO,
-			       "%s: Hub unreachable, using the "
-			       "revision known from %lld",
-			       repo->name, (long long)checked);
+			       "%s: %s; using the revision known from %lld",
+			       repo->name,
+			       hub_error_describe(&err, why, sizeof(why)),
+			       (long long)checked);
 		return 0;
 	}
-	if ((rc == -ENETDOWN || err.status == 0) &&
+	if ((rc == -ENETDOWN || hub_error_transient(&err)) &&
 	    cache_revision(ctx, repo, rev, out) == 0)
 		return 0;
 	return -hub_failure(ctx, rc, &err, "resolving", repo->name);
@@ -701,8 +704,7 @@ int resolve_tree(struct fs_ctx *ctx, const struct fs_repo *n, int64_t *tree)
 		rc = fill.rc < 0 ? fill.rc : rc;
 		fs_log(LOG_ERR, "%s@%s: storing the file list: %s", n->id,
 		       n->commit,
-		       rc == -ENOSPC ? "the store is full"
-				     : db_last_error(ctx->cfg.store));
+		       rc == -ENOSPC ? "the store is full" : db_last_error());
 		return rc == -ENOSPC ? ENOSPC : EIO;
 	}
 found:
@@ -782,7 +784,8 @@ int resolve_owner_repos(struct fs_ctx *ctx, enum hub_repo_type type,
 	if (!hub_client_offline(ctx->cfg.hub) &&
 	    (db_listing_age(s, type, owner, &listed) < 0 ||
 	     time(NULL) - listed >= ctx->cfg.listing_ttl) &&
-	    refresh_listing(ctx, type, owner, &err) < 0 && err.status != 404)
+	    refresh_listing(ctx, type, owner, &err) < 0 &&
+	    hub_error_errno(&err) != ENOENT)
 		hub_failure(ctx, -EIO, &err, "listing", owner);
 	return -db_owner_repos(s, type, owner, cb, arg);
 }

@@ -146,6 +146,7 @@ static int locks_init(struct hub_client *c)
 int hub_client_new(struct hub_client **out, const struct hub_config *cfg)
 {
 	static const struct hub_config defaults;
+	char endpoint[2048];
 	struct hub_client *c;
 	int rc;
 
@@ -167,8 +168,9 @@ int hub_client_new(struct hub_client **out, const struct hub_config *cfg)
 	c->stall_seconds = cfg->stall_seconds > 0 ? cfg->stall_seconds : 60;
 	snprintf(c->user_agent, sizeof(c->user_agent), "hubfs/%s; libcurl/%s",
 		 HUBFS_VERSION, curl_version_info(CURLVERSION_NOW)->version);
-	rc = endpoint_set(c, cfg->endpoint ? cfg->endpoint
-					   : hub_default_endpoint());
+	if (!cfg->endpoint)
+		hub_default_endpoint(endpoint, sizeof(endpoint));
+	rc = endpoint_set(c, cfg->endpoint ? cfg->endpoint : endpoint);
 	if (rc == 0)
 		rc = share_new(c);
 	if (rc == 0) {

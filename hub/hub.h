@@ -194,6 +194,12 @@ struct hub_error {
  * positive errno.
  */
 int hub_error_errno(const struct hub_error *err);
+/*
+ * Whether the failure says nothing about what was asked for, so that an
+ * answer known from before still stands and a later try may succeed: no
+ * answer at all (unreachable, cut, a garbled response), 408, 429, 5xx.
+ */
+bool hub_error_transient(const struct hub_error *err);
 
 /*
  * A one-line description for logs: "HTTP 404 EntryNotFound: Entry not
@@ -228,8 +234,12 @@ struct hub_config {
 				   long (the read timeout); 0: 60 */
 };
 
-/* The endpoint in force: HF_ENDPOINT without trailing '/', or the Hub's. */
-const char *hub_default_endpoint(void);
+/*
+ * The endpoint in force, written to out: HF_ENDPOINT without trailing '/',
+ * or the Hub's.  0, or -EINVAL (out "") when HF_ENDPOINT is set but has
+ * nothing before its slashes or does not fit in size.
+ */
+int hub_default_endpoint(char *out, size_t size);
 
 /*
  * A client is shared by every thread of a process; requests may run
