@@ -9,8 +9,8 @@
  *   session.c  mounting and the loop
  *   status.c   the socket that answers "hubfs status" and "hubfs refresh"
  *
- * Lookup helpers, like passthrough_ll's, return 0 or a positive errno,
- * ready for fuse_reply_err().
+ * Errors are 0 or a negative errno everywhere in fs/; ops.c flips the sign
+ * once, at fuse_reply_err().
  */
 #ifndef HUBFS_FS_FRONT_H
 #define HUBFS_FS_FRONT_H

@@ -70,7 +70,7 @@ static struct node *new_hf(enum hf_folder hf, const struct node *parent,
 int hfcache_root(struct node **out)
 {
 	*out = new_hf(HF_ROOT, NULL, "");
-	return *out ? 0 : ENOMEM;
+	return *out ? 0 : -ENOMEM;
 }
 
 /* A link from .hf-cache/ (or deeper) to another repo's folder. */
@@ -81,13 +81,13 @@ static int link_to(const struct node *parent, const char *name,
 	struct node *n = node_alloc(NODE_LINK);
 
 	if (!n)
-		return ENOMEM;
+		return -ENOMEM;
 	n->target = folder_name(type, canonical);
 	if (!n->target || asprintf(&n->vpath, "%s%s%s", parent->vpath,
 				   parent->vpath[0] ? "/" : "", name) < 0) {
 		n->vpath = NULL;
 		node_free(n);
-		return ENOMEM;
+		return -ENOMEM;
 	}
 	n->ino = ino_hash(HFCACHE_NAME, n->vpath);
 	*out = n;
@@ -109,7 +109,7 @@ static int lookup_repo(struct fs_ctx *ctx, const struct node *root,
 	int rc;
 
 	if (hub_cache_folder_parse(name, &type, id) < 0)
-		return ENOENT;
+		return -ENOENT;
 	if (db_repo_get(ctx->cfg.store, type, id, &repo) < 0) {
 		rc = resolve_repo_at(ctx, type, id, NULL, &r);
 		if (rc)
@@ -117,19 +117,19 @@ static int lookup_repo(struct fs_ctx *ctx, const struct node *root,
 		if (strcmp(r.id, id) != 0)
 			return link_to(root, name, type, r.id, out);
 		if (db_repo_get(ctx->cfg.store, type, id, &repo) < 0)
-			return EIO;
+			return -EIO;
 	}
 	if (repo.canonical[0])
 		return link_to(root, name, type, repo.canonical, out);
 	n = new_hf(HF_REPO, root, name);
 	if (!n)
-		return ENOMEM;
+		return -ENOMEM;
 	n->type = type;
 	n->repo = repo.id;
 	n->repo_id = strdup(id);
 	if (!n->repo_id) {
 		node_free(n);
-		return ENOMEM;
+		return -ENOMEM;
 	}
 	*out = n;
 	return 0;
@@ -185,7 +185,7 @@ static int revs_get(struct fs_ctx *ctx, int64_t repo, struct rev_list *l)
 	rc = db_report_revisions(ctx->cfg.store, repo, collect_rev, l);
 	if (rc < 0) {
 		free(l->items);
-		return rc == -ENOMEM ? ENOMEM : EIO;
+		return rc == -ENOMEM ? -ENOMEM : -EIO;
 	}
 	return 0;
 }
@@ -243,16 +243,16 @@ static int lookup_ref(struct fs_ctx *ctx, const struct node *dir,
 	int rc;
 
 	if (asprintf(&full, "%s%s%s", prefix, prefix[0] ? "/" : "", name) < 0)
-		return ENOMEM;
+		return -ENOMEM;
 	rc = revs_get(ctx, dir->repo, &l);
 	if (rc)
 		goto out;
 	if (refs_folder(&l, full)) {
 		*out = new_hf(HF_REFS, dir, name);
-		rc = *out ? 0 : ENOMEM;
+		rc = *out ? 0 : -ENOMEM;
 		goto out_revs;
 	}
-	rc = ENOENT;
+	rc = -ENOENT;
 	if (hub_is_commit_id(full))
 		goto out_revs; /* commits are snapshots, never refs */
 	rev = full;
@@ -261,10 +261,10 @@ static int lookup_ref(struct fs_ctx *ctx, const struct node *dir,
 	rc = resolve_repo_at(ctx, dir->type, dir->repo_id, rev, &r);
 	if (rc)
 		goto out_revs;
-	rc = ENOENT; /* renamed: the repo's folder is a link elsewhere */
+	rc = -ENOENT; /* renamed: the repo's folder is a link elsewhere */
 	if (strcmp(r.id, dir->repo_id) != 0)
 		goto out_revs;
-	rc = ENOMEM;
+	rc = -ENOMEM;
 	n = node_alloc(NODE_TEXT);
 	if (!n)
 		goto out_revs;
@@ -314,7 +314,7 @@ static int list_refs(struct fs_ctx *ctx, const struct node *dir, hf_name_fn cb,
 		slash = strchr(r, '/');
 		snprintf(part, sizeof(part), "%.*s",
 			 (int)(slash ? (size_t)(slash - r) : strlen(r)), r);
-		rc = -cb(arg, part, slash ? S_IFDIR : S_IFREG);
+		rc = cb(arg, part, slash ? S_IFDIR : S_IFREG);
 	}
 	free(l.items);
 	return rc;
@@ -333,7 +333,7 @@ static int lookup_snapshot(struct fs_ctx *ctx, const struct node *dir,
 	int rc;
 
 	if (!hub_is_commit_id(name))
-		return ENOENT;
+		return -ENOENT;
 	if (db_tree_find(ctx->cfg.store, dir->repo, name, &tree) == 0) {
 		mtime = tree.mtime;
 	} else {
@@ -341,12 +341,12 @@ static int lookup_snapshot(struct fs_ctx *ctx, const struct node *dir,
 		if (rc)
 			return rc;
 		if (strcmp(r.id, dir->repo_id) != 0)
-			return ENOENT;
+			return -ENOENT;
 		mtime = r.mtime;
 	}
 	n = node_alloc(NODE_DIR);
 	if (!n)
-		return ENOMEM;
+		return -ENOMEM;
 	n->type = dir->type;
 	n->repo = dir->repo;
 	memcpy(n->commit, name, sizeof(n->commit));
@@ -358,7 +358,7 @@ static int lookup_snapshot(struct fs_ctx *ctx, const struct node *dir,
 		n->vpath = NULL;
 	if (!n->repo_id || !n->path || !n->vpath) {
 		node_free(n);
-		return ENOMEM;
+		return -ENOMEM;
 	}
 	n->ino = ino_hash(HFCACHE_NAME, n->vpath);
 	*out = n;
@@ -373,7 +373,7 @@ static int list_snapshots(struct fs_ctx *ctx, const struct node *dir,
 
 	for (size_t i = 0; rc == 0 && i < l.n; i++)
 		if (l.items[i].listed)
-			rc = -cb(arg, l.items[i].commit, S_IFDIR);
+			rc = cb(arg, l.items[i].commit, S_IFDIR);
 	free(l.items);
 	return rc;
 }
@@ -387,12 +387,12 @@ static int lookup_blob(struct fs_ctx *ctx, const struct node *dir,
 	int rc = db_blob_where(ctx->cfg.store, dir->repo, name, &f);
 
 	if (rc == -ENOENT || rc == -EINVAL)
-		return ENOENT;
+		return -ENOENT;
 	if (rc < 0)
-		return rc == -ENOMEM ? ENOMEM : EIO;
+		return rc == -ENOMEM ? -ENOMEM : -EIO;
 	n = node_alloc(NODE_FILE);
 	if (!n)
-		return ENOMEM;
+		return -ENOMEM;
 	n->type = dir->type;
 	n->repo = dir->repo;
 	memcpy(n->commit, f.commit, sizeof(n->commit));
@@ -406,7 +406,7 @@ static int lookup_blob(struct fs_ctx *ctx, const struct node *dir,
 		n->vpath = NULL;
 	if (!n->repo_id || !n->path || !n->vpath) {
 		node_free(n);
-		return ENOMEM;
+		return -ENOMEM;
 	}
 	n->ino = ino_hash(HFCACHE_NAME, n->vpath);
 	*out = n;
@@ -481,7 +481,7 @@ static int tree_json(struct fs_ctx *ctx, int64_t tree, char **out)
 	*out = NULL;
 	t.f = open_memstream(out, &len);
 	if (!t.f)
-		return ENOMEM;
+		return -ENOMEM;
 	fputs("{\"format_version\": 1, \"files\": {", t.f);
 	rc = db_report_files(ctx->cfg.store, tree, json_file, &t);
 	fputs(t.first ? "}}\n" : "\n}}\n", t.f);
@@ -490,7 +490,7 @@ static int tree_json(struct fs_ctx *ctx, int64_t tree, char **out)
 	if (rc < 0) {
 		free(*out);
 		*out = NULL;
-		return rc == -ENOENT ? ENOENT : rc == -ENOMEM ? ENOMEM : EIO;
+		return rc == -ENOENT ? -ENOENT : rc == -ENOMEM ? -ENOMEM : -EIO;
 	}
 	return 0;
 }
@@ -509,21 +509,21 @@ static int lookup_tree(struct fs_ctx *ctx, const struct node *dir,
 
 	if (strlen(name) != 40 + strlen(JSON_SUFFIX) ||
 	    strcmp(name + 40, JSON_SUFFIX) != 0)
-		return ENOENT;
+		return -ENOENT;
 	memcpy(commit, name, 40);
 	commit[40] = '\0';
 	if (!hub_is_commit_id(commit))
-		return ENOENT;
+		return -ENOENT;
 	if (db_tree_find(ctx->cfg.store, dir->repo, commit, &tree) < 0) {
 		rc = resolve_repo_at(ctx, dir->type, dir->repo_id, commit, &r);
 		if (rc)
 			return rc;
 		if (db_tree_find(ctx->cfg.store, dir->repo, commit, &tree) < 0)
-			return ENOENT;
+			return -ENOENT;
 	}
 	n = node_alloc(NODE_TEXT);
 	if (!n)
-		return ENOMEM;
+		return -ENOMEM;
 	n->type = dir->type;
 	n->repo = dir->repo;
 	memcpy(n->commit, commit, sizeof(n->commit));
@@ -531,7 +531,7 @@ static int lookup_tree(struct fs_ctx *ctx, const struct node *dir,
 	rc = tree_json(ctx, tree.id, &n->text);
 	if (rc == 0 && asprintf(&n->vpath, "%s/%s", dir->vpath, name) < 0) {
 		n->vpath = NULL;
-		rc = ENOMEM;
+		rc = -ENOMEM;
 	}
 	if (rc) {
 		node_free(n);
@@ -558,14 +558,14 @@ static int list_trees(struct fs_ctx *ctx, const struct node *dir, hf_name_fn cb,
 			continue;
 		rc = tree_json(ctx, tree.id, &json);
 		free(json);
-		if (rc == ENOENT) {
+		if (rc == -ENOENT) {
 			rc = 0;
 			continue;
 		}
 		snprintf(name, sizeof(name), "%s%s", l.items[i].commit,
 			 JSON_SUFFIX);
 		if (rc == 0)
-			rc = -cb(arg, name, S_IFREG);
+			rc = cb(arg, name, S_IFREG);
 	}
 	free(l.items);
 	return rc;
@@ -590,10 +590,10 @@ int hfcache_child(struct fs_ctx *ctx, struct node *parent, const char *name,
 		for (size_t i = 0; i < N_CHILDREN; i++) {
 			if (strcmp(name, repo_children[i]) == 0) {
 				*out = new_hf(repo_kinds[i], parent, name);
-				return *out ? 0 : ENOMEM;
+				return *out ? 0 : -ENOMEM;
 			}
 		}
-		return ENOENT;
+		return -ENOENT;
 	case HF_REFS:
 		return lookup_ref(ctx, parent, name, out);
 	case HF_SNAPSHOTS:
@@ -603,7 +603,7 @@ int hfcache_child(struct fs_ctx *ctx, struct node *parent, const char *name,
 	case HF_TREES:
 		return lookup_tree(ctx, parent, name, out);
 	}
-	return ENOENT;
+	return -ENOENT;
 }
 
 struct repo_names {
@@ -657,7 +657,7 @@ int hfcache_list(struct fs_ctx *ctx, struct node *dir, hf_name_fn cb, void *arg)
 	case HF_TREES:
 		return list_trees(ctx, dir, cb, arg);
 	}
-	return rc < 0 && rc != -ENOMEM ? EIO : -rc;
+	return rc < 0 && rc != -ENOMEM ? -EIO : rc;
 }
 
 /*

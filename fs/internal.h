@@ -11,8 +11,8 @@
  *   pull.c     "hubfs pull" on the engine
  *   log.c      fs_log
  *
- * Errors are 0 or a positive errno in resolve.c's and external.c's lookup
- * helpers (the front replies with them), else a negative errno.
+ * Errors are 0 or a negative errno; the FUSE front flips the sign once, at
+ * its reply.
  */
 #ifndef HUBFS_FS_INTERNAL_H
 #define HUBFS_FS_INTERNAL_H
@@ -69,8 +69,8 @@ void misses_free(struct fs_ctx *ctx);
 /*
  * What a name at the root or under datasets/ or spaces/ (base, with rev
  * when it had "@rev") stands for: an owner (*owner set), or a legacy or
- * renamed id (canonical set to the id it leads to).  0 or a positive
- * errno; ENOENT for anything else.
+ * renamed id (canonical set to the id it leads to).  0 or a negative
+ * errno; -ENOENT for anything else.
  */
 int resolve_top_name(struct fs_ctx *ctx, enum hub_repo_type type,
 		     const char *base, const char *rev, bool *owner,
@@ -78,7 +78,7 @@ int resolve_top_name(struct fs_ctx *ctx, enum hub_repo_type type,
 /*
  * Repo id ("owner/name") at rev (NULL: the default branch), as the main
  * tree resolves "owner/name@rev": one step, renames not followed, the
- * tree not listed.  0 or a positive errno.  When out->id is not id, the
+ * tree not listed.  0 or a negative errno.  When out->id is not id, the
  * repo lives under out->id now and nothing else of *out is set.
  */
 int resolve_repo_rev(struct fs_ctx *ctx, enum hub_repo_type type,
@@ -89,7 +89,7 @@ int resolve_repo_at(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
 /*
  * The store's tree of r's commit (r->id, r->repo, r->commit, r->mtime
  * used), listed from the huggingface_hub cache or the Hub the first time.
- * 0 or a positive errno.
+ * 0 or a negative errno.
  */
 int resolve_tree(struct fs_ctx *ctx, const struct fs_repo *r, int64_t *tree);
 /* The owners to list at the top of type: the user's own, the store's. */

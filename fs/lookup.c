@@ -21,7 +21,7 @@ static int split_rev(const char *name, char **base, char **rev)
 	*rev = NULL;
 	*base = at ? strndup(name, (size_t)(at - name)) : strdup(name);
 	if (!*base)
-		return ENOMEM;
+		return -ENOMEM;
 	if (!at)
 		return 0;
 	if (at[1] == '\0' || hub_unescape(at + 1, rev) < 0 ||
@@ -29,7 +29,7 @@ static int split_rev(const char *name, char **base, char **rev)
 		free(*base);
 		free(*rev);
 		*base = *rev = NULL;
-		return ENOENT;
+		return -ENOENT;
 	}
 	return 0;
 }
@@ -89,7 +89,7 @@ static int resolve_top(struct fs_ctx *ctx, enum hub_repo_type type,
 	if (rc == 0) {
 		*out = owner ? new_owner(type, base)
 			     : new_link("", canonical, rev);
-		rc = *out ? 0 : ENOMEM;
+		rc = *out ? 0 : -ENOMEM;
 	}
 	free(base);
 	free(rev);
@@ -128,7 +128,7 @@ static int resolve_repo(struct fs_ctx *ctx, struct node *owner,
 
 	if (rc)
 		return rc;
-	rc = ENOENT;
+	rc = -ENOENT;
 	if ((size_t)snprintf(id, sizeof(id), "%s/%s", owner->owner, base) >=
 	    sizeof(id))
 		goto out;
@@ -139,7 +139,7 @@ static int resolve_repo(struct fs_ctx *ctx, struct node *owner,
 		*out = new_link("../", r.id, rev);
 	else
 		*out = repo_node(ctx, &r);
-	rc = *out ? 0 : ENOMEM;
+	rc = *out ? 0 : -ENOMEM;
 out:
 	free(base);
 	free(rev);
@@ -204,9 +204,9 @@ static int resolve_entry(struct fs_ctx *ctx, struct node *dir, const char *name,
 		return rc;
 	rc = db_entry_lookup(ctx->cfg.store, tree, dir->path, name, &e);
 	if (rc < 0)
-		return rc == -ENOENT ? ENOENT : EIO;
+		return rc == -ENOENT ? -ENOENT : -EIO;
 	*out = entry_node(dir, &e);
-	return *out ? 0 : ENOMEM;
+	return *out ? 0 : -ENOMEM;
 }
 
 int lookup_child(struct fs_ctx *ctx, struct node *parent, const char *name,
@@ -218,13 +218,13 @@ int lookup_child(struct fs_ctx *ctx, struct node *parent, const char *name,
 		if (strcmp(name, HFCACHE_NAME) == 0)
 			return hfcache_root(out); /* costs no Hub request */
 		if (name[0] == '.')
-			return ENOENT;
+			return -ENOENT;
 		if (strcmp(name, "datasets") == 0 ||
 		    strcmp(name, "spaces") == 0) {
 			struct node *n = node_alloc(NODE_TYPEDIR);
 
 			if (!n)
-				return ENOMEM;
+				return -ENOMEM;
 			n->type = name[0] == 'd' ? HUB_DATASET : HUB_SPACE;
 			n->ino = ino_hash("type", name);
 			*out = n;
@@ -233,18 +233,18 @@ int lookup_child(struct fs_ctx *ctx, struct node *parent, const char *name,
 		return resolve_top(ctx, HUB_MODEL, name, out);
 	case NODE_TYPEDIR:
 		if (name[0] == '.')
-			return ENOENT;
+			return -ENOENT;
 		return resolve_top(ctx, parent->type, name, out);
 	case NODE_OWNER:
 		if (name[0] == '.')
-			return ENOENT;
+			return -ENOENT;
 		return resolve_repo(ctx, parent, name, out);
 	case NODE_DIR:
 		return resolve_entry(ctx, parent, name, out);
 	case NODE_HF:
 		return hfcache_child(ctx, parent, name, out);
 	default:
-		return ENOTDIR;
+		return -ENOTDIR;
 	}
 }
 
@@ -261,7 +261,7 @@ int list_names(struct fs_ctx *ctx, struct node *dir, db_name_fn cb, void *arg)
 	case NODE_OWNER:
 		return resolve_owner_repos(ctx, dir->type, dir->owner, cb, arg);
 	default:
-		return ENOTDIR;
+		return -ENOTDIR;
 	}
 }
 
@@ -275,5 +275,5 @@ int list_entries(struct fs_ctx *ctx, struct node *dir, db_entry_fn cb,
 	if (rc)
 		return rc;
 	rc = db_dir_list(ctx->cfg.store, tree, dir->path, cb, arg);
-	return rc < 0 && rc != -ENOMEM ? EIO : -rc;
+	return rc < 0 && rc != -ENOMEM ? -EIO : rc;
 }

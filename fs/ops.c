@@ -1,5 +1,7 @@
 /*
- * ops.c - the FUSE low-level handlers.  Each replies exactly once.
+ * ops.c - the FUSE low-level handlers.  Each replies exactly once.  The
+ * helpers below them return 0 or a negative errno, flipped here, at the
+ * reply.
  *
  * The mount is read-only: write-type requests get EROFS (the kernel sees
  * the "ro" option too).  Attributes follow DESIGN.md section 1: files
@@ -114,7 +116,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	rc = lookup_child(&m->ctx, p, name, &n);
-	if (rc == ENOENT && p->kind == NODE_DIR) {
+	if (rc == -ENOENT && p->kind == NODE_DIR) {
 		/* A miss inside a commit stays a miss: cache it. */
 		memset(&e, 0, sizeof(e));
 		e.entry_timeout = IMMUTABLE_TIMEOUT;
@@ -122,7 +124,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (rc) {
-		fuse_reply_err(req, rc);
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	n = node_publish(&m->nodes, n, parent, name);
@@ -296,7 +298,7 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino,
 	}
 	if (rc) {
 		dir_handle_free(h);
-		fuse_reply_err(req, rc);
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	fi->fh = (uintptr_t)h;

@@ -31,7 +31,7 @@ struct pull_file {
 	bool active;		 /* started, not finished */
 	uint64_t next;		 /* the next offset to ask for */
 	unsigned outstanding;	 /* chunks asked for, not answered; lock */
-	int err;		 /* a chunk failed (positive errno); lock */
+	int err;		 /* a chunk failed (a -errno); lock */
 	int attempts;
 	struct pull *p;
 };

@@ -24,7 +24,7 @@
 struct miss {
 	struct miss *next;
 	time_t until;
-	int err;	/* ENOENT, or EACCES for what the Hub refused */
+	int err;	/* -ENOENT, or -EACCES for what the Hub refused */
 	unsigned token; /* hub_client_token_changes() when it was seen */
 	char key[];
 };
@@ -116,7 +116,7 @@ static long failure_ttl(const struct fs_ctx *ctx)
 	return t < 2 ? 2 : t > 10 ? 10 : t;
 }
 
-/* Log a Hub failure once and turn it into an errno for the program. */
+/* Log a Hub failure once and turn it into a -errno for the program. */
 static int hub_failure(struct fs_ctx *ctx, int rc, const struct hub_error *err,
 		       const char *what, const char *name)
 {
@@ -124,19 +124,19 @@ static int hub_failure(struct fs_ctx *ctx, int rc, const struct hub_error *err,
 	int e;
 
 	if (rc == -ENETDOWN)
-		return ENOENT; /* offline: the Hub is not asked */
+		return -ENOENT; /* offline: the Hub is not asked */
 	if (rc == -ENOMEM)
-		return ENOMEM;
+		return -ENOMEM;
 	e = hub_error_errno(err);
 	if (e == ENOENT)
-		return ENOENT;
+		return -ENOENT;
 	fs_log(LOG_WARNING, "%s %s: %s", what, name,
 	       hub_error_describe(err, buf, sizeof(buf)));
 	if (e == EACCES && !hub_client_has_token(ctx->cfg.hub))
 		fs_log(LOG_WARNING, "no Hub token is set: run 'hf auth login' "
 				    "or set HF_TOKEN to read gated or private "
 				    "repos");
-	return e;
+	return -e;
 }
 
 static bool whoami_has(struct fs_ctx *ctx, const char *owner)
@@ -250,7 +250,7 @@ static bool cache_has_owner(struct fs_ctx *ctx, enum hub_repo_type type,
 /*
  * What a name at the root or under datasets/ or spaces/ stands for: an
  * owner (*owner set), or a legacy or renamed id (canonical set).  0 or a
- * positive errno; ENOENT for anything else.
+ * negative errno; -ENOENT for anything else.
  */
 int resolve_top_name(struct fs_ctx *ctx, enum hub_repo_type type,
 		     const char *base, const char *rev, bool *owner,
@@ -266,7 +266,7 @@ int resolve_top_name(struct fs_ctx *ctx, enum hub_repo_type type,
 	*owner = false;
 	canonical[0] = '\0';
 	if (!hub_repo_id_valid(base) || strchr(base, '/'))
-		return ENOENT;
+		return -ENOENT;
 	if (!rev && (owner_known(ctx, type, base) ||
 		     (hub_client_offline(ctx->cfg.hub) &&
 		      cache_has_owner(ctx, type, base)))) {
@@ -303,8 +303,8 @@ int resolve_top_name(struct fs_ctx *ctx, enum hub_repo_type type,
 		if (n < 0 && hub_error_errno(&err) != ENOENT)
 			return hub_failure(ctx, (int)n, &err, "listing", base);
 	}
-	miss_add(ctx, key, ENOENT);
-	return ENOENT;
+	miss_add(ctx, key, -ENOENT);
+	return -ENOENT;
 }
 
 /*
@@ -461,7 +461,7 @@ static int resolve_revision(struct fs_ctx *ctx, const struct db_repo *repo,
 	if ((rc == -ENETDOWN || hub_error_transient(&err)) &&
 	    cache_revision(ctx, repo, rev, out) == 0)
 		return 0;
-	return -hub_failure(ctx, rc, &err, "resolving", repo->name);
+	return hub_failure(ctx, rc, &err, "resolving", repo->name);
 }
 
 /* Whether the huggingface_hub cache has a folder for the repo. */
@@ -492,7 +492,7 @@ int resolve_repo_rev(struct fs_ctx *ctx, enum hub_repo_type type,
 	out->type = type;
 	if (strlen(id) >= sizeof(out->id) || !strchr(id, '/') ||
 	    !hub_repo_id_valid(id))
-		return ENOENT;
+		return -ENOENT;
 	snprintf(key, sizeof(key), "%d:%s%s%s", (int)type, id, rev ? "@" : "",
 		 rev ? rev : "");
 	if ((rc = miss_known(ctx, key)) != 0)
@@ -500,7 +500,7 @@ int resolve_repo_rev(struct fs_ctx *ctx, enum hub_repo_type type,
 	if (db_repo_get(ctx->cfg.store, type, id, &repo) < 0) {
 		if (hub_client_offline(ctx->cfg.hub) &&
 		    !in_cache(ctx, type, id))
-			return ENOENT;
+			return -ENOENT;
 		memset(&repo, 0, sizeof(repo));
 		repo.type = type;
 		snprintf(repo.name, sizeof(repo.name), "%s", id);
@@ -509,9 +509,9 @@ int resolve_repo_rev(struct fs_ctx *ctx, enum hub_repo_type type,
 		snprintf(out->id, sizeof(out->id), "%s", repo.canonical);
 		return 0;
 	}
-	rc = -resolve_revision(ctx, &repo, rev, &r);
+	rc = resolve_revision(ctx, &repo, rev, &r);
 	if (rc) {
-		if (rc == ENOENT || rc == EACCES)
+		if (rc == -ENOENT || rc == -EACCES)
 			miss_add(ctx, key, rc);
 		return rc;
 	}
@@ -522,7 +522,7 @@ int resolve_repo_rev(struct fs_ctx *ctx, enum hub_repo_type type,
 	}
 	if (repo.id == 0 &&
 	    db_repo_put(ctx->cfg.store, type, id, "", &repo) < 0)
-		return EIO;
+		return -EIO;
 	/*
 	 * What the Hub said is stamped with its time (for a repo new to the
 	 * index, resolve_revision could not); a cached or stale answer keeps
@@ -664,7 +664,7 @@ int resolve_tree(struct fs_ctx *ctx, const struct fs_repo *n, int64_t *tree)
 	if (cache_tree(ctx, n, &t) == 0)
 		goto found;
 	if (hub_client_offline(ctx->cfg.hub))
-		return ENOENT;
+		return -ENOENT;
 	snprintf(key, sizeof(key), "tree:%lld:%s", (long long)n->repo,
 		 n->commit);
 	if ((rc = miss_known(ctx, key)) != 0)
@@ -705,7 +705,7 @@ int resolve_tree(struct fs_ctx *ctx, const struct fs_repo *n, int64_t *tree)
 		fs_log(LOG_ERR, "%s@%s: storing the file list: %s", n->id,
 		       n->commit,
 		       rc == -ENOSPC ? "the store is full" : db_last_error());
-		return rc == -ENOSPC ? ENOSPC : EIO;
+		return rc == -ENOSPC ? -ENOSPC : -EIO;
 	}
 found:
 	*tree = t.id;
@@ -771,7 +771,7 @@ int resolve_owners(struct fs_ctx *ctx, enum hub_repo_type type, db_name_fn cb,
 		for (unsigned i = 0; i < w.n_orgs; i++)
 			cb(arg, w.orgs[i]);
 	}
-	return -db_owners(ctx->cfg.store, type, cb, arg);
+	return db_owners(ctx->cfg.store, type, cb, arg);
 }
 
 int resolve_owner_repos(struct fs_ctx *ctx, enum hub_repo_type type,
@@ -787,7 +787,7 @@ int resolve_owner_repos(struct fs_ctx *ctx, enum hub_repo_type type,
 	    refresh_listing(ctx, type, owner, &err) < 0 &&
 	    hub_error_errno(&err) != ENOENT)
 		hub_failure(ctx, -EIO, &err, "listing", owner);
-	return -db_owner_repos(s, type, owner, cb, arg);
+	return db_owner_repos(s, type, owner, cb, arg);
 }
 
 /* ---- Repos for the commands -------------------------------------------- */
@@ -797,7 +797,7 @@ int fs_repo_resolve(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
 {
 	char cur[256], canonical[256];
 	bool owner;
-	int rc = ELOOP;
+	int rc = -ELOOP;
 
 	memset(out, 0, sizeof(*out));
 	if (strlen(id) >= sizeof(cur) || !hub_repo_id_valid(id))
@@ -811,18 +811,18 @@ int fs_repo_resolve(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
 			rc = resolve_top_name(ctx, type, cur, rev, &owner,
 					      canonical);
 			if (rc == 0 && owner)
-				rc = EISDIR;
+				rc = -EISDIR;
 			if (rc)
 				break;
 			memcpy(cur, canonical, sizeof(cur));
-			rc = ELOOP;
+			rc = -ELOOP;
 			continue;
 		}
 		rc = resolve_repo_at(ctx, type, cur, rev, out);
 		if (rc || strcmp(out->id, cur) == 0)
 			break;
 		snprintf(cur, sizeof(cur), "%s", out->id);
-		rc = ELOOP;
+		rc = -ELOOP;
 	}
-	return -rc;
+	return rc;
 }
