@@ -15,7 +15,8 @@ import time
 
 BUCKETS = ("api", "resolvers", "pages")
 FAULT_KINDS = ("status", "rate_limit", "reset", "stall", "wrong_bytes", "range_200",
-               "expired", "malformed_json", "truncated_json", "range_wide")
+               "expired", "malformed_json", "truncated_json", "range_wide", "short_range")
+TARGETS = ("hub", "cdn", "cas")
 
 
 class Config:
@@ -30,6 +31,10 @@ class Config:
         "gzip": False,                # gzip text files when the client accepts it
         "gzip_json": False,           # gzip 2xx JSON unless Accept-Encoding rules gzip out
         "link_base": None,            # base URL of next-page Links (None: the endpoint)
+        "xet_token_ttl": 3600,        # seconds a CAS token lives (<= 0: handed out expired)
+        "xet_url_ttl": 3600,          # seconds a signed xorb URL stays valid (may be <= 0)
+        "xet_reconstruction": "v2",   # v2: /v2 and /v1 reconstructions; v1: /v2 answers 404
+        "xet_multirange": False,      # v2: one xorb URL for all of a xorb's ranges (multi-range GET)
         "quotas": {"api": 1000000, "resolvers": 1000000, "pages": 1000000},
         "window": 300,                # rate-limit window, seconds
     }
@@ -54,6 +59,8 @@ class Config:
                     self._values["quotas"].update({k: int(v) for k, v in value.items()})
                 elif key == "resolve_mode" and value not in ("redirect", "direct"):
                     raise ValueError("resolve_mode must be redirect or direct")
+                elif key == "xet_reconstruction" and value not in ("v1", "v2"):
+                    raise ValueError("xet_reconstruction must be v1 or v2")
                 else:
                     self._values[key] = value
             return dict(self._values)
@@ -111,7 +118,7 @@ class FaultRule:
     kind        one of FAULT_KINDS
     path        regex searched in the raw request path (no query); default any
     method      GET / HEAD / POST ...; default any
-    target      "hub" (default) or "cdn"
+    target      "hub" (default), "cdn" (LFS blobs and xorbs) or "cas" (Xet CAS)
     count       how many requests it applies to; default forever
     status      for kind=status (default 503)
     retry_after seconds, for status and rate_limit (Retry-After header)
@@ -133,8 +140,8 @@ class FaultRule:
         self.regex = re.compile(spec.get("path") or "")
         self.method = (spec.get("method") or "").upper() or None
         self.target = spec.get("target", "hub")
-        if self.target not in ("hub", "cdn"):
-            raise ValueError("fault target must be hub or cdn")
+        if self.target not in TARGETS:
+            raise ValueError("fault target must be one of %s" % ", ".join(TARGETS))
         count = spec.get("count")
         self.left = None if count is None else int(count)
         self.hits = 0
@@ -150,7 +157,7 @@ class FaultRule:
             return False
         if not self.regex.search(path):
             return False
-        if self.kind in ("range_200", "range_wide") and not has_range:
+        if self.kind in ("range_200", "range_wide", "short_range") and not has_range:
             return False
         if self.kind in ("malformed_json", "truncated_json") and not is_api:
             return False

@@ -204,6 +204,44 @@ class BlobStore:
         _write_atomic(meta_path, json.dumps({"sha256": blob.sha256, "sha1": blob.sha1}).encode())
         return self._remember(blob)
 
+    def composed(self, parts, patches=()):
+        """Content made of PARTS in order, then PATCHES written over it (see
+        compose_part); cached like generated content, keyed by the spec."""
+        key = json.dumps([parts, list(patches)], sort_keys=True)
+        tag = hashlib.sha1(key.encode()).hexdigest()[:20]
+        meta_path = os.path.join(self.root, "gen", "composed-%s.json" % tag)
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+            path = self._path(meta["sha256"])
+            if os.path.getsize(path) == meta["size"]:
+                return self._remember(Blob(meta["size"], meta["sha256"], meta["sha1"], path))
+        except (OSError, ValueError, KeyError):
+            pass
+        tmp = os.path.join(self.root, "gen", "tmp.%d.%d" % (os.getpid(), threading.get_ident()))
+        with open(tmp, "w+b") as f:
+            for part in parts:
+                for block in compose_part(part):
+                    f.write(block)
+            size = f.tell()
+            for patch in patches:
+                f.seek(int(patch["offset"]))
+                for block in compose_part(patch):
+                    f.write(block)
+            if f.seek(0, os.SEEK_END) != size:
+                raise ValueError("a patch runs past the end of the content")
+            f.seek(0)
+            h256, h1 = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % size)
+            for block in iter(lambda: f.read(CHUNK), b""):
+                h256.update(block)
+                h1.update(block)
+        os.chmod(tmp, 0o644)
+        blob = Blob(size, h256.hexdigest(), h1.hexdigest(), self._path(h256.hexdigest()))
+        os.replace(tmp, blob.path)
+        _write_atomic(meta_path, json.dumps({"sha256": blob.sha256, "sha1": blob.sha1,
+                                             "size": size}).encode())
+        return self._remember(blob)
+
     def _generate(self, seed, size):
         rng = random.Random(seed)
         h256 = hashlib.sha256()
@@ -223,16 +261,65 @@ class BlobStore:
         return Blob(size, sha256, h1.hexdigest(), self._path(sha256))
 
 
+WORDS = ("tensor weight layer norm attention head token vocab embed model shard revision "
+         "chunk xorb dedupe the of and a to in is for on with by").split()
+
+
+FLOAT_BYTE2 = bytes(b & 0x87 for b in range(256))
+
+
+def compose_part(part):
+    """Blocks of one part of composed content (fixture key "parts"), each of
+    a kind that stresses another Xet chunk compression scheme:
+      {"random": N, "seed": S}  random.Random(S) bytes: incompressible
+      {"zeros": N}              zeros: one chunk, deduplicated
+      {"text": N, "seed": S}    numbered lines of words: LZ4
+      {"floats": N, "seed": S}  little-endian float32s of one sign and
+                                exponent: byte grouping (BG4) then LZ4
+    """
+    rng = random.Random(part.get("seed", 0))
+    for kind in ("random", "zeros", "text", "floats"):
+        if kind in part:
+            left = int(part[kind])
+            break
+    else:
+        raise ValueError("composed part %r: need random, zeros, text or floats" % part)
+    line_no = 0
+    while left > 0:
+        n = min(CHUNK, left)
+        if kind == "random":
+            block = rng.randbytes(n)
+        elif kind == "zeros":
+            block = bytes(n)
+        elif kind == "text":
+            lines = []
+            size = 0
+            while size < n:
+                line = "%08d %s\n" % (line_no, " ".join(rng.choices(WORDS, k=12)))
+                lines.append(line)
+                size += len(line)
+                line_no += 1
+            block = "".join(lines).encode()[:n]
+        else:
+            raw = bytearray(rng.randbytes(n))
+            raw[3::4] = bytes([0x3c]) * len(raw[3::4])              # sign and high exponent
+            raw[2::4] = bytes(raw[2::4]).translate(FLOAT_BYTE2)     # low exponent bit, few mantissa bits
+            block = bytes(raw)
+        left -= n
+        yield block
+
+
 class FileEntry:
     """A file at a commit: a blob plus how git stores it (plain or LFS/xet)."""
 
-    __slots__ = ("blob", "lfs", "xet", "xet_hash", "oid", "pointer")
+    __slots__ = ("blob", "lfs", "xet", "xet_hash", "xet_built", "oid", "pointer")
 
     def __init__(self, blob, lfs=False, xet=False, xet_hash=None):
         self.blob = blob
         self.lfs = bool(lfs or xet)
         self.xet = bool(xet)
         self.xet_hash = None
+        self.xet_built = False      # xet_hash names real Xet objects in the CAS
         self.pointer = None
         if self.lfs:
             self.pointer = POINTER.format(blob.sha256, blob.size).encode()
@@ -447,9 +534,11 @@ def raw_entry(spec):
 class Hub:
     """All users, orgs and repos the emulator serves."""
 
-    def __init__(self, store, cdn_dir):
+    def __init__(self, store, cdn_dir, xet_store=None):
         self.store = store
         self.cdn_dir = cdn_dir
+        self.xet_store = xet_store   # built Xet objects (emu_xet.XetStore), or None
+        self.xet_entries = {}        # content sha256 -> [FileEntry] of xet files
         self.users = {}      # name -> {"name", "fullname", "orgs": [...]}
         self.orgs = {}       # name -> {"name", "fullname"}
         self.tokens = {}     # token -> {"user", "role", "displayName"}
@@ -570,7 +659,8 @@ class Hub:
 
     def make_file(self, spec, base=".", path="?"):
         """A file spec -> FileEntry.  Spec: a string (text), or an object with
-        one of text / base64 / file / {size, seed}, plus lfs, xet, xetHash."""
+        one of text / base64 / file / {size, seed} / {parts, patches}, plus
+        lfs, xet, xetHash."""
         if isinstance(spec, str):
             spec = {"text": spec}
         if "text" in spec:
@@ -579,13 +669,41 @@ class Hub:
             blob = self.store.put_bytes(base64.b64decode(spec["base64"]))
         elif "file" in spec:
             blob = self.store.put_file(os.path.join(base, spec["file"]))
+        elif "parts" in spec:
+            blob = self.store.composed(spec["parts"], spec.get("patches", ()))
         elif "size" in spec and "seed" in spec and spec.get("sparse"):
             blob = self.store.sparse(spec["seed"], int(spec["size"]))
         elif "size" in spec and "seed" in spec:
             blob = self.store.generated(spec["seed"], int(spec["size"]))
         else:
             raise ValueError("file %r: need text, base64, file or size+seed" % path)
-        return FileEntry(blob, spec.get("lfs", False), spec.get("xet", False), spec.get("xetHash"))
+        entry = FileEntry(blob, spec.get("lfs", False), spec.get("xet", False), spec.get("xetHash"))
+        if entry.xet and not spec.get("xetHash"):
+            self._attach_xet(entry)
+        return entry
+
+    def _attach_xet(self, entry):
+        """Give a xet file the hash of its built Xet objects, when built; until
+        then it keeps a placeholder hash and is listed by xet_pending()."""
+        with self.lock:
+            self.xet_entries.setdefault(entry.blob.sha256, []).append(entry)
+        rec = self.xet_store.by_sha256(entry.blob.sha256) if self.xet_store else None
+        if rec and rec["size"] == entry.size:
+            entry.xet_hash, entry.xet_built = rec["file_hash"], True
+
+    def xet_pending(self):
+        """Blobs of xet files whose Xet objects are not built yet."""
+        with self.lock:
+            return [es[0].blob for es in self.xet_entries.values()
+                    if not all(e.xet_built for e in es)]
+
+    def xet_registered(self, records):
+        """Built objects arrived (a shard upload): their files get real hashes."""
+        with self.lock:
+            for rec in records:
+                for entry in self.xet_entries.get(rec["sha256"], []):
+                    if rec["size"] == entry.size:
+                        entry.xet_hash, entry.xet_built = rec["file_hash"], True
 
     def make_tree(self, spec):
         """A generated tree: `count` small text files spread over nested folders.
@@ -654,6 +772,9 @@ class Hub:
     def can_read(self, user, repo):
         return not repo.private or self._is_member(user, repo)
 
+    def can_write(self, user, repo):
+        return self._is_member(user, repo)
+
     def gate_open(self, user, repo):
         if not repo.gated:
             return True
@@ -685,6 +806,7 @@ class Hub:
                     e["pointerSize"] = len(f.pointer)
                 if f.xet:
                     e["xetHash"] = f.xet_hash
+                    e["xetBuilt"] = f.xet_built
                 files[path] = e
             commits[sha] = {"date": c.date, "title": c.title, "message": c.message,
                             "parent": c.parent.id if c.parent else None, "files": files}

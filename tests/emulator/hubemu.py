@@ -7,6 +7,9 @@ real nginx acting as the CDN (started by tests/harness/hubstack.py); this
 process writes those blobs to STATE/cdn/<sha256> and signs the URLs.  While a
 fault rule targets the CDN, LFS redirects point instead at a second port of
 this process (the "fault CDN") that serves the same URLs and can misbehave.
+A third port is the Xet CAS (emu_xet.py): reconstructions whose xorb ranges
+nginx serves from STATE/xorbs/, and the upload routes that hf_xet uses to
+build the fixtures' Xet objects.
 
 Run:  /usr/bin/python3 hubemu.py --state DIR [--fixtures F.json ...]
       [--cdn-url http://127.0.0.1:PORT --secret S] [--ready-file FILE]
@@ -50,8 +53,13 @@ e.g. tests/fixtures/large/*.json, only when passed with --fixtures):
                                in 1 MiB chunks (cached by (seed, size))
       {"size": N, "seed": S, "sparse": true}   zeros but for the last MiB (random
                                as above): a sparse file, for sizes past 2 GiB
+      {"parts": [PART, ...], "patches": [PART + "offset", ...]}   composed
+                               content (emu_store.compose_part): random, zeros,
+                               text and float32 parts, patches written over it
     plus "lfs": true (stored as an LFS pointer; served through the CDN) and
-    "xet": true (implies lfs; adds xetHash), optional "xetHash": "<64 hex>".
+    "xet": true (implies lfs; real Xet objects in the CAS once hubstack.py
+    has built them, see emu_xet.py), optional "xetHash": "<64 hex>" (a
+    placeholder with no objects).
   TREE generates many small text files:
       {"prefix": "data", "count": 100000, "dirs": [100, 10], "seed": 1,
        "size": 64, "ext": ".txt", "lfs": false}
@@ -89,6 +97,7 @@ from emu_http import (HubError, Reply, Response, check_signature,  # noqa: E402
                       content_disposition, content_response, content_type, error_response,
                       gzip_json, json_response, read_request_body, send, signed_cdn_url)
 from emu_store import BlobStore, Hub, now_iso, write_json_atomic  # noqa: E402
+from emu_xet import Cas, XetStore, check_xorb_signature  # noqa: E402
 
 DEFAULT_FIXTURES = os.path.join(HERE, "..", "fixtures")
 TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
@@ -96,7 +105,8 @@ PLURAL = {v: k for k, v in TYPES.items()}
 # GET /api/agent-harnesses: the registry of AI agent harnesses (hub-api.md 7.4).
 AGENT_HARNESSES = {"standardEnvVars": ["AI_AGENT", "AGENT"], "harnesses": {}}
 API_SUBRESOURCES = ("revision", "tree", "paths-info", "refs", "commits", "xet-read-token",
-                    "auth-check")
+                    "xet-write-token", "auth-check")
+XET_FILEINFO = "application/vnd.xet-fileinfo+json"
 INVALID_TOKEN = "hf_invalid_token_0000000000000000000000"
 TRUE_WORDS = ("1", "true", "yes", "on")
 _conn_ids = itertools.count(1)
@@ -177,7 +187,9 @@ class Emulator:
     def __init__(self, hub, state, config, secret, cdn_url, cdn_log_path):
         self.hub, self.state, self.config, self.secret = hub, state, config, secret
         self.cdn_url = cdn_url
-        self.endpoint = self.fault_cdn = None
+        self.endpoint = self.fault_cdn = self.cas_url = None
+        self.cas = Cas(self, hub.xet_store)
+        self._xet_sets = {}         # repo key -> (commit count, {xet file hashes})
         self.faults = Faults()
         self.limiter = RateLimiter(config)
         self.log = RequestLog(os.path.join(state, "hub.log"))
@@ -189,8 +201,9 @@ class Emulator:
     # ------------------------------------------------------------ state files
     def write_state_files(self):
         with self.hub.lock:
-            write_json_atomic(os.path.join(self.state, "manifest.json"),
-                              self.hub.manifest(self.endpoint, self.cdn_url or self.fault_cdn))
+            doc = self.hub.manifest(self.endpoint, self.cdn_url or self.fault_cdn)
+            doc["cas"] = self.cas_url
+            write_json_atomic(os.path.join(self.state, "manifest.json"), doc)
         write_json_atomic(os.path.join(self.state, "tokens.json"), self.hub.tokens_doc(INVALID_TOKEN))
 
     def cdn_base(self):
@@ -237,6 +250,8 @@ class Emulator:
             req.range = None
         if fault and fault.kind == "range_wide":
             req.range = "bytes=0-"
+        if fault and fault.kind == "short_range":
+            req.range = shorter_range(req.range)
         try:
             return self.route(req)
         except Reply as r:
@@ -357,8 +372,8 @@ class Emulator:
             return self.refs(req, repo)
         if sub == "commits" and tail:
             return self.commits(req, repo, dec("/".join(tail)))
-        if sub == "xet-read-token" and tail:
-            return self.xet_token(repo, dec("/".join(tail)), user)
+        if sub in ("xet-read-token", "xet-write-token") and tail:
+            return self.xet_token(req, repo, dec("/".join(tail)), user, sub == "xet-write-token")
         if sub == "auth-check" and not tail:
             self.check_gate(repo, user)
             return json_response({})
@@ -599,12 +614,40 @@ class Emulator:
             resp.add("Link", '<%s>; rel="next"' % self.next_url(req, encode_cursor(commit.id, offset + size)))
         return resp
 
-    def xet_token(self, repo, rev, user):
+    def xet_token(self, req, repo, rev, user, write):
+        """A CAS token for this repo (hub-api.md section 14.2): JSON for
+        hf_xet's refresh, the same three values as X-Xet-* headers for
+        huggingface_hub."""
         self.check_gate(repo, user)
-        commit = self.commit_for(repo, rev)
-        token = "xet_" + secrets.token_hex(16)
-        return json_response({"accessToken": token, "exp": int(time.time()) + 3600,
-                              "casUrl": self.endpoint + "/cas", "commit": commit.id})
+        self.commit_for(repo, rev)
+        if write:
+            tok = self.hub.tokens.get((req.authorization or "").partition(" ")[2].strip(), {})
+            if tok.get("role") not in ("write", "admin") or not self.hub.can_write(user, repo):
+                raise HubError(403, "You don't have write access to %s %s" % (repo.type, repo.id))
+        token, exp = self.cas.issue("write" if write else "read", repo.key, self.config["xet_token_ttl"])
+        return json_response({"accessToken": token, "exp": exp, "casUrl": self.cas_url},
+                             headers=[("X-Xet-Cas-Url", self.cas_url), ("X-Xet-Access-Token", token),
+                                      ("X-Xet-Token-Expiration", str(exp))])
+
+    def repo_has_xet(self, repo_key, file_hash):
+        """True when some commit of the repo has a xet file with this hash."""
+        rtype, _, repo_id = repo_key.partition("/")
+        repo = self.hub.repos.get((rtype, repo_id))
+        if repo is None:
+            return False
+        with self.hub.lock:
+            known = self._xet_sets.get(repo_key)
+            if known is None or known[0] != len(repo.commits):
+                hashes = {f.xet_hash for c in repo.commits.values() for f in c.files.values() if f.xet}
+                known = self._xet_sets[repo_key] = (len(repo.commits), hashes)
+        return file_hash in known[1]
+
+    def xet_registered(self, records):
+        """A shard upload brought built Xet objects (emu_xet.Cas)."""
+        self.hub.xet_registered(records)
+        with self.hub.lock:
+            self._xet_sets.clear()
+        self.write_state_files()
 
     def whoami(self, req, user):
         if user is None:
@@ -643,7 +686,7 @@ class Emulator:
         if rest[0] == "raw":
             return self.serve_raw(req, commit, path, f)
         if f.lfs and not self.config["direct_lfs"]:
-            return self.lfs_redirect(repo, commit, path, f)
+            return self.lfs_redirect(req, repo, commit, path, f)
         if f.lfs or self.config["resolve_mode"] == "direct":
             return self.serve_bytes(req, commit, path, f)
         return self.cache_redirect(req, repo, rev, commit, path, f, prefix)
@@ -664,17 +707,21 @@ class Emulator:
         return Response(307, [("Location", loc), ("Content-Type", "text/plain; charset=utf-8")],
                         ("Temporary Redirect. Redirecting to %s" % loc).encode())
 
-    def lfs_redirect(self, repo, commit, path, f):
+    def lfs_redirect(self, req, repo, commit, path, f):
         url = signed_cdn_url(self.cdn_base(), f.blob.sha256, self.config["cdn_url_ttl"], self.secret)
         resp = Response(302, [("Location", url), ("X-Repo-Commit", commit.id),
                               ("X-Linked-Etag", '"%s"' % f.blob.sha256), ("X-Linked-Size", f.size),
                               ("ETag", '"%s"' % f.oid), ("Content-Type", "text/plain; charset=utf-8"),
                               ("Content-Disposition", content_disposition(path))],
                         ("Found. Redirecting to %s" % url).encode())
-        if f.xet:
+        if f.xet_built:     # a xet file with no Xet objects is served by the bridge only
             resp.add("X-Xet-Hash", f.xet_hash)
-            resp.add("Link", '<%s/api/%s/%s/xet-read-token/%s>; rel="xet-auth"'
-                     % (self.endpoint, PLURAL[repo.type], repo.id, commit.id))
+            link = '<%s/api/%s/%s/xet-read-token/%s>; rel="xet-auth"' % (
+                self.endpoint, PLURAL[repo.type], repo.id, commit.id)
+            if XET_FILEINFO in (req.headers.get("Accept") or ""):
+                link += ', <%s/v1/reconstructions/%s>; rel="xet-reconstruction-info"' % (
+                    self.cas_url, f.xet_hash)
+            resp.add("Link", link)
         return resp
 
     def serve_bytes(self, req, commit, path, f):
@@ -719,6 +766,8 @@ class Emulator:
                 req.range = None
             if fault and fault.kind == "range_wide":
                 req.range = "bytes=0-"
+            if fault and fault.kind == "short_range":
+                req.range = shorter_range(req.range)
             try:
                 resp = self.cdn_route(req)
             except Reply as r:
@@ -732,6 +781,9 @@ class Emulator:
                            "fault": fault.kind if fault else None})
 
     def cdn_route(self, req):
+        m = re.fullmatch(r"/xorbs/default/([0-9a-f]{64})", req.raw_path)
+        if m:
+            return self.xorb_route(req, m.group(1))
         m = re.fullmatch(r"/blobs/([0-9a-f]{64})", req.raw_path)
         if not m:
             return plain(404, "Not Found")
@@ -746,6 +798,45 @@ class Emulator:
             return plain(404, "Not Found")
         headers = [("ETag", '"%s"' % m.group(1)), ("Content-Type", "application/octet-stream")]
         return content_response(path, size, req.range, headers)
+
+    def xorb_route(self, req, xorb):
+        """A xorb byte range, as nginx serves it (nginx_cdn.py)."""
+        if req.authorization is not None:
+            return forbidden("Authorization not accepted")
+        verdict = check_xorb_signature(req.raw_path, req.params, req.range_header, self.secret)
+        if verdict != "ok":
+            return forbidden("Xorb URL: %s" % verdict)
+        path = os.path.join(self.state, "xorbs", xorb)
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            return plain(404, "Not Found")
+        if "," in (req.range or ""):
+            return multipart_ranges(path, size, req.range)
+        return content_response(path, size, req.range, [("Content-Type", "application/octet-stream")])
+
+    # ------------------------------------------------------------ CAS port
+    def serve_cas(self, handler):
+        """The Xet CAS (emu_xet.Cas) on its own port, with `cas` fault rules."""
+        req = Request(handler)
+        json_route = "/reconstructions/" in req.raw_path
+        fault = self.faults.take("cas", req.method, req.raw_path, bool(req.range), json_route)
+        resp = self.fault_response(fault, "cas")
+        if resp is None:
+            try:
+                resp = self.cas.route(req)
+            except Reply as r:
+                resp = r.response
+            except Exception:
+                traceback.print_exc()
+                resp = error_response(500, "Internal emulator error")
+        resp.add("X-Request-Id", "Root=1-%08x-%024x" % (int(time.time()), next(_request_ids)))
+        entry = self.log.add({"time": time.time(), "method": req.method, "path": req.raw_path,
+                              "query": req.query, "status": resp.status, "range": req.range_header,
+                              "auth": req.authorization is not None, "user": None, "bucket": "cas",
+                              "conn": handler.conn_id, "fault": fault.kind if fault else None})
+        entry["bytes"] = self.send_safely(handler, resp, req.head, fault)
+        self.log.write_through(entry)
 
     def cdn_log_line(self, entry):
         line = (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8")
@@ -770,7 +861,7 @@ class Emulator:
         body = json.loads(req.body.decode("utf-8") or "{}") if req.body else {}
         if p == "/_emu/health":
             return json_response({"ok": True, "endpoint": self.endpoint, "cdn": self.cdn_url,
-                                  "fault_cdn": self.fault_cdn})
+                                  "fault_cdn": self.fault_cdn, "cas": self.cas_url})
         if p == "/_emu/log" and m in ("GET", "HEAD"):
             return json_response(self.log.entries(int(req.param("since") or 0)))
         if p == "/_emu/log/clear" and m == "POST":
@@ -797,7 +888,22 @@ class Emulator:
             return json_response({"ok": True})
         if p == "/_emu/commit" and m == "POST":
             return self.control_commit(body)
+        if p == "/_emu/xet" and m in ("GET", "HEAD"):
+            return self.control_xet()
+        if p == "/_emu/xet/write-token" and m == "POST":
+            token, exp = self.cas.issue("write", None, 3600)
+            return json_response({"accessToken": token, "exp": exp, "casUrl": self.cas_url})
         raise HubError(404, "Unknown control endpoint %s %s" % (m, p))
+
+    def control_xet(self):
+        """What the Xet builder needs (pending content) and what was built."""
+        pending = [{"sha256": b.sha256, "size": b.size, "path": b.path} for b in self.hub.xet_pending()]
+        with self.hub.lock:
+            built = [self.hub.xet_store.by_sha256(sha) for sha, es in self.hub.xet_entries.items()
+                     if all(e.xet_built for e in es)]
+        return json_response({"cas": self.cas_url, "pending": pending,
+                              "built": {r["sha256"]: r["file_hash"] for r in built if r},
+                              "schemes": self.hub.xet_store.schemes([r for r in built if r])})
 
     def control_faults(self, method, body):
         if method == "POST":
@@ -819,6 +925,34 @@ class Emulator:
         self.write_state_files()
         return json_response({"sha": commit.id, "ref": spec.get("ref", spec.get("branch", repo.default_branch)),
                               "date": commit.date})
+
+
+def multipart_ranges(path, size, value):
+    """206 multipart/byteranges for `bytes=a-b,c-d,...` (as nginx answers
+    a multi-range request for a xorb); 416 when a range is past the end."""
+    boundary = secrets.token_hex(10)
+    parts = []
+    with open(path, "rb") as f:
+        for item in value.strip()[len("bytes="):].split(","):
+            first, _, last = item.strip().partition("-")
+            first, last = int(first), min(int(last), size - 1)
+            if first > last:
+                return Response(416, [("Content-Range", "bytes */%d" % size)], b"")
+            f.seek(first)
+            parts.append(b"\r\n--%s\r\nContent-Type: application/octet-stream\r\n"
+                         b"Content-Range: bytes %d-%d/%d\r\n\r\n" % (boundary.encode(), first, last, size)
+                         + f.read(last - first + 1))
+    body = b"".join(parts) + b"\r\n--%s--\r\n" % boundary.encode()
+    return Response(206, [("Content-Type", "multipart/byteranges; boundary=%s" % boundary)], body)
+
+
+def shorter_range(value):
+    """The short_range fault: the first half of a single `bytes=a-b` range."""
+    m = re.fullmatch(r"\s*bytes=(\d+)-(\d+)\s*", value or "")
+    if not m:
+        return value
+    first, last = int(m.group(1)), int(m.group(2))
+    return "bytes=%d-%d" % (first, first + (last - first) // 2)
 
 
 def plain(status, text):
@@ -886,6 +1020,7 @@ def parse_args(argv):
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--fault-cdn-port", type=int, default=0)
+    ap.add_argument("--cas-port", type=int, default=0)
     ap.add_argument("--cdn-url", help="nginx CDN base URL (default: the fault CDN port)")
     ap.add_argument("--secret", default=None, help="secure_link secret shared with nginx")
     ap.add_argument("--cdn-log", help="CDN access log (default STATE/cdn.log)")
@@ -911,7 +1046,9 @@ def main(argv=None):
     cdn_dir = os.path.join(state, "cdn")
     os.makedirs(cdn_dir, exist_ok=True)
     os.chmod(cdn_dir, 0o755)
-    hub = Hub(BlobStore(args.blob_cache or os.path.join(state, "blobs")), cdn_dir)
+    blob_root = args.blob_cache or os.path.join(state, "blobs")
+    hub = Hub(BlobStore(blob_root), cdn_dir,
+              XetStore(os.path.join(blob_root, "xet"), os.path.join(state, "xorbs")))
     for path in fixture_files(args):
         hub.load(path)
     config = Config(**json.loads(args.config))
@@ -919,15 +1056,19 @@ def main(argv=None):
                    args.cdn_log or os.path.join(state, "cdn.log"))
     hub_server = Server((args.host, args.port), emu.serve_hub)
     cdn_server = Server((args.host, args.fault_cdn_port), emu.serve_cdn)
+    cas_server = Server((args.host, args.cas_port), emu.serve_cas)
     emu.endpoint = "http://%s:%d" % (args.host, hub_server.server_address[1])
     emu.fault_cdn = "http://%s:%d" % (args.host, cdn_server.server_address[1])
+    emu.cas_url = "http://%s:%d" % (args.host, cas_server.server_address[1])
     emu.write_state_files()
     threading.Thread(target=cdn_server.serve_forever, daemon=True).start()
+    threading.Thread(target=cas_server.serve_forever, daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if args.ready_file:
         write_json_atomic(args.ready_file, {"endpoint": emu.endpoint, "fault_cdn": emu.fault_cdn,
-                                            "pid": os.getpid()})
-    print("hubemu: serving %s (fault CDN %s)" % (emu.endpoint, emu.fault_cdn), flush=True)
+                                            "cas": emu.cas_url, "pid": os.getpid()})
+    print("hubemu: serving %s (fault CDN %s, Xet CAS %s)" % (emu.endpoint, emu.fault_cdn, emu.cas_url),
+          flush=True)
     try:
         hub_server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

@@ -8,7 +8,9 @@ Module:
     with hubstack.Stack(state_dir, fixtures=[...]) as s:
         s.endpoint, s.cdn, s.manifest, s.fault(kind="reset", path="/blobs/"), ...
 
-Both servers listen on free 127.0.0.1 ports.  nginx runs as one foreground
+Xet files of the fixtures get real Xet objects, built once per machine by
+hf_xet in the test venv (xet_build.py; see Stack.build_xet).  Both servers
+listen on free 127.0.0.1 ports.  nginx runs as one foreground
 process (as nobody when we are root); the emulator is a child python.  Both
 get PR_SET_PDEATHSIG, so even a SIGKILLed harness leaves nothing behind
 (note: the signal follows the *thread* that started them); normal exits,
@@ -37,6 +39,8 @@ sys.path.insert(0, HERE)
 import nginx_cdn  # noqa: E402
 
 EMULATOR = os.path.join(HERE, "..", "emulator", "hubemu.py")
+XET_BUILDER = os.path.join(HERE, "xet_build.py")
+INSTALL_VENV = os.path.join(HERE, "..", "..", ".ci", "install-venv")
 PYTHON = "/usr/bin/python3"
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -89,6 +93,20 @@ class StackError(RuntimeError):
     pass
 
 
+def xet_python():
+    """The test venv's python (hf_xet), or None: $HUBFS_TEST_PYTHON, else the
+    folder `.ci/install-venv --path` names (never built from here)."""
+    python = os.environ.get("HUBFS_TEST_PYTHON")
+    if not python:
+        try:
+            venv = subprocess.run([INSTALL_VENV, "--path"], capture_output=True, text=True,
+                                  timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+        python = os.path.join(venv, "bin", "python") if venv else ""
+    return python if python and os.access(python, os.X_OK) else None
+
+
 class Stack:
     """Emulator + nginx CDN.  Use as a context manager."""
 
@@ -109,7 +127,8 @@ class Stack:
             state_dir or os.environ.get("HUBFS_TEST_KEEP_STATE"))
         self.startup_timeout = startup_timeout
         self.secret = secrets.token_hex(16)
-        self.state = self.endpoint = self.cdn = self.fault_cdn = None
+        self.state = self.endpoint = self.cdn = self.fault_cdn = self.cas = None
+        self.xet_built = True           # False: some xet files are served by the bridge only
         self.manifest = self.tokens = None
         self._nginx = self._emu = None
 
@@ -127,6 +146,7 @@ class Stack:
             self._make_state()
             self._start_nginx()
             self._start_emulator()
+            self.build_xet()
             self.reload()
         except BaseException:
             self.stop()
@@ -147,8 +167,9 @@ class Stack:
         else:
             self.state = tempfile.mkdtemp(prefix="hubstack-")
         os.chmod(self.state, 0o755)
-        os.makedirs(os.path.join(self.state, "cdn"), exist_ok=True)
-        os.chmod(os.path.join(self.state, "cdn"), 0o755)
+        for sub in ("cdn", "xorbs"):
+            os.makedirs(os.path.join(self.state, sub), exist_ok=True)
+            os.chmod(os.path.join(self.state, sub), 0o755)
         self.cdn_log_path = os.path.join(self.state, "cdn.log")
         open(self.cdn_log_path, "a").close()
 
@@ -216,14 +237,43 @@ class Stack:
             time.sleep(0.05)
         with open(ready) as f:
             info = json.load(f)
-        self.endpoint, self.fault_cdn = info["endpoint"], info["fault_cdn"]
+        self.endpoint, self.fault_cdn, self.cas = info["endpoint"], info["fault_cdn"], info["cas"]
         self.control("GET", "/_emu/health")
+
+    def build_xet(self):
+        """Have hf_xet upload every xet file not built yet into the emulator's
+        CAS (tests/harness/xet_build.py; results kept in the blob cache).
+        Without the test venv, say so: those files keep placeholder hashes
+        and are served through the resolve bridge only."""
+        pending = self.control("GET", "/_emu/xet")["pending"]
+        if not pending:
+            self.xet_built = True
+            return
+        python = xet_python()
+        if python is None:
+            self.xet_built = False
+            print("hubstack: no test venv (HUBFS_TEST_PYTHON, .ci/install-venv): %d xet file(s) "
+                  "have no Xet objects and are served through the resolve bridge only"
+                  % len(pending), file=sys.stderr)
+            return
+        tok = self.control("POST", "/_emu/xet/write-token", {})
+        log_path = os.path.join(self.state, "xet-build.log")
+        with open(log_path, "ab") as log:
+            rc = subprocess.call([python, XET_BUILDER, "--cas", self.cas, "--token", tok["accessToken"],
+                                  "--exp", str(tok["exp"])] + [p["path"] for p in pending],
+                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                 preexec_fn=_die_with_parent(signal.SIGKILL), timeout=self.startup_timeout)
+        left = self.control("GET", "/_emu/xet")["pending"]
+        if rc != 0 or left:
+            raise StackError("Xet build failed (exit %d, %d file(s) left):\n%s" % (rc, len(left), _tail(log_path)))
+        self.xet_built = True
 
     # ------------------------------------------------------------ helpers
     def env(self):
         """The HUBFS_TEST_* variables for a test command."""
         return {"HUBFS_TEST_ENDPOINT": self.endpoint, "HUBFS_TEST_CDN": self.cdn,
-                "HUBFS_TEST_FAULT_CDN": self.fault_cdn, "HUBFS_TEST_STATE": self.state,
+                "HUBFS_TEST_FAULT_CDN": self.fault_cdn, "HUBFS_TEST_CAS": self.cas,
+                "HUBFS_TEST_STATE": self.state,
                 "HUBFS_TEST_MANIFEST": os.path.join(self.state, "manifest.json"),
                 "HUBFS_TEST_CDN_LOG": self.cdn_log_path,
                 "HUBFS_TEST_TOKENS": os.path.join(self.state, "tokens.json")}
@@ -295,6 +345,7 @@ class Stack:
         if branch:
             body["ref"] = branch
         sha = self.control("POST", "/_emu/commit", body)["sha"]
+        self.build_xet()
         self.reload()
         return sha
 

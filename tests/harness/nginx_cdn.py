@@ -6,7 +6,11 @@ there is to stop.  nginx serves STATE/cdn/<sha256> (written by the emulator)
 at /blobs/<sha256>?expires=<unix>&md5=<b64url>, checks the URL with
 secure_link (md5 of "<expires><uri> <secret>"), answers 403 to a bad or
 expired signature and to any request carrying Authorization, serves Range
-(206/416), sends ETag "<sha256>", and logs one JSON object per request to
+(206/416), sends ETag "<sha256>"; serves STATE/xorbs/<hash> at
+/xorbs/default/<hash>?range=A-B[,C-D..]&expires=..&md5=.. (the ranges are part
+of the signature; the request's Range header must be all of them, bytes=A-B,C-D,
+or one of them); and
+logs one JSON object per request to
 the CDN log (the Authorization header's value included, so that a test can
 show that no token ever reaches it).  Under root it runs as nobody:nogroup.  Standard library only.
 
@@ -39,6 +43,13 @@ http {{
     uwsgi_temp_path {dir}/tmp/uwsgi;
     scgi_temp_path {dir}/tmp/scgi;
     map $http_authorization $hubfs_auth {{ "" 0; default 1; }}
+    # A xorb URL signs its ranges (range=A-B[,C-D...]): a request may ask for
+    # all of them at once or for any one of them.
+    map "$http_range:$arg_range" $hubfs_xorb_range {{
+        default 0;
+        "~^bytes=(.+):\1$" 1;
+        "~^bytes=([0-9]+-[0-9]+):(.*,)?\1(,.*)?$" 1;
+    }}
     log_format hubfs_cdn escape=json '{{"server":"nginx","time":"$time_iso8601",'
         '"method":"$request_method","uri":"$uri","args":"$args","range":"$http_range",'
         '"status":$status,"bytes":$body_bytes_sent,"auth":$hubfs_auth,'
@@ -63,6 +74,16 @@ http {{
             add_header ETag "\"$sha\"";
             alias {cdn}/$sha;
         }}
+        location ~ "^/xorbs/default/(?<xorb>[0-9a-f]{{64}})$" {{
+            if ($http_authorization != "") {{ return 403; }}
+            if ($hubfs_xorb_range = 0) {{ return 403; }}
+            secure_link $arg_md5,$arg_expires;
+            secure_link_md5 "$secure_link_expires$uri$arg_range {secret}";
+            if ($secure_link = "") {{ return 403; }}
+            if ($secure_link = "0") {{ return 403; }}
+            {rate}
+            alias {xorbs}/$xorb;
+        }}
         location /files {{
             {rate}
             autoindex on;
@@ -80,6 +101,7 @@ def write_config(state, port, secret, log_path, rate=None):
     os.makedirs(os.path.join(conf_dir, "tmp"), exist_ok=True)
     text = CONFIG.format(dir=conf_dir, port=port, log=log_path, secret=secret,
                          cdn=os.path.join(state, "cdn"), files=os.path.join(state, "files"),
+                         xorbs=os.path.join(state, "xorbs"),
                          rate="limit_rate %s;" % rate if rate else "")
     path = os.path.join(conf_dir, "nginx.conf")
     with open(path, "w") as f:
