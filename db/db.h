@@ -4,11 +4,14 @@
  *
  * A store is a folder (mode 0700):
  *
- *     index.db      SQLite, WAL mode, schema version in PRAGMA user_version,
- *                   migrated on open
- *     blobs/<etag>  file contents, named by etag: the sha256 for LFS files,
- *                   the git blob sha1 otherwise (huggingface_hub's names)
- *     tmp/          downloads in progress
+ *     index.db        SQLite, WAL mode, schema version in PRAGMA
+ *                     user_version, migrated on open
+ *     blobs/<etag>    complete, verified contents, named by etag: the
+ *                     sha256 for LFS files, the git blob sha1 otherwise
+ *                     (huggingface_hub's names)
+ *     partial/<etag>  blobs being fetched: sparse, blocks marked in the index
+ *     mounts/         the status sockets of running mounts (fs/status.c)
+ *     tmp/            test support only (db_blob_tmpfile)
  *
  * Several processes (mounts, pull, gc, status) use one store at the same
  * time.  Each thread gets its own SQLite connection (opened on first use,
@@ -262,6 +265,9 @@ int db_blob_put(struct db_store *s, const char *etag, uint64_t size);
 /* Drop a blob's record and file (a failed check, an eviction). */
 int db_blob_drop(struct db_store *s, const char *etag);
 /*
+ * Test support: hubfs fetches into partial/ (db_partial_*); the unit tests
+ * put complete blobs in place with these two.
+ *
  * A fresh file in tmp/ for a download in progress, opened O_RDWR |
  * O_CLOEXEC, mode 0600.  Returns its descriptor (caller closes) or a
  * negative errno.  path_out (size >= PATH_MAX) gets its name for

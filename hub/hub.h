@@ -328,6 +328,11 @@ int hub_whoami(struct hub_client *c, struct hub_whoami *out,
 	       struct hub_error *err);
 
 /*
+ * Test support: hubfs itself reads bytes through the transfer engine
+ * below (hub_xfer_*); hub_fetch is the synchronous form the stack test of
+ * the client (tests/stack/test_hub_client.c) drives the redirect, retry
+ * and token rules with, which the engine shares (hub/transfer.c).
+ *
  * GET the bytes [offset, offset + length) of a file at a commit
  * (length 0: to the end), following the resolve redirects: same-origin
  * hops keep the token, a hop to another origin (the CDN) never carries it.
