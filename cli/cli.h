@@ -37,6 +37,8 @@ struct cli_common {
 	bool offline;		/* --offline, or HF_HUB_OFFLINE */
 	const char *hf_cache;	/* --hf-cache */
 	bool no_hf_cache;	/* --no-hf-cache */
+	bool wait_out_pauses;	/* not an option: the command waits out the
+				   Hub's rate limits (pull) */
 };
 
 #define CLI_COMMON_OPT_ENUM                                                    \

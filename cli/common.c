@@ -236,6 +236,7 @@ int cli_open(const struct cli_common *c, long stall_seconds,
 	cfg.token_file = c->token_file;
 	cfg.offline = cli_offline_reason(c) != NULL;
 	cfg.stall_seconds = stall_seconds;
+	cfg.wait_out_pauses = c->wait_out_pauses;
 	rc = hub_client_new(hub, &cfg);
 	if (rc == -EINVAL) {
 		hub_default_endpoint(endpoint, sizeof(endpoint));

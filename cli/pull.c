@@ -574,6 +574,8 @@ int cli_pull(int argc, char **argv)
 		return CLI_EXIT_FAIL;
 	}
 	s.matched = calloc((size_t)o.npatterns + 1, sizeof(bool));
+	/* Nobody waits on a reader here: the Hub's pauses are slept out. */
+	o.common.wait_out_pauses = true;
 	rc = s.matched ? cli_open(&o.common, o.read_timeout, &hub, &store)
 		       : CLI_EXIT_FAIL;
 	if (rc == 0 && fs_log_open(NULL, true) == 0) {

@@ -245,6 +245,13 @@ static void print_mount(const cJSON *m)
 	       (unsigned long long)field(m, "transfers_queued"));
 	printf("    blobs open  %llu\n",
 	       (unsigned long long)field(m, "blobs_open"));
+	if (field(m, "resolves_held_until") > (uint64_t)time(NULL))
+		printf("    held        new files wait %llu s for the Hub's "
+		       "rate limit (until %s)\n",
+		       (unsigned long long)(field(m, "resolves_held_until") -
+					    (uint64_t)time(NULL)),
+		       cli_human_time((int64_t)field(m, "resolves_held_until"),
+				      a, sizeof(a)));
 }
 
 static void print_text(const struct store_facts *f, const cJSON *mounts)

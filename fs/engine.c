@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define XFER_MAX      (16ULL << 20)  /* bytes in one transfer at most */
@@ -79,6 +80,7 @@ struct engine {
 
 	/* engine_get_stats: relaxed atomic adds */
 	uint64_t waits, waits_local, bytes_answered;
+	int64_t hold_logged; /* the Hub's last pause logged (atomic) */
 };
 
 struct waiter {
@@ -1567,6 +1569,35 @@ static bool wait_for(struct blob *b, struct waiter *w, struct runs *runs)
 	return true;
 }
 
+#define HOLD_LOG_S 5 /* a pause of the Hub's this long goes to the log */
+
+/*
+ * A wait that goes to the network while the Hub has asked for a pause of
+ * resolves: said once per pause, so that a read that then fails at the
+ * read timeout has its cause in the log ("hubfs status" shows it too).
+ */
+static void log_hold(struct blob *b)
+{
+	struct engine *eng = b->eng;
+	struct hub_xfer_stats xs;
+	int64_t now = (int64_t)time(NULL), last;
+
+	hub_xfer_get_stats(eng->xfer, &xs);
+	if (xs.resolves_held_until < now + HOLD_LOG_S)
+		return;
+	last = __atomic_load_n(&eng->hold_logged, __ATOMIC_RELAXED);
+	if (last == xs.resolves_held_until ||
+	    !__atomic_compare_exchange_n(&eng->hold_logged, &last,
+					 xs.resolves_held_until, false,
+					 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		return;
+	fs_log(LOG_WARNING,
+	       "%s/%s: the Hub asked for a pause (rate limit): files not "
+	       "resolved yet wait %lld s; a read gives up after %ld s",
+	       b->repo_id, b->path, (long long)(xs.resolves_held_until - now),
+	       eng->cfg.read_timeout);
+}
+
 /* A wait answered at once, from what the store has. */
 static void answer_now(struct blob *b, engine_done_fn done, void *arg,
 		       uint64_t off, uint64_t size)
@@ -1630,6 +1661,8 @@ int engine_wait(struct engine_handle *h, uint64_t off, uint64_t size,
 		free(w);
 		answer_now(b, done, arg, off, end - off);
 	}
+	if (runs.n)
+		log_hold(b);
 	submit_runs(b, &runs);
 	rc = 0;
 out:

@@ -127,7 +127,9 @@ void fs_pull_stop(struct fs_ctx *ctx);
  *              bytes_fetched (from the network), reads (FUSE reads of
  *              bytes in a file), reads_local (of those, answered without
  *              waiting for the network), transfers_in_flight,
- *              transfers_queued, blobs_open
+ *              transfers_queued, blobs_open, resolves_held_until
+ *              (unix seconds until which new files wait for the Hub's
+ *              rate limit, 0: none)
  *   "refresh"  the mount forgets the commits its branches and tags
  *              resolved to, so the next lookup asks the Hub; answers pid,
  *              mountpoint, endpoint, store and invalidated (how many repo

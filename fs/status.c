@@ -221,6 +221,10 @@ static cJSON *status_reply(struct fs_mount *m)
 	hub_json_add_u64(o, "transfers_in_flight", es.xfer.in_flight);
 	hub_json_add_u64(o, "transfers_queued", es.xfer.queued);
 	hub_json_add_u64(o, "blobs_open", es.blobs_open);
+	hub_json_add_u64(o, "resolves_held_until",
+			 es.xfer.resolves_held_until > time(NULL)
+				 ? (uint64_t)es.xfer.resolves_held_until
+				 : 0);
 	return o;
 }
 

@@ -232,6 +232,11 @@ struct hub_config {
 	bool offline;		/* refuse every request with -ENETDOWN */
 	long stall_seconds;	/* abandon a transfer with no progress for this
 				   long (the read timeout); 0: 60 */
+	bool wait_out_pauses;	/* the transfer engine's requests wait out
+				   what the Hub asks (RateLimit, Retry-After)
+				   however long, without counting it as a
+				   stall: for a pull, where nobody waits on
+				   a reader */
 };
 
 /*
@@ -430,6 +435,12 @@ struct hub_xfer_stats {
 	uint64_t retries;
 	unsigned in_flight; /* transfers running now */
 	unsigned queued;
+	/*
+	 * Unix seconds until which new resolves wait because the Hub asked
+	 * for a pause (RateLimit r=0, or a 429's Retry-After), as of its last
+	 * answer; 0 when it asked for none.
+	 */
+	int64_t resolves_held_until;
 };
 void hub_xfer_get_stats(struct hub_xfer *x, struct hub_xfer_stats *out);
 

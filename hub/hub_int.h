@@ -69,6 +69,7 @@ struct hub_client {
 	char *endpoint;	    /* fixed after new: no trailing '/' */
 	bool offline;	    /* fixed */
 	long stall_seconds; /* fixed, > 0 */
+	bool wait_out;	    /* hub_config.wait_out_pauses; fixed */
 	char user_agent[96];
 	struct hub_token token;
 
@@ -188,6 +189,9 @@ void hub_backoff_init(struct hub_backoff *b);
  * nothing else.
  */
 long hub_backoff_delay(unsigned tries, const struct hub_resp *resp);
+/* Seconds the server asked to wait (RateLimit r=0 or Retry-After, + 1), or
+   -1 when it asked for nothing. */
+long hub_server_wait(const struct hub_resp *resp);
 
 /*
  * Sleep before the next attempt: 1, 2, 4, 8, 8 s, or what RateLimit
@@ -354,6 +358,12 @@ void hub_pacer_take(struct hub_pacer *p, double now);
  */
 void hub_pacer_done(struct hub_pacer *p, double now, const char *ratelimit,
 		    const char *policy);
+/*
+ * A resolve was answered 429 with Retry-After (seconds from now) and no
+ * RateLimit of its bucket: no resolve starts before now + seconds + 1,
+ * whatever was known before.
+ */
+void hub_pacer_hold(struct hub_pacer *p, double now, double seconds);
 
 /* ---- names.c ----------------------------------------------------------- */
 
