@@ -11,6 +11,11 @@
 #   make fuzz   build the libFuzzer targets with clang (build-fuzz), run each
 #               for FUZZ_SECONDS and merge what is new into its corpus;
 #               FUZZ_TARGETS=json runs some (tests/fuzz/README.md)
+#   make deb    the Debian packages hubfs and hubfs-mirror, in build-deb/deb/,
+#               checked by lintian
+#   make test-package  install them in a clean Debian 12 root and use them
+#               (tests/package/test_package.py); make test runs it too when
+#               that root is cached on the machine (TEST_PACKAGE=no: never)
 
 BUILD      ?= build
 BUILD_TYPE ?= RelWithDebInfo
@@ -23,8 +28,12 @@ TSAN_TESTS ?= ^(unit/|stack/|integration/(mount|reads|load|commands|status|store
 FUZZ_SECONDS ?= 60
 TEST_VENV  ?= $(shell .ci/install-venv --path)
 FUZZ_TARGETS ?= headers names url json response
+TEST_PACKAGE ?= cached
+# The packages are built as Debian builds: dpkg-buildflags, hardening on.
+DEB_FLAGS   = DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get
 
-.PHONY: all build test asan tsan valgrind bench fuzz run format clean
+.PHONY: all build test asan tsan valgrind bench fuzz run format clean deb \
+	test-package
 
 all: build
 
@@ -41,9 +50,17 @@ test:
 	cmake --build $(BUILD) -j $(JOBS)
 	ctest --test-dir $(BUILD) --output-on-failure --no-tests=error -j $(JOBS) \
 		$(if $(TESTS),-R '$(TESTS)')
+	@if [ "$(TEST_PACKAGE)" != no ] && [ -z "$(TESTS)" ]; then \
+		if tests/package/test_package.py --cached; then \
+			$(MAKE) --no-print-directory test-package; \
+		else \
+			echo "test-package: skipped (it runs as root once its Debian root is cached; 'make test-package' makes one)"; \
+		fi; \
+	fi
 
 asan:
-	$(MAKE) test BUILD=build-asan CMAKE_ARGS="-DHUBFS_SANITIZE=ON $(CMAKE_ARGS)"
+	$(MAKE) test BUILD=build-asan TEST_PACKAGE=no \
+		CMAKE_ARGS="-DHUBFS_SANITIZE=ON $(CMAKE_ARGS)"
 
 # A race ends a test program at once; the daemon's reports go to a file
 # that mountlib.py checks at unmount.
@@ -95,8 +112,24 @@ run: build
 	$(BUILD)/hubfs mount $(MOUNT)
 	@echo "mounted: try 'ls $(MOUNT)/openai-community/gpt2'; unmount with '$(BUILD)/hubfs umount $(MOUNT)'"
 
+deb:
+	@.ci/install-deps deb
+	cmake -S . -B build-deb -DHUBFS_DEB=ON -DHUBFS_TESTS=OFF \
+		-DCMAKE_INSTALL_PREFIX=/usr -DCMAKE_BUILD_TYPE=None \
+		-DCMAKE_C_FLAGS="$$($(DEB_FLAGS) CFLAGS) $$($(DEB_FLAGS) CPPFLAGS)" \
+		-DCMAKE_EXE_LINKER_FLAGS="$$($(DEB_FLAGS) LDFLAGS)" $(CMAKE_ARGS)
+	cmake --build build-deb -j $(JOBS)
+	rm -f build-deb/deb/*.deb
+	cd build-deb && cpack
+	lintian --fail-on error \
+		build-deb/deb/*.deb
+
+test-package: deb
+	@.ci/install-deps test-package
+	/usr/bin/python3 tests/package/test_package.py build-deb/deb
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz build-deb

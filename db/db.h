@@ -463,11 +463,13 @@ int db_evict_unreferenced(struct db_store *s, bool dry_run, db_evicted_fn cb,
 /*
  * Whether path (absolute; symlinks followed) holds etag's content, size
  * bytes.  Returns 1 when it was hashed now and matched, 0 when it had
- * matched before and its stamp is unchanged, or a negative errno: -ENOENT
- * (missing, or a dangling link), -EISDIR (not a regular file), -ERANGE
- * (another size), -EXDEV (on a hubfs mount), -EBADMSG (another content,
- * now or before with the stamp unchanged: db_last_error() says what it
- * hashed to when hashed now), -EAGAIN (it changed while being hashed).
+ * matched before and its stamp is unchanged (the stamp names the file: one
+ * hashed under another path that links to it counts), or a negative errno:
+ * -ENOENT (missing, or a dangling link), -EISDIR (not a regular file),
+ * -ERANGE (another size), -EXDEV (on a hubfs mount), -EBADMSG (another
+ * content, now or before with the stamp unchanged: db_last_error() says
+ * what it hashed to when hashed now), -EAGAIN (it changed while being
+ * hashed).
  * The verdict is recorded either way.  When fd is not NULL and the result
  * is >= 0, *fd gets a read-only descriptor of the file (caller closes).
  */

@@ -80,6 +80,7 @@ enum db_stmt {
 	ST_BLOB_WHERE,
 	ST_EXT_GOOD,
 	ST_EXT_GET,
+	ST_EXT_SAME,
 	ST_EXT_PUT,
 	ST_EXT_DEL,
 	ST_EXT_USAGE,

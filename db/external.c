@@ -10,7 +10,10 @@
  * served without hashing again, a bad one is not hashed again on every
  * open.  Writing to the file changes its mtime, replacing it its inode or
  * device, so any change sends it back to be hashed, or, for a recorded
- * good one, drops its row: the blob then comes from the store.
+ * good one, drops its row: the blob then comes from the store.  A file
+ * reached by several paths (symlinks or hard links, as huggingface_hub's
+ * cache-wide shared blobs are) is hashed once: a new path whose stamp is
+ * that of a file already hashed for the etag takes its verdict.
  *
  * These files are the user's: they are opened read-only, never locked,
  * written, moved or removed, and they count nowhere in the store's size
@@ -41,6 +44,9 @@ static const char sql_ext_good[] =
 static const char sql_ext_get[] =
 	"SELECT dev, ino, size, mtime_ns, good FROM external"
 	" WHERE etag = ?1 AND path = ?2";
+static const char sql_ext_same[] =
+	"SELECT good FROM external WHERE etag = ?1 AND dev = ?2 AND ino = ?3"
+	" AND size = ?4 AND mtime_ns = ?5 LIMIT 1";
 static const char sql_ext_put[] =
 	"INSERT INTO external(etag, path, dev, ino, size, mtime_ns,"
 	" verified_at, good) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
@@ -135,6 +141,33 @@ static int ext_row(struct db_store *s, const char *etag, const char *path,
 	return rc;
 }
 
+/*
+ * The verdict on the very file st stamps, recorded for etag under another
+ * path: a file linked from several places (huggingface_hub's cache-wide
+ * shared blobs, hard links) is hashed once.  1 with *good, 0 when none,
+ * -errno.
+ */
+static int ext_same_file(struct db_store *s, const char *etag,
+			 const struct stamp *st, bool *good)
+{
+	struct db_conn *c;
+	struct db_query q;
+	int rc = db_thread_query(s, ST_EXT_SAME, sql_ext_same, &c, &q);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_text(q.st, 1, etag, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q.st, 2, st->dev);
+	sqlite3_bind_int64(q.st, 3, st->ino);
+	sqlite3_bind_int64(q.st, 4, st->size);
+	sqlite3_bind_int64(q.st, 5, st->mtime_ns);
+	rc = db_step(c, &q);
+	if (rc > 0)
+		*good = sqlite3_column_int(q.st, 0) != 0;
+	db_query_end(&q);
+	return rc;
+}
+
 static int ext_write(struct db_store *s, const char *etag, const char *path,
 		     const struct stamp *st, bool good, bool del)
 {
@@ -212,6 +245,17 @@ int db_external_check(struct db_store *s, const char *path, const char *etag,
 	if (rc)
 		return rc;
 	rc = ext_row(s, etag, path, &was, &good);
+	if (rc == 0 || (rc > 0 && !stamp_equal(&now, &was))) {
+		/* The same file hashed under another path, unchanged since:
+		 * its verdict is recorded for this path too. */
+		rc = ext_same_file(s, etag, &now, &good);
+		if (rc > 0) {
+			rc = ext_write(s, etag, path, &now, good, false);
+			was = now;
+			if (rc == 0)
+				rc = 1;
+		}
+	}
 	if (rc < 0)
 		goto out;
 	if (rc > 0 && stamp_equal(&now, &was)) {

@@ -439,7 +439,7 @@ class Emulator:
             d.update({"description": "", "citation": "", "paperswithcode_id": None})
         else:
             sub = repo.id.replace("/", "-").lower()
-            d.update({"sdk": "gradio", "subdomain": sub, "host": "%s/spaces/%s" % (self.endpoint, repo.id),
+            d.update({"sdk": "gradio", "subdomain": sub, "host": "https://%s.hf.space" % sub,
                       "runtime": {"stage": "RUNNING", "hardware": {"current": "cpu-basic"}},
                       "models": [], "datasets": []})
         d.update(repo.info)
@@ -468,11 +468,19 @@ class Emulator:
         size = max(1, min(int(req.param("limit") or 10 ** 9), int(self.config["page_size"])))
         _, offset = decode_cursor(req.param("cursor"))
         wanted = req.params.get("expand")
+        full = req.flag("full")
         items = []
         for repo in repos[offset:offset + size]:
-            item = self.repo_summary(repo, repo.head())
+            head = repo.head()
+            item = self.repo_summary(repo, head)
             if wanted:
                 item = {k: v for k, v in item.items() if k in wanted or k in ("_id", "id")}
+            elif full:
+                item["siblings"] = [{"rfilename": p} for p in sorted(head.files)]
+            elif rtype == "model":
+                # The Hub's plain model listing has no commit or date: those
+                # come with full=true or expand (huggingface_hub's list_models).
+                item = {k: v for k, v in item.items() if k not in ("sha", "lastModified")}
             items.append(item)
         resp = json_response(items)
         if offset + size < len(repos):
@@ -604,10 +612,13 @@ class Emulator:
         formatted = "formatted" in req.expand_list()
         items = []
         for c in chain[offset:offset + size]:
-            item = {"id": c.id, "title": c.title, "message": c.message,
+            # The Hub splits a commit message into its title (the first
+            # line) and its description (the rest, "" when there is none).
+            body = c.message.partition("\n")[2].lstrip("\n")
+            item = {"id": c.id, "title": c.title, "message": body,
                     "authors": [{"user": c.author, "avatar": None}], "date": c.date}
             if formatted:
-                item["formatted"] = {"title": c.title, "message": c.message}
+                item["formatted"] = {"title": c.title, "message": body}
             items.append(item)
         resp = json_response(items)
         if offset + size < len(chain):

@@ -249,7 +249,9 @@ class T02RepoInfo(Base):
 
     def test_other_types(self):
         self.assertEqual(get("/api/datasets/acme/tiny-dataset").status, 200)
-        self.assertEqual(get("/api/spaces/acme/demo-space").json()["sdk"], "gradio")
+        space = get("/api/spaces/acme/demo-space").json()
+        self.assertEqual(space["sdk"], "gradio")
+        self.assertEqual(space["host"], "https://acme-demo-space.hf.space")
         self.assertError(get("/api/models/acme/tiny-dataset"), 401, "RepoNotFound")
 
 
@@ -392,6 +394,9 @@ class T05RefsListsWhoami(Base):
         self.assertEqual(r[0]["id"], repo["refs"]["main"])
         self.assertEqual(len(r), 3)
         self.assertEqual(r[-1]["title"], "Initial commit")
+        # message is the description after the title line, "" when none
+        self.assertEqual(r[-1]["message"], "Add the first files.")
+        self.assertEqual(r[0]["message"], "")
         self.assertIn("formatted", r[0])
         STACK.configure(page_size=2)
         r = get("/api/models/acme/tiny-model/commits/main")
@@ -423,6 +428,15 @@ class T05RefsListsWhoami(Base):
         self.assertEqual(self.list_ids("/api/models?author=ac")[0], [])
         item = get("/api/models?author=acme&expand=private&expand=gated").json()[0]
         self.assertEqual(set(item), {"_id", "id", "private", "gated"})
+        # A plain model listing has no sha or lastModified; full=true adds
+        # them, and the file names.
+        item = get("/api/models?author=acme").json()[0]
+        self.assertNotIn("sha", item)
+        self.assertNotIn("lastModified", item)
+        item = get("/api/models?author=acme&full=true").json()[0]
+        self.assertEqual(len(item["sha"]), 40)
+        self.assertIn("lastModified", item)
+        self.assertIn({"rfilename": "config.json"}, item["siblings"])
 
     def test_whoami(self):
         self.assertEqual(get("/api/whoami-v2").status, 401)

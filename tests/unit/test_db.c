@@ -1078,6 +1078,60 @@ static void external(void **state)
 	assert_int_equal(after.st_size, before.st_size);
 }
 
+/*
+ * One file reached by several paths (huggingface_hub's shared blobs: a
+ * symlink or a hard link from each repo's blobs/ into one store) is hashed
+ * once; a copy, or the file once changed, is hashed again.
+ */
+static void external_links(void **state)
+{
+	struct fixture *f = *state;
+	char shared[PATH_MAX], sym[PATH_MAX], hard[PATH_MAX], copy[PATH_MAX],
+		bad[PATH_MAX], badlink[PATH_MAX];
+	struct timespec later[2] = { { 0, UTIME_OMIT }, { 12345, 0 } };
+
+	snprintf(shared, sizeof(shared), "%s/store-hello", f->root);
+	snprintf(sym, sizeof(sym), "%s/sym", f->root);
+	snprintf(hard, sizeof(hard), "%s/hard", f->root);
+	snprintf(copy, sizeof(copy), "%s/copy", f->root);
+	snprintf(bad, sizeof(bad), "%s/store-jello", f->root);
+	snprintf(badlink, sizeof(badlink), "%s/badlink", f->root);
+	write_text(shared, "hello\n");
+	write_text(copy, "hello\n");
+	write_text(bad, "jello\n");
+	assert_int_equal(symlink("store-hello", sym), 0);
+	assert_int_equal(link(shared, hard), 0);
+	assert_int_equal(link(bad, badlink), 0);
+
+	assert_int_equal(db_external_check(f->s, shared, HELLO_SHA256, 6, NULL),
+			 1);
+	assert_int_equal(db_external_check(f->s, sym, HELLO_SHA256, 6, NULL),
+			 0);
+	assert_int_equal(db_external_check(f->s, hard, HELLO_SHA256, 6, NULL),
+			 0);
+	/* Another etag of the same file is another question. */
+	assert_int_equal(db_external_check(f->s, hard, HELLO_SHA1, 6, NULL), 1);
+	/* A copy is another file. */
+	assert_int_equal(db_external_check(f->s, copy, HELLO_SHA256, 6, NULL),
+			 1);
+	/* A bad verdict carries over too. */
+	assert_int_equal(db_external_check(f->s, bad, HELLO_SHA256, 6, NULL),
+			 -EBADMSG);
+	assert_int_equal(
+		db_external_check(f->s, badlink, HELLO_SHA256, 6, NULL),
+		-EBADMSG);
+	assert_non_null(strstr(db_last_error(f->s), "has not changed"));
+	assert_int_equal(sql_int(f, "SELECT count(*) FROM external WHERE "
+				    "etag = '" HELLO_SHA256 "'"),
+			 6);
+	/* Changed: no verdict carries over, it is hashed again. */
+	assert_int_equal(utimensat(AT_FDCWD, shared, later, 0), 0);
+	assert_int_equal(db_external_check(f->s, sym, HELLO_SHA256, 6, NULL),
+			 1);
+	assert_int_equal(db_external_check(f->s, hard, HELLO_SHA256, 6, NULL),
+			 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1102,6 +1156,7 @@ int main(void)
 		T(reopen_keeps_everything),
 		T(threads),
 		T(external),
+		T(external_links),
 #undef T
 	};
 
