@@ -116,9 +116,9 @@ struct cli_target {
 int cli_parse_target(const char *arg, struct cli_target *t);
 
 /*
- * Open the store in dir when it exists (has an index): 0, 1 when there is
- * none yet (*out NULL: opening it would create it), or an exit code with
- * the complaint printed.  What opening repaired is reported.
+ * Open the store in dir when it exists (has an index): 0 with *out the
+ * store, or NULL when there is none yet (opening it would create it); or
+ * an exit code, the complaint printed.  What opening repaired is reported.
  */
 int cli_store_open_existing(const char *dir, struct db_store **out);
 

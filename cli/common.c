@@ -135,7 +135,7 @@ int cli_store_open_existing(const char *dir, struct db_store **out)
 
 	*out = NULL;
 	if (!db_store_exists(dir))
-		return 1;
+		return 0;
 	rc = db_store_open(out, dir);
 	if (rc < 0) {
 		fprintf(stderr, "hubfs: cannot open the store %s: %s\n", dir,

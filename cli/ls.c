@@ -572,13 +572,15 @@ static int run_ls(const struct cli_common *common, const char *arg, bool json)
 	}
 	dir = cli_store_dir(common);
 	rc = dir ? cli_store_open_existing(dir, &s) : CLI_EXIT_FAIL;
-	if (rc == 1 && arg) {
+	if (rc) {
+		/* said already */
+	} else if (!s && arg) {
 		fprintf(stderr, "hubfs: %s is not in the store %s\n", arg, dir);
 		rc = CLI_EXIT_FAIL;
-	} else if (rc == 1) {
+	} else if (!s) {
 		rc = json ? cli_print_json(cJSON_CreateArray())
 			  : (printf("No repos in the store %s yet.\n", dir), 0);
-	} else if (rc == 0) {
+	} else {
 		rc = arg ? show_repo(s, &t, json) : list_repos(s, dir, json);
 	}
 	db_store_close(s);

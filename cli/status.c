@@ -83,10 +83,8 @@ static int find_store(const struct cli_common *c, struct store_facts *f)
 	cli_absolute(dir, f->dir, sizeof(f->dir));
 	free(dir);
 	rc = cli_store_open_existing(f->dir, &s);
-	if (rc == 1)
-		return 0; /* opening it would create it */
-	if (rc)
-		return rc;
+	if (rc || !s)
+		return rc; /* !s: opening it would create it */
 	f->exists = true;
 	snprintf(f->dir, sizeof(f->dir), "%s", db_store_dir(s));
 	rc = read_store(f, s);

@@ -238,7 +238,7 @@ int cli_verify(int argc, char **argv)
 	}
 	for (int i = optind; rc == 0 && i < argc; i++)
 		rc = verify_repo(&v, argv[i]);
-	if (rc == 0 || rc == CLI_EXIT_FAIL)
+	if (v.s && (rc == 0 || rc == CLI_EXIT_FAIL))
 		printf("%llu file%s checked (%s), %llu failed\n",
 		       (unsigned long long)v.checked, v.checked == 1 ? "" : "s",
 		       cli_human_size(v.bytes, human, sizeof(human)),
