@@ -467,6 +467,14 @@ static int serve(struct mount_opts *o, int ready_fd)
 	rc = cli_open(&o->common, o->read_timeout, &hub, &store);
 	if (rc)
 		goto out;
+	/* A daemon without --log on a machine without syslog: the store's. */
+	if (!o->log && !o->foreground &&
+	    (rc = fs_log_open_daemon(db_store_dir(store))) < 0) {
+		fprintf(stderr, "hubfs: cannot open a log in %s: %s\n",
+			db_store_dir(store), strerror(-rc));
+		rc = CLI_EXIT_FAIL;
+		goto out;
+	}
 	/* stderr may be a terminal that goes away: the log keeps it. */
 	if (db_store_repaired(store))
 		fs_log(LOG_WARNING, "%s", db_store_repaired(store));

@@ -142,6 +142,17 @@ static int add_mount(void *arg, long pid, const cJSON *reply)
 	return 0;
 }
 
+static int add_ended(void *arg, long pid, const cJSON *m)
+{
+	cJSON *copy = cJSON_Duplicate(m, true);
+
+	(void)pid;
+	if (!copy)
+		return -ENOMEM;
+	cJSON_AddItemToArray(arg, copy);
+	return 0;
+}
+
 static bool over_limit(const struct store_facts *f)
 {
 	return f->limit > 0 && f->used > (uint64_t)f->limit;
@@ -209,6 +220,30 @@ static void print_store(const struct store_facts *f)
 		       cli_human_size(f->external_bytes, a, sizeof(a)));
 }
 
+/* The last few of a mount's warnings and errors, newest last. */
+#define ERRORS_SHOWN 5
+static void print_errors(const cJSON *m, const char *indent)
+{
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(m, "last_errors");
+	int n = cJSON_GetArraySize(a), i = 0;
+	const cJSON *e;
+	char when[32];
+
+	if (n == 0)
+		return;
+	printf("%slast errors (%d kept; 'hubfs status --json' has all):\n",
+	       indent, n);
+	cJSON_ArrayForEach(e, a)
+	{
+		if (i++ < n - ERRORS_SHOWN)
+			continue;
+		printf("%s  %s %s: %s\n", indent,
+		       cli_human_time((int64_t)field(e, "time"), when,
+				      sizeof(when)),
+		       text_field(e, "level"), text_field(e, "message"));
+	}
+}
+
 static void print_mount(const cJSON *m)
 {
 	const cJSON *rate = cJSON_GetObjectItemCaseSensitive(m, "hit_rate");
@@ -243,6 +278,7 @@ static void print_mount(const cJSON *m)
 	       (unsigned long long)field(m, "transfers_queued"));
 	printf("    blobs open  %llu\n",
 	       (unsigned long long)field(m, "blobs_open"));
+	print_errors(m, "    ");
 	if (field(m, "resolves_held_until") > (uint64_t)time(NULL))
 		printf("    held        new files wait %llu s for the Hub's "
 		       "rate limit (until %s)\n",
@@ -252,7 +288,26 @@ static void print_mount(const cJSON *m)
 				      a, sizeof(a)));
 }
 
-static void print_text(const struct store_facts *f, const cJSON *mounts)
+static void print_ended(const cJSON *ended)
+{
+	const cJSON *m;
+
+	if (cJSON_GetArraySize(ended) == 0)
+		return;
+	printf("ended       %d mount%s left errors\n",
+	       cJSON_GetArraySize(ended),
+	       cJSON_GetArraySize(ended) == 1 ? "" : "s");
+	cJSON_ArrayForEach(m, ended)
+	{
+		printf("  %s (pid %llu, no longer running)\n",
+		       text_field(m, "mountpoint"),
+		       (unsigned long long)field(m, "pid"));
+		print_errors(m, "    ");
+	}
+}
+
+static void print_text(const struct store_facts *f, const cJSON *mounts,
+		       const cJSON *ended)
 {
 	int n = cJSON_GetArraySize(mounts);
 	const cJSON *m;
@@ -263,12 +318,12 @@ static void print_text(const struct store_facts *f, const cJSON *mounts)
 		return;
 	}
 	print_store(f);
-	if (n == 0) {
+	if (n == 0)
 		printf("mounts      none running\n");
-		return;
-	}
-	printf("mounts      %d running\n", n);
+	else
+		printf("mounts      %d running\n", n);
 	cJSON_ArrayForEach(m, mounts) print_mount(m);
+	print_ended(ended);
 }
 
 static cJSON *store_json(const struct store_facts *f)
@@ -306,11 +361,12 @@ static cJSON *store_json(const struct store_facts *f)
 	return o;
 }
 
-static int print_json(const struct store_facts *f, cJSON *mounts)
+static int print_json(const struct store_facts *f, cJSON *mounts, cJSON *ended)
 {
 	cJSON *o = store_json(f);
 
-	if (o && !cJSON_AddItemReferenceToObject(o, "mounts", mounts)) {
+	if (o && (!cJSON_AddItemReferenceToObject(o, "mounts", mounts) ||
+		  !cJSON_AddItemReferenceToObject(o, "ended_mounts", ended))) {
 		cJSON_Delete(o);
 		o = NULL;
 	}
@@ -353,7 +409,7 @@ int cli_status(int argc, char **argv)
 {
 	struct cli_common common = { 0 };
 	struct store_facts f = { 0 };
-	cJSON *mounts = NULL;
+	cJSON *mounts = NULL, *ended = NULL;
 	bool json = false;
 	int rc = parse_status(argc, argv, &common, &json);
 
@@ -363,7 +419,10 @@ int cli_status(int argc, char **argv)
 	if (rc)
 		return rc;
 	mounts = cJSON_CreateArray();
-	if (!mounts) {
+	ended = cJSON_CreateArray();
+	if (!mounts || !ended) {
+		cJSON_Delete(mounts);
+		cJSON_Delete(ended);
 		fprintf(stderr, "hubfs: out of memory\n");
 		return CLI_EXIT_FAIL;
 	}
@@ -373,11 +432,20 @@ int cli_status(int argc, char **argv)
 			fprintf(stderr,
 				"hubfs: cannot ask the running mounts: %s\n",
 				strerror(-rc));
+		/* After the query: sockets of dead mounts are gone by now. */
+		if (rc == 0)
+			rc = fs_status_ended(f.dir, add_ended, ended);
+		if (rc < 0)
+			fprintf(stderr,
+				"hubfs: cannot read what ended mounts left: "
+				"%s\n",
+				strerror(-rc));
 	}
-	if (json && print_json(&f, mounts) != 0)
+	if (json && print_json(&f, mounts, ended) != 0)
 		rc = -ENOMEM;
 	else if (!json)
-		print_text(&f, mounts);
+		print_text(&f, mounts, ended);
 	cJSON_Delete(mounts);
+	cJSON_Delete(ended);
 	return rc < 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }

@@ -129,7 +129,8 @@ void fs_pull_stop(struct fs_ctx *ctx);
  *              waiting for the network), transfers_in_flight,
  *              transfers_queued, blobs_open, resolves_held_until
  *              (unix seconds until which new files wait for the Hub's
- *              rate limit, 0: none)
+ *              rate limit, 0: none), last_errors (the last warnings and
+ *              errors it logged: [{time, level, message}], oldest first)
  *   "refresh"  the mount forgets the commits its branches and tags
  *              resolved to, so the next lookup asks the Hub; answers pid,
  *              mountpoint, endpoint, store and invalidated (how many repo
@@ -153,6 +154,13 @@ typedef int (*fs_status_fn)(void *arg, long pid, const struct cJSON *reply);
  */
 int fs_status_query(const char *store_dir, const char *request, fs_status_fn cb,
 		    void *arg);
+/*
+ * The mounts of the store that ended or died, each with the last warnings
+ * and errors it logged: cb gets {"pid", "mountpoint", "ended": true,
+ * "last_errors": [{"time", "level", "message"}]} (the files are kept for
+ * the 8 most recent mounts).  0, cb's non-zero return, or a negative errno.
+ */
+int fs_status_ended(const char *store_dir, fs_status_fn cb, void *arg);
 
 /* ---- Logging ----------------------------------------------------------- */
 
@@ -161,6 +169,32 @@ int fs_status_query(const char *store_dir, const char *request, fs_status_fn cb,
  * neither is given.  Call once before any thread starts.
  */
 int fs_log_open(const char *file, bool to_stderr);
+/*
+ * A daemon's log when it has no --log: syslog when there is one to take it
+ * (/dev/log), else <store_dir>/hubfs.log, 0600, rotated to hubfs.log.1 at
+ * FS_LOG_FILE_MAX bytes (so at most twice that is kept).  0 or a negative
+ * errno.  Call once before any thread starts.
+ */
+#define FS_LOG_FILE_MAX (1 << 20)
+int fs_log_open_daemon(const char *store_dir);
+/*
+ * The last FS_LOG_RECENT warnings and errors of this process, oldest
+ * first, also kept (when fs_log_keep_errors named a file) in that file,
+ * rewritten whole at each one, so that "hubfs status" shows them after the
+ * process died.  The file's first line is "# <title>"; each further line
+ * "<unix time>\t<level>\t<message>".
+ */
+#define FS_LOG_RECENT 16
+struct fs_log_entry {
+	int64_t time;
+	int priority;
+	char message[256];
+};
+size_t fs_log_recent(struct fs_log_entry *out, size_t max);
+/* Keep them in dir_fd/name (dir_fd is the caller's; -1 stops). */
+void fs_log_keep_errors(int dir_fd, const char *name, const char *title);
+/* "error", "warning", "info" or "debug". */
+const char *fs_log_level_name(int priority);
 /* Lines less urgent than priority (LOG_INFO unless set) are left out. */
 void fs_log_set_level(int priority);
 void fs_log(int priority, const char *fmt, ...)

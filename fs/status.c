@@ -202,6 +202,25 @@ static cJSON *reply_new(struct fs_mount *m)
 	return o;
 }
 
+/* "last_errors": [{"time", "level", "message"}], oldest first. */
+static void add_errors(cJSON *o)
+{
+	struct fs_log_entry e[FS_LOG_RECENT];
+	size_t n = fs_log_recent(e, FS_LOG_RECENT);
+	cJSON *a = cJSON_AddArrayToObject(o, "last_errors"), *x;
+
+	for (size_t i = 0; a && i < n; i++) {
+		x = cJSON_CreateObject();
+		if (!x)
+			return;
+		cJSON_AddNumberToObject(x, "time", (double)e[i].time);
+		cJSON_AddStringToObject(x, "level",
+					fs_log_level_name(e[i].priority));
+		cJSON_AddStringToObject(x, "message", e[i].message);
+		cJSON_AddItemToArray(a, x);
+	}
+}
+
 static cJSON *status_reply(struct fs_mount *m)
 {
 	struct engine_stats es;
@@ -225,6 +244,7 @@ static cJSON *status_reply(struct fs_mount *m)
 			 es.xfer.resolves_held_until > time(NULL)
 				 ? (uint64_t)es.xfer.resolves_held_until
 				 : 0);
+	add_errors(o);
 	return o;
 }
 
@@ -430,6 +450,60 @@ static int listen_on(struct fs_mount *m, const char *dir)
 	return 0;
 }
 
+#define ERRORS_KEPT 8 /* errors files of mounts that ended, at most */
+
+/* "<pid>.errors": the pid, or 0 for another name. */
+static long errors_pid(const char *name)
+{
+	char *end;
+	long pid = strtol(name, &end, 10);
+
+	return pid > 0 && strcmp(end, ".errors") == 0 ? pid : 0;
+}
+
+/*
+ * This mount's warnings and errors go to <pid>.errors, which stays when
+ * it ends ("hubfs status" shows it); the oldest files of mounts gone are
+ * removed so that ERRORS_KEPT remain.
+ */
+static void keep_errors(struct fs_mount *m)
+{
+	char name[32], title[512];
+	int fd = dup(m->status_dir);
+	struct {
+		char name[256];
+		time_t mtime;
+	} old[64];
+	size_t n = 0;
+	struct dirent *de;
+	struct stat st;
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+	while (d && (de = readdir(d)) != NULL && n < 64)
+		if (errors_pid(de->d_name) &&
+		    fstatat(m->status_dir, de->d_name, &st, 0) == 0) {
+			snprintf(old[n].name, sizeof(old[n].name), "%s",
+				 de->d_name);
+			old[n++].mtime = st.st_mtime;
+		}
+	if (d)
+		closedir(d);
+	else if (fd >= 0)
+		close(fd);
+	while (n >= ERRORS_KEPT) { /* the oldest goes */
+		size_t o = 0;
+
+		for (size_t i = 1; i < n; i++)
+			if (old[i].mtime < old[o].mtime)
+				o = i;
+		unlinkat(m->status_dir, old[o].name, 0);
+		old[o] = old[--n];
+	}
+	snprintf(name, sizeof(name), "%ld.errors", (long)getpid());
+	snprintf(title, sizeof(title), "%s", m->ctx.cfg.mountpoint);
+	fs_log_keep_errors(m->status_dir, name, title);
+}
+
 int status_start(struct fs_mount *m)
 {
 	const char *store = db_store_dir(m->ctx.cfg.store);
@@ -449,6 +523,7 @@ int status_start(struct fs_mount *m)
 		rc = -errno;
 		goto fail;
 	}
+	keep_errors(m);
 	rc = listen_on(m, dir); /* leaves nothing bound when it fails */
 	if (rc == 0) {
 		rc = -pthread_create(&m->status_thread, NULL, status_main, m);
@@ -477,6 +552,7 @@ void status_stop(struct fs_mount *m)
 		return;
 	if (eventfd_write(m->status_wake, 1) == 0)
 		pthread_join(m->status_thread, NULL);
+	fs_log_keep_errors(-1, NULL, NULL);
 	unlinkat(m->status_dir, m->status_name, 0);
 	close(m->status_fd);
 	close(m->status_wake);
@@ -579,6 +655,78 @@ int fs_status_query(const char *store_dir, const char *request, fs_status_fn cb,
 		reply = ask(fd, request);
 		rc = cb(arg, pid, reply);
 		cJSON_Delete(reply);
+	}
+	closedir(d);
+	return rc;
+}
+
+/*
+ * The mounts that ended (or died) and left warnings or errors: for each
+ * <pid>.errors whose pid runs no mount on the store any more, cb gets a
+ * JSON object {"pid", "mountpoint", "ended": true, "last_errors": [...]}.
+ */
+int fs_status_ended(const char *store_dir, fs_status_fn cb, void *arg)
+{
+	char line[1024], sock[40];
+	struct dirent *de;
+	struct stat st;
+	int dfd, fd, rc = 0;
+	DIR *d;
+
+	dfd = mounts_open(store_dir, false);
+	if (dfd == -ENOENT)
+		return 0;
+	if (dfd < 0)
+		return dfd;
+	d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return -errno;
+	}
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		long pid = errors_pid(de->d_name);
+		cJSON *o, *a, *x;
+		FILE *f;
+
+		snprintf(sock, sizeof(sock), "%ld.sock", pid);
+		if (!pid || fstatat(dfd, sock, &st, 0) == 0)
+			continue; /* not an errors file, or still mounted */
+		fd = openat(dfd, de->d_name, O_RDONLY | O_CLOEXEC);
+		f = fd >= 0 ? fdopen(fd, "r") : NULL;
+		if (!f) {
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		o = cJSON_CreateObject();
+		a = o ? cJSON_AddArrayToObject(o, "last_errors") : NULL;
+		if (a) {
+			cJSON_AddNumberToObject(o, "pid", (double)pid);
+			cJSON_AddBoolToObject(o, "ended", true);
+		}
+		while (a && fgets(line, sizeof(line), f)) {
+			char *tab1, *tab2;
+
+			line[strcspn(line, "\n")] = '\0';
+			if (line[0] == '#') {
+				cJSON_AddStringToObject(o, "mountpoint",
+							line + 2);
+				continue;
+			}
+			tab1 = strchr(line, '\t');
+			tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
+			if (!tab2 || !(x = cJSON_CreateObject()))
+				continue;
+			*tab1 = *tab2 = '\0';
+			cJSON_AddNumberToObject(x, "time", strtod(line, NULL));
+			cJSON_AddStringToObject(x, "level", tab1 + 1);
+			cJSON_AddStringToObject(x, "message", tab2 + 1);
+			cJSON_AddItemToArray(a, x);
+		}
+		fclose(f);
+		if (a)
+			rc = cb(arg, pid, o);
+		cJSON_Delete(o);
 	}
 	closedir(d);
 	return rc;
