@@ -302,6 +302,14 @@ int resolve_top_name(struct fs_ctx *ctx, enum hub_repo_type type,
 		}
 		if (n < 0 && hub_error_errno(&err) != ENOENT)
 			return hub_failure(ctx, (int)n, &err, "listing", base);
+		/* No repos listed: a user or an organisation is a folder still
+		   (its renamed repos lead on; hub-api.md section 2.6). */
+		memset(&err, 0, sizeof(err));
+		hr = hub_owner_exists(ctx->cfg.hub, base, owner, &err);
+		if (hr < 0)
+			return hub_failure(ctx, hr, &err, "looking up", base);
+		if (*owner)
+			return 0;
 	}
 	miss_add(ctx, key, -ENOENT);
 	return -ENOENT;

@@ -315,6 +315,15 @@ int hub_tree_list(struct hub_client *c, enum hub_repo_type type, const char *id,
 int hub_cache_tree_parse(char *text, size_t len, hub_entry_fn cb, void *arg,
 			 unsigned *skipped);
 
+/*
+ * Whether the Hub knows owner as a user or an organisation, with or
+ * without repos (hub-api.md section 2.6): GET /api/users/{owner}/overview,
+ * then /api/organizations/{owner}/overview.  0 with *known set (false when
+ * both answered 404), or a negative errno with err set.
+ */
+int hub_owner_exists(struct hub_client *c, const char *owner, bool *known,
+		     struct hub_error *err);
+
 /* GET /api/{types}?author={owner}, every page: cb gets each repo id. */
 typedef int (*hub_name_fn)(void *arg, const char *repo_id);
 int hub_list_author(struct hub_client *c, enum hub_repo_type type,
