@@ -341,26 +341,9 @@ struct hub_whoami {
 int hub_whoami(struct hub_client *c, struct hub_whoami *out,
 	       struct hub_error *err);
 
-/*
- * Test support: hubfs itself reads bytes through the transfer engine
- * below (hub_xfer_*); hub_fetch is the synchronous form the stack test of
- * the client (tests/stack/test_hub_client.c) drives the redirect, retry
- * and token rules with, which the engine shares (hub/transfer.c).
- *
- * GET the bytes [offset, offset + length) of a file at a commit
- * (length 0: to the end), following the resolve redirects: same-origin
- * hops keep the token, a hop to another origin (the CDN) never carries it.
- * cb receives the bytes in order with their file offset; a non-zero return
- * aborts and is returned.  Retries 408/429/5xx and cut connections with
- * backoff, resuming after the last byte delivered, for at most
- * stall_seconds without progress.
- */
+/* Bytes of a file in order, at their file offsets: see hub_xfer_ops. */
 typedef int (*hub_data_fn)(void *arg, uint64_t offset, const void *data,
 			   size_t n);
-int hub_fetch(struct hub_client *c, enum hub_repo_type type, const char *id,
-	      const char *commit, const char *path, uint64_t offset,
-	      uint64_t length, hub_data_fn cb, void *arg,
-	      struct hub_error *err);
 
 /* ---- The transfer engine ----------------------------------------------- */
 

@@ -10,8 +10,8 @@
  *   api.c       the JSON endpoints: repo info, tree, author listing,
  *               whoami
  *   json.c      the parsers of those JSON bodies (no I/O)
- *   transfer.c  byte ranges of a file through the resolve redirects: the
- *               parts shared with xfer.c, and the synchronous hub_fetch
+ *   transfer.c  byte ranges of a file through the resolve redirects: what
+ *               xfer.c does with each response, where a resolve led
  *   xfer.c      the transfer engine: many ranges on one multi handle
  *   pace.c      spacing resolves out by the Hub's RateLimit headers
  */
@@ -234,8 +234,8 @@ char *hub_url_printf(const char *fmt, ...)
 /*
  * A read of the bytes [next, end) of one file, over as many responses as
  * it takes: what was delivered so far, and the response in progress.
- * hub_fetch() keeps one on its stack; the transfer engine one per request,
- * touched only by its thread.
+ * The transfer engine keeps one per request, touched only by its thread
+ * (the stack test's synchronous fetch, one on its stack).
  */
 struct hub_range {
 	struct hub_client *c;

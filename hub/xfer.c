@@ -18,7 +18,7 @@
  * [next, end) where next is the first byte not yet delivered.
  *
  * Resolves.  An attempt goes to the file's remembered target (hub_loc_*,
- * shared with hub_fetch) when there is one, else to the resolve URL.  While
+ * transfer.c) when there is one, else to the resolve URL.  While
  * one request of a file is resolving, the other requests of that file wait
  * for it rather than resolve too, and go to the target it found as soon as
  * bytes come from there.  Starting a resolve takes a turn from the pacer

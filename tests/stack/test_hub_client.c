@@ -870,7 +870,7 @@ static const char *fetch_as(struct hub_client *c, enum hub_repo_type type,
 	}
 	if (end > size)
 		end = size;
-	rc = hub_fetch(c, type, id, sha, path, off, len, on_data, &s, &err);
+	rc = stack_fetch(c, type, id, sha, path, off, len, on_data, &s, &err);
 	if (rc != 0)
 		snprintf(why, size_why, "fetch %s %s: %d %s", id, path, rc,
 			 hub_error_describe(&err, buf, sizeof(buf)));
@@ -971,8 +971,8 @@ static void fetch_ranges(void **state)
 	check_fetch(c, HUB_MODEL, "model", m, "main", "config.json", cfg, 0);
 	/* Past the end: an error. */
 	assert_int_not_equal(
-		hub_fetch(c, HUB_MODEL, m, ref_of("model", m, "main"),
-			  "config.json", cfg + 10, 0, on_data, &s, &err),
+		stack_fetch(c, HUB_MODEL, m, ref_of("model", m, "main"),
+			    "config.json", cfg + 10, 0, on_data, &s, &err),
 		0);
 	assert_int_equal(s.n, 0);
 	hub_client_free(c);
@@ -990,22 +990,23 @@ static void fetch_errors(void **state)
 	struct hub_error err;
 
 	(void)state;
-	assert_int_equal(hub_fetch(anon, HUB_MODEL, m, sha, "no/such/file", 0,
-				   0, on_data, &s, &err),
+	assert_int_equal(stack_fetch(anon, HUB_MODEL, m, sha, "no/such/file", 0,
+				     0, on_data, &s, &err),
 			 -EIO);
 	assert_int_equal(err.status, 404);
 	assert_string_equal(err.code, "EntryNotFound");
 	assert_int_equal(hub_error_errno(&err), ENOENT);
-	assert_int_equal(hub_fetch(anon, HUB_MODEL, m, "main", "config.json", 0,
-				   0, on_data, &s, &err),
+	assert_int_equal(stack_fetch(anon, HUB_MODEL, m, "main", "config.json",
+				     0, 0, on_data, &s, &err),
 			 -EINVAL);
-	assert_int_equal(hub_fetch(anon, HUB_MODEL, m, sha, "../config.json", 0,
-				   0, on_data, &s, &err),
+	assert_int_equal(stack_fetch(anon, HUB_MODEL, m, sha, "../config.json",
+				     0, 0, on_data, &s, &err),
 			 -EINVAL);
 	/* Private: refused without the token, served with it. */
 	sha = ref_of("model", "alice/private-notes", "main");
-	assert_int_equal(hub_fetch(anon, HUB_MODEL, "alice/private-notes", sha,
-				   "secret.bin", 0, 0, on_data, &s, &err),
+	assert_int_equal(stack_fetch(anon, HUB_MODEL, "alice/private-notes",
+				     sha, "secret.bin", 0, 0, on_data, &s,
+				     &err),
 			 -EIO);
 	assert_int_equal(hub_error_errno(&err), EACCES);
 	check_fetch(alice, HUB_MODEL, "model", "alice/private-notes", "main",
@@ -1014,8 +1015,8 @@ static void fetch_errors(void **state)
 		    "notes.txt", 0, 0);
 	/* Gated: the files need an approved user. */
 	sha = ref_of("model", "bigco/gated-model", "main");
-	assert_int_equal(hub_fetch(anon, HUB_MODEL, "bigco/gated-model", sha,
-				   "config.json", 0, 0, on_data, &s, &err),
+	assert_int_equal(stack_fetch(anon, HUB_MODEL, "bigco/gated-model", sha,
+				     "config.json", 0, 0, on_data, &s, &err),
 			 -EIO);
 	assert_string_equal(err.code, "GatedRepo");
 	check_fetch(alice, HUB_MODEL, "model", "bigco/gated-model", "main",
@@ -1026,9 +1027,9 @@ static void fetch_errors(void **state)
 	assert_int_equal(
 		hub_repo_info(offline, HUB_MODEL, m, NULL, &info, &err),
 		-ENETDOWN);
-	assert_int_equal(hub_fetch(offline, HUB_MODEL, m,
-				   ref_of("model", m, "main"), "config.json", 0,
-				   0, on_data, &s, &err),
+	assert_int_equal(stack_fetch(offline, HUB_MODEL, m,
+				     ref_of("model", m, "main"), "config.json",
+				     0, 0, on_data, &s, &err),
 			 -ENETDOWN);
 	assert_int_equal(s.n, 0);
 	free(s.p);
@@ -1129,10 +1130,10 @@ static void fetch_faults(void **state)
 		struct sink s = { 0 };
 		struct hub_error err;
 
-		assert_int_equal(hub_fetch(c, HUB_MODEL, m,
-					   ref_of("model", m, "main"),
-					   "model.safetensors", 0, 10, on_data,
-					   &s, &err),
+		assert_int_equal(stack_fetch(c, HUB_MODEL, m,
+					     ref_of("model", m, "main"),
+					     "model.safetensors", 0, 10,
+					     on_data, &s, &err),
 				 -EIO);
 		assert_int_equal(err.status, 403);
 		assert_int_equal(hub_error_errno(&err), EACCES);
