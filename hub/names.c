@@ -111,7 +111,7 @@ int hub_cache_folder_parse(const char *name, enum hub_repo_type *type,
 	if (i == sizeof(all_types) / sizeof(all_types[0]))
 		return -EINVAL;
 	for (const char *p = sep + 2; *p; p++) {
-		if (n + 1 >= 256)
+		if (n + 1 >= 256 || *p == '/') /* a '/' is never in a name */
 			return -EINVAL;
 		if (p[0] == '-' && p[1] == '-') {
 			id[n++] = '/';
