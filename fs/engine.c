@@ -25,9 +25,9 @@
  *     to blobs/ and recorded.  Nothing unverified is ever recorded as
  *     verified, and a crash costs at most blocks fetched again.
  *
- * Sequential readers (ENGINE_READAHEAD) grow a readahead window
- * (READAHEAD_MIN doubling to READAHEAD_MAX) fetched as parallel runs into
- * the file; random readers fetch only the blocks they touch.
+ * Sequential readers (ENGINE_READAHEAD) keep a readahead window ahead of
+ * them, fetched as parallel runs into the file (plan_readahead says how
+ * large and why); random readers fetch only the blocks they touch.
  *
  * Locking: eng->blobs_lock protects the table of blobs, each blob's refs
  * and the handle list; b->lock protects the rest of a blob's mutable
@@ -50,7 +50,8 @@
 #include <unistd.h>
 
 #define XFER_MAX      (16ULL << 20)  /* bytes in one transfer at most */
-#define READAHEAD_MIN (4ULL << 20)   /* first readahead window */
+#define RA_FLOOR      (8ULL << 20)   /* window a stream may have early */
+#define RA_SHARE      8		     /* window <= 1/RA_SHARE of what was read */
 #define READAHEAD_MAX (128ULL << 20) /* largest readahead window */
 #define SEQ_SLACK     (4ULL << 20)   /* reordering a stream tolerates */
 #define MAX_TAGS      8		     /* open tags remembered per blob */
@@ -891,10 +892,12 @@ struct runs {
 	enum hub_xfer_priority prio[64];
 };
 
+/* Runs of at most max_bytes (rounded up to a block). */
 static void plan_runs(struct blob *b, uint64_t first, uint64_t last,
-		      enum hub_xfer_priority prio, struct runs *r)
+		      uint64_t max_bytes, enum hub_xfer_priority prio,
+		      struct runs *r)
 {
-	uint64_t max = XFER_MAX >> b->shift;
+	uint64_t max = (max_bytes + (1ULL << b->shift) - 1) >> b->shift;
 
 	assert_held(b);
 	for (uint64_t i = first; i <= last && i < b->blocks && r->n < 64;) {
@@ -1470,19 +1473,47 @@ static struct stream *find_stream(struct engine_handle *h, uint64_t off)
 }
 
 /*
- * Readahead for a read at [off, end): a sequential reader that comes
- * within half a window of what was requested gets the next window, and
- * the window doubles; anyone else gets none.  Returns the range to
- * prefetch, empty when none.
+ * Readahead for a read at [off, end) of a sequential reader: the range to
+ * prefetch (empty when none) and the size of its transfers.
+ *
+ * What a window costs: a reader that stops (a loader that wanted one
+ * tensor, a header probe) leaves the whole window fetched for nothing.
+ * What it buys: a sequential reader only ever waits for bytes in flight,
+ * so the window must hold what keeps the pipe full.  With n parallel
+ * transfers of T bytes, each taking L (the request's round trip: the
+ * resolve or redirect, then the first byte) plus T/r at a connection's
+ * rate r, the throughput is n T / (L + T/r): the window n T must reach
+ * B (L + T/r) for a link of B bytes/s.  So:
+ *
+ *   - Transfers are window / transfers (at least a block), so a window of
+ *     any size keeps every transfer slot busy: a small window costs
+ *     parallelism nothing, only more requests.  On the test CDN (L well
+ *     under a millisecond, r = 100 MB/s) a 8 MiB window in 1 MiB runs
+ *     keeps 8 connections running; 16 MiB keeps all 16.
+ *   - The window is at most 1/RA_SHARE of what the stream has read, past
+ *     a floor of RA_FLOOR (reached at twice the read, so a header probe of
+ *     128 KiB gets a block, not megabytes).  A reader that stops wastes
+ *     at most max(RA_FLOOR, read / RA_SHARE): 8 MiB for a 64 MiB tensor.
+ *   - On a real network L is 20-100 ms, and B (L + T/r) is tens of MiB at
+ *     1 GB/s: 1 GB/s x 50 ms = 50 MB.  RA_FLOOR covers about 160 MB/s at
+ *     50 ms from the start; past 64 MiB read the window grows with the
+ *     read (a share of 1/8 is about +12% per round trip) up to
+ *     READAHEAD_MAX, which covers 1 GB/s at ~100 ms.  The first few
+ *     hundred MiB of a fast long-distance stream run below the link's
+ *     speed; that is the price of bounding what a reader that stops
+ *     wastes to 1/8 of what it read.
+ *
+ * The window is topped up a run at a time, so transfers are staggered.
  */
 static void plan_readahead(struct engine_handle *h, const struct blob *b,
 			   uint64_t off, uint64_t end, uint64_t *ra_off,
-			   uint64_t *ra_end)
+			   uint64_t *ra_end, uint64_t *ra_run)
 {
-	uint64_t window, target, batch;
+	uint64_t window, target, read, run, block = 1ULL << b->shift;
+	unsigned slots = b->eng->cfg.transfers ? b->eng->cfg.transfers : 16;
 	struct stream *st;
 
-	*ra_off = *ra_end = 0;
+	*ra_off = *ra_end = *ra_run = 0;
 	pthread_mutex_lock(&h->lock);
 	st = find_stream(h, off);
 	if (!st->used) { /* new: a stream from the start, else a candidate */
@@ -1496,22 +1527,21 @@ static void plan_readahead(struct engine_handle *h, const struct blob *b,
 	}
 	st->used = ++h->clock;
 	if (st->sequential) {
-		/*
-		 * Keep twice what the stream has read so far (within bounds)
-		 * requested ahead of it, topped up a batch at a time, so
-		 * transfers are staggered and the pipe never runs dry.
-		 */
-		window = 2 * (st->next - st->start);
-		window = window < READAHEAD_MIN	  ? READAHEAD_MIN
-			 : window > READAHEAD_MAX ? READAHEAD_MAX
-						  : window;
-		batch = window / 4 < XFER_MAX ? window / 4 : XFER_MAX;
+		read = st->next - st->start;
+		window = read / RA_SHARE;
+		if (window < RA_FLOOR)
+			window = 2 * read < RA_FLOOR ? 2 * read : RA_FLOOR;
+		if (window > READAHEAD_MAX)
+			window = READAHEAD_MAX;
+		run = window / slots;
+		run = run < block ? block : run > XFER_MAX ? XFER_MAX : run;
 		target = st->next + window < b->size ? st->next + window
 						     : b->size;
 		if (target > st->ra_end &&
-		    (target - st->ra_end >= batch || target == b->size)) {
+		    (target - st->ra_end >= run || target == b->size)) {
 			*ra_off = st->ra_end > end ? st->ra_end : end;
 			*ra_end = target;
+			*ra_run = run;
 			st->ra_end = target;
 		}
 	}
@@ -1552,8 +1582,8 @@ static bool wait_for(struct blob *b, struct waiter *w, struct runs *runs)
 		return false;
 	w->next = b->waiters;
 	b->waiters = w;
-	plan_runs(b, w->off >> b->shift, (end - 1) >> b->shift, HUB_XFER_DEMAND,
-		  runs);
+	plan_runs(b, w->off >> b->shift, (end - 1) >> b->shift, XFER_MAX,
+		  HUB_XFER_DEMAND, runs);
 	/* All there but unchecked (a blob completed before a restart). */
 	if (!b->verified && w->need_verified) {
 		struct waiter *ready = NULL, *failed = NULL;
@@ -1611,7 +1641,7 @@ int engine_wait(struct engine_handle *h, uint64_t off, uint64_t size,
 		unsigned flags, engine_done_fn done, void *arg)
 {
 	struct runs runs = { .n = 0 };
-	uint64_t end, ra_off = 0, ra_end = 0;
+	uint64_t end, ra_off = 0, ra_end = 0, ra_run = 0;
 	struct waiter *w;
 	struct blob *b;
 	bool complete, waits;
@@ -1626,7 +1656,7 @@ int engine_wait(struct engine_handle *h, uint64_t off, uint64_t size,
 	end = size < b->size - off ? off + size : b->size;
 	__atomic_fetch_add(&b->eng->waits, 1, __ATOMIC_RELAXED);
 	if (flags & ENGINE_READAHEAD)
-		plan_readahead(h, b, off, end, &ra_off, &ra_end);
+		plan_readahead(h, b, off, end, &ra_off, &ra_end, &ra_run);
 	blob_lock(b);
 	complete = b->complete;
 	blob_unlock(b);
@@ -1655,7 +1685,7 @@ int engine_wait(struct engine_handle *h, uint64_t off, uint64_t size,
 	waits = wait_for(b, w, &runs);
 	if (ra_end > ra_off && !b->dropped)
 		plan_runs(b, ra_off >> b->shift, (ra_end - 1) >> b->shift,
-			  HUB_XFER_READAHEAD, &runs);
+			  ra_run, HUB_XFER_READAHEAD, &runs);
 	blob_unlock(b);
 	if (!waits) {
 		free(w);
