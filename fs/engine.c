@@ -57,6 +57,7 @@
 #define MAX_TAGS      8		     /* open tags remembered per blob */
 #define LOCK_POLL_MS  20	     /* another process's range lock, polled */
 #define DROPPED_KEPT  16	     /* etags dropped lately, remembered */
+#define REFETCH_KEPT  16 /* etags to fetch past caches, remembered */
 
 struct engine {
 	struct engine_config cfg;
@@ -67,6 +68,13 @@ struct engine {
 	struct engine_handle *handles;	/* open; blobs_lock */
 	char dropped[DROPPED_KEPT][65]; /* blobs_lock */
 	unsigned n_dropped;		/* blobs_lock */
+	/*
+	 * Etags whose last copy failed its check, until one verifies: their
+	 * transfers ask caches for fresh bytes (hub_file_ref.refetch), so a
+	 * bad copy in a mirror's cache fails one read, not every machine's.
+	 */
+	char refetch[REFETCH_KEPT][65]; /* blobs_lock */
+	unsigned n_refetch;		/* blobs_lock */
 	/*
 	 * Threads waiting for another process's range lock (wait_for_other):
 	 * engine_stop raises stopping and waits for them to end before it
@@ -285,6 +293,7 @@ static void unlist(struct engine *eng, struct blob *b)
 }
 
 static void note_dropped(struct engine *eng, const char *etag);
+static bool refetching(struct engine *eng, const char *etag, bool forget);
 
 /*
  * The last reference is gone.  If the index could not record some of the
@@ -598,6 +607,7 @@ static bool hash_advance(struct blob *b)
 		return false;
 	}
 	b->verified = true;
+	refetching(b->eng, b->etag, true);
 	queue_sync(b, SYNC_FINISH, 0, 0);
 	return true;
 }
@@ -1150,6 +1160,7 @@ static void submit_one(struct blob *b, struct job *j,
 		.path = b->path,
 		.size = b->size,
 		.etag = b->etag,
+		.refetch = refetching(b->eng, b->etag, false),
 	};
 	uint64_t off = j->first << b->shift;
 	uint64_t end = block_end(b, j->first + j->count - 1);
@@ -1328,6 +1339,39 @@ static bool was_dropped(struct engine *eng, const char *etag)
 	return found;
 }
 
+/* The slot of etag in eng->refetch, or -1 (blobs_lock held). */
+static int refetch_slot(const struct engine *eng, const char *etag)
+{
+	for (int i = 0; i < REFETCH_KEPT; i++)
+		if (strcmp(eng->refetch[i], etag) == 0)
+			return i;
+	return -1;
+}
+
+/*
+ * Whether etag's last copy failed its check, so that a fetch must pass
+ * caches by; forget: it verified now, forget that.
+ */
+static bool refetching(struct engine *eng, const char *etag, bool forget)
+{
+	int i;
+
+	pthread_mutex_lock(&eng->blobs_lock);
+	i = refetch_slot(eng, etag);
+	if (i >= 0 && forget)
+		eng->refetch[i][0] = '\0';
+	pthread_mutex_unlock(&eng->blobs_lock);
+	return i >= 0;
+}
+
+static void note_refetch(struct engine *eng, const char *etag)
+{
+	pthread_mutex_lock(&eng->blobs_lock);
+	if (refetch_slot(eng, etag) < 0)
+		memcpy(eng->refetch[eng->n_refetch++ % REFETCH_KEPT], etag, 65);
+	pthread_mutex_unlock(&eng->blobs_lock);
+}
+
 static void *inval_main(void *arg)
 {
 	struct blob *b = arg;
@@ -1371,6 +1415,7 @@ static void drop_blob(struct blob *b, struct waiter **failed)
 	b->refs++;
 	pthread_mutex_unlock(&eng->blobs_lock);
 	note_dropped(eng, b->etag);
+	note_refetch(eng, b->etag);
 	if (eng->cfg.dropped && pthread_create(&t, NULL, inval_main, b) == 0)
 		pthread_detach(t);
 	else

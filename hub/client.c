@@ -547,6 +547,8 @@ int hub_call_setup(struct hub_client *c, struct hub_call *call, CURL *easy,
 	rc = add_auth(c, call, headers);
 	if (rc == 0 && call->json)
 		rc = add_header(headers, "Accept: application/json");
+	if (rc == 0 && call->no_cache)
+		rc = add_header(headers, "Cache-Control: no-cache");
 	if (rc < 0) {
 		hub_headers_free(*headers);
 		*headers = NULL;

@@ -370,6 +370,12 @@ struct hub_file_ref {
 	uint64_t size;	     /* the file's size, from the tree */
 	const char *etag;    /* expected etag (40 or 64 lowercase hex),
 				or NULL not to check */
+	/*
+	 * The last copy of this file failed its hash check: every attempt
+	 * asks the caches on the way for fresh bytes ("Cache-Control:
+	 * no-cache"; a mirror then refetches its slices, a CDN ignores it).
+	 */
+	bool refetch;
 };
 
 struct hub_xfer_ops {

@@ -117,6 +117,7 @@ struct hub_call {
 	const char *url;     /* absolute */
 	const char *range;   /* CURLOPT_RANGE value "a-b" / "a-", or NULL */
 	bool json;	     /* Accept: application/json, any coding */
+	bool no_cache;	     /* Cache-Control: no-cache */
 	hub_body_fn on_body; /* 2xx bodies; NULL: into body, up to the limit */
 	void *arg;
 	size_t body_limit; /* for body when on_body is NULL; 0: JSON limit */

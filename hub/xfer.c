@@ -259,6 +259,7 @@ static struct xreq *req_new(struct hub_xfer *x, const struct hub_file_ref *f,
 	q->range.size = f->size;
 	q->call.on_body = req_body;
 	q->call.arg = &q->range;
+	q->call.no_cache = f->refetch;
 	return q;
 }
 
