@@ -51,6 +51,7 @@
 
 #define XFER_MAX      (16ULL << 20)  /* bytes in one transfer at most */
 #define RA_FLOOR      (8ULL << 20)   /* window a stream may have early */
+#define RESOLVE_RUN   (16ULL << 20)  /* readahead run where each is a resolve */
 #define RA_SHARE      8		     /* window <= 1/RA_SHARE of what was read */
 #define READAHEAD_MAX (128ULL << 20) /* largest readahead window */
 #define SEQ_SLACK     (4ULL << 20)   /* reordering a stream tolerates */
@@ -118,6 +119,11 @@ struct blob {
 	unsigned shift;
 	uint64_t blocks;
 	int fd; /* the blob's file: partial/<etag>, later blobs/<etag> */
+	/*
+	 * hub_xfer_resolve_unit() as of the last transfer that ended well: 0
+	 * (a CDN), or a mirror's slice.  Relaxed atomic.
+	 */
+	uint64_t unit;
 
 	pthread_mutex_t lock;
 #ifndef NDEBUG
@@ -804,6 +810,28 @@ static void mark_arrived(struct blob *b, const struct job *j,
 }
 
 /* The end of a run, after every block of it was handled. */
+static void file_ref(const struct blob *b, struct hub_file_ref *ref)
+{
+	*ref = (struct hub_file_ref){
+		.type = b->type,
+		.repo_id = b->repo_id,
+		.commit = b->commit,
+		.path = b->path,
+		.size = b->size,
+		.etag = b->etag,
+	};
+}
+
+/* Whether the file's resolve answers bytes itself: see plan_readahead. */
+static void note_unit(struct blob *b)
+{
+	struct hub_file_ref ref;
+
+	file_ref(b, &ref);
+	__atomic_store_n(&b->unit, hub_xfer_resolve_unit(b->eng->xfer, &ref),
+			 __ATOMIC_RELAXED);
+}
+
 static void job_finish(struct job *j, int rc, const struct hub_error *err)
 {
 	struct blob *b = j->b;
@@ -825,6 +853,8 @@ static void job_finish(struct job *j, int rc, const struct hub_error *err)
 	if (rc)
 		take_stranded(b, &failed);
 	take_ready(b, &ready); /* reads at the end that no longer wait */
+	if (rc == 0)
+		note_unit(b);
 	if (rc && !arrived)
 		b->unmarked = true; /* cannot say which: see blob_unref() */
 	blob_unlock(b);
@@ -902,7 +932,10 @@ struct runs {
 	enum hub_xfer_priority prio[64];
 };
 
-/* Runs of at most max_bytes (rounded up to a block). */
+/*
+ * Runs of at most max_bytes (rounded up to a block), ending on multiples
+ * of it, so that runs of a mirror's slice size stay on its slices.
+ */
 static void plan_runs(struct blob *b, uint64_t first, uint64_t last,
 		      uint64_t max_bytes, enum hub_xfer_priority prio,
 		      struct runs *r)
@@ -917,7 +950,7 @@ static void plan_runs(struct blob *b, uint64_t first, uint64_t last,
 			i++;
 			continue;
 		}
-		while (i <= last && i < b->blocks && i - start < max &&
+		while (i <= last && i < b->blocks && (i == start || i % max) &&
 		       !db_bit(b->present, i) && !db_bit(b->inflight, i))
 			set_bit(b->inflight, i++);
 		struct job *j = calloc(1, sizeof(*j));
@@ -1153,18 +1186,13 @@ static void lock_wait_abandon(struct engine *eng)
 static void submit_one(struct blob *b, struct job *j,
 		       enum hub_xfer_priority prio)
 {
-	struct hub_file_ref ref = {
-		.type = b->type,
-		.repo_id = b->repo_id,
-		.commit = b->commit,
-		.path = b->path,
-		.size = b->size,
-		.etag = b->etag,
-		.refetch = refetching(b->eng, b->etag, false),
-	};
+	struct hub_file_ref ref;
 	uint64_t off = j->first << b->shift;
 	uint64_t end = block_end(b, j->first + j->count - 1);
 	int rc;
+
+	file_ref(b, &ref);
+	ref.refetch = refetching(b->eng, b->etag, false);
 
 	blob_ref(b);
 	rc = hub_xfer_submit(b->eng->xfer, &ref, off, end - off, prio, &job_ops,
@@ -1548,6 +1576,17 @@ static struct stream *find_stream(struct engine_handle *h, uint64_t off)
  *     speed; that is the price of bounding what a reader that stops
  *     wastes to 1/8 of what it read.
  *
+ * Where the file's resolve answers the bytes itself (a fleet mirror:
+ * hub_xfer_resolve_unit), every run is a resolve at the Hub, which allows
+ * 3000 per 5 minutes: runs of 1 MiB would cost ~400 resolves per GiB.
+ * There runs are at least RESOLVE_RUN, whole slices of the mirror (no run
+ * waits for a slice another one fills), and the window grows with the read
+ * (doubling, as a probe must not cost 64 MiB) to hold 4 of them, so that 4
+ * of the mirror's sequential slice fetches run at once: ~70 resolves per
+ * GiB, and a reader that stops leaves up to twice what it read, 64 MiB at
+ * most, in the mirror's cache (the 1/RA_SHARE bound holds for files from
+ * a CDN).
+ *
  * The window is topped up a run at a time, so transfers are staggered.
  */
 static void plan_readahead(struct engine_handle *h, const struct blob *b,
@@ -1555,6 +1594,7 @@ static void plan_readahead(struct engine_handle *h, const struct blob *b,
 			   uint64_t *ra_end, uint64_t *ra_run)
 {
 	uint64_t window, target, read, run, block = 1ULL << b->shift;
+	uint64_t unit = __atomic_load_n(&b->unit, __ATOMIC_RELAXED);
 	unsigned slots = b->eng->cfg.transfers ? b->eng->cfg.transfers : 16;
 	struct stream *st;
 
@@ -1580,8 +1620,25 @@ static void plan_readahead(struct engine_handle *h, const struct blob *b,
 			window = READAHEAD_MAX;
 		run = window / slots;
 		run = run < block ? block : run > XFER_MAX ? XFER_MAX : run;
-		target = st->next + window < b->size ? st->next + window
-						     : b->size;
+		if (unit) { /* each run is a resolve: see above */
+			if (run < RESOLVE_RUN)
+				run = RESOLVE_RUN;
+			run = (run + unit - 1) / unit * unit;
+			/* Doubling with the read up to 4 runs, as a probe
+			   should not cost 64 MiB. */
+			if (window < 4 * run)
+				window =
+					2 * read < 4 * run ? 2 * read : 4 * run;
+			if (run > window / 2)
+				run = window / 2 / unit * unit;
+			if (run < unit)
+				run = unit;
+		}
+		target = st->next + window;
+		if (unit) /* on a slice boundary */
+			target = (target + unit - 1) / unit * unit;
+		if (target > b->size)
+			target = b->size;
 		if (target > st->ra_end &&
 		    (target - st->ra_end >= run || target == b->size)) {
 			*ra_off = st->ra_end > end ? st->ra_end : end;

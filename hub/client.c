@@ -333,6 +333,8 @@ static void store_header(struct hub_resp *r, const char *name, size_t nn,
 		set_parsed(r->linked_size, sizeof(r->linked_size), v, n);
 	else if (IS("etag"))
 		set_parsed(r->etag, sizeof(r->etag), v, n);
+	else if (IS("x-mirror-slice"))
+		set_parsed(r->mirror_slice, sizeof(r->mirror_slice), v, n);
 	else if (IS("ratelimit"))
 		set_parsed(r->ratelimit, sizeof(r->ratelimit), v, n);
 	else if (IS("ratelimit-policy"))

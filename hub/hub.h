@@ -425,6 +425,17 @@ int hub_xfer_submit(struct hub_xfer *x, const struct hub_file_ref *file,
 		    enum hub_xfer_priority prio, const struct hub_xfer_ops *ops,
 		    void *arg);
 
+/*
+ * How the resolve of file answers, as of its last answer with bytes: 0
+ * when it redirects to a CDN (or none came yet), else it answers the bytes
+ * itself (a fleet mirror), and this is the range unit it asked for
+ * (X-Mirror-Slice), or 1 when it named none.  There every range asked for
+ * is a resolve at the Hub: ask for fewer, larger ranges on that unit.
+ * Any thread.
+ */
+uint64_t hub_xfer_resolve_unit(struct hub_xfer *x,
+			       const struct hub_file_ref *file);
+
 /* Counters for status and benchmarks. */
 struct hub_xfer_stats {
 	uint64_t bytes;	   /* body bytes delivered */

@@ -97,6 +97,7 @@ struct hub_resp {
 	char repo_commit[48];
 	char linked_etag[80];
 	char linked_size[24];
+	char mirror_slice[24]; /* X-Mirror-Slice: a mirror's range unit */
 	char etag[80];
 	char ratelimit[128];
 	char ratelimit_policy[128];
