@@ -1635,8 +1635,8 @@ static void plan_readahead(struct engine_handle *h, const struct blob *b,
 				run = unit;
 		}
 		target = st->next + window;
-		if (unit) /* on a slice boundary */
-			target = (target + unit - 1) / unit * unit;
+		if (unit && target < b->size) /* whole runs, on slices */
+			target = target / run * run;
 		if (target > b->size)
 			target = b->size;
 		if (target > st->ra_end &&
