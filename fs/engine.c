@@ -809,7 +809,6 @@ static void mark_arrived(struct blob *b, const struct job *j,
 	}
 }
 
-/* The end of a run, after every block of it was handled. */
 static void file_ref(const struct blob *b, struct hub_file_ref *ref)
 {
 	*ref = (struct hub_file_ref){
@@ -832,6 +831,7 @@ static void note_unit(struct blob *b)
 			 __ATOMIC_RELAXED);
 }
 
+/* The end of a run, after every block of it was handled. */
 static void job_finish(struct job *j, int rc, const struct hub_error *err)
 {
 	struct blob *b = j->b;
@@ -853,11 +853,11 @@ static void job_finish(struct job *j, int rc, const struct hub_error *err)
 	if (rc)
 		take_stranded(b, &failed);
 	take_ready(b, &ready); /* reads at the end that no longer wait */
-	if (rc == 0)
-		note_unit(b);
 	if (rc && !arrived)
 		b->unmarked = true; /* cannot say which: see blob_unref() */
 	blob_unlock(b);
+	if (rc == 0)
+		note_unit(b);
 	answer(b, failed, e);
 	answer(b, ready, 0);
 	if (rc == 0 && j->locked)
