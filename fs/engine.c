@@ -821,7 +821,11 @@ static void file_ref(const struct blob *b, struct hub_file_ref *ref)
 	};
 }
 
-/* Whether the file's resolve answers bytes itself: see plan_readahead. */
+/*
+ * Whether the file's resolve answers bytes itself: see plan_readahead.  On
+ * the transfer engine's thread (job_done), never after engine_stop has
+ * stopped it.
+ */
 static void note_unit(struct blob *b)
 {
 	struct hub_file_ref ref;
@@ -856,8 +860,6 @@ static void job_finish(struct job *j, int rc, const struct hub_error *err)
 	if (rc && !arrived)
 		b->unmarked = true; /* cannot say which: see blob_unref() */
 	blob_unlock(b);
-	if (rc == 0)
-		note_unit(b);
 	answer(b, failed, e);
 	answer(b, ready, 0);
 	if (rc == 0 && j->locked)
@@ -897,6 +899,8 @@ static void job_done(void *arg, int rc, const struct hub_error *err)
 	struct job *j = arg;
 	struct block_item *it = &j->end;
 
+	if (rc == 0) /* while the transfer engine is there to ask */
+		note_unit(j->b);
 	it->j = j;
 	it->rc = rc;
 	if (err)
