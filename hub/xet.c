@@ -26,10 +26,13 @@
 #include <string.h>
 #include <time.h>
 
-#define XET_BATCH   (16u << 20) /* bytes asked of the CAS at once */
-#define XET_REASK   3		/* new reconstructions for expired URLs */
-#define XET_RENEW   60		/* seconds before exp a token is renewed */
-#define XET_EXPIRED 1		/* fetch_entry: the URL refused us */
+#define XET_BATCH    (16u << 20) /* bytes asked of the CAS at once */
+#define XET_REASK    3		 /* new reconstructions for expired URLs */
+#define XET_RESTARTS 3		 /* a xorb range started over after bad bytes */
+#define XET_ATTEMPTS 8		 /* reconstruction calls for one batch */
+#define XET_RENEW    60		 /* seconds before exp a token is renewed */
+#define XET_EXPIRED                                                            \
+	3 /* fetch_entry: the URL refused us (not HUB_AGAIN, HUB_RETRY) */
 
 /* A read token of one repo at one commit. */
 struct xtok {
@@ -251,7 +254,11 @@ static int reconstruct(struct hub_xet *x, const struct hub_xet_file *f,
 	snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, pos,
 		 pos + n - 1);
 	rc = token_get(x, f, false, &access, &cas, err);
-	for (; rc == 0;) {
+	for (unsigned attempts = 0; rc == 0; attempts++) {
+		if (attempts == XET_ATTEMPTS) {
+			rc = -EIO; /* err holds the last failure */
+			break;
+		}
 		pthread_mutex_lock(&x->lock);
 		v1 = x->no_v2;
 		pthread_mutex_unlock(&x->lock);
@@ -270,6 +277,13 @@ static int reconstruct(struct hub_xet *x, const struct hub_xet_file *f,
 				hub_error_offline(err);
 			break;
 		}
+		/*
+		 * An answer that began and then broke (cut, stalled, not
+		 * JSON): the CAS is up, so the retry budget starts afresh
+		 * (attempts still bound it).
+		 */
+		if (call.resp.status / 100 == 2 && call.body_len > 0)
+			hub_backoff_init(&b);
 		if (call.resp.status / 100 == 2 && call.cc == CURLE_OK) {
 			rc = recon_answer(x, &call, out, err);
 			if (rc != -EPROTO || !hub_backoff_wait(x->c, &b, NULL))
@@ -291,10 +305,10 @@ static int reconstruct(struct hub_xet *x, const struct hub_xet_file *f,
 			rc = token_get(x, f, true, &access, &cas, err);
 			continue;
 		}
+		hub_call_error(x->c, &call, err);
 		if (hub_call_retryable(&call) &&
 		    hub_backoff_wait(x->c, &b, &call.resp))
 			continue;
-		hub_call_error(x->c, &call, err);
 		rc = -EIO;
 	}
 	hub_call_reset(&call);
@@ -314,7 +328,8 @@ static int feed(void *arg, uint64_t offset, const void *data, size_t n)
 
 /* One attempt's outcome: 0, HUB_AGAIN, HUB_RETRY, XET_EXPIRED or -errno. */
 static int entry_attempt(struct hub_xet *x, const struct hub_xet_fetch *fe,
-			 struct hub_range *r, struct hub_error *err)
+			 struct hub_range *r, struct hub_resp *last,
+			 struct hub_error *err)
 {
 	struct hub_call call = { .on_body = hub_range_on_body, .arg = r };
 	char spec[48];
@@ -332,6 +347,10 @@ static int entry_attempt(struct hub_xet *x, const struct hub_xet_fetch *fe,
 		return rc;
 	}
 	stat_add(x, &x->stats.xorb_requests, 1);
+	memset(last, 0, sizeof(*last));
+	memcpy(last->ratelimit, call.resp.ratelimit, sizeof(last->ratelimit));
+	memcpy(last->retry_after, call.resp.retry_after,
+	       sizeof(last->retry_after));
 	s = call.resp.status;
 	if (s == 403 || s == 404 || s == 410) {
 		hub_call_error(x->c, &call, err);
@@ -351,50 +370,69 @@ static int entry_attempt(struct hub_xet *x, const struct hub_xet_fetch *fe,
 	return rc;
 }
 
+/* Start (again) from the first byte of the entry, with a fresh decoder. */
+static int entry_restart(const struct hub_xet_fetch *fe, struct hub_range *r,
+			 struct hub_xet_decoder *d)
+{
+	uint32_t n_chunks = fe->chunk_end - fe->chunk_start;
+
+	hub_xet_decoder_destroy(d);
+	r->cb_rc = 0;
+	r->done = false;
+	r->next = fe->byte_first;
+	return hub_xet_decoder_init(d, n_chunks,
+				    (uint64_t)n_chunks * HUB_XET_CHUNK_MAX);
+}
+
 /*
- * Fetch and decode one fetch entry into d.  A body that breaks the format
- * may be the network's: the entry starts over, with backoff.
+ * Fetch and decode one fetch entry into d.  Cut, stalled and short
+ * answers resume after the last byte decoded (new bytes renew the retry
+ * budget, as in hub_fetch); a body that breaks the format may be the
+ * network's, so the entry starts over, a few times, with backoff.
  */
 static int fetch_entry(struct hub_xet *x, const struct hub_xet_fetch *fe,
 		       struct hub_xet_decoder *d, struct hub_error *err)
 {
-	uint32_t n_chunks = fe->chunk_end - fe->chunk_start;
-	struct hub_range r = { .c = x->c, .commit = "" };
+	struct hub_range r = { .c = x->c, .commit = "", .cb = feed, .arg = d };
+	struct hub_resp last;
 	struct hub_backoff b;
+	unsigned restarts = 0;
 	int rc;
 
+	r.end = fe->byte_last + 1;
+	r.size = HUB_NO_END;
 	hub_backoff_init(&b);
-	for (;;) {
-		hub_xet_decoder_destroy(d);
-		rc = hub_xet_decoder_init(
-			d, n_chunks, (uint64_t)n_chunks * HUB_XET_CHUNK_MAX);
-		if (rc < 0)
-			return rc;
-		r.cb = feed;
-		r.arg = d;
-		r.next = fe->byte_first;
-		r.end = fe->byte_last + 1;
-		r.size = HUB_NO_END;
-		r.cb_rc = 0;
-		r.done = false;
-		do
-			rc = entry_attempt(x, fe, &r, err);
-		while (rc == HUB_AGAIN);
-		stat_add(x, &x->stats.xorb_bytes, r.next - fe->byte_first);
+	rc = entry_restart(fe, &r, d);
+	while (rc == 0) {
+		uint64_t before = r.next;
+
+		rc = entry_attempt(x, fe, &r, &last, err);
+		stat_add(x, &x->stats.xorb_bytes, r.next - before);
+		if (r.next > before)
+			hub_backoff_init(&b);
 		if (rc == 0 && hub_xet_decoder_finish(d) < 0) {
 			hub_error_proto(err,
-					"xorb range of %.64s ends "
-					"inside a chunk",
+					"xorb range of %.64s ends inside "
+					"a chunk",
 					fe->xorb);
 			rc = -EPROTO;
 		}
-		if ((rc == HUB_RETRY || rc == -EPROTO) &&
-		    hub_backoff_wait(x->c, &b, NULL))
+		if (rc == HUB_AGAIN) {
+			rc = 0;
 			continue;
-		if (rc == HUB_RETRY)
-			rc = -EIO;
-		return rc;
+		}
+		if (rc == HUB_RETRY && hub_backoff_wait(x->c, &b, &last)) {
+			rc = 0;
+			continue;
+		}
+		if (rc == -EPROTO && ++restarts <= XET_RESTARTS &&
+		    hub_backoff_wait(x->c, &b, NULL)) {
+			rc = entry_restart(fe, &r, d);
+			continue;
+		}
+		break;
 	}
+	return rc == HUB_RETRY ? -EIO : rc;
 }
 
 /* ---- Batches ------------------------------------------------------------ */
