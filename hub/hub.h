@@ -392,6 +392,16 @@ int hub_xfer_submit(struct hub_xfer *x, const struct hub_file_ref *file,
 		    enum hub_xfer_priority prio, const struct hub_xfer_ops *ops,
 		    void *arg);
 
+/*
+ * Queue the bytes [first, last] (inclusive) of a signed URL, a Xet xorb
+ * range: no resolve, no token, offsets in data() are the URL's.  As
+ * hub_xfer_submit() otherwise, except that a 403, 404 or 410 ends it with
+ * -EKEYEXPIRED (the URL expired: ask for a new one).
+ */
+int hub_xfer_submit_url(struct hub_xfer *x, const char *url, uint64_t first,
+			uint64_t last, enum hub_xfer_priority prio,
+			const struct hub_xfer_ops *ops, void *arg);
+
 /* Counters for status and benchmarks. */
 struct hub_xfer_stats {
 	uint64_t bytes;	   /* body bytes delivered */
@@ -517,7 +527,10 @@ void hub_xet_decoder_destroy(struct hub_xet_decoder *d);
  * no-op.
  */
 struct hub_xet;
-int hub_xet_new(struct hub_xet **out, struct hub_client *c);
+/* Xorb ranges go through xfer (borrowed: it outlives the reader), all
+   those of a batch at once, as demand. */
+int hub_xet_new(struct hub_xet **out, struct hub_client *c,
+		struct hub_xfer *xfer);
 void hub_xet_free(struct hub_xet *x);
 
 struct hub_xet_file {
@@ -532,8 +545,10 @@ struct hub_xet_file {
  * The bytes [offset, offset + length) of a Xet file (within size, length
  * > 0), through the CAS, to cb in order.  Asks the CAS for the range in
  * batches (not the whole file), tries v2 then v1, retries 5xx, 429, cut
- * and stalled answers with backoff, asks again for a reconstruction when
- * a xorb URL has expired, and renews the token after a 401.  Nothing of a
+ * and stalled answers with backoff, fetches the batch's xorb ranges in
+ * parallel on the transfer engine, asks again for a reconstruction when
+ * a xorb URL has expired, and renews the token after a 401.  Blocks: not
+ * from the transfer engine's callbacks.  Nothing of a
  * batch reaches cb before the whole batch decoded.  Chunks carry no check
  * that hub/ can make (their hashes are BLAKE3): the caller verifies the
  * file's sha256.  Returns 0, or a negative errno with err filled as for

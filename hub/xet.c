@@ -31,8 +31,8 @@
 #define XET_RESTARTS 3		 /* a xorb range started over after bad bytes */
 #define XET_ATTEMPTS 8		 /* reconstruction calls for one batch */
 #define XET_RENEW    60		 /* seconds before exp a token is renewed */
-#define XET_EXPIRED                                                            \
-	3 /* fetch_entry: the URL refused us (not HUB_AGAIN, HUB_RETRY) */
+/* A xorb URL refused us: ask the CAS again (positive, unlike errnos). */
+#define XET_EXPIRED 3
 
 /* A read token of one repo at one commit. */
 struct xtok {
@@ -44,7 +44,8 @@ struct xtok {
 };
 
 struct hub_xet {
-	struct hub_client *c; /* fixed */
+	struct hub_client *c;  /* fixed */
+	struct hub_xfer *xfer; /* fixed: fetches the xorb ranges */
 	pthread_mutex_t lock;
 	struct xtok *toks;	    /* lock */
 	bool no_v2;		    /* lock: the CAS answered 404 to v2 */
@@ -320,119 +321,174 @@ static int reconstruct(struct hub_xet *x, const struct hub_xet_file *f,
 
 /* ---- Xorb ranges -------------------------------------------------------- */
 
-static int feed(void *arg, uint64_t offset, const void *data, size_t n)
+/*
+ * The fetch entries a batch needs, in flight at once on the transfer
+ * engine.  data() and done() run on the engine's thread: data() feeds the
+ * entry's decoder (a chunk that does not decode cancels the transfer),
+ * done() records the outcome under lock and wakes the reader, which alone
+ * touches the decoders once nothing is running.
+ */
+struct batch {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned running; /* lock */
+};
+
+struct xget {
+	struct batch *bt;
+	struct hub_xet *x;
+	const struct hub_xet_fetch *fe;
+	struct hub_xet_decoder d;
+	uint64_t next;	      /* the next byte expected */
+	bool needed;	      /* some term of the batch uses this entry */
+	unsigned restarts;    /* bad bytes: fetched again from the start */
+	int rc;		      /* bt->lock: done()'s, 0 or a negative errno */
+	struct hub_error err; /* bt->lock */
+};
+
+static int get_data(void *arg, uint64_t off, const void *buf, size_t n)
 {
-	(void)offset;
-	return hub_xet_decoder_feed(arg, data, n);
+	struct xget *g = arg;
+
+	if (off != g->next)
+		return -EPROTO;
+	g->next += n;
+	stat_add(g->x, &g->x->stats.xorb_bytes, n);
+	return hub_xet_decoder_feed(&g->d, buf, n);
 }
 
-/* One attempt's outcome: 0, HUB_AGAIN, HUB_RETRY, XET_EXPIRED or -errno. */
-static int entry_attempt(struct hub_xet *x, const struct hub_xet_fetch *fe,
-			 struct hub_range *r, struct hub_resp *last,
-			 struct hub_error *err)
+static void get_done(void *arg, int rc, const struct hub_error *err)
 {
-	struct hub_call call = { .on_body = hub_range_on_body, .arg = r };
-	char spec[48];
-	int rc, s;
+	struct xget *g = arg;
+	struct batch *bt = g->bt;
 
-	hub_range_spec(r, spec, sizeof(spec));
-	call.url = fe->url;
-	call.range = spec;
-	hub_range_response_reset(r);
-	rc = hub_call_perform(x->c, &call);
-	if (rc < 0) {
-		if (rc == -ENETDOWN)
-			hub_error_offline(err);
-		hub_call_reset(&call);
+	pthread_mutex_lock(&bt->lock);
+	g->rc = rc;
+	if (rc < 0 && err)
+		g->err = *err;
+	if (--bt->running == 0)
+		pthread_cond_signal(&bt->cond);
+	pthread_mutex_unlock(&bt->lock);
+}
+
+static const struct hub_xfer_ops get_ops = { get_data, get_done };
+
+static int get_submit(struct xget *g)
+{
+	uint32_t n_chunks = g->fe->chunk_end - g->fe->chunk_start;
+	int rc;
+
+	hub_xet_decoder_destroy(&g->d);
+	rc = hub_xet_decoder_init(&g->d, n_chunks,
+				  (uint64_t)n_chunks * HUB_XET_CHUNK_MAX);
+	if (rc < 0)
+		return rc;
+	g->next = g->fe->byte_first;
+	g->rc = 0;
+	pthread_mutex_lock(&g->bt->lock);
+	g->bt->running++;
+	pthread_mutex_unlock(&g->bt->lock);
+	rc = hub_xfer_submit_url(g->x->xfer, g->fe->url, g->fe->byte_first,
+				 g->fe->byte_last, HUB_XFER_DEMAND, &get_ops,
+				 g);
+	if (rc < 0) { /* refused: done() will not come */
+		pthread_mutex_lock(&g->bt->lock);
+		g->bt->running--;
+		pthread_mutex_unlock(&g->bt->lock);
 		return rc;
 	}
-	stat_add(x, &x->stats.xorb_requests, 1);
-	memset(last, 0, sizeof(*last));
-	memcpy(last->ratelimit, call.resp.ratelimit, sizeof(last->ratelimit));
-	memcpy(last->retry_after, call.resp.retry_after,
-	       sizeof(last->retry_after));
-	s = call.resp.status;
-	if (s == 403 || s == 404 || s == 410) {
-		hub_call_error(x->c, &call, err);
-		hub_call_reset(&call);
-		return XET_EXPIRED;
-	}
-	rc = hub_range_judge(r, &call, err);
-	if (rc == 0 && r->next != r->end) {
-		hub_error_proto(err, "xorb range ended early");
-		rc = -EPROTO;
-	}
-	if (rc == -ECANCELED) { /* the decoder refused the bytes */
-		hub_error_proto(err, "bad xorb chunk in %.64s", fe->xorb);
-		rc = r->cb_rc == -ENOMEM ? -ENOMEM : -EPROTO;
-	}
-	hub_call_reset(&call);
-	return rc;
+	stat_add(g->x, &g->x->stats.xorb_requests, 1);
+	return 0;
 }
 
-/* Start (again) from the first byte of the entry, with a fresh decoder. */
-static int entry_restart(const struct hub_xet_fetch *fe, struct hub_range *r,
-			 struct hub_xet_decoder *d)
+static void batch_wait(struct batch *bt)
 {
-	uint32_t n_chunks = fe->chunk_end - fe->chunk_start;
-
-	hub_xet_decoder_destroy(d);
-	r->cb_rc = 0;
-	r->done = false;
-	r->next = fe->byte_first;
-	return hub_xet_decoder_init(d, n_chunks,
-				    (uint64_t)n_chunks * HUB_XET_CHUNK_MAX);
+	pthread_mutex_lock(&bt->lock);
+	while (bt->running > 0)
+		pthread_cond_wait(&bt->cond, &bt->lock);
+	pthread_mutex_unlock(&bt->lock);
 }
 
 /*
- * Fetch and decode one fetch entry into d.  Cut, stalled and short
- * answers resume after the last byte decoded (new bytes renew the retry
- * budget, as in hub_fetch); a body that breaks the format may be the
- * network's, so the entry starts over, a few times, with backoff.
+ * The outcome of one finished entry: 0, 1 to fetch it again (bad bytes,
+ * a few times), XET_EXPIRED, or a negative errno with err filled.
  */
-static int fetch_entry(struct hub_xet *x, const struct hub_xet_fetch *fe,
-		       struct hub_xet_decoder *d, struct hub_error *err)
+static int get_judge(struct xget *g, struct hub_error *err)
 {
-	struct hub_range r = { .c = x->c, .commit = "", .cb = feed, .arg = d };
-	struct hub_resp last;
-	struct hub_backoff b;
-	unsigned restarts = 0;
-	int rc;
+	int rc = g->rc;
 
-	r.end = fe->byte_last + 1;
-	r.size = HUB_NO_END;
-	hub_backoff_init(&b);
-	rc = entry_restart(fe, &r, d);
-	while (rc == 0) {
-		uint64_t before = r.next;
-
-		rc = entry_attempt(x, fe, &r, &last, err);
-		stat_add(x, &x->stats.xorb_bytes, r.next - before);
-		if (r.next > before)
-			hub_backoff_init(&b);
-		if (rc == 0 && hub_xet_decoder_finish(d) < 0) {
-			hub_error_proto(err,
-					"xorb range of %.64s ends inside "
-					"a chunk",
-					fe->xorb);
-			rc = -EPROTO;
-		}
-		if (rc == HUB_AGAIN) {
-			rc = 0;
-			continue;
-		}
-		if (rc == HUB_RETRY && hub_backoff_wait(x->c, &b, &last)) {
-			rc = 0;
-			continue;
-		}
-		if (rc == -EPROTO && ++restarts <= XET_RESTARTS &&
-		    hub_backoff_wait(x->c, &b, NULL)) {
-			rc = entry_restart(fe, &r, d);
-			continue;
-		}
-		break;
+	if (rc == 0 && hub_xet_decoder_finish(&g->d) < 0) {
+		hub_error_proto(&g->err,
+				"xorb range of %.64s ends inside a "
+				"chunk",
+				g->fe->xorb);
+		rc = -EPROTO;
+	} else if (rc == -EPROTO) {
+		hub_error_proto(&g->err, "bad xorb chunk in %.64s",
+				g->fe->xorb);
 	}
-	return rc == HUB_RETRY ? -EIO : rc;
+	if (rc == -EPROTO && g->restarts++ < XET_RESTARTS)
+		return 1;
+	if (rc == -EKEYEXPIRED) {
+		*err = g->err;
+		return XET_EXPIRED;
+	}
+	if (rc < 0)
+		*err = g->err;
+	return rc;
+}
+
+/*
+ * Fetch every needed entry of r in parallel and decode it into gets[j].
+ * Entries with bad bytes go again (after a backoff) until they decode or
+ * have used their restarts.
+ */
+static int fetch_all(struct hub_xet *x, const struct hub_xet_recon *r,
+		     struct xget *gets, struct hub_error *err)
+{
+	struct batch bt = { .running = 0 };
+	struct hub_backoff b;
+	bool again = true;
+	int rc = 0;
+
+	if (pthread_mutex_init(&bt.lock, NULL) != 0)
+		return -ENOMEM;
+	if (pthread_cond_init(&bt.cond, NULL) != 0) {
+		pthread_mutex_destroy(&bt.lock);
+		return -ENOMEM;
+	}
+	hub_backoff_init(&b);
+	for (unsigned j = 0; j < r->n_fetch; j++) {
+		gets[j].bt = &bt;
+		gets[j].x = x;
+		gets[j].fe = &r->fetch[j];
+		gets[j].rc = 1; /* not fetched yet */
+	}
+	while (again && rc == 0) {
+		again = false;
+		for (unsigned j = 0; j < r->n_fetch && rc == 0; j++)
+			if (gets[j].needed && gets[j].rc == 1)
+				rc = get_submit(&gets[j]);
+		batch_wait(&bt);
+		for (unsigned j = 0; j < r->n_fetch && rc == 0; j++) {
+			int g = gets[j].needed ? get_judge(&gets[j], err) : 0;
+
+			if (g == 1) {
+				gets[j].rc = 1;
+				again = true;
+			} else if (g != 0) {
+				rc = g;
+			}
+		}
+		if (again && rc == 0 && !hub_backoff_wait(x->c, &b, NULL)) {
+			hub_error_proto(err, "xorb ranges kept failing");
+			rc = -EIO;
+		}
+	}
+	batch_wait(&bt); /* a refused submission may leave others running */
+	pthread_cond_destroy(&bt.cond);
+	pthread_mutex_destroy(&bt.lock);
+	return rc;
 }
 
 /* ---- Batches ------------------------------------------------------------ */
@@ -456,45 +512,52 @@ static int copy_term(const struct hub_xet_term *t,
 	return 0;
 }
 
+/* Does term i (at stream offset s) hold bytes of the window? */
+static bool term_needed(const struct hub_xet_term *t, uint64_t s, uint64_t want,
+			uint64_t n)
+{
+	return s < want + n && s + t->unpacked > want;
+}
+
 /* Fill buf (n bytes) from the terms of r; XET_EXPIRED for new URLs. */
 static int assemble(struct hub_xet *x, const struct hub_xet_recon *r,
 		    uint64_t n, uint8_t *buf, struct hub_error *err)
 {
-	uint64_t want = r->offset_into_first_range;
-	struct hub_xet_decoder d = { 0 };
-	int rc = 0;
+	uint64_t want = r->offset_into_first_range, s = 0;
+	struct xget *gets;
+	int rc;
 
 	if (r->unpacked < want + n) {
 		hub_error_proto(err, "reconstruction shorter than the range");
 		return -EPROTO;
 	}
-	for (unsigned j = 0; j < r->n_fetch && rc == 0; j++) {
-		const struct hub_xet_fetch *fe = &r->fetch[j];
-		uint64_t s = 0;
-		bool fetched = false;
-
-		for (unsigned i = 0; i < r->n_terms && rc == 0; i++) {
-			const struct hub_xet_term *t = &r->terms[i];
-			bool needed = s < want + n && s + t->unpacked > want;
-
-			if (t->fetch == j && needed) {
-				if (!fetched)
-					rc = fetch_entry(x, fe, &d, err);
-				fetched = true;
-				if (rc == 0 &&
-				    copy_term(t, fe, &d, s, want, n, buf) < 0) {
-					hub_error_proto(err,
-							"term of %.64s does "
-							"not unpack to its "
-							"length",
-							t->xorb);
-					rc = -EPROTO;
-				}
-			}
-			s += t->unpacked;
-		}
+	gets = calloc(r->n_fetch, sizeof(*gets));
+	if (!gets)
+		return -ENOMEM;
+	for (unsigned i = 0; i < r->n_terms; i++) {
+		if (term_needed(&r->terms[i], s, want, n))
+			gets[r->terms[i].fetch].needed = true;
+		s += r->terms[i].unpacked;
 	}
-	hub_xet_decoder_destroy(&d);
+	rc = fetch_all(x, r, gets, err);
+	s = 0;
+	for (unsigned i = 0; i < r->n_terms && rc == 0; i++) {
+		const struct hub_xet_term *t = &r->terms[i];
+
+		if (term_needed(t, s, want, n) &&
+		    copy_term(t, &r->fetch[t->fetch], &gets[t->fetch].d, s,
+			      want, n, buf) < 0) {
+			hub_error_proto(err,
+					"term of %.64s does not unpack to "
+					"its length",
+					t->xorb);
+			rc = -EPROTO;
+		}
+		s += t->unpacked;
+	}
+	for (unsigned j = 0; j < r->n_fetch; j++)
+		hub_xet_decoder_destroy(&gets[j].d);
+	free(gets);
 	return rc;
 }
 
@@ -527,12 +590,13 @@ static int read_batch(struct hub_xet *x, const struct hub_xet_file *f,
 
 /* ---- The interface ------------------------------------------------------ */
 
-int hub_xet_new(struct hub_xet **out, struct hub_client *c)
+int hub_xet_new(struct hub_xet **out, struct hub_client *c,
+		struct hub_xfer *xfer)
 {
 	struct hub_xet *x;
 
 	*out = NULL;
-	if (!c)
+	if (!c || !xfer)
 		return -EINVAL;
 	x = calloc(1, sizeof(*x));
 	if (!x)
@@ -542,6 +606,7 @@ int hub_xet_new(struct hub_xet **out, struct hub_client *c)
 		return -ENOMEM;
 	}
 	x->c = c;
+	x->xfer = xfer;
 	*out = x;
 	return 0;
 }

@@ -242,6 +242,8 @@ static int xorb_lines(bool with_auth)
 
 /* ---- Clients and reads -------------------------------------------------- */
 
+static struct hub_xfer *xfer; /* of the current test's client */
+
 static struct hub_client *client_with(const char *user)
 {
 	struct hub_config cfg = { .endpoint = endpoint,
@@ -252,7 +254,16 @@ static struct hub_client *client_with(const char *user)
 		setenv("HF_TOKEN", stack_user_token(tokens, user), 1);
 	assert_int_equal(hub_client_new(&c, &cfg), 0);
 	unsetenv("HF_TOKEN");
+	assert_null(xfer);
+	assert_int_equal(hub_xfer_start(&xfer, c, 8), 0);
 	return c;
+}
+
+static void client_free(struct hub_client *c)
+{
+	hub_xfer_stop(xfer);
+	xfer = NULL;
+	hub_client_free(c);
 }
 
 /* What a read delivered, checked against the file's bytes as it comes. */
@@ -366,7 +377,7 @@ static void whole_files(void **state)
 	struct hub_xet_stats st;
 
 	(void)state;
-	assert_int_equal(hub_xet_new(&x, c), 0);
+	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
 	for (unsigned i = 0; i < 3; i++) {
 		struct hub_xet_file f = xfile(BIG, refs[i], "model.bin");
 		char *want = content_of(BIG, refs[i], "model.bin");
@@ -401,7 +412,7 @@ static void whole_files(void **state)
 	assert_true(xorb_lines(false) > 0);
 	assert_int_equal(xorb_lines(true), 0);
 	hub_xet_free(x);
-	hub_client_free(c);
+	client_free(c);
 }
 
 /* Ranges of every shape: first and last bytes, mid-chunk, across batches
@@ -415,7 +426,7 @@ static void ranges(void **state)
 	uint64_t seed = 0x9e3779b97f4a7c15u;
 
 	(void)state;
-	assert_int_equal(hub_xet_new(&x, c), 0);
+	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
 	read_ok(x, &f, want, 0, 1);
 	read_ok(x, &f, want, f.size - 1, 1);
 	read_ok(x, &f, want, 12345, 1);
@@ -436,7 +447,7 @@ static void ranges(void **state)
 	}
 	free(want);
 	hub_xet_free(x);
-	hub_client_free(c);
+	client_free(c);
 }
 
 /* A CAS without v2: one 404, then v1 from there on. */
@@ -449,14 +460,14 @@ static void v1_fallback(void **state)
 
 	(void)state;
 	configure("{\"xet_reconstruction\": \"v1\"}");
-	assert_int_equal(hub_xet_new(&x, c), 0);
+	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
 	read_ok(x, &f, want, 100, 2000000);
 	read_ok(x, &f, want, 7, 5);
 	assert_int_equal(hub_requests("/v2/reconstructions/", 404, false), 1);
 	assert_int_equal(hub_requests("/v1/reconstructions/", 200, false), 2);
 	free(want);
 	hub_xet_free(x);
-	hub_client_free(c);
+	client_free(c);
 }
 
 /* v2 with all of a xorb's ranges under one URL. */
@@ -469,11 +480,11 @@ static void multirange_urls(void **state)
 
 	(void)state;
 	configure("{\"xet_multirange\": true}");
-	assert_int_equal(hub_xet_new(&x, c), 0);
+	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
 	read_ok(x, &f, want, 0, f.size);
 	free(want);
 	hub_xet_free(x);
-	hub_client_free(c);
+	client_free(c);
 }
 
 /* ---- Tokens ------------------------------------------------------------- */
@@ -489,7 +500,7 @@ static void token_renewed(void **state)
 
 	(void)state;
 	configure("{\"xet_token_ttl\": 30}");
-	assert_int_equal(hub_xet_new(&x, c), 0);
+	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
 	read_ok(x, &f, want, 0, 10);
 	read_ok(x, &f, want, 10, 10);
 	hub_xet_get_stats(x, &st);
@@ -497,7 +508,7 @@ static void token_renewed(void **state)
 	assert_int_equal(hub_requests("/xet-read-token/", 200, true), 2);
 	free(want);
 	hub_xet_free(x);
-	hub_client_free(c);
+	client_free(c);
 }
 
 /* Tokens the CAS refuses: renewed once, then a clean 401. */
@@ -511,7 +522,7 @@ static void token_refused(void **state)
 
 	(void)state;
 	configure("{\"xet_token_ttl\": -10}");
-	assert_int_equal(hub_xet_new(&x, c), 0);
+	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
 	rc = hub_xet_read(x, &f, 0, 10, check_data, &(struct got){ "", 0, 0 },
 			  &err);
 	assert_int_equal(rc, -EIO);
@@ -519,7 +530,7 @@ static void token_refused(void **state)
 	assert_int_equal(hub_error_errno(&err), EACCES);
 	assert_int_equal(hub_requests("/reconstructions/", 401, true), 2);
 	hub_xet_free(x);
-	hub_client_free(c);
+	client_free(c);
 }
 
 /* No read token for a repo the Hub does not show: nothing reaches the CAS. */
@@ -531,7 +542,7 @@ static void no_token(void **state)
 	struct hub_error err;
 
 	(void)state;
-	assert_int_equal(hub_xet_new(&x, c), 0);
+	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
 	f.repo_id = "acme/no-such-repo";
 	assert_int_equal(hub_xet_read(x, &f, 0, 10, check_data,
 				      &(struct got){ "", 0, 0 }, &err),
@@ -539,7 +550,7 @@ static void no_token(void **state)
 	assert_true(err.status == 401 || err.status == 404);
 	assert_int_equal(hub_requests("/reconstructions/", 0, false), 0);
 	hub_xet_free(x);
-	hub_client_free(c);
+	client_free(c);
 }
 
 static void bad_calls(void **state)
@@ -551,7 +562,7 @@ static void bad_calls(void **state)
 	struct got g = { "", 0, 0 };
 
 	(void)state;
-	assert_int_equal(hub_xet_new(&x, c), 0);
+	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
 	assert_int_equal(hub_xet_read(x, &f, 0, 0, check_data, &g, &err),
 			 -EINVAL);
 	assert_int_equal(hub_xet_read(x, &f, f.size, 1, check_data, &g, &err),
@@ -564,7 +575,7 @@ static void bad_calls(void **state)
 	assert_int_equal(g.n, 0);
 	assert_int_equal(hub_requests("/", 0, false), 0);
 	hub_xet_free(x);
-	hub_client_free(c);
+	client_free(c);
 	hub_xet_free(NULL);
 }
 
@@ -581,12 +592,12 @@ static void survives(const char *json)
 
 	free(control("POST", "/_emu/log/clear", NULL));
 	fault(json);
-	assert_int_equal(hub_xet_new(&x, c), 0);
+	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
 	read_ok(x, &f, want, 0, f.size);
 	faults_fired();
 	free(want);
 	hub_xet_free(x);
-	hub_client_free(c);
+	client_free(c);
 	free(control("POST", "/_emu/reset", NULL));
 }
 
@@ -601,14 +612,14 @@ static void fails_cleanly(const char *json, int want_status)
 	int rc;
 
 	fault(json);
-	assert_int_equal(hub_xet_new(&x, c), 0);
+	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
 	rc = hub_xet_read(x, &f, 0, f.size, check_data, &g, &err);
 	assert_true(rc < 0);
 	assert_int_equal(g.n, 0);
 	if (want_status)
 		assert_int_equal(err.status, want_status);
 	hub_xet_free(x);
-	hub_client_free(c);
+	client_free(c);
 	free(control("POST", "/_emu/reset", NULL));
 }
 
@@ -689,7 +700,7 @@ static void expired_urls(void **state)
 		struct got g = { "", 0, 0 };
 		struct hub_error err;
 
-		assert_int_equal(hub_xet_new(&x, c), 0);
+		assert_int_equal(hub_xet_new(&x, c, xfer), 0);
 		assert_int_equal(
 			hub_xet_read(x, &f, 0, 10, check_data, &g, &err), -EIO);
 		assert_int_equal(err.status, 403);
@@ -698,7 +709,7 @@ static void expired_urls(void **state)
 		assert_int_equal(hub_requests("/reconstructions/", 200, true),
 				 4);
 		hub_xet_free(x);
-		hub_client_free(c);
+		client_free(c);
 	}
 }
 
