@@ -553,6 +553,26 @@ static void no_token(void **state)
 	client_free(c);
 }
 
+static int no_data(void *arg, uint64_t off, const void *buf, size_t n)
+{
+	(void)arg;
+	(void)off;
+	(void)buf;
+	(void)n;
+	fail_msg("data for a refused request");
+	return 0;
+}
+
+static void no_done(void *arg, int rc, const struct hub_error *err)
+{
+	(void)arg;
+	(void)rc;
+	(void)err;
+	fail_msg("done for a refused request");
+}
+
+static const struct hub_xfer_ops no_ops = { no_data, no_done };
+
 static void bad_calls(void **state)
 {
 	struct hub_client *c = client_with("alice");
@@ -573,6 +593,12 @@ static void bad_calls(void **state)
 	assert_int_equal(hub_xet_read(x, &f, 0, 1, check_data, &g, &err),
 			 -EINVAL);
 	assert_int_equal(g.n, 0);
+	assert_int_equal(hub_xfer_submit_url(xfer, "file:///etc/passwd", 0, 1,
+					     HUB_XFER_DEMAND, &no_ops, NULL),
+			 -EINVAL);
+	assert_int_equal(hub_xfer_submit_url(xfer, "http://a/x", 2, 1,
+					     HUB_XFER_DEMAND, &no_ops, NULL),
+			 -EINVAL);
 	assert_int_equal(hub_requests("/", 0, false), 0);
 	hub_xet_free(x);
 	client_free(c);
