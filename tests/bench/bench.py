@@ -49,8 +49,10 @@ FOUR_FIXTURE = os.path.join(HERE, "four-big.json")
 BIG_REPO, BIG_FILE = "acme/big-model", "model-1g.safetensors"
 FOUR_REPO = "acme/four-big"
 FOUR_FILES = ["part-%d.safetensors" % i for i in range(1, 5)]
+XET_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "large", "xet.json")
+XET_REPO, XET_FILE = "acme/xet-revisions", "model.bin"
 
-CASES = ["cold", "peers", "warm", "first", "threads", "random", "rss", "fleet"]
+CASES = ["cold", "peers", "warm", "first", "threads", "random", "rss", "fleet", "xet"]
 CASE_HELP = {
     "cold": "cold sequential read: hubfs vs curl (1 stream) vs aria2c -x16 -s16, "
             "and hubfs pull, CDN uncapped and rate-limited",
@@ -65,14 +67,17 @@ CASE_HELP = {
               "(rate-limited CDN)",
     "rss": "daemon VmHWM while one mount streams 4 different 1 GiB files at once "
            "(uncapped CDN)",
-    "fleet": "3 mounts with 3 stores (3 machines) read the file at once: each from "
-             "the CDN vs through contrib/mirror/hubfs-mirror, cold and warm: CDN bytes "
-             "and time (rate-limited CDN)",
+    "fleet": "1, then 3 mounts with their own stores (machines) read the file at once: "
+             "each from the CDN vs through contrib/mirror/hubfs-mirror, cold and warm: "
+             "CDN bytes and time, medians of --runs (CDN uncapped and rate-limited)",
+    "xet": "huggingface_hub + hf_xet download a 256 MiB Xet file on 2 machines in turn: "
+           "from the Hub (CAS, xorbs) vs through hubfs-mirror (bridge): CDN bytes and "
+           "time, medians of --runs (CDN uncapped)",
 }
 # Which stack a case runs on: "open" = CDN uncapped, "rate" = limit_rate.
 CASE_STACKS = {"cold": ("open", "rate"), "peers": ("open", "rate"), "warm": ("open",),
                "rss": ("open",), "first": ("rate",), "threads": ("rate",),
-               "random": ("rate",), "fleet": ("rate",)}
+               "random": ("rate",), "fleet": ("open", "rate"), "xet": ("open",)}
 
 READ_TIMEOUT = 180      # one cold 1 GiB read (100 MiB/s takes ~11 s)
 MOUNT_TIMEOUT = 60
@@ -951,21 +956,48 @@ def case_rss(b, ctx):
     b.measure("rss/hubfs", "rss", "hubfs 4 x 1 GiB at once", ctx.label, fn)
 
 
-def case_fleet(b, ctx):
-    """FLEET mounts, each with its own store (as FLEET machines would have),
-    read the file at once: each from the CDN directly, then all through one
-    hubfs-mirror (cold: nothing cached; warm: the mirror holds the file)."""
-    size, sha = ctx.big["size"], ctx.big["sha256"]
-    state = {}
+def load_avg():
+    """The 1-minute load average (the machine is shared: figures swing)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
-    def fleet_read(label, endpoint, warm_dir=None):
-        stores = [b.fresh("fleet-%s-%d-store" % (label, i)) for i in range(FLEET)]
+
+def median(values):
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+# The fleet's rows: (id suffix, machines, how they read, what the row says).
+FLEET_ROWS = [("direct-1", 1, "direct", "hubfs x1 from the CDN"),
+              ("direct", FLEET, "direct", "hubfs x%d, each from the CDN" % FLEET),
+              ("mirror-1", 1, "cold", "hubfs x1 via hubfs-mirror, cold"),
+              ("mirror-warm-1", 1, "warm", "hubfs x1 via hubfs-mirror, warm"),
+              ("mirror", FLEET, "cold", "hubfs x%d via hubfs-mirror, cold" % FLEET),
+              ("mirror-warm", FLEET, "warm", "hubfs x%d via hubfs-mirror, warm" % FLEET)]
+
+
+def case_fleet(b, ctx):
+    """1 and FLEET mounts, each with its own store (as that many machines
+    would have), read the file at once: each from the CDN directly, then
+    through one hubfs-mirror (cold: nothing cached; warm: the mirror holds
+    the file).  Every row is the median of --runs runs, the runs taken in
+    turn (direct, cold, warm, ...) so that a swing of the shared machine's
+    load hits every row alike."""
+    size, sha = ctx.big["size"], ctx.big["sha256"]
+
+    def fleet_read(label, n, endpoint, warm_dir=None):
+        stores = [b.fresh("fleet-%s-%d-store" % (label, i)) for i in range(n)]
         b.cold_prep(ctx, [sha])
         if warm_dir:        # the mirror's cache in memory, like the CDN's file
             warm_files(warm_dir)
         mounts, procs = [], []
+        load = load_avg()
         try:
-            for i in range(FLEET):
+            for i in range(n):
                 mounts.append(b.hubfs_mount(ctx, "fleet-%s-%d" % (label, i), stores[i],
                                             endpoint))
             paths = [m.path(BIG_REPO, BIG_FILE) for m in mounts]
@@ -988,7 +1020,7 @@ def case_fleet(b, ctx):
                     out, err = proc.communicate(timeout=max(1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     raise NA("%d readers not done within %d s"
-                             % (FLEET, 2 * b.args.read_timeout))
+                             % (n, 2 * b.args.read_timeout))
                 if proc.returncode != 0:
                     raise NA("reader failed: %s" % " ".join(err.decode().split())[-200:])
                 results.append(json.loads(out))
@@ -1005,43 +1037,174 @@ def case_fleet(b, ctx):
             for store in stores:
                 shutil.rmtree(store, ignore_errors=True)
         got = sum(r["bytes"] for r in results)
-        if got != FLEET * size:
-            raise NA("read %d bytes of %d" % (got, FLEET * size))
+        if got != n * size:
+            raise NA("read %d bytes of %d" % (got, n * size))
         cdn, reqs = ctx.cdn_bytes(mark)
         return {"seconds": secs, "nbytes": got, "cdn_bytes": cdn, "requests": reqs,
-                "hwm": hwm, "note": "%d mounts, %d stores; slowest reader %.2f s"
-                % (FLEET, FLEET, max(r["seconds"] for r in results))}
+                "hwm": hwm, "load": load}
 
-    b.measure("fleet/direct", "fleet", "hubfs x%d, each from the CDN" % FLEET, ctx.label,
-              lambda: fleet_read("direct", None))
+    def new_mirror(name):
+        if not os.access(hubmirror.MIRROR, os.X_OK):
+            raise NA("no %s" % hubmirror.MIRROR)
+        mi = hubmirror.Mirror(ctx.stack.endpoint, b.fresh(name), b.args.mirror_arg)
+        b.mirrors.append(mi)
+        try:
+            mi.start()
+        except hubmirror.MirrorError as e:
+            raise NA(str(e))
+        return mi
 
-    def through_mirror(warm):
-        def fn():
-            if warm:
-                mi = state.get("mirror")
-                if mi is None:
-                    raise NA("no mirror from the cold run")
-                return fleet_read("warm", mi.url, os.path.join(mi.cache_dir, "lfs"))
-            if not os.access(hubmirror.MIRROR, os.X_OK):
-                raise NA("no %s" % hubmirror.MIRROR)
-            mi = hubmirror.Mirror(ctx.stack.endpoint, b.fresh("fleet-mirror"))
-            b.mirrors.append(mi)
-            try:
-                mi.start()
-            except hubmirror.MirrorError as e:
-                raise NA(str(e))
-            state["mirror"] = mi
-            return fleet_read("cold", mi.url)
-        return fn
-    b.measure("fleet/mirror", "fleet", "hubfs x%d via hubfs-mirror, cold" % FLEET,
-              ctx.label, through_mirror(False))
-    b.measure("fleet/mirror-warm", "fleet", "hubfs x%d via hubfs-mirror, warm" % FLEET,
-              ctx.label, through_mirror(True))
-    mi = state.get("mirror")
-    if mi is not None:
+    def drop_mirror(mi):
+        if mi is None:
+            return
+        if b.args.keep:     # its access log, for a look at where time went
+            shutil.copy(mi.access_log, mi.cache_dir + ".access.log")
         mi.stop()
         b.mirrors.remove(mi)
         shutil.rmtree(mi.cache_dir, ignore_errors=True)
+
+    runs = {key: [] for key, _, _, _ in FLEET_ROWS}
+    fails = {}
+
+    def attempt(key, fn):
+        try:
+            runs[key].append(fn())
+        except KeyboardInterrupt:
+            raise
+        except NA as e:
+            fails.setdefault(key, str(e))
+        except Exception as e:  # noqa: BLE001 -- a benchmark reports and goes on
+            fails.setdefault(key, "%s: %s" % (type(e).__name__, e))
+
+    for run in range(b.args.runs):
+        log("fleet run %d of %d (CDN %s, load %s)" % (run + 1, b.args.runs, ctx.label,
+                                                     load_avg()))
+        attempt("direct-1", lambda: fleet_read("direct", 1, None))
+        attempt("direct", lambda: fleet_read("direct", FLEET, None))
+        for n, cold, warm in ((1, "mirror-1", "mirror-warm-1"),
+                              (FLEET, "mirror", "mirror-warm")):
+            mi = None
+            try:
+                mi = new_mirror("fleet-mirror-%d-%d" % (n, run))
+                attempt(cold, lambda: fleet_read("cold", n, mi.url))
+                if runs[cold]:
+                    lfs = os.path.join(mi.cache_dir, "lfs")
+                    attempt(warm, lambda: fleet_read("warm", n, mi.url, lfs))
+            except NA as e:
+                fails.setdefault(cold, str(e))
+            finally:
+                drop_mirror(mi)
+
+    for key, n, _, what in FLEET_ROWS:
+        add_median_row(b, "fleet/%s/%s" % (ctx.label, key), "fleet", what, ctx.label,
+                       runs[key], fails.get(key), machines=n)
+
+
+def add_median_row(b, rid, case, what, label, got, fail, **extra):
+    """One row for the runs in got (dicts with seconds, nbytes, cdn_bytes,
+    requests, hwm, load): the median time, each run's in the note."""
+    if not got:
+        b.add(rid, case, what, label, na=(fail or "did not run")[:240])
+        return
+    secs = [r["seconds"] for r in got]
+    med = median(secs)
+    loads = [r["load"] for r in got if r["load"] is not None]
+    note = "median of %d: %s s; spread %.0f%%; load %s" % (
+        len(got), "/".join("%.2f" % s for s in secs), 100 * (max(secs) - min(secs)) / med,
+        "/".join("%.1f" % x for x in loads) or "?")
+    if len(got) < b.args.runs:
+        note += "; %d failed: %s" % (b.args.runs - len(got), (fail or "?")[:80])
+    b.add(rid, case, what, label, seconds=med, nbytes=got[0]["nbytes"],
+          cdn_bytes=median([r["cdn_bytes"] for r in got]),
+          requests=median([r["requests"] for r in got]),
+          hwm=max((r.get("hwm") or 0) for r in got) or None, note=note,
+          cdn_max=max(r["cdn_bytes"] for r in got), **extra)
+
+
+# huggingface_hub downloads one file into its HF_HOME (argv: repo, file).
+HF_DOWNLOAD = r"""
+import sys
+from huggingface_hub import hf_hub_download
+print(hf_hub_download(sys.argv[1], sys.argv[2]))
+"""
+
+XET_ROWS = [("direct-1", "hf_hub_download, 1st machine, from the Hub (Xet)"),
+            ("direct-2", "hf_hub_download, 2nd machine, from the Hub (Xet)"),
+            ("mirror-1", "hf_hub_download, 1st machine, via hubfs-mirror"),
+            ("mirror-2", "hf_hub_download, 2nd machine, via hubfs-mirror")]
+
+
+def case_xet(b, ctx):
+    """A Xet file downloaded by huggingface_hub + hf_xet on two machines (own
+    HF_HOME each) one after the other: from the Hub, where hf_xet reads the
+    xorbs from the CAS's CDN, and through hubfs-mirror, which hides the Xet
+    markers so that both read the bridge URL through its cache."""
+    python = hubstack.xet_python()
+    why = None
+    if python is None:
+        why = "no test venv with huggingface_hub + hf_xet (.ci/install-venv)"
+    elif not ctx.stack.xet_built:
+        why = "the Xet fixture could not be built (see the stack's xet-build.log)"
+    try:
+        f = ctx.file(XET_REPO, XET_FILE)
+    except KeyError:
+        why = why or "no %s/%s in the stack" % (XET_REPO, XET_FILE)
+    runs = {key: [] for key, _ in XET_ROWS}
+    fails = {}
+
+    def download(endpoint, home):
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("HF_", "HUGGINGFACE"))}
+        env.update({"HF_HOME": home, "HF_ENDPOINT": endpoint,
+                    "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                    "HF_HUB_DISABLE_UPDATE_CHECK": "1"})
+        load = load_avg()      # (the CAS's xorbs and the bridge's blob stay in memory)
+        mark = ctx.log_mark()
+        rc, out, err, secs = b.run([python, "-c", HF_DOWNLOAD, XET_REPO, XET_FILE],
+                                   b.args.read_timeout, env=env)
+        try:
+            if rc != 0:
+                raise NA("hf_hub_download failed: %s" % " ".join(err.split())[-200:])
+            path = out.strip().splitlines()[-1]
+            if os.path.getsize(path) != f["size"]:
+                raise NA("downloaded %d bytes of %d" % (os.path.getsize(path), f["size"]))
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+        cdn, reqs = ctx.cdn_bytes(mark)
+        return {"seconds": secs, "nbytes": f["size"], "cdn_bytes": cdn, "requests": reqs,
+                "load": load}
+
+    def attempt(key, fn):
+        try:
+            runs[key].append(fn())
+        except KeyboardInterrupt:
+            raise
+        except NA as e:
+            fails.setdefault(key, str(e))
+        except Exception as e:  # noqa: BLE001 -- a benchmark reports and goes on
+            fails.setdefault(key, "%s: %s" % (type(e).__name__, e))
+
+    for run in range(0 if why else b.args.runs):
+        log("xet run %d of %d (load %s)" % (run + 1, b.args.runs, load_avg()))
+        for m in (1, 2):
+            attempt("direct-%d" % m, lambda: download(
+                ctx.stack.endpoint, b.fresh("xet-home-direct-%d" % m)))
+        mi = hubmirror.Mirror(ctx.stack.endpoint, b.fresh("xet-mirror-%d" % run))
+        b.mirrors.append(mi)
+        try:
+            mi.start()
+            for m in (1, 2):
+                attempt("mirror-%d" % m, lambda: download(
+                    mi.url, b.fresh("xet-home-mirror-%d" % m)))
+        except hubmirror.MirrorError as e:
+            fails.setdefault("mirror-1", str(e))
+        finally:
+            mi.stop()
+            b.mirrors.remove(mi)
+            shutil.rmtree(mi.cache_dir, ignore_errors=True)
+    for key, what in XET_ROWS:
+        add_median_row(b, "xet/%s" % key, "xet", what, ctx.label, runs[key],
+                       why or fails.get(key))
 
 
 # --------------------------------------------------------------- the report
@@ -1164,15 +1327,31 @@ def ratio_rows(b):
           None, "<=", "MiB")
     value("peak RSS streaming 4 x 1 GiB (VmHWM)", "rss/hubfs",
           lambda r: r["hwm"] / MiB if r["hwm"] else float("nan"), 128, "<=", "MiB")
-    # nbytes is what the FLEET readers read together: FLEET copies of the file.
-    value("fleet x%d via the mirror: CDN bytes, in copies of the file" % FLEET,
-          "fleet/mirror", lambda r: r["cdn_bytes"] * FLEET / r["nbytes"], 1.1, "<=", "x")
-    value("fleet x%d each from the CDN: CDN bytes, in copies of the file" % FLEET,
-          "fleet/direct", lambda r: r["cdn_bytes"] * FLEET / r["nbytes"], None, "<=", "x")
-    ratio("fleet x%d: via the mirror, cold / each from the CDN" % FLEET, "fleet/mirror",
-          "fleet/direct")
-    ratio("fleet x%d: via the mirror, warm / each from the CDN" % FLEET,
-          "fleet/mirror-warm", "fleet/direct")
+    # The fleet, per stack: nbytes is what the row's readers read together.
+    for label in ("uncapped", rate):
+        def fid(key, label=label):
+            return "fleet/%s/%s" % (label, key)
+        value("fleet %s x%d via the mirror, cold: CDN bytes beyond one copy (most of "
+              "the runs)" % (label, FLEET), fid("mirror"),
+              lambda r: (r["cdn_max"] - r["nbytes"] / FLEET) / MiB, 0, "<=", "MiB")
+        value("fleet %s x%d via the mirror, warm: CDN bytes" % (label, FLEET),
+              fid("mirror-warm"), lambda r: r["cdn_max"] / MiB, 0, "<=", "MiB")
+        value("fleet %s x1 via the mirror, warm: CDN bytes" % label,
+              fid("mirror-warm-1"), lambda r: r["cdn_max"] / MiB, 0, "<=", "MiB")
+        ratio("fleet %s x%d: via the mirror, cold / each from the CDN" % (label, FLEET),
+              fid("mirror"), fid("direct"), 1 / 1.2)
+        ratio("fleet %s x1: via the mirror, cold / from the CDN" % label,
+              fid("mirror-1"), fid("direct-1"))
+        ratio("fleet %s x1: via the mirror, warm / from the CDN" % label,
+              fid("mirror-warm-1"), fid("direct-1"), 1.0)
+        ratio("fleet %s x%d: via the mirror, warm / each from the CDN" % (label, FLEET),
+              fid("mirror-warm"), fid("direct"))
+    value("xet 2nd machine via the mirror: CDN bytes", "xet/mirror-2",
+          lambda r: r["cdn_max"] / MiB, 0, "<=", "MiB")
+    value("xet 1st machine via the mirror: CDN bytes, in copies of the file",
+          "xet/mirror-1", lambda r: r["cdn_bytes"] / r["nbytes"], None, "<=", "x")
+    value("xet each machine from the Hub: CDN bytes, in copies of the file",
+          "xet/direct-2", lambda r: r["cdn_bytes"] / r["nbytes"], None, "<=", "x")
     return out
 
 
@@ -1241,7 +1420,13 @@ def parse_args(argv):
                     % READ_TIMEOUT)
     ap.add_argument("--random-ios", type=int, default=FIO_IOS,
                     help="fio reads in the random case (%d)" % FIO_IOS)
-    ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--runs", type=int, default=3,
+                    help="fleet: runs of every row; the table shows the median (3)")
+    ap.add_argument("--mirror-arg", action="append", default=[], metavar="ARG",
+                    help="fleet: an extra argument for hubfs-mirror (repeatable), "
+                         "e.g. --mirror-arg=--slice=4M")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work folder (and the fleet mirrors' access logs)")
     ap.add_argument("--json", help="also write the measurements to this file")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     args = ap.parse_args(argv)
@@ -1259,7 +1444,8 @@ def run_stack(b, kind):
     if not cases:
         return
     label = "uncapped" if kind == "open" else b.rate
-    fixtures = [BIG_FIXTURE] + ([FOUR_FIXTURE] if "rss" in cases else [])
+    fixtures = [BIG_FIXTURE] + ([FOUR_FIXTURE] if "rss" in cases else []) + \
+        ([XET_FIXTURE] if "xet" in cases else [])
     log("starting the stack, CDN %s (first run generates the fixtures' content)" % label)
     stack = hubstack.Stack(None, fixtures=fixtures,
                            cdn_rate=None if kind == "open" else b.rate,
@@ -1292,6 +1478,8 @@ def run_stack(b, kind):
                 case_rss(b, ctx)
             elif c == "fleet":
                 case_fleet(b, ctx)
+            elif c == "xet":
+                case_xet(b, ctx)
     finally:
         b.cleanup()
         stack.stop()

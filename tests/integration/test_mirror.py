@@ -10,8 +10,10 @@ the right token gets EACCES or ENOENT for bytes the mirror holds.
 import errno
 import hashlib
 import http.client
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -24,10 +26,19 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "harness"))
 import hubmirror  # noqa: E402
 
+# huggingface_hub (with hf_xet installed) downloads one file into its own
+# cache folder, as a machine of the fleet would: argv = repo, file; prints
+# the path.
+HF_CLIENT = r"""
+import sys
+from huggingface_hub import hf_hub_download
+print(hf_hub_download(sys.argv[1], sys.argv[2]))
+"""
+
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "large",
                        "reads.json")
 MiB = 1 << 20
-SLICE = 8 * MiB  # the mirror's default
+SLICE = 1 * MiB  # the mirror's default
 
 # What every "machine" reads: (type, id, path below the mount root).  The
 # 48 MiB and 20 MiB LFS files of acme/reads among them, a private repo, a
@@ -231,6 +242,7 @@ class MirrorTest(unittest.TestCase):
             self.assertEqual(r.getheader("X-Linked-Size"), str(f["size"]))
             self.assertEqual(r.getheader("X-Repo-Commit"), commit)
             self.assertIsNone(r.getheader("X-Xet-Hash"))
+            self.assertEqual(r.getheader("X-Mirror-Slice"), str(SLICE))
         for rng, first in (("bytes=-10", f["size"] - 10),
                            ("bytes=%d-" % (f["size"] - 5), f["size"] - 5)):
             r, body = self.http("GET", url, Range=rng)
@@ -302,6 +314,68 @@ class MirrorTest(unittest.TestCase):
         self.assertEqual(r.getheader("X-Mirror-Cache"), "BYPASS")
         self.assertEqual(sha256_of(m.path("acme", "new-name", "weights.bin")),
                          f["sha256"])
+
+    # ---- Xet files: the mirror hides the Xet markers, so every client reads
+    # them through the bridge, that is through the mirror's cache.
+    def test_xet_files_go_through_the_bridge(self):
+        f = self.lfs("acme/tiny-model", "weights/xet-model.bin")
+        self.assertTrue(f.get("xet"), f)
+        url = "/acme/tiny-model/resolve/main/weights/xet-model.bin"
+        # The Hub marks it as Xet (else this test would prove nothing) ...
+        hub = urllib.parse.urlsplit(self.stack.endpoint)
+        conn = http.client.HTTPConnection(hub.hostname, hub.port, timeout=60)
+        try:
+            conn.request("HEAD", url)
+            r = conn.getresponse()
+            r.read()
+        finally:
+            conn.close()
+        self.assertEqual(r.status, 302)
+        self.assertTrue(r.getheader("X-Xet-Hash"))
+        self.assertIn('rel="xet-auth"', r.getheader("Link") or "")
+        # ... the mirror does not: the bytes come from it, not from a CAS.
+        for method, accept in (("HEAD", None), ("GET", None),
+                               ("GET", "application/vnd.xet-fileinfo+json")):
+            headers = {"Accept": accept} if accept else {}
+            r, body = self.http(method, url, **headers)
+            self.assertEqual(r.status, 200, (method, accept))
+            self.assertEqual(body, b"" if method == "HEAD" else self.content(f))
+            self.assertIsNone(r.getheader("X-Xet-Hash"), (method, accept))
+            self.assertNotIn("xet-", r.getheader("Link") or "", (method, accept))
+            self.assertEqual(r.getheader("X-Linked-Etag"), '"%s"' % f["sha256"])
+        # huggingface_hub + hf_xet on two machines: both download over HTTP
+        # from the mirror (no read token, no CAS, no xorb), the CDN serves
+        # the second nothing.
+        python = hubstack.xet_python()
+        if python is None:
+            self.skipTest("no test venv with huggingface_hub and hf_xet "
+                          "(HUBFS_TEST_PYTHON, .ci/install-venv)")
+        hub_mark = self.stack.hub_log()[-1]["seq"]
+        cdn = []
+        for machine in ("xet-a", "xet-b"):
+            cdn_mark = len(self.stack.cdn_log())
+            home = os.path.join(self.tmp, machine)
+            env = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("HF_", "HUGGINGFACE"))}
+            env.update({"HF_HOME": home, "HF_ENDPOINT": self.mirror.url,
+                        "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                        "HF_HUB_DISABLE_UPDATE_CHECK": "1"})
+            p = subprocess.run([python, "-c", HF_CLIENT, "acme/tiny-model",
+                                "weights/xet-model.bin"], env=env, capture_output=True,
+                               text=True, timeout=300)
+            self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+            path = p.stdout.strip().splitlines()[-1]
+            self.assertTrue(path.startswith(home), path)
+            self.assertEqual(sha256_of(path), f["sha256"])
+            cdn.append(self.stack.cdn_log()[cdn_mark:])
+        self.assertEqual(cdn[1], [], "the CDN served the second machine")
+        self.assertTrue(all(e["uri"].startswith("/blobs/") for e in cdn[0]), cdn[0])
+        self.assertLessEqual(sum(e["bytes"] for e in cdn[0]), f["size"])
+        hub = self.stack.hub_log(since=hub_mark)
+        self.assertEqual([e for e in hub if e["bucket"] == "cas"
+                          or "xet-read-token" in e["path"]], [])
+        self.assertTrue(any(e["path"].endswith("/weights/xet-model.bin") for e in hub))
+        self.cdn_auth_never_sent()
 
 
 if __name__ == "__main__":
