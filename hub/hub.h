@@ -563,7 +563,7 @@ int hub_xet_read(struct hub_xet *x, const struct hub_xet_file *file,
 struct hub_xet_stats {
 	uint64_t tokens;	  /* read tokens fetched from the Hub */
 	uint64_t reconstructions; /* reconstruction requests answered */
-	uint64_t xorb_requests;	  /* GETs of xorb ranges */
+	uint64_t xorb_requests;	  /* xorb ranges submitted to the engine */
 	uint64_t xorb_bytes;	  /* bytes of xorb ranges received */
 	uint64_t bytes;		  /* file bytes delivered */
 };
