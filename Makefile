@@ -4,8 +4,9 @@
 #   make test   install what is missing, build, run every test
 #   make asan   the suite under AddressSanitizer and UBSan
 #   make tsan   the threaded paths under ThreadSanitizer: the unit and stack
-#               tests, and the mount, read, load, pull, status, store-fault,
-#               reuse and view tests (TSAN_TESTS)
+#               tests (the read engine's, stack/fs_engine, among them), and
+#               the mount, read, load, pull, status, store-fault, reuse,
+#               view and fault-mix (ratelimit) tests (TSAN_TESTS)
 #   make valgrind  the daemon under valgrind's memcheck (test_valgrind.py)
 #   make bench  the benchmarks (not part of make test); CASES=cold,warm runs some
 #   make fuzz   build the libFuzzer targets with clang (build-fuzz), run each
@@ -24,7 +25,7 @@ JOBS       ?= $(shell nproc)
 MOUNT      ?= $(HOME)/models
 CASES      ?=
 TESTS      ?=
-TSAN_TESTS ?= ^(unit/|stack/|integration/(mount|reads|load|commands|status|store_faults|reuse|hfcache_view))
+TSAN_TESTS ?= ^(unit/|stack/|integration/(mount|reads|load|commands|status|store_faults|reuse|hfcache_view|ratelimit))
 FUZZ_SECONDS ?= 60
 TEST_VENV  ?= $(shell .ci/install-venv --path)
 FUZZ_TARGETS ?= headers names url json response xet_recon xet_chunks

@@ -37,6 +37,8 @@ struct cli_common {
 	bool offline;		/* --offline, or HF_HUB_OFFLINE */
 	const char *hf_cache;	/* --hf-cache */
 	bool no_hf_cache;	/* --no-hf-cache */
+	bool wait_out_pauses;	/* not an option: the command waits out the
+				   Hub's rate limits (pull) */
 };
 
 #define CLI_COMMON_OPT_ENUM                                                    \
@@ -112,6 +114,22 @@ struct cli_target {
 };
 /* -EINVAL when arg is not of that form (t->rev is then NULL). */
 int cli_parse_target(const char *arg, struct cli_target *t);
+
+/*
+ * Open the store in dir when it exists (has an index): 0 with *out the
+ * store, or NULL when there is none yet (opening it would create it); or
+ * an exit code, the complaint printed.  What opening repaired is reported.
+ */
+int cli_store_open_existing(const char *dir, struct db_store **out);
+
+/* path made absolute against the working folder (resolved if it exists);
+   out has room for PATH_MAX bytes. */
+void cli_absolute(const char *path, char *out, size_t size);
+
+/* Print JSON j on stdout and free it: 0, or an exit code (out of memory,
+   also when j is NULL). */
+struct cJSON;
+int cli_print_json(struct cJSON *j);
 
 /* Print, on stderr, what opening the store repaired (a damaged index). */
 void cli_report_repair(struct db_store *s);

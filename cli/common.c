@@ -3,6 +3,8 @@
  */
 #include "cli.h"
 
+#include <cjson/cJSON.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -127,6 +129,51 @@ char *cli_store_dir(const struct cli_common *c)
 	return dir;
 }
 
+int cli_store_open_existing(const char *dir, struct db_store **out)
+{
+	int rc;
+
+	*out = NULL;
+	if (!db_store_exists(dir))
+		return 0;
+	rc = db_store_open(out, dir);
+	if (rc < 0) {
+		fprintf(stderr, "hubfs: cannot open the store %s: %s\n", dir,
+			rc == -EPROTO || rc == -EIO ? db_last_error()
+						    : strerror(-rc));
+		return CLI_EXIT_FAIL;
+	}
+	cli_report_repair(*out);
+	return 0;
+}
+
+void cli_absolute(const char *path, char *out, size_t size)
+{
+	char cwd[PATH_MAX];
+	int n = -1;
+
+	if (realpath(path, out))
+		return;
+	if (path[0] != '/' && getcwd(cwd, sizeof(cwd)))
+		n = snprintf(out, size, "%s/%s", cwd, path);
+	if (n < 0 || (size_t)n >= size)
+		snprintf(out, size, "%s", path);
+}
+
+int cli_print_json(cJSON *j)
+{
+	char *text = j ? cJSON_Print(j) : NULL;
+
+	cJSON_Delete(j);
+	if (!text) {
+		fprintf(stderr, "hubfs: out of memory\n");
+		return CLI_EXIT_FAIL;
+	}
+	printf("%s\n", text);
+	cJSON_free(text);
+	return 0;
+}
+
 const char *cli_human_size(uint64_t bytes, char *buf, size_t size)
 {
 	static const char *const units[] = { "KiB", "MiB", "GiB",
@@ -178,7 +225,7 @@ int cli_open(const struct cli_common *c, long stall_seconds,
 	     struct hub_client **hub, struct db_store **store)
 {
 	struct hub_config cfg = { 0 };
-	char *dir = cli_store_dir(c);
+	char *dir = cli_store_dir(c), endpoint[2048];
 	int rc;
 
 	*hub = NULL;
@@ -189,12 +236,14 @@ int cli_open(const struct cli_common *c, long stall_seconds,
 	cfg.token_file = c->token_file;
 	cfg.offline = cli_offline_reason(c) != NULL;
 	cfg.stall_seconds = stall_seconds;
+	cfg.wait_out_pauses = c->wait_out_pauses;
 	rc = hub_client_new(hub, &cfg);
 	if (rc == -EINVAL) {
+		hub_default_endpoint(endpoint, sizeof(endpoint));
 		fprintf(stderr,
 			"hubfs: the endpoint '%s'%s is not an http or https "
 			"URL\n",
-			c->endpoint ? c->endpoint : hub_default_endpoint(),
+			c->endpoint ? c->endpoint : endpoint,
 			c->endpoint ? "" : " (HF_ENDPOINT)");
 		goto out;
 	}
@@ -206,7 +255,7 @@ int cli_open(const struct cli_common *c, long stall_seconds,
 	rc = db_store_open(store, dir);
 	if (rc < 0)
 		fprintf(stderr, "hubfs: cannot open the store %s: %s\n", dir,
-			rc == -EPROTO || rc == -EIO ? db_last_error(NULL)
+			rc == -EPROTO || rc == -EIO ? db_last_error()
 						    : strerror(-rc));
 	else
 		cli_report_repair(*store);

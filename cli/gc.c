@@ -95,7 +95,7 @@ static int limit_of(struct gc_opts *o, struct db_store *store, uint64_t *limit)
 						  (int64_t)o->max_cache) < 0) {
 			fprintf(stderr,
 				"hubfs: cannot record --max-cache: %s\n",
-				db_last_error(store));
+				db_last_error());
 			return CLI_EXIT_FAIL;
 		}
 		return 0;
@@ -127,7 +127,7 @@ int cli_gc(int argc, char **argv)
 				   &unref) < 0 ||
 	     (limit != UINT64_MAX && db_evict(store, limit, o.dry_run, report,
 					      &o.dry_run, &freed) < 0))) {
-		fprintf(stderr, "hubfs: gc: %s\n", db_last_error(store));
+		fprintf(stderr, "hubfs: gc: %s\n", db_last_error());
 		rc = CLI_EXIT_FAIL;
 	}
 	freed += unref;

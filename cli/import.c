@@ -169,7 +169,7 @@ static void check_file(struct import *im, const char *path, const char *label,
 	case -EBADMSG:
 		printf("skipped   %s: content does not match the Hub's hash "
 		       "(%s)\n",
-		       label, db_last_error(im->store));
+		       label, db_last_error());
 		break;
 	case -EISDIR:
 		printf("skipped   %s: not a regular file\n", label);
@@ -293,32 +293,16 @@ static int import_cache_repo(struct import *im, const char *cache,
 {
 	char folder[PATH_MAX], id[256], snaps[PATH_MAX], refs[PATH_MAX];
 	enum hub_repo_type type;
-	const char *rest;
 	struct fs_repo r = { 0 };
 	struct dirent *e;
 	DIR *d;
-	size_t n = 0;
 	int rc, bad = 0;
 
-	if (strncmp(name, "models--", 8) == 0)
-		type = HUB_MODEL, rest = name + 8;
-	else if (strncmp(name, "datasets--", 10) == 0)
-		type = HUB_DATASET, rest = name + 10;
-	else if (strncmp(name, "spaces--", 8) == 0)
-		type = HUB_SPACE, rest = name + 8;
-	else
+	if (strncmp(name, "models--", 8) != 0 &&
+	    strncmp(name, "datasets--", 10) != 0 &&
+	    strncmp(name, "spaces--", 8) != 0)
 		return 0;
-	/* "--" cannot occur in a repo id: each one was a '/'. */
-	for (; *rest && n + 1 < sizeof(id); rest++) {
-		if (rest[0] == '-' && rest[1] == '-') {
-			id[n++] = '/';
-			rest++;
-		} else {
-			id[n++] = *rest;
-		}
-	}
-	id[n] = '\0';
-	if (*rest || !hub_repo_id_valid(id)) {
+	if (hub_cache_folder_parse(name, &type, id) < 0) {
 		printf("skipped   %s/%s: not a repo folder\n", cache, name);
 		im->skipped++;
 		return 0;
@@ -349,7 +333,7 @@ static int import_cache_repo(struct import *im, const char *cache,
 		rc = db_report_files(im->store, r.tree, cache_file, &cr);
 		if (rc < 0) {
 			fprintf(stderr, "hubfs import: %s: %s\n", r.id,
-				db_last_error(im->store));
+				db_last_error());
 			bad++;
 		}
 		fmt(label, sizeof(label), "%s/%s", snaps, e->d_name);
@@ -763,14 +747,11 @@ int cli_import(int argc, char **argv)
 	free(dir);
 	rc = cli_open(&common, 60, &hub, &im.store);
 	if (rc == 0 && fs_log_open(NULL, true) == 0) {
-		struct fs_config cfg = {
-			.hub = hub,
-			.store = im.store,
-			.revision_ttl = 60,
-			.listing_ttl = 600,
-			.read_timeout = 60,
-		};
+		struct fs_config cfg;
 
+		fs_config_defaults(&cfg);
+		cfg.hub = hub;
+		cfg.store = im.store;
 		cli_report_repair(im.store);
 		im.offline = cli_offline_reason(&common) != NULL;
 		fs_log_set_level(LOG_WARNING);

@@ -268,15 +268,6 @@ static void print_repos(const struct listing *l, const char *dir)
 
 /* ---- JSON -------------------------------------------------------------- */
 
-/* An exact integer (cJSON's numbers are doubles). */
-static void add_u64(cJSON *o, const char *key, uint64_t v)
-{
-	char buf[24];
-
-	snprintf(buf, sizeof(buf), "%" PRIu64, v);
-	cJSON_AddRawToObject(o, key, buf);
-}
-
 static void add_i64(cJSON *o, const char *key, int64_t v)
 {
 	char buf[24];
@@ -287,10 +278,10 @@ static void add_i64(cJSON *o, const char *key, int64_t v)
 
 static void add_totals(cJSON *o, const struct totals *t)
 {
-	add_u64(o, "files", t->files);
-	add_u64(o, "bytes", t->bytes);
-	add_u64(o, "local_bytes", t->local);
-	add_u64(o, "complete_files", t->complete);
+	hub_json_add_u64(o, "files", t->files);
+	hub_json_add_u64(o, "bytes", t->bytes);
+	hub_json_add_u64(o, "local_bytes", t->local);
+	hub_json_add_u64(o, "complete_files", t->complete);
 }
 
 static cJSON *rev_json(const struct rev *v)
@@ -344,28 +335,13 @@ static cJSON *repo_json(const struct repo *p)
 	return o;
 }
 
-/* Print and free j; an allocation that failed on the way is an error. */
-static int print_json(cJSON *j)
-{
-	char *text = j ? cJSON_Print(j) : NULL;
-
-	cJSON_Delete(j);
-	if (!text) {
-		fprintf(stderr, "hubfs: out of memory\n");
-		return CLI_EXIT_FAIL;
-	}
-	printf("%s\n", text);
-	cJSON_free(text);
-	return 0;
-}
-
 static int print_repos_json(const struct listing *l)
 {
 	cJSON *a = cJSON_CreateArray();
 
 	for (size_t i = 0; a && i < l->n; i++)
 		cJSON_AddItemToArray(a, repo_json(&l->repos[i]));
-	return print_json(a);
+	return cli_print_json(a);
 }
 
 /* ---- One repo's files -------------------------------------------------- */
@@ -387,8 +363,8 @@ static int print_file(void *arg, const struct db_report_file *f)
 		if (!o)
 			return -ENOMEM;
 		cJSON_AddStringToObject(o, "path", f->path);
-		add_u64(o, "size", f->size);
-		add_u64(o, "local_bytes", f->local);
+		hub_json_add_u64(o, "size", f->size);
+		hub_json_add_u64(o, "local_bytes", f->local);
 		cJSON_AddBoolToObject(o, "complete", f->complete);
 		cJSON_AddStringToObject(o, "etag", f->etag);
 		cJSON_AddBoolToObject(o, "lfs", f->lfs);
@@ -445,7 +421,7 @@ static int list_files(struct db_store *s, const struct repo *p,
 	rc = db_report_files(s, v->r.tree, print_file, &out);
 	if (rc < 0) {
 		fprintf(stderr, "hubfs: reading the store: %s\n",
-			db_last_error(s));
+			db_last_error());
 		cJSON_Delete(out.json);
 		cJSON_Delete(o);
 		return CLI_EXIT_FAIL;
@@ -467,7 +443,7 @@ static int list_files(struct db_store *s, const struct repo *p,
 	if (total)
 		add_totals(total, &out.t);
 	cJSON_AddItemToObject(o, "files", out.json);
-	return print_json(o);
+	return cli_print_json(o);
 }
 
 /* ---- Which repo and revision ------------------------------------------- */
@@ -537,7 +513,7 @@ static int show_repo(struct db_store *s, const struct cli_target *t, bool json)
 		rc = fill_repo(s, &p);
 	if (rc < 0) {
 		fprintf(stderr, "hubfs: reading the store: %s\n",
-			db_last_error(s));
+			db_last_error());
 		free(p.revs);
 		return CLI_EXIT_FAIL;
 	}
@@ -567,7 +543,7 @@ static int list_repos(struct db_store *s, const char *dir, bool json)
 		rc = fill_repo(s, &l.repos[i]);
 	if (rc < 0) {
 		fprintf(stderr, "hubfs: reading the store: %s\n",
-			db_last_error(s));
+			db_last_error());
 		rc = CLI_EXIT_FAIL;
 	} else if (json) {
 		rc = print_repos_json(&l);
@@ -576,28 +552,6 @@ static int list_repos(struct db_store *s, const char *dir, bool json)
 	}
 	listing_free(&l);
 	return rc;
-}
-
-/* Open the store if it exists: 1 when there is none yet, 0, or an exit. */
-static int open_store(const char *dir, struct db_store **out)
-{
-	char index[PATH_MAX];
-	struct stat st;
-	int rc;
-
-	*out = NULL;
-	snprintf(index, sizeof(index), "%s/index.db", dir);
-	if (stat(index, &st) < 0 && errno == ENOENT)
-		return 1;
-	rc = db_store_open(out, dir);
-	if (rc < 0) {
-		fprintf(stderr, "hubfs: cannot open the store %s: %s\n", dir,
-			rc == -EPROTO || rc == -EIO ? db_last_error(NULL)
-						    : strerror(-rc));
-		return CLI_EXIT_FAIL;
-	}
-	cli_report_repair(*out);
-	return 0;
 }
 
 static int run_ls(const struct cli_common *common, const char *arg, bool json)
@@ -617,14 +571,16 @@ static int run_ls(const struct cli_common *common, const char *arg, bool json)
 		return CLI_EXIT_USAGE;
 	}
 	dir = cli_store_dir(common);
-	rc = dir ? open_store(dir, &s) : CLI_EXIT_FAIL;
-	if (rc == 1 && arg) {
+	rc = dir ? cli_store_open_existing(dir, &s) : CLI_EXIT_FAIL;
+	if (rc) {
+		/* said already */
+	} else if (!s && arg) {
 		fprintf(stderr, "hubfs: %s is not in the store %s\n", arg, dir);
 		rc = CLI_EXIT_FAIL;
-	} else if (rc == 1) {
-		rc = json ? print_json(cJSON_CreateArray())
+	} else if (!s) {
+		rc = json ? cli_print_json(cJSON_CreateArray())
 			  : (printf("No repos in the store %s yet.\n", dir), 0);
-	} else if (rc == 0) {
+	} else {
 		rc = arg ? show_repo(s, &t, json) : list_repos(s, dir, json);
 	}
 	db_store_close(s);

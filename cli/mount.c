@@ -467,6 +467,14 @@ static int serve(struct mount_opts *o, int ready_fd)
 	rc = cli_open(&o->common, o->read_timeout, &hub, &store);
 	if (rc)
 		goto out;
+	/* A daemon without --log on a machine without syslog: the store's. */
+	if (!o->log && !o->foreground &&
+	    (rc = fs_log_open_daemon(db_store_dir(store))) < 0) {
+		fprintf(stderr, "hubfs: cannot open a log in %s: %s\n",
+			db_store_dir(store), strerror(-rc));
+		rc = CLI_EXIT_FAIL;
+		goto out;
+	}
 	/* stderr may be a terminal that goes away: the log keeps it. */
 	if (db_store_repaired(store))
 		fs_log(LOG_WARNING, "%s", db_store_repaired(store));
@@ -478,16 +486,15 @@ static int serve(struct mount_opts *o, int ready_fd)
 	if (o->max_cache && db_setting_put(store, DB_SETTING_MAX_CACHE,
 					   (int64_t)o->max_cache) < 0) {
 		fprintf(stderr, "hubfs: cannot record --max-cache: %s\n",
-			db_last_error(store));
+			db_last_error());
 		rc = CLI_EXIT_FAIL;
 		goto out;
 	}
+	fs_config_defaults(&cfg);
 	cfg.mountpoint = o->mountpoint;
 	cfg.hub = hub;
 	cfg.store = store;
 	cfg.revision_ttl = o->revision_ttl;
-	cfg.listing_ttl = 600;
-	cfg.negative_ttl = 30;
 	cfg.read_timeout = o->read_timeout;
 	cfg.debug = o->debug;
 	cfg.fuse_options = o->fuse_options;
@@ -549,8 +556,8 @@ out:
 static void mount_defaults(struct mount_opts *o)
 {
 	memset(o, 0, sizeof(*o));
-	o->revision_ttl = 60;
-	o->read_timeout = 60;
+	o->revision_ttl = FS_REVISION_TTL;
+	o->read_timeout = FS_READ_TIMEOUT;
 }
 
 int cli_mount(int argc, char **argv)

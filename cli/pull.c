@@ -81,7 +81,7 @@ static int parse_pull(int argc, char **argv, struct pull_opts *o)
 	};
 	int c;
 
-	o->read_timeout = 60;
+	o->read_timeout = FS_READ_TIMEOUT;
 	while ((c = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
 		if (c == 'h') {
 			pull_usage(stdout);
@@ -198,8 +198,7 @@ static int select_files(struct db_store *store, int64_t tree,
 	rc = db_report_files(store, tree, select_file, s);
 	if (rc < 0)
 		fprintf(stderr, "hubfs pull: reading the file list: %s\n",
-			rc == -ENOMEM ? strerror(ENOMEM)
-				      : db_last_error(store));
+			rc == -ENOMEM ? strerror(ENOMEM) : db_last_error());
 	return rc < 0 ? CLI_EXIT_FAIL : 0;
 }
 
@@ -364,12 +363,17 @@ static void on_progress(void *arg, const struct fs_pull_progress *p)
 
 /* ---- The command ------------------------------------------------------- */
 
-static volatile int stop_requested;
+/* The context being pulled on: set before the handler, unset before it
+   is closed (atomic: the handler may run on any thread). */
+static struct fs_ctx *pulling;
 
 static void on_signal(int sig)
 {
+	struct fs_ctx *ctx = __atomic_load_n(&pulling, __ATOMIC_SEQ_CST);
+
 	(void)sig;
-	stop_requested = 1;
+	if (ctx)
+		fs_pull_stop(ctx);
 }
 
 static void catch_signals(void)
@@ -400,7 +404,7 @@ static int pin(struct db_store *store, const struct fs_repo *r,
 	free(pins);
 	if (rc < 0) {
 		fprintf(stderr, "hubfs pull: recording the pins: %s\n",
-			db_last_error(store));
+			db_last_error());
 		return CLI_EXIT_FAIL;
 	}
 	return 0;
@@ -472,14 +476,7 @@ static int run_pull(struct pull_opts *o, const struct cli_target *t,
 		    struct hub_client *hub, struct db_store *store,
 		    struct selection *s)
 {
-	struct fs_config cfg = {
-		.hub = hub,
-		.store = store,
-		.revision_ttl = 60,
-		.listing_ttl = 600,
-		.negative_ttl = 0,
-		.read_timeout = o->read_timeout,
-	};
+	struct fs_config cfg;
 	struct progress pg = { .quiet = o->quiet };
 	struct fs_ctx *ctx = NULL;
 	struct fs_repo r;
@@ -487,6 +484,10 @@ static int run_pull(struct pull_opts *o, const struct cli_target *t,
 	char *hf_cache = cli_hf_cache_dir(&o->common, NULL);
 	int rc;
 
+	fs_config_defaults(&cfg);
+	cfg.hub = hub;
+	cfg.store = store;
+	cfg.read_timeout = o->read_timeout;
 	cfg.hf_cache = hf_cache;
 	rc = fs_ctx_open(&ctx, &cfg);
 	if (rc < 0) {
@@ -528,9 +529,10 @@ static int run_pull(struct pull_opts *o, const struct cli_target *t,
 		goto out;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &pg.start);
+	__atomic_store_n(&pulling, ctx, __ATOMIC_SEQ_CST);
 	catch_signals();
-	rc = fs_pull(ctx, &r, s->items, s->n, on_progress, &pg,
-		     &stop_requested);
+	rc = fs_pull(ctx, &r, s->items, s->n, on_progress, &pg);
+	__atomic_store_n(&pulling, NULL, __ATOMIC_SEQ_CST);
 	if (pg.tty)
 		fputc('\n', stderr);
 	fs_ctx_close(ctx); /* what is durable gets recorded */
@@ -572,6 +574,8 @@ int cli_pull(int argc, char **argv)
 		return CLI_EXIT_FAIL;
 	}
 	s.matched = calloc((size_t)o.npatterns + 1, sizeof(bool));
+	/* Nobody waits on a reader here: the Hub's pauses are slept out. */
+	o.common.wait_out_pauses = true;
 	rc = s.matched ? cli_open(&o.common, o.read_timeout, &hub, &store)
 		       : CLI_EXIT_FAIL;
 	if (rc == 0 && fs_log_open(NULL, true) == 0) {

@@ -57,21 +57,21 @@ static int find_repo(struct db_store *s, const struct cli_target *t,
 		fprintf(stderr, "hubfs: %s%s is not in the store %s\n",
 			type_prefix(t->type), t->id, db_store_dir(s));
 	else if (rc < 0)
-		fprintf(stderr, "hubfs: %s\n", db_last_error(s));
+		fprintf(stderr, "hubfs: %s\n", db_last_error());
 	return rc < 0 ? CLI_EXIT_FAIL : 0;
 }
 
 static int open_ctx(struct hub_client *hub, struct db_store *s, long ttl,
 		    struct fs_ctx **ctx)
 {
-	struct fs_config cfg = {
-		.hub = hub,
-		.store = s,
-		.revision_ttl = ttl,
-		.listing_ttl = 600,
-		.read_timeout = 60,
-	};
-	int rc = fs_ctx_open(ctx, &cfg);
+	struct fs_config cfg;
+	int rc;
+
+	fs_config_defaults(&cfg);
+	cfg.hub = hub;
+	cfg.store = s;
+	cfg.revision_ttl = ttl;
+	rc = fs_ctx_open(ctx, &cfg);
 
 	if (rc < 0)
 		fprintf(stderr, "hubfs: %s\n", strerror(-rc));
@@ -129,8 +129,7 @@ static int run_forget(struct cli_common *c, struct hub_client *hub,
 		return rc;
 	rc = db_repo_forget(s, r.id);
 	if (rc < 0) {
-		fprintf(stderr, "hubfs forget: %s: %s\n", arg,
-			db_last_error(s));
+		fprintf(stderr, "hubfs forget: %s: %s\n", arg, db_last_error());
 		return CLI_EXIT_FAIL;
 	}
 	printf("forgot %s%s; 'hubfs gc' removes its files\n",
@@ -153,7 +152,7 @@ static int run_unpin(struct cli_common *c, struct hub_client *hub,
 	if ((rc = find_repo(s, t, &r)) != 0)
 		return rc;
 	if (db_pin_remove(s, r.id, t->rev, &n) < 0) {
-		fprintf(stderr, "hubfs unpin: %s: %s\n", arg, db_last_error(s));
+		fprintf(stderr, "hubfs unpin: %s: %s\n", arg, db_last_error());
 		return CLI_EXIT_FAIL;
 	}
 	if (n == 0 && t->rev)
@@ -236,7 +235,7 @@ static int refresh_repo(struct fs_ctx *ctx, struct db_store *s,
 
 	if (rc < 0) {
 		fprintf(stderr, "hubfs refresh: %s\n",
-			rc == -ENOMEM ? strerror(ENOMEM) : db_last_error(s));
+			rc == -ENOMEM ? strerror(ENOMEM) : db_last_error());
 		worst = CLI_EXIT_FAIL;
 	}
 	for (size_t i = 0; rc == 0 && i < l.n; i++) {
@@ -312,7 +311,7 @@ static int run_refresh(struct cli_common *c, struct hub_client *hub,
 	if (t) {
 		worst = refresh_repo(ctx, s, &r, t->rev);
 	} else if (db_report_repos(s, collect_repo, &ids) < 0) {
-		fprintf(stderr, "hubfs refresh: %s\n", db_last_error(s));
+		fprintf(stderr, "hubfs refresh: %s\n", db_last_error());
 		worst = CLI_EXIT_FAIL;
 	}
 	for (size_t i = 0; i < ids.n; i++) {

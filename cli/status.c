@@ -46,18 +46,6 @@ static void status_usage(FILE *out)
 		"  -h, --help              this help\n");
 }
 
-/* dir made absolute against the working folder, without resolving it. */
-static void absolute(const char *dir, char *out, size_t size)
-{
-	char cwd[PATH_MAX];
-	int n = -1;
-
-	if (dir[0] != '/' && getcwd(cwd, sizeof(cwd)))
-		n = snprintf(out, size, "%s/%s", cwd, dir);
-	if (n < 0 || (size_t)n >= size)
-		snprintf(out, size, "%s", dir);
-}
-
 static int read_store(struct store_facts *f, struct db_store *s)
 {
 	int rc = db_store_usage(s, &f->used);
@@ -76,7 +64,7 @@ static int read_store(struct store_facts *f, struct db_store *s)
 		f->limit = 0;
 	if (rc < 0)
 		fprintf(stderr, "hubfs: reading the store %s: %s\n", f->dir,
-			db_last_error(s));
+			db_last_error());
 	return rc;
 }
 
@@ -87,25 +75,17 @@ static int read_store(struct store_facts *f, struct db_store *s)
 static int find_store(const struct cli_common *c, struct store_facts *f)
 {
 	char *dir = cli_store_dir(c);
-	char index[PATH_MAX + 16];
 	struct db_store *s = NULL;
-	struct stat st;
 	int rc;
 
 	if (!dir)
 		return CLI_EXIT_FAIL;
-	absolute(dir, f->dir, sizeof(f->dir));
+	cli_absolute(dir, f->dir, sizeof(f->dir));
 	free(dir);
-	snprintf(index, sizeof(index), "%s/index.db", f->dir);
-	if (stat(index, &st) < 0)
-		return 0; /* opening it would create it */
+	rc = cli_store_open_existing(f->dir, &s);
+	if (rc || !s)
+		return rc; /* !s: opening it would create it */
 	f->exists = true;
-	rc = db_store_open(&s, f->dir);
-	if (rc < 0) {
-		fprintf(stderr, "hubfs: cannot open the store %s: %s\n", f->dir,
-			strerror(-rc));
-		return CLI_EXIT_FAIL;
-	}
 	snprintf(f->dir, sizeof(f->dir), "%s", db_store_dir(s));
 	rc = read_store(f, s);
 	db_store_close(s);
@@ -159,6 +139,17 @@ static int add_mount(void *arg, long pid, const cJSON *reply)
 						(double)reads);
 	else
 		cJSON_AddNullToObject(m, "hit_rate");
+	return 0;
+}
+
+static int add_ended(void *arg, long pid, const cJSON *m)
+{
+	cJSON *copy = cJSON_Duplicate(m, true);
+
+	(void)pid;
+	if (!copy)
+		return -ENOMEM;
+	cJSON_AddItemToArray(arg, copy);
 	return 0;
 }
 
@@ -229,6 +220,30 @@ static void print_store(const struct store_facts *f)
 		       cli_human_size(f->external_bytes, a, sizeof(a)));
 }
 
+/* The last few of a mount's warnings and errors, newest last. */
+#define ERRORS_SHOWN 5
+static void print_errors(const cJSON *m, const char *indent)
+{
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(m, "last_errors");
+	int n = cJSON_GetArraySize(a), i = 0;
+	const cJSON *e;
+	char when[32];
+
+	if (n == 0)
+		return;
+	printf("%slast errors (%d kept; 'hubfs status --json' has all):\n",
+	       indent, n);
+	cJSON_ArrayForEach(e, a)
+	{
+		if (i++ < n - ERRORS_SHOWN)
+			continue;
+		printf("%s  %s %s: %s\n", indent,
+		       cli_human_time((int64_t)field(e, "time"), when,
+				      sizeof(when)),
+		       text_field(e, "level"), text_field(e, "message"));
+	}
+}
+
 static void print_mount(const cJSON *m)
 {
 	const cJSON *rate = cJSON_GetObjectItemCaseSensitive(m, "hit_rate");
@@ -263,9 +278,36 @@ static void print_mount(const cJSON *m)
 	       (unsigned long long)field(m, "transfers_queued"));
 	printf("    blobs open  %llu\n",
 	       (unsigned long long)field(m, "blobs_open"));
+	print_errors(m, "    ");
+	if (field(m, "resolves_held_until") > (uint64_t)time(NULL))
+		printf("    held        new files wait %llu s for the Hub's "
+		       "rate limit (until %s)\n",
+		       (unsigned long long)(field(m, "resolves_held_until") -
+					    (uint64_t)time(NULL)),
+		       cli_human_time((int64_t)field(m, "resolves_held_until"),
+				      a, sizeof(a)));
 }
 
-static void print_text(const struct store_facts *f, const cJSON *mounts)
+static void print_ended(const cJSON *ended)
+{
+	const cJSON *m;
+
+	if (cJSON_GetArraySize(ended) == 0)
+		return;
+	printf("ended       %d mount%s left errors\n",
+	       cJSON_GetArraySize(ended),
+	       cJSON_GetArraySize(ended) == 1 ? "" : "s");
+	cJSON_ArrayForEach(m, ended)
+	{
+		printf("  %s (pid %llu, no longer running)\n",
+		       text_field(m, "mountpoint"),
+		       (unsigned long long)field(m, "pid"));
+		print_errors(m, "    ");
+	}
+}
+
+static void print_text(const struct store_facts *f, const cJSON *mounts,
+		       const cJSON *ended)
 {
 	int n = cJSON_GetArraySize(mounts);
 	const cJSON *m;
@@ -276,17 +318,12 @@ static void print_text(const struct store_facts *f, const cJSON *mounts)
 		return;
 	}
 	print_store(f);
-	if (n == 0) {
+	if (n == 0)
 		printf("mounts      none running\n");
-		return;
-	}
-	printf("mounts      %d running\n", n);
+	else
+		printf("mounts      %d running\n", n);
 	cJSON_ArrayForEach(m, mounts) print_mount(m);
-}
-
-static void add_u64(cJSON *o, const char *key, uint64_t v)
-{
-	cJSON_AddNumberToObject(o, key, (double)v);
+	print_ended(ended);
 }
 
 static cJSON *store_json(const struct store_facts *f)
@@ -299,45 +336,41 @@ static cJSON *store_json(const struct store_facts *f)
 	cJSON_AddBoolToObject(o, "store_exists", f->exists);
 	if (!f->exists)
 		return o;
-	add_u64(o, "used", f->used);
+	hub_json_add_u64(o, "used", f->used);
 	if (f->limit > 0)
-		add_u64(o, "limit", (uint64_t)f->limit);
+		hub_json_add_u64(o, "limit", (uint64_t)f->limit);
 	else
 		cJSON_AddNullToObject(o, "limit");
 	cJSON_AddBoolToObject(o, "over_limit", over_limit(f));
 	cJSON_AddBoolToObject(o, "over_limit_pinned", over_because_pinned(f));
 	p = cJSON_AddObjectToObject(o, "pinned");
 	if (p) {
-		add_u64(p, "files", f->pins.blobs);
-		add_u64(p, "bytes", f->pins.bytes);
-		add_u64(p, "fetched_bytes", f->pins.complete_bytes);
+		hub_json_add_u64(p, "files", f->pins.blobs);
+		hub_json_add_u64(p, "bytes", f->pins.bytes);
+		hub_json_add_u64(p, "fetched_bytes", f->pins.complete_bytes);
 	}
 	b = cJSON_AddObjectToObject(o, "blobs");
 	if (b) {
-		add_u64(b, "complete", f->complete);
-		add_u64(b, "complete_bytes", f->complete_bytes);
-		add_u64(b, "partial", f->partial);
-		add_u64(b, "partial_bytes", f->partial_bytes);
-		add_u64(b, "external", f->external);
-		add_u64(b, "external_bytes", f->external_bytes);
+		hub_json_add_u64(b, "complete", f->complete);
+		hub_json_add_u64(b, "complete_bytes", f->complete_bytes);
+		hub_json_add_u64(b, "partial", f->partial);
+		hub_json_add_u64(b, "partial_bytes", f->partial_bytes);
+		hub_json_add_u64(b, "external", f->external);
+		hub_json_add_u64(b, "external_bytes", f->external_bytes);
 	}
 	return o;
 }
 
-static int print_json(const struct store_facts *f, cJSON *mounts)
+static int print_json(const struct store_facts *f, cJSON *mounts, cJSON *ended)
 {
 	cJSON *o = store_json(f);
-	char *text = NULL;
 
-	if (o && cJSON_AddItemReferenceToObject(o, "mounts", mounts))
-		text = cJSON_Print(o);
-	if (text)
-		printf("%s\n", text);
-	else
-		fprintf(stderr, "hubfs: out of memory\n");
-	cJSON_free(text);
-	cJSON_Delete(o);
-	return text ? 0 : CLI_EXIT_FAIL;
+	if (o && (!cJSON_AddItemReferenceToObject(o, "mounts", mounts) ||
+		  !cJSON_AddItemReferenceToObject(o, "ended_mounts", ended))) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	return cli_print_json(o);
 }
 
 static int parse_status(int argc, char **argv, struct cli_common *common,
@@ -376,7 +409,7 @@ int cli_status(int argc, char **argv)
 {
 	struct cli_common common = { 0 };
 	struct store_facts f = { 0 };
-	cJSON *mounts = NULL;
+	cJSON *mounts = NULL, *ended = NULL;
 	bool json = false;
 	int rc = parse_status(argc, argv, &common, &json);
 
@@ -386,7 +419,10 @@ int cli_status(int argc, char **argv)
 	if (rc)
 		return rc;
 	mounts = cJSON_CreateArray();
-	if (!mounts) {
+	ended = cJSON_CreateArray();
+	if (!mounts || !ended) {
+		cJSON_Delete(mounts);
+		cJSON_Delete(ended);
 		fprintf(stderr, "hubfs: out of memory\n");
 		return CLI_EXIT_FAIL;
 	}
@@ -396,11 +432,20 @@ int cli_status(int argc, char **argv)
 			fprintf(stderr,
 				"hubfs: cannot ask the running mounts: %s\n",
 				strerror(-rc));
+		/* After the query: sockets of dead mounts are gone by now. */
+		if (rc == 0)
+			rc = fs_status_ended(f.dir, add_ended, ended);
+		if (rc < 0)
+			fprintf(stderr,
+				"hubfs: cannot read what ended mounts left: "
+				"%s\n",
+				strerror(-rc));
 	}
-	if (json && print_json(&f, mounts) != 0)
+	if (json && print_json(&f, mounts, ended) != 0)
 		rc = -ENOMEM;
 	else if (!json)
-		print_text(&f, mounts);
+		print_text(&f, mounts, ended);
 	cJSON_Delete(mounts);
+	cJSON_Delete(ended);
 	return rc < 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }

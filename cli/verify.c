@@ -64,17 +64,17 @@ static int check_blob(void *arg, const char *etag, uint64_t size)
 	}
 	if (rc != -EBADMSG && rc != -ESTALE) {
 		fprintf(stderr, "hubfs verify: %s: %s\n", etag,
-			db_last_error(v->s));
+			db_last_error());
 		return CLI_EXIT_FAIL;
 	}
 	v->bad++;
 	printf("FAILED  %10s  %s: %s; removed, fetched again on the next "
 	       "read\n",
 	       cli_human_size(got, human, sizeof(human)),
-	       v->label ? v->label : etag, db_last_error(v->s));
+	       v->label ? v->label : etag, db_last_error());
 	if (db_blob_drop(v->s, etag) < 0)
 		fprintf(stderr, "hubfs verify: removing %s: %s\n", etag,
-			db_last_error(v->s));
+			db_last_error());
 	return 0;
 }
 
@@ -195,7 +195,7 @@ static int verify_repo(struct verify *v, const char *arg)
 		rc = check_tree(v, trees.ids[i]);
 	free(t.rev);
 	if (rc < 0)
-		fprintf(stderr, "hubfs verify: %s\n", db_last_error(v->s));
+		fprintf(stderr, "hubfs verify: %s\n", db_last_error());
 	return rc ? CLI_EXIT_FAIL : 0;
 }
 
@@ -232,14 +232,13 @@ int cli_verify(int argc, char **argv)
 		/* > 0: check_blob's exit status, its cause reported there. */
 		rc = db_blobs(v.s, check_blob, &v);
 		if (rc < 0)
-			fprintf(stderr, "hubfs verify: %s\n",
-				db_last_error(v.s));
+			fprintf(stderr, "hubfs verify: %s\n", db_last_error());
 		if (rc)
 			rc = CLI_EXIT_FAIL;
 	}
 	for (int i = optind; rc == 0 && i < argc; i++)
 		rc = verify_repo(&v, argv[i]);
-	if (rc == 0 || rc == CLI_EXIT_FAIL)
+	if (v.s && (rc == 0 || rc == CLI_EXIT_FAIL))
 		printf("%llu file%s checked (%s), %llu failed\n",
 		       (unsigned long long)v.checked, v.checked == 1 ? "" : "s",
 		       cli_human_size(v.bytes, human, sizeof(human)),

@@ -26,6 +26,7 @@ struct where {
 	struct hub_token_source token;
 	const char *token_state; /* NULL: usable as far as can be told */
 	const char *endpoint;
+	char endpoint_buf[2048];   /* HF_ENDPOINT or the default */
 	const char *endpoint_from; /* "--endpoint", "HF_ENDPOINT", "default" */
 	bool endpoint_valid;
 	const char *offline_from; /* NULL: online */
@@ -58,21 +59,6 @@ static bool exists(const char *path)
 	return stat(path, &st) == 0;
 }
 
-/* path made absolute against the working folder, as the store would be. */
-static void absolute(const char *path, char *out, size_t size)
-{
-	char cwd[PATH_MAX];
-
-	int n = -1;
-
-	if (realpath(path, out))
-		return;
-	if (path[0] != '/' && getcwd(cwd, sizeof(cwd)))
-		n = snprintf(out, size, "%s/%s", cwd, path);
-	if (n < 0 || (size_t)n >= size)
-		snprintf(out, size, "%s", path);
-}
-
 static int find_store(const struct cli_common *c, struct where *w)
 {
 	const char *xdg = getenv("XDG_CACHE_HOME");
@@ -83,15 +69,14 @@ static int find_store(const struct cli_common *c, struct where *w)
 	w->store_from = c->cache_dir	       ? "--cache-dir"
 			: xdg && xdg[0] == '/' ? "XDG_CACHE_HOME"
 					       : "HOME";
-	absolute(dir, w->store, sizeof(w->store));
+	cli_absolute(dir, w->store, sizeof(w->store));
 	free(dir);
 	w->store_exists = exists(w->store);
-	snprintf(w->database, sizeof(w->database), "%s/index.db", w->store);
-	w->database_exists = exists(w->database);
+	db_index_path(w->store, w->database, sizeof(w->database));
+	w->database_exists = db_store_exists(w->store);
 	/* Opening it would create files: only its header is looked at. */
 	if (w->store_exists && db_index_inspect(w->store) == -EIO)
-		snprintf(w->damage, sizeof(w->damage), "%s",
-			 db_last_error(NULL));
+		snprintf(w->damage, sizeof(w->damage), "%s", db_last_error());
 	return 0;
 }
 
@@ -118,7 +103,8 @@ static int find_endpoint(const struct cli_common *c, struct where *w,
 	w->endpoint_from = c->endpoint	 ? "--endpoint"
 			   : env && *env ? "HF_ENDPOINT"
 					 : "default";
-	w->endpoint = c->endpoint ? c->endpoint : hub_default_endpoint();
+	hub_default_endpoint(w->endpoint_buf, sizeof(w->endpoint_buf));
+	w->endpoint = c->endpoint ? c->endpoint : w->endpoint_buf;
 	cfg.endpoint = c->endpoint;
 	cfg.token_file = c->token_file;
 	cfg.offline = true; /* nothing here goes to the network */
@@ -182,47 +168,37 @@ static void print_text(const struct where *w)
 static int print_json(const struct where *w)
 {
 	cJSON *o = cJSON_CreateObject(), *t = cJSON_CreateObject();
-	char *text = NULL;
 
-	if (o && t) {
-		cJSON_AddStringToObject(o, "store", w->store);
-		cJSON_AddStringToObject(o, "store_from", w->store_from);
-		cJSON_AddBoolToObject(o, "store_exists", w->store_exists);
-		cJSON_AddStringToObject(o, "database", w->database);
-		cJSON_AddBoolToObject(o, "database_exists", w->database_exists);
-		if (w->damage[0])
-			cJSON_AddStringToObject(o, "database_damage",
-						w->damage);
-		cJSON_AddStringToObject(t, "kind", token_kind(&w->token));
-		cJSON_AddStringToObject(t, "where", w->token.where);
-		if (w->token.kind == HUB_TOKEN_FILE)
-			cJSON_AddBoolToObject(t, "exists",
-					      exists(w->token.where));
-		cJSON_AddItemToObject(o, "token", t);
-		t = NULL;
-		cJSON_AddStringToObject(o, "endpoint", w->endpoint);
-		cJSON_AddStringToObject(o, "endpoint_from", w->endpoint_from);
-		cJSON_AddBoolToObject(o, "endpoint_valid", w->endpoint_valid);
-		cJSON_AddBoolToObject(o, "offline", w->offline_from != NULL);
-		if (w->offline_from)
-			cJSON_AddStringToObject(o, "offline_from",
-						w->offline_from);
-		if (w->hf_cache)
-			cJSON_AddStringToObject(o, "hf_cache", w->hf_cache);
-		else
-			cJSON_AddNullToObject(o, "hf_cache");
-		cJSON_AddStringToObject(o, "hf_cache_from", w->hf_cache_from);
-		cJSON_AddBoolToObject(o, "hf_cache_exists", w->hf_cache_exists);
-		text = cJSON_Print(o);
+	if (!o || !t) {
+		cJSON_Delete(t);
+		cJSON_Delete(o);
+		return cli_print_json(NULL);
 	}
-	if (text)
-		printf("%s\n", text);
+	cJSON_AddStringToObject(o, "store", w->store);
+	cJSON_AddStringToObject(o, "store_from", w->store_from);
+	cJSON_AddBoolToObject(o, "store_exists", w->store_exists);
+	cJSON_AddStringToObject(o, "database", w->database);
+	cJSON_AddBoolToObject(o, "database_exists", w->database_exists);
+	if (w->damage[0])
+		cJSON_AddStringToObject(o, "database_damage", w->damage);
+	cJSON_AddStringToObject(t, "kind", token_kind(&w->token));
+	cJSON_AddStringToObject(t, "where", w->token.where);
+	if (w->token.kind == HUB_TOKEN_FILE)
+		cJSON_AddBoolToObject(t, "exists", exists(w->token.where));
+	cJSON_AddItemToObject(o, "token", t);
+	cJSON_AddStringToObject(o, "endpoint", w->endpoint);
+	cJSON_AddStringToObject(o, "endpoint_from", w->endpoint_from);
+	cJSON_AddBoolToObject(o, "endpoint_valid", w->endpoint_valid);
+	cJSON_AddBoolToObject(o, "offline", w->offline_from != NULL);
+	if (w->offline_from)
+		cJSON_AddStringToObject(o, "offline_from", w->offline_from);
+	if (w->hf_cache)
+		cJSON_AddStringToObject(o, "hf_cache", w->hf_cache);
 	else
-		fprintf(stderr, "hubfs: out of memory\n");
-	cJSON_free(text);
-	cJSON_Delete(t);
-	cJSON_Delete(o);
-	return text ? 0 : CLI_EXIT_FAIL;
+		cJSON_AddNullToObject(o, "hf_cache");
+	cJSON_AddStringToObject(o, "hf_cache_from", w->hf_cache_from);
+	cJSON_AddBoolToObject(o, "hf_cache_exists", w->hf_cache_exists);
+	return cli_print_json(o);
 }
 
 int cli_where(int argc, char **argv)

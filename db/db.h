@@ -4,11 +4,14 @@
  *
  * A store is a folder (mode 0700):
  *
- *     index.db      SQLite, WAL mode, schema version in PRAGMA user_version,
- *                   migrated on open
- *     blobs/<etag>  file contents, named by etag: the sha256 for LFS files,
- *                   the git blob sha1 otherwise (huggingface_hub's names)
- *     tmp/          downloads in progress
+ *     index.db        SQLite, WAL mode, schema version in PRAGMA
+ *                     user_version, migrated on open
+ *     blobs/<etag>    complete, verified contents, named by etag: the
+ *                     sha256 for LFS files, the git blob sha1 otherwise
+ *                     (huggingface_hub's names)
+ *     partial/<etag>  blobs being fetched: sparse, blocks marked in the index
+ *     mounts/         the status sockets of running mounts (fs/status.c)
+ *     tmp/            test support only (db_blob_tmpfile)
  *
  * Several processes (mounts, pull, gc, status) use one store at the same
  * time.  Each thread gets its own SQLite connection (opened on first use,
@@ -73,6 +76,13 @@ const char *db_store_repaired(const struct db_store *s);
  */
 int db_index_inspect(const char *dir);
 /*
+ * The path of the index of store folder dir (its SQLite file), and
+ * whether it exists: a store without one has never been opened, and
+ * opening it would create it.  0, or -ENAMETOOLONG.
+ */
+int db_index_path(const char *dir, char *out, size_t size);
+bool db_store_exists(const char *dir);
+/*
  * Closes every thread's connection.  Call it once no other thread uses the
  * store.  NULL is a no-op.
  */
@@ -84,7 +94,7 @@ const char *db_store_dir(const struct db_store *s);
  * or the system call and its strerror.  Valid until the thread's next db/
  * call.
  */
-const char *db_last_error(struct db_store *s);
+const char *db_last_error(void);
 
 /* ---- Repos ------------------------------------------------------------- */
 
@@ -255,6 +265,9 @@ int db_blob_put(struct db_store *s, const char *etag, uint64_t size);
 /* Drop a blob's record and file (a failed check, an eviction). */
 int db_blob_drop(struct db_store *s, const char *etag);
 /*
+ * Test support: hubfs fetches into partial/ (db_partial_*); the unit tests
+ * put complete blobs in place with these two.
+ *
  * A fresh file in tmp/ for a download in progress, opened O_RDWR |
  * O_CLOEXEC, mode 0600.  Returns its descriptor (caller closes) or a
  * negative errno.  path_out (size >= PATH_MAX) gets its name for
@@ -401,6 +414,19 @@ int db_pin_usage(struct db_store *s, struct db_pin_usage *out);
 int db_repo_forget(struct db_store *s, int64_t repo);
 
 /* ---- Checking and cleaning ------------------------------------------ */
+
+/*
+ * Content hashed in the scheme its etag names it by: 64 hex digits are the
+ * sha256 of the content (LFS and xet files), 40 the git blob id (the sha1
+ * of "blob <size>\0" and the content).  db_hash_start: 0 or -ENOMEM.
+ * db_hash_finish writes the digest as lowercase hex (a NUL-terminated
+ * 41 or 65 bytes) and frees h; db_hash_free(NULL) is a no-op.
+ */
+struct db_hash;
+int db_hash_start(struct db_hash **out, const char *etag, uint64_t size);
+void db_hash_update(struct db_hash *h, const void *p, size_t n);
+void db_hash_finish(struct db_hash *h, char hex[65]);
+void db_hash_free(struct db_hash *h);
 
 /*
  * Hash a complete blob's file again and compare with its etag.  0 when it

@@ -46,9 +46,8 @@ int db_sys_fail(const char *what, const char *path)
 	return -err;
 }
 
-const char *db_last_error(struct db_store *s)
+const char *db_last_error(void)
 {
-	(void)s;
 	return last_error[0] ? last_error : "no error";
 }
 
@@ -559,6 +558,22 @@ static int check_header(const char *db_path)
 		return -EIO;
 	}
 	return 0;
+}
+
+int db_index_path(const char *dir, char *out, size_t size)
+{
+	int n = snprintf(out, size, "%s/index.db", dir);
+
+	return n >= 0 && (size_t)n < size ? 0 : -ENAMETOOLONG;
+}
+
+bool db_store_exists(const char *dir)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	return db_index_path(dir, path, sizeof(path)) == 0 &&
+	       (stat(path, &st) == 0 || errno != ENOENT);
 }
 
 int db_index_inspect(const char *dir)

@@ -22,26 +22,68 @@
 static const char sql_blob_all[] =
 	"SELECT etag, size FROM blobs WHERE etag > ?1 ORDER BY etag LIMIT ?2";
 
+struct db_hash {
+	EVP_MD_CTX *md;
+};
+
+int db_hash_start(struct db_hash **out, const char *etag, uint64_t size)
+{
+	struct db_hash *h = calloc(1, sizeof(*h));
+	bool sha256 = strlen(etag) == 64;
+	char header[40];
+	int n;
+
+	*out = NULL;
+	if (!h || !(h->md = EVP_MD_CTX_new()) ||
+	    !EVP_DigestInit_ex(h->md, sha256 ? EVP_sha256() : EVP_sha1(),
+			       NULL)) {
+		db_hash_free(h);
+		return -ENOMEM;
+	}
+	if (!sha256) { /* a git blob id hashes "blob <size>\0" first */
+		n = snprintf(header, sizeof(header), "blob %llu",
+			     (unsigned long long)size);
+		EVP_DigestUpdate(h->md, header, (size_t)n + 1);
+	}
+	*out = h;
+	return 0;
+}
+
+void db_hash_update(struct db_hash *h, const void *p, size_t n)
+{
+	EVP_DigestUpdate(h->md, p, n);
+}
+
+void db_hash_finish(struct db_hash *h, char hex[65])
+{
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned len = 0;
+
+	EVP_DigestFinal_ex(h->md, digest, &len);
+	for (unsigned i = 0; i < len && i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	hex[2 * (len < 32 ? len : 32)] = '\0';
+	db_hash_free(h);
+}
+
+void db_hash_free(struct db_hash *h)
+{
+	if (!h)
+		return;
+	EVP_MD_CTX_free(h->md);
+	free(h);
+}
+
 /* The hash of size bytes of fd, as lowercase hex, in the etag's scheme. */
 int db_hash_fd(int fd, const char *etag, uint64_t size, char *hex)
 {
-	unsigned char digest[EVP_MAX_MD_SIZE], *buf = malloc(HASH_BUF);
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	bool sha256 = strlen(etag) == 64;
+	unsigned char *buf = malloc(HASH_BUF);
+	struct db_hash *h = NULL;
 	uint64_t off = 0;
-	unsigned len = 0;
 	int rc = -ENOMEM;
 
-	if (!buf || !md ||
-	    !EVP_DigestInit_ex(md, sha256 ? EVP_sha256() : EVP_sha1(), NULL))
+	if (!buf || db_hash_start(&h, etag, size) < 0)
 		goto out;
-	if (!sha256) {
-		char header[40];
-		int n = snprintf(header, sizeof(header), "blob %llu",
-				 (unsigned long long)size);
-
-		EVP_DigestUpdate(md, header, (size_t)n + 1);
-	}
 	while (off < size) {
 		size_t want =
 			size - off < HASH_BUF ? (size_t)(size - off) : HASH_BUF;
@@ -53,22 +95,21 @@ int db_hash_fd(int fd, const char *etag, uint64_t size, char *hex)
 			rc = n < 0 ? -errno : -EBADMSG;
 			goto out;
 		}
-		EVP_DigestUpdate(md, buf, (size_t)n);
+		db_hash_update(h, buf, (size_t)n);
 		off += (uint64_t)n;
 	}
-	EVP_DigestFinal_ex(md, digest, &len);
-	for (unsigned i = 0; i < len; i++)
-		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	db_hash_finish(h, hex);
+	h = NULL;
 	rc = 0;
 out:
-	EVP_MD_CTX_free(md);
+	db_hash_free(h);
 	free(buf);
 	return rc;
 }
 
 int db_blob_verify(struct db_store *s, const char *etag, uint64_t *size)
 {
-	char path[PATH_MAX], hex[2 * EVP_MAX_MD_SIZE + 1];
+	char path[PATH_MAX], hex[65];
 	int fd, rc = db_blob_recorded(s, etag, size);
 
 	if (rc)

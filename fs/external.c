@@ -31,7 +31,7 @@ static dev_t own_dev(struct fs_ctx *ctx)
 	struct stat st;
 	dev_t dev;
 
-	if (!ctx->se || !ctx->cfg.mountpoint)
+	if (!ctx->mounted || !ctx->cfg.mountpoint)
 		return 0;
 	pthread_mutex_lock(&ctx->lock);
 	dev = ctx->mount_dev;
@@ -72,7 +72,7 @@ static bool cache_usable(struct fs_ctx *ctx)
 }
 
 /* Try one file of the cache; 0 with *fd when it holds the blob. */
-static int try_candidate(struct fs_ctx *ctx, const struct external_want *w,
+static int try_candidate(struct fs_ctx *ctx, const struct engine_file *w,
 			 const char *path, int *fd)
 {
 	struct db_store *s = ctx->cfg.store;
@@ -86,7 +86,7 @@ static int try_candidate(struct fs_ctx *ctx, const struct external_want *w,
 		fs_log(LOG_WARNING,
 		       "hf cache: %s does not hold %s/%s (%s): ignored, "
 		       "fetching it",
-		       path, w->repo_id, w->path, db_last_error(s));
+		       path, w->repo_id, w->path, db_last_error());
 	else if (rc == -EAGAIN)
 		fs_log(LOG_INFO, "hf cache: %s changed while being checked",
 		       path);
@@ -96,24 +96,14 @@ static int try_candidate(struct fs_ctx *ctx, const struct external_want *w,
 	return rc < 0 ? rc : 0;
 }
 
-/* <cache>/<type>s--<owner>--<name>: '/' becomes "--" (hub-api.md 8.2). */
+/* <cache>/<type>s--<owner>--<name>: hub-api.md section 8.2. */
 static int repo_folder(struct fs_ctx *ctx, enum hub_repo_type type,
 		       const char *id, char *folder, size_t size)
 {
-	size_t n = (size_t)snprintf(folder, size, "%s/%s--", ctx->cfg.hf_cache,
-				    hub_type_plural(type));
+	size_t n = (size_t)snprintf(folder, size, "%s/", ctx->cfg.hf_cache);
 
-	for (; *id && n + 2 < size; id++) {
-		if (*id == '/') {
-			folder[n++] = '-';
-			folder[n++] = '-';
-		} else {
-			folder[n++] = *id;
-		}
-	}
-	if (*id || n >= size)
+	if (n >= size || hub_cache_folder_name(type, id, folder + n, size - n))
 		return -ENOENT;
-	folder[n] = '\0';
 	return 0;
 }
 
@@ -131,8 +121,9 @@ int external_cache_path(struct fs_ctx *ctx, enum hub_repo_type type,
 	return n > 0 && (size_t)n < size ? 0 : -ENOENT;
 }
 
-int external_open(struct fs_ctx *ctx, const struct external_want *w, int *fd)
+int external_open(void *arg, const struct engine_file *w, int *fd)
 {
+	struct fs_ctx *ctx = arg;
 	char folder[PATH_MAX], path[PATH_MAX];
 	int rc;
 

@@ -1,11 +1,14 @@
 /*
- * fs.h - the FUSE filesystem: the whole interface of fs/.
+ * fs.h - the filesystem: the whole interface of fs/ to the commands.
  *
  * fs/ presents the Hub as a folder tree (DESIGN.md section 1) over the
- * low-level FUSE API.  It asks db/ for names and attributes and the store
- * for bytes, and hub/ for what the store does not have yet; it knows
- * nothing about HTTP.  It is also where failures are logged, once, at the
- * point that decides what a program sees.
+ * low-level FUSE API (fs_run), and gives the commands the same resolver
+ * and read engine without a mount (fs_ctx_open, fs_repo_resolve,
+ * fs_pull).  It asks db/ for names and attributes and the store for
+ * bytes, and hub/ for what the store does not have yet; it knows nothing
+ * about HTTP.  It is also where failures are logged, once, at the point
+ * that decides what a program sees.  Inside: front.h (FUSE), internal.h
+ * (resolver), engine.h (read engine).
  */
 #ifndef HUBFS_FS_H
 #define HUBFS_FS_H
@@ -30,6 +33,11 @@ struct fs_config {
 	const char *hf_cache;	  /* a huggingface_hub cache to take blobs
 				     from (absolute), or NULL */
 };
+
+/* The defaults of every field that has one: TTLs and the read timeout. */
+#define FS_REVISION_TTL 60 /* seconds */
+#define FS_READ_TIMEOUT 60 /* seconds */
+void fs_config_defaults(struct fs_config *cfg);
 
 /*
  * Mount and serve until unmounted or signalled.  When ready_fd >= 0 (a
@@ -59,6 +67,7 @@ struct fs_repo {
 	char commit[41];
 	int64_t mtime; /* commit time */
 	int64_t tree;  /* db tree row */
+	bool moving;   /* rev is a branch or tag: it may move */
 };
 /*
  * Resolve id (an "owner/name", a legacy id or an old name of a renamed
@@ -75,7 +84,7 @@ int fs_repo_resolve(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
  * Fetch files of a repo into the store, verified, several at once.  Each
  * item's rc is set: 0 once the blob is complete and verified, else a
  * negative errno (-EIO for a failed check or transfer, -ENOSPC, -EINTR
- * when *stop was raised first).  progress, when not NULL, is called from
+ * when fs_pull_stop came first).  progress, when not NULL, is called from
  * the calling thread about five times a second and at the end.  Returns 0
  * when every item succeeded, -EINTR when stopped, else -EIO.
  */
@@ -99,7 +108,14 @@ typedef void (*fs_pull_progress_fn)(void *arg,
 				    const struct fs_pull_progress *p);
 int fs_pull(struct fs_ctx *ctx, const struct fs_repo *r,
 	    struct fs_pull_item *items, size_t n, fs_pull_progress_fn progress,
-	    void *arg, const volatile int *stop);
+	    void *arg);
+/*
+ * Make fs_pull on ctx stop soon (within a progress tick): its own waits are
+ * cancelled, transfers already running finish into the store.  Safe from
+ * any thread and from a signal handler; a later fs_pull on ctx stops at
+ * once.
+ */
+void fs_pull_stop(struct fs_ctx *ctx);
 
 /* ---- Running mounts ------------------------------------------------------
  *
@@ -111,7 +127,10 @@ int fs_pull(struct fs_ctx *ctx, const struct fs_repo *r,
  *              bytes_fetched (from the network), reads (FUSE reads of
  *              bytes in a file), reads_local (of those, answered without
  *              waiting for the network), transfers_in_flight,
- *              transfers_queued, blobs_open
+ *              transfers_queued, blobs_open, resolves_held_until
+ *              (unix seconds until which new files wait for the Hub's
+ *              rate limit, 0: none), last_errors (the last warnings and
+ *              errors it logged: [{time, level, message}], oldest first)
  *   "refresh"  the mount forgets the commits its branches and tags
  *              resolved to, so the next lookup asks the Hub; answers pid,
  *              mountpoint, endpoint, store and invalidated (how many repo
@@ -135,6 +154,13 @@ typedef int (*fs_status_fn)(void *arg, long pid, const struct cJSON *reply);
  */
 int fs_status_query(const char *store_dir, const char *request, fs_status_fn cb,
 		    void *arg);
+/*
+ * The mounts of the store that ended or died, each with the last warnings
+ * and errors it logged: cb gets {"pid", "mountpoint", "ended": true,
+ * "last_errors": [{"time", "level", "message"}]} (the files are kept for
+ * the 8 most recent mounts).  0, cb's non-zero return, or a negative errno.
+ */
+int fs_status_ended(const char *store_dir, fs_status_fn cb, void *arg);
 
 /* ---- Logging ----------------------------------------------------------- */
 
@@ -143,6 +169,32 @@ int fs_status_query(const char *store_dir, const char *request, fs_status_fn cb,
  * neither is given.  Call once before any thread starts.
  */
 int fs_log_open(const char *file, bool to_stderr);
+/*
+ * A daemon's log when it has no --log: syslog when there is one to take it
+ * (/dev/log), else <store_dir>/hubfs.log, 0600, rotated to hubfs.log.1 at
+ * FS_LOG_FILE_MAX bytes (so at most twice that is kept).  0 or a negative
+ * errno.  Call once before any thread starts.
+ */
+#define FS_LOG_FILE_MAX (1 << 20)
+int fs_log_open_daemon(const char *store_dir);
+/*
+ * The last FS_LOG_RECENT warnings and errors of this process, oldest
+ * first, also kept (when fs_log_keep_errors named a file) in that file,
+ * rewritten whole at each one, so that "hubfs status" shows them after the
+ * process died.  The file's first line is "# <title>"; each further line
+ * "<unix time>\t<level>\t<message>".
+ */
+#define FS_LOG_RECENT 16
+struct fs_log_entry {
+	int64_t time;
+	int priority;
+	char message[256];
+};
+size_t fs_log_recent(struct fs_log_entry *out, size_t max);
+/* Keep them in dir_fd/name (dir_fd is the caller's; -1 stops). */
+void fs_log_keep_errors(int dir_fd, const char *name, const char *title);
+/* "error", "warning", "info" or "debug". */
+const char *fs_log_level_name(int priority);
 /* Lines less urgent than priority (LOG_INFO unless set) are left out. */
 void fs_log_set_level(int priority);
 void fs_log(int priority, const char *fmt, ...)

@@ -22,7 +22,7 @@
  * The default branch is the store's revision "" and is presented as
  * refs/main, the name huggingface_hub uses for it.
  */
-#include "internal.h"
+#include "front.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -34,56 +34,11 @@
 /* "models--org--name" for (model, "org/name").  Caller frees. */
 static char *folder_name(enum hub_repo_type type, const char *id)
 {
-	size_t size = strlen(hub_type_plural(type)) + 2 * strlen(id) + 3;
-	char *s = malloc(size), *p;
+	char name[300];
 
-	if (!s)
+	if (hub_cache_folder_name(type, id, name, sizeof(name)) < 0)
 		return NULL;
-	p = s + snprintf(s, size, "%s--", hub_type_plural(type));
-	for (; *id; id++) {
-		if (*id == '/') {
-			*p++ = '-';
-			*p++ = '-';
-		} else {
-			*p++ = *id;
-		}
-	}
-	*p = '\0';
-	return s;
-}
-
-/* The type and repo id a folder name stands for; ENOENT if none. */
-static int parse_folder(const char *name, enum hub_repo_type *type,
-			char id[256])
-{
-	const char *sep = strstr(name, "--");
-	enum hub_repo_type types[] = { HUB_MODEL, HUB_DATASET, HUB_SPACE };
-	size_t n = 0, i;
-
-	if (!sep)
-		return ENOENT;
-	for (i = 0; i < 3; i++) {
-		const char *plural = hub_type_plural(types[i]);
-
-		if (strlen(plural) == (size_t)(sep - name) &&
-		    strncmp(name, plural, (size_t)(sep - name)) == 0)
-			break;
-	}
-	if (i == 3)
-		return ENOENT;
-	*type = types[i];
-	for (const char *p = sep + 2; *p; p++) {
-		if (n + 1 >= 256)
-			return ENOENT;
-		if (p[0] == '-' && p[1] == '-') {
-			id[n++] = '/';
-			p++;
-		} else {
-			id[n++] = *p;
-		}
-	}
-	id[n] = '\0';
-	return hub_repo_id_valid(id) ? 0 : ENOENT;
+	return strdup(name);
 }
 
 static struct node *new_hf(enum hf_folder hf, const struct node *parent,
@@ -115,7 +70,7 @@ static struct node *new_hf(enum hf_folder hf, const struct node *parent,
 int hfcache_root(struct node **out)
 {
 	*out = new_hf(HF_ROOT, NULL, "");
-	return *out ? 0 : ENOMEM;
+	return *out ? 0 : -ENOMEM;
 }
 
 /* A link from .hf-cache/ (or deeper) to another repo's folder. */
@@ -126,26 +81,17 @@ static int link_to(const struct node *parent, const char *name,
 	struct node *n = node_alloc(NODE_LINK);
 
 	if (!n)
-		return ENOMEM;
+		return -ENOMEM;
 	n->target = folder_name(type, canonical);
 	if (!n->target || asprintf(&n->vpath, "%s%s%s", parent->vpath,
 				   parent->vpath[0] ? "/" : "", name) < 0) {
 		n->vpath = NULL;
 		node_free(n);
-		return ENOMEM;
+		return -ENOMEM;
 	}
 	n->ino = ino_hash(HFCACHE_NAME, n->vpath);
 	*out = n;
 	return 0;
-}
-
-/* The canonical id in a LINK from resolve_repo_at: "../ID[@rev]". */
-static void link_id(const struct node *l, char id[256])
-{
-	const char *t = l->target + strlen("../");
-	size_t n = strcspn(t, "@");
-
-	snprintf(id, 256, "%.*s", (int)(n < 255 ? n : 255), t);
 }
 
 /*
@@ -157,36 +103,33 @@ static int lookup_repo(struct fs_ctx *ctx, const struct node *root,
 {
 	enum hub_repo_type type;
 	struct db_repo repo;
-	struct node *d = NULL, *n;
+	struct fs_repo r;
+	struct node *n;
 	char id[256];
-	int rc = parse_folder(name, &type, id);
+	int rc;
 
-	if (rc)
-		return rc;
+	if (hub_cache_folder_parse(name, &type, id) < 0)
+		return -ENOENT;
 	if (db_repo_get(ctx->cfg.store, type, id, &repo) < 0) {
-		rc = resolve_repo_at(ctx, type, id, NULL, &d);
+		rc = resolve_repo_at(ctx, type, id, NULL, &r);
 		if (rc)
 			return rc;
-		if (d->kind == NODE_LINK) {
-			link_id(d, id);
-			node_free(d);
-			return link_to(root, name, type, id, out);
-		}
-		node_free(d);
+		if (strcmp(r.id, id) != 0)
+			return link_to(root, name, type, r.id, out);
 		if (db_repo_get(ctx->cfg.store, type, id, &repo) < 0)
-			return EIO;
+			return -EIO;
 	}
 	if (repo.canonical[0])
 		return link_to(root, name, type, repo.canonical, out);
 	n = new_hf(HF_REPO, root, name);
 	if (!n)
-		return ENOMEM;
+		return -ENOMEM;
 	n->type = type;
 	n->repo = repo.id;
 	n->repo_id = strdup(id);
 	if (!n->repo_id) {
 		node_free(n);
-		return ENOMEM;
+		return -ENOMEM;
 	}
 	*out = n;
 	return 0;
@@ -242,7 +185,7 @@ static int revs_get(struct fs_ctx *ctx, int64_t repo, struct rev_list *l)
 	rc = db_report_revisions(ctx->cfg.store, repo, collect_rev, l);
 	if (rc < 0) {
 		free(l->items);
-		return rc == -ENOMEM ? ENOMEM : EIO;
+		return rc == -ENOMEM ? -ENOMEM : -EIO;
 	}
 	return 0;
 }
@@ -293,43 +236,44 @@ static int lookup_ref(struct fs_ctx *ctx, const struct node *dir,
 		      const char *name, struct node **out)
 {
 	struct rev_list l;
-	struct node *d = NULL, *n;
+	struct fs_repo r;
+	struct node *n;
 	const char *prefix = refs_prefix(dir), *rev;
 	char *full = NULL;
 	int rc;
 
 	if (asprintf(&full, "%s%s%s", prefix, prefix[0] ? "/" : "", name) < 0)
-		return ENOMEM;
+		return -ENOMEM;
 	rc = revs_get(ctx, dir->repo, &l);
 	if (rc)
 		goto out;
 	if (refs_folder(&l, full)) {
 		*out = new_hf(HF_REFS, dir, name);
-		rc = *out ? 0 : ENOMEM;
+		rc = *out ? 0 : -ENOMEM;
 		goto out_revs;
 	}
-	rc = ENOENT;
+	rc = -ENOENT;
 	if (hub_is_commit_id(full))
 		goto out_revs; /* commits are snapshots, never refs */
 	rev = full;
 	if (strcmp(full, DEFAULT_REF) == 0 && !l.has_main && l.has_default)
 		rev = NULL;
-	rc = resolve_repo_at(ctx, dir->type, dir->repo_id, rev, &d);
+	rc = resolve_repo_at(ctx, dir->type, dir->repo_id, rev, &r);
 	if (rc)
 		goto out_revs;
-	rc = ENOENT; /* renamed: the repo's folder is a link elsewhere */
-	if (d->kind != NODE_DIR)
+	rc = -ENOENT; /* renamed: the repo's folder is a link elsewhere */
+	if (strcmp(r.id, dir->repo_id) != 0)
 		goto out_revs;
-	rc = ENOMEM;
+	rc = -ENOMEM;
 	n = node_alloc(NODE_TEXT);
 	if (!n)
 		goto out_revs;
 	*out = n;
 	n->type = dir->type;
 	n->repo = dir->repo;
-	memcpy(n->commit, d->commit, sizeof(n->commit));
-	n->expires = d->expires;
-	n->text = strdup(d->commit);
+	memcpy(n->commit, r.commit, sizeof(n->commit));
+	n->expires = r.moving ? time(NULL) + ctx->cfg.revision_ttl : 0;
+	n->text = strdup(r.commit);
 	if (asprintf(&n->vpath, "%s/%s", dir->vpath, name) < 0)
 		n->vpath = NULL;
 	if (!n->text || !n->vpath) {
@@ -342,7 +286,6 @@ static int lookup_ref(struct fs_ctx *ctx, const struct node *dir,
 out_revs:
 	free(l.items);
 out:
-	node_free(d);
 	free(full);
 	return rc;
 }
@@ -371,7 +314,7 @@ static int list_refs(struct fs_ctx *ctx, const struct node *dir, hf_name_fn cb,
 		slash = strchr(r, '/');
 		snprintf(part, sizeof(part), "%.*s",
 			 (int)(slash ? (size_t)(slash - r) : strlen(r)), r);
-		rc = -cb(arg, part, slash ? S_IFDIR : S_IFREG);
+		rc = cb(arg, part, slash ? S_IFDIR : S_IFREG);
 	}
 	free(l.items);
 	return rc;
@@ -384,36 +327,38 @@ static int lookup_snapshot(struct fs_ctx *ctx, const struct node *dir,
 			   const char *name, struct node **out)
 {
 	struct db_tree tree;
+	struct fs_repo r;
 	struct node *n;
+	int64_t mtime;
 	int rc;
 
 	if (!hub_is_commit_id(name))
-		return ENOENT;
+		return -ENOENT;
 	if (db_tree_find(ctx->cfg.store, dir->repo, name, &tree) == 0) {
-		n = node_alloc(NODE_DIR);
-		if (!n)
-			return ENOMEM;
-		n->type = dir->type;
-		n->repo = dir->repo;
-		memcpy(n->commit, name, sizeof(n->commit));
-		n->mtime = tree.mtime;
-		n->repo_id = strdup(dir->repo_id);
-		n->path = strdup("");
+		mtime = tree.mtime;
 	} else {
-		rc = resolve_repo_at(ctx, dir->type, dir->repo_id, name, &n);
+		rc = resolve_repo_at(ctx, dir->type, dir->repo_id, name, &r);
 		if (rc)
 			return rc;
-		if (n->kind != NODE_DIR) {
-			node_free(n);
-			return ENOENT;
-		}
+		if (strcmp(r.id, dir->repo_id) != 0)
+			return -ENOENT;
+		mtime = r.mtime;
 	}
+	n = node_alloc(NODE_DIR);
+	if (!n)
+		return -ENOMEM;
+	n->type = dir->type;
+	n->repo = dir->repo;
+	memcpy(n->commit, name, sizeof(n->commit));
+	n->mtime = mtime;
+	n->repo_id = strdup(dir->repo_id);
+	n->path = strdup("");
 	n->expires = 0; /* a commit never moves */
 	if (asprintf(&n->vpath, "%s/%s", dir->vpath, name) < 0)
 		n->vpath = NULL;
 	if (!n->repo_id || !n->path || !n->vpath) {
 		node_free(n);
-		return ENOMEM;
+		return -ENOMEM;
 	}
 	n->ino = ino_hash(HFCACHE_NAME, n->vpath);
 	*out = n;
@@ -428,7 +373,7 @@ static int list_snapshots(struct fs_ctx *ctx, const struct node *dir,
 
 	for (size_t i = 0; rc == 0 && i < l.n; i++)
 		if (l.items[i].listed)
-			rc = -cb(arg, l.items[i].commit, S_IFDIR);
+			rc = cb(arg, l.items[i].commit, S_IFDIR);
 	free(l.items);
 	return rc;
 }
@@ -442,12 +387,12 @@ static int lookup_blob(struct fs_ctx *ctx, const struct node *dir,
 	int rc = db_blob_where(ctx->cfg.store, dir->repo, name, &f);
 
 	if (rc == -ENOENT || rc == -EINVAL)
-		return ENOENT;
+		return -ENOENT;
 	if (rc < 0)
-		return rc == -ENOMEM ? ENOMEM : EIO;
+		return rc == -ENOMEM ? -ENOMEM : -EIO;
 	n = node_alloc(NODE_FILE);
 	if (!n)
-		return ENOMEM;
+		return -ENOMEM;
 	n->type = dir->type;
 	n->repo = dir->repo;
 	memcpy(n->commit, f.commit, sizeof(n->commit));
@@ -461,7 +406,7 @@ static int lookup_blob(struct fs_ctx *ctx, const struct node *dir,
 		n->vpath = NULL;
 	if (!n->repo_id || !n->path || !n->vpath) {
 		node_free(n);
-		return ENOMEM;
+		return -ENOMEM;
 	}
 	n->ino = ino_hash(HFCACHE_NAME, n->vpath);
 	*out = n;
@@ -536,7 +481,7 @@ static int tree_json(struct fs_ctx *ctx, int64_t tree, char **out)
 	*out = NULL;
 	t.f = open_memstream(out, &len);
 	if (!t.f)
-		return ENOMEM;
+		return -ENOMEM;
 	fputs("{\"format_version\": 1, \"files\": {", t.f);
 	rc = db_report_files(ctx->cfg.store, tree, json_file, &t);
 	fputs(t.first ? "}}\n" : "\n}}\n", t.f);
@@ -545,7 +490,7 @@ static int tree_json(struct fs_ctx *ctx, int64_t tree, char **out)
 	if (rc < 0) {
 		free(*out);
 		*out = NULL;
-		return rc == -ENOENT ? ENOENT : rc == -ENOMEM ? ENOMEM : EIO;
+		return rc == -ENOENT ? -ENOENT : rc == -ENOMEM ? -ENOMEM : -EIO;
 	}
 	return 0;
 }
@@ -558,27 +503,27 @@ static int lookup_tree(struct fs_ctx *ctx, const struct node *dir,
 {
 	char commit[41];
 	struct db_tree tree;
-	struct node *d = NULL, *n;
+	struct fs_repo r;
+	struct node *n;
 	int rc;
 
 	if (strlen(name) != 40 + strlen(JSON_SUFFIX) ||
 	    strcmp(name + 40, JSON_SUFFIX) != 0)
-		return ENOENT;
+		return -ENOENT;
 	memcpy(commit, name, 40);
 	commit[40] = '\0';
 	if (!hub_is_commit_id(commit))
-		return ENOENT;
+		return -ENOENT;
 	if (db_tree_find(ctx->cfg.store, dir->repo, commit, &tree) < 0) {
-		rc = resolve_repo_at(ctx, dir->type, dir->repo_id, commit, &d);
-		node_free(d);
+		rc = resolve_repo_at(ctx, dir->type, dir->repo_id, commit, &r);
 		if (rc)
 			return rc;
 		if (db_tree_find(ctx->cfg.store, dir->repo, commit, &tree) < 0)
-			return ENOENT;
+			return -ENOENT;
 	}
 	n = node_alloc(NODE_TEXT);
 	if (!n)
-		return ENOMEM;
+		return -ENOMEM;
 	n->type = dir->type;
 	n->repo = dir->repo;
 	memcpy(n->commit, commit, sizeof(n->commit));
@@ -586,7 +531,7 @@ static int lookup_tree(struct fs_ctx *ctx, const struct node *dir,
 	rc = tree_json(ctx, tree.id, &n->text);
 	if (rc == 0 && asprintf(&n->vpath, "%s/%s", dir->vpath, name) < 0) {
 		n->vpath = NULL;
-		rc = ENOMEM;
+		rc = -ENOMEM;
 	}
 	if (rc) {
 		node_free(n);
@@ -613,14 +558,14 @@ static int list_trees(struct fs_ctx *ctx, const struct node *dir, hf_name_fn cb,
 			continue;
 		rc = tree_json(ctx, tree.id, &json);
 		free(json);
-		if (rc == ENOENT) {
+		if (rc == -ENOENT) {
 			rc = 0;
 			continue;
 		}
 		snprintf(name, sizeof(name), "%s%s", l.items[i].commit,
 			 JSON_SUFFIX);
 		if (rc == 0)
-			rc = -cb(arg, name, S_IFREG);
+			rc = cb(arg, name, S_IFREG);
 	}
 	free(l.items);
 	return rc;
@@ -645,10 +590,10 @@ int hfcache_child(struct fs_ctx *ctx, struct node *parent, const char *name,
 		for (size_t i = 0; i < N_CHILDREN; i++) {
 			if (strcmp(name, repo_children[i]) == 0) {
 				*out = new_hf(repo_kinds[i], parent, name);
-				return *out ? 0 : ENOMEM;
+				return *out ? 0 : -ENOMEM;
 			}
 		}
-		return ENOENT;
+		return -ENOENT;
 	case HF_REFS:
 		return lookup_ref(ctx, parent, name, out);
 	case HF_SNAPSHOTS:
@@ -658,7 +603,7 @@ int hfcache_child(struct fs_ctx *ctx, struct node *parent, const char *name,
 	case HF_TREES:
 		return lookup_tree(ctx, parent, name, out);
 	}
-	return ENOENT;
+	return -ENOENT;
 }
 
 struct repo_names {
@@ -712,7 +657,7 @@ int hfcache_list(struct fs_ctx *ctx, struct node *dir, hf_name_fn cb, void *arg)
 	case HF_TREES:
 		return list_trees(ctx, dir, cb, arg);
 	}
-	return rc < 0 && rc != -ENOMEM ? EIO : -rc;
+	return rc < 0 && rc != -ENOMEM ? -EIO : rc;
 }
 
 /*

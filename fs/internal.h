@@ -1,149 +1,37 @@
 /*
- * internal.h - what the files of fs/ share; not part of the interface.
+ * internal.h - what the files of fs/ below the FUSE front share: the
+ * context of the resolver and the engine.  Not part of the interface; no
+ * FUSE type in it (the front's own header is front.h).
  *
- *   node.c     the table of FUSE nodes (lookup counts, reuse by name)
- *   resolve.c  names to nodes: owners, repos, revisions, trees
- *   hfcache.c  the same repos in huggingface_hub's cache layout, .hf-cache/
- *   fetch.c    getting a blob into the store, verified
- *   ops.c      the FUSE low-level handlers
- *   session.c  mounting and the loop
- *   status.c   the socket that answers "hubfs status" and "hubfs refresh"
+ *   context.c  fs_ctx_open/close: a context without a mount
+ *   resolve.c  repo@rev to a commit and its tree in the store, as values
  *   external.c blobs used where the user already has them
+ *   engine.c   the read engine: blobs into the store, verified (engine.h)
+ *   queue.c    the engine's worker threads (queue.h)
+ *   pull.c     "hubfs pull" on the engine
+ *   log.c      fs_log
+ *
+ * Errors are 0 or a negative errno; the FUSE front flips the sign once, at
+ * its reply.
  */
 #ifndef HUBFS_FS_INTERNAL_H
 #define HUBFS_FS_INTERNAL_H
 
-#include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
+#include "engine.h"
 #include "fs.h"
 
-enum node_kind {
-	NODE_ROOT,    /* the mount root */
-	NODE_TYPEDIR, /* datasets/ or spaces/ */
-	NODE_OWNER,   /* an owner's folder of repos of one type */
-	NODE_LINK, /* a legacy or renamed id: a symlink to its canonical id */
-	NODE_DIR,  /* a folder in a repo at a commit; path "" is the root */
-	NODE_FILE, /* a file in a repo at a commit */
-	NODE_TEXT, /* a small file whose content is text (a ref of the view) */
-	NODE_HF,   /* a folder of .hf-cache/ above the snapshots (hf says which)
-		    */
-};
-
-/* The folders of .hf-cache/ that are not folders of a commit's tree. */
-enum hf_folder {
-	HF_ROOT,      /* .hf-cache itself */
-	HF_REPO,      /* models--org--name */
-	HF_REFS,      /* refs/, or a folder of revisions containing '/' */
-	HF_SNAPSHOTS, /* snapshots/ */
-	HF_BLOBS,     /* blobs/ */
-	HF_TREES,     /* trees/: <commit>.json, hub-api.md section 8.6 */
-};
-
 /*
- * A FUSE node.  Node ids are never reused while the process lives.  Every
- * field but nlookup and the hash links is set before the node is
- * published and never changes after, so handlers read them unlocked.
+ * The resolver's and the engine's state: one per mount (embedded in its
+ * struct fs_mount, front.h) or per command (fs_ctx_open).
  */
-struct node {
-	uint64_t id;
-	uint64_t nlookup;	/* protected by the table lock */
-	struct node *next_id;	/* table lock */
-	struct node *next_name; /* table lock */
-	bool named;		/* in the name index; table lock */
-
-	uint64_t parent; /* key of the name index, with name */
-	char *name;
-
-	enum node_kind kind;
-	enum hub_repo_type type;
-	uint64_t ino;  /* st_ino */
-	char *owner;   /* OWNER */
-	char *repo_id; /* DIR, FILE: the canonical "owner/name" */
-	int64_t repo;  /* DIR, FILE: db repo row */
-	char commit[41];
-	int64_t tree;  /* DIR, FILE: db tree row */
-	int64_t mtime; /* commit time */
-	char *path;    /* DIR, FILE: path in the repo, "" root */
-	uint64_t size; /* FILE */
-	char etag[65];
-	bool lfs;
-	char *target;	   /* LINK */
-	time_t expires;	   /* a branch's repo root or ref: re-resolve after */
-	enum hf_folder hf; /* HF */
-	char *vpath;	   /* in .hf-cache/: the path under it, else NULL */
-	char *text;	   /* TEXT: the content */
-};
-
-struct node_table {
-	pthread_mutex_t lock;
-	struct node **by_id;
-	struct node **by_name;
-	size_t nbuckets; /* power of two, both arrays */
-	size_t count;
-	uint64_t next_id;
-};
-
-int node_table_init(struct node_table *t);
-void node_table_destroy(struct node_table *t);
-struct node *node_alloc(enum node_kind kind);
-void node_free(struct node *n);
-/* The node with this id (FUSE_ROOT_ID is the root), or NULL. */
-struct node *node_get(struct node_table *t, uint64_t id);
-/*
- * Publish n under (parent, name) with one lookup, or, when a node with the
- * same key and the same identity (same_node) is there, free n and count a
- * lookup on that one.  A different node under the key is unlinked from the
- * name index (it lives on until forgotten).  Returns the published node.
- */
-struct node *node_publish(struct node_table *t, struct node *n, uint64_t parent,
-			  const char *name);
-/* The node published under (parent, name), without counting a lookup. */
-struct node *node_find(struct node_table *t, uint64_t parent, const char *name);
-void node_forget(struct node_table *t, uint64_t id, uint64_t nlookup);
-/*
- * Call fn for each node published under a name, with the table lock held:
- * fn must not call into the table, and copies what it keeps.
- */
-typedef void (*node_walk_fn)(void *arg, const struct node *n);
-void node_walk_named(struct node_table *t, node_walk_fn fn, void *arg);
-
-/*
- * queue.c: work served in order by a thread of its own.  An item embeds a
- * struct qitem first; the handler owns it once called.
- */
-struct qitem {
-	struct qitem *next;
-	bool counted; /* counts toward queue_counted() */
-};
-
-struct queue {
-	pthread_mutex_t lock; /* protects head, tail, counted, stop */
-	pthread_cond_t cond;
-	struct qitem *head, **tail;
-	unsigned counted;
-	bool stop;
-	pthread_t thread;
-	void (*handle)(struct qitem *it, void *arg);
-	void *arg;
-};
-
-int queue_start(struct queue *q, void (*handle)(struct qitem *, void *),
-		void *arg);
-void queue_push(struct queue *q, struct qitem *it, bool counted);
-unsigned queue_counted(struct queue *q);
-/* Serve everything queued, then stop the thread. */
-void queue_stop(struct queue *q);
-
-/* The daemon's state, one per mount. */
 struct fs_ctx {
 	struct fs_config cfg;
-	struct node_table nodes;
-	uid_t uid;
-	gid_t gid;
-	time_t started;
+	bool mounted; /* cfg.mountpoint is ours, served (set before threads) */
 
 	pthread_mutex_t lock; /* protects the fields below */
 	struct hub_whoami whoami;
@@ -155,115 +43,61 @@ struct fs_ctx {
 	struct listing *listings; /* trees being listed; lock */
 	pthread_cond_t listed;	  /* a listing ended; with lock */
 
-	/* blob.c: the read path */
-	struct fuse_session *se; /* for cache invalidations */
-	struct hub_xfer *xfer;	 /* the transfer engine */
-	pthread_mutex_t blobs_lock;
-	struct blob *blobs;	/* blobs in use; blobs_lock */
-	struct handle *handles; /* open files; blobs_lock */
-#define DROPPED_KEPT 16
-	char dropped[DROPPED_KEPT][65]; /* etags dropped lately; blobs_lock */
-	unsigned n_dropped;		/* blobs_lock */
-	/*
-	 * Threads waiting for another process's range lock (wait_for_other):
-	 * blob_stop raises stopping and waits for them to end before it
-	 * stops the engine and the queues they submit to.  blobs_lock.
-	 */
-	unsigned lock_waits;
-	bool stopping;
-	pthread_cond_t lock_waits_done; /* lock_waits fell to 0 */
-	struct queue blocks; /* received blocks to write, hash, answer */
-	struct queue syncs;  /* durability: fdatasync, marks, records */
-
 	/* external.c: the huggingface_hub cache; lock */
 	dev_t mount_dev;      /* our mount's device, 0: not known yet */
 	bool hf_cache_warned; /* said once that it is unusable */
 
-	/*
-	 * What "hubfs status" reports of the read path, counted by
-	 * blob_read with relaxed atomic adds: FUSE reads of bytes within a
-	 * file, those answered without waiting for the network, and the
-	 * bytes answered.
-	 */
-	uint64_t reads, reads_local, bytes_served;
 	/*
 	 * "hubfs refresh": a branch's commit checked before this (unix
 	 * seconds) is asked of the Hub again.  Relaxed atomic.
 	 */
 	int64_t refreshed;
 
-	/* status.c: the socket; set up and torn down by fs_run's thread */
-	int status_fd;	      /* listening, or -1 */
-	int status_dir;	      /* <store>/mounts, or -1 */
-	int status_wake;      /* eventfd: stop the thread */
-	char status_name[32]; /* <pid>.sock */
-	pthread_t status_thread;
+	struct engine *eng; /* the read engine, once started */
+	int pull_stop;	    /* fs_pull_stop: atomic, lock-free */
 };
 
-/*
- * resolve.c.  These helpers, like passthrough_ll's, return 0 or a positive
- * errno, ready for fuse_reply_err().
- */
-int resolve_child(struct fs_ctx *ctx, struct node *parent, const char *name,
-		  struct node **out);
-/* Names in a folder above the repos (root, datasets/, an owner). */
-int list_names(struct fs_ctx *ctx, struct node *dir, db_name_fn cb, void *arg);
-/* Entries of a folder in a repo; a non-zero return of cb stops. */
-int list_entries(struct fs_ctx *ctx, struct node *dir, db_entry_fn cb,
-		 void *arg);
-struct node *entry_node(const struct node *dir, const struct db_entry *e);
+/* context.c: set up and tear down the resolver's part of ctx. */
+int ctx_init(struct fs_ctx *ctx, const struct fs_config *cfg);
+void ctx_destroy(struct fs_ctx *ctx);
+/* Start ctx's engine; dropped (or NULL) is its hook for dropped blobs. */
+int ctx_engine_start(struct fs_ctx *ctx, engine_dropped_fn dropped, void *arg);
+
+/* ---- resolve.c ----------------------------------------------------------- */
+
 void misses_free(struct fs_ctx *ctx);
 /*
- * The root folder of repo id at rev (NULL: the default branch), as the
- * main tree resolves "owner/name@rev", with its tree listed: a DIR node,
- * or a LINK ("../" + canonical id) for a renamed repo.  The node is not
- * published; the caller frees it.
+ * What a name at the root or under datasets/ or spaces/ (base, with rev
+ * when it had "@rev") stands for: an owner (*owner set), or a legacy or
+ * renamed id (canonical set to the id it leads to).  0 or a negative
+ * errno; -ENOENT for anything else.
  */
+int resolve_top_name(struct fs_ctx *ctx, enum hub_repo_type type,
+		     const char *base, const char *rev, bool *owner,
+		     char canonical[256]);
+/*
+ * Repo id ("owner/name") at rev (NULL: the default branch), as the main
+ * tree resolves "owner/name@rev": one step, renames not followed, the
+ * tree not listed.  0 or a negative errno.  When out->id is not id, the
+ * repo lives under out->id now and nothing else of *out is set.
+ */
+int resolve_repo_rev(struct fs_ctx *ctx, enum hub_repo_type type,
+		     const char *id, const char *rev, struct fs_repo *out);
+/* The same, and the tree listed into the store (out->tree) when not renamed. */
 int resolve_repo_at(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
-		    const char *rev, struct node **out);
-
-/* hfcache.c: .hf-cache/, in the layout of hub-api.md section 8. */
-#define HFCACHE_NAME ".hf-cache"
-int hfcache_root(struct node **out);
-int hfcache_child(struct fs_ctx *ctx, struct node *parent, const char *name,
-		  struct node **out);
-/* The names in an HF folder, each with its type: S_IFDIR, S_IFREG, S_IFLNK. */
-typedef int (*hf_name_fn)(void *arg, const char *name, mode_t type);
-int hfcache_list(struct fs_ctx *ctx, struct node *dir, hf_name_fn cb,
-		 void *arg);
+		    const char *rev, struct fs_repo *out);
 /*
- * Turn n, a new entry of a view's snapshot folder dir, into its view
- * form: folders stay folders, files become links into blobs/.  Frees n
- * and returns NULL on failure.
+ * The store's tree of r's commit (r->id, r->repo, r->commit, r->mtime
+ * used), listed from the huggingface_hub cache or the Hub the first time.
+ * 0 or a negative errno.
  */
-struct node *hfcache_entry(const struct node *dir, struct node *n);
-
-/*
- * blob.c: the read path.  blob_open and blob_start return 0 or a negative
- * errno; blob_read replies to req itself, now or when the bytes arrive.
- */
-int blob_start(struct fs_ctx *ctx);
-void blob_stop(struct fs_ctx *ctx);
-/* *keep_cache: whether the kernel may keep what it cached of the file. */
-int blob_open(struct fs_ctx *ctx, const struct node *f, uint64_t *fh,
-	      bool *keep_cache);
-void blob_read(struct fs_ctx *ctx, const struct node *f, fuse_req_t req,
-	       uint64_t fh, size_t size, uint64_t off);
-void blob_release(uint64_t fh);
-/*
- * A reader that is not a FUSE request (a pull): done is called exactly
- * once, with 0 when [off, off + size) is in the store (and the blob
- * verified, for a range that ends the file), else a positive errno.  It
- * may be called before blob_fetch returns, and from other threads.
- * Returns 0, or a negative errno when done will not be called.
- */
-typedef void (*blob_done_fn)(void *arg, int err);
-int blob_fetch(struct fs_ctx *ctx, uint64_t fh, uint64_t off, uint64_t size,
-	       blob_done_fn done, void *arg);
-/* Bytes of the file's content present in the store. */
-uint64_t blob_cached_bytes(struct fs_ctx *ctx, const struct node *f);
-/* Blobs in use (open files share one per etag). */
-unsigned blob_count(struct fs_ctx *ctx);
+int resolve_tree(struct fs_ctx *ctx, const struct fs_repo *r, int64_t *tree);
+/* The owners to list at the top of type: the user's own, the store's. */
+int resolve_owners(struct fs_ctx *ctx, enum hub_repo_type type, db_name_fn cb,
+		   void *arg);
+/* An owner's repos: the Hub's listing (kept listing_ttl), the store's. */
+int resolve_owner_repos(struct fs_ctx *ctx, enum hub_repo_type type,
+			const char *owner, db_name_fn cb, void *arg);
 
 /*
  * external.c: a blob the user already has outside the store (a file
@@ -271,15 +105,7 @@ unsigned blob_count(struct fs_ctx *ctx);
  * now).  0 with *fd (read-only, the caller closes), -ENOENT when there is
  * none, or another negative errno.
  */
-struct external_want {
-	const char *etag;
-	uint64_t size;
-	enum hub_repo_type type;
-	const char *repo_id;
-	const char *commit; /* "" when not known */
-	const char *path;   /* in the repo */
-};
-int external_open(struct fs_ctx *ctx, const struct external_want *w, int *fd);
+int external_open(void *ctx, const struct engine_file *w, int *fd);
 /*
  * The path of rel ("" for the folder itself) in a repo's folder of the
  * huggingface_hub cache, when there is a usable cache; -ENOENT otherwise.
@@ -287,19 +113,5 @@ int external_open(struct fs_ctx *ctx, const struct external_want *w, int *fd);
 int external_cache_path(struct fs_ctx *ctx, enum hub_repo_type type,
 			const char *repo_id, const char *rel, char *out,
 			size_t size);
-
-/*
- * status.c: the socket in <store>/mounts that answers "hubfs status" and
- * "hubfs refresh" while the session runs.  status_start returns 0 or a
- * negative errno (the mount then runs without it); status_stop removes
- * the socket and is a no-op when status_start failed.
- */
-int status_start(struct fs_ctx *ctx);
-void status_stop(struct fs_ctx *ctx);
-
-/* ops.c */
-extern const struct fuse_lowlevel_ops fs_ops;
-
-uint64_t ino_hash(const char *a, const char *b);
 
 #endif /* HUBFS_FS_INTERNAL_H */

@@ -7,7 +7,7 @@
  * Node ids come from a counter and are never reused; a node is freed when
  * the kernel forgets its last lookup.
  */
-#include "internal.h"
+#include "front.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -172,16 +172,6 @@ struct node *node_get(struct node_table *t, uint64_t id)
 	for (n = t->by_id[id_bucket(t, id)]; n; n = n->next_id)
 		if (n->id == id)
 			break;
-	pthread_mutex_unlock(&t->lock);
-	return n;
-}
-
-struct node *node_find(struct node_table *t, uint64_t parent, const char *name)
-{
-	struct node *n;
-
-	pthread_mutex_lock(&t->lock);
-	n = find_locked(t, parent, name);
 	pthread_mutex_unlock(&t->lock);
 	return n;
 }

@@ -1,12 +1,14 @@
 /*
- * ops.c - the FUSE low-level handlers.  Each replies exactly once.
+ * ops.c - the FUSE low-level handlers.  Each replies exactly once.  The
+ * helpers below them return 0 or a negative errno, flipped here, at the
+ * reply.
  *
  * The mount is read-only: write-type requests get EROFS (the kernel sees
  * the "ro" option too).  Attributes follow DESIGN.md section 1: files
  * 0444, folders 0555, owned by the mounting user, mtime the commit time,
  * st_blocks the full size.
  */
-#include "internal.h"
+#include "front.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,21 +23,21 @@
 #define IMMUTABLE_TIMEOUT 86400.0 /* names and attributes inside a commit */
 #define LISTING_TIMEOUT	  60.0	  /* owners, repos and links above them */
 
-static struct fs_ctx *ctx_of(fuse_req_t req)
+static struct fs_mount *mount_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
 }
 
-static void node_attr(struct fs_ctx *ctx, const struct node *n, struct stat *st)
+static void node_attr(struct fs_mount *m, const struct node *n, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = n->kind == NODE_ROOT ? FUSE_ROOT_ID : n->ino;
-	st->st_uid = ctx->uid;
-	st->st_gid = ctx->gid;
+	st->st_uid = m->uid;
+	st->st_gid = m->gid;
 	st->st_blksize = 4096;
 	st->st_mtim.tv_sec = n->kind == NODE_DIR || n->kind == NODE_FILE
 				     ? n->mtime
-				     : ctx->started;
+				     : m->started;
 	st->st_ctim = st->st_atim = st->st_mtim;
 	switch (n->kind) {
 	case NODE_FILE:
@@ -65,26 +67,26 @@ static void node_attr(struct fs_ctx *ctx, const struct node *n, struct stat *st)
 
 /* How long the kernel may keep a name of parent's: a moving revision's
    repo folder only until its next check. */
-static double entry_timeout(struct fs_ctx *ctx, const struct node *n)
+static double entry_timeout(struct fs_mount *m, const struct node *n)
 {
 	if (n->kind == NODE_DIR && n->path[0] == '\0')
-		return n->expires ? (double)ctx->cfg.revision_ttl
+		return n->expires ? (double)m->ctx.cfg.revision_ttl
 				  : IMMUTABLE_TIMEOUT;
 	if (n->kind == NODE_DIR || n->kind == NODE_FILE)
 		return IMMUTABLE_TIMEOUT;
 	if (n->kind == NODE_TEXT) /* a ref of .hf-cache/ */
-		return n->expires ? (double)ctx->cfg.revision_ttl
+		return n->expires ? (double)m->ctx.cfg.revision_ttl
 				  : IMMUTABLE_TIMEOUT;
 	return LISTING_TIMEOUT;
 }
 
-static void fill_entry(struct fs_ctx *ctx, const struct node *n,
+static void fill_entry(struct fs_mount *m, const struct node *n,
 		       struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = n->id;
-	e->attr_timeout = e->entry_timeout = entry_timeout(ctx, n);
-	node_attr(ctx, n, &e->attr);
+	e->attr_timeout = e->entry_timeout = entry_timeout(m, n);
+	node_attr(m, n, &e->attr);
 }
 
 /*
@@ -104,8 +106,8 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct fs_ctx *ctx = ctx_of(req);
-	struct node *p = node_get(&ctx->nodes, parent), *n;
+	struct fs_mount *m = mount_of(req);
+	struct node *p = node_get(&m->nodes, parent), *n;
 	struct fuse_entry_param e;
 	int rc;
 
@@ -113,8 +115,8 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	rc = resolve_child(ctx, p, name, &n);
-	if (rc == ENOENT && p->kind == NODE_DIR) {
+	rc = lookup_child(&m->ctx, p, name, &n);
+	if (rc == -ENOENT && p->kind == NODE_DIR) {
 		/* A miss inside a commit stays a miss: cache it. */
 		memset(&e, 0, sizeof(e));
 		e.entry_timeout = IMMUTABLE_TIMEOUT;
@@ -122,36 +124,36 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (rc) {
-		fuse_reply_err(req, rc);
+		fuse_reply_err(req, -rc);
 		return;
 	}
-	n = node_publish(&ctx->nodes, n, parent, name);
-	fill_entry(ctx, n, &e);
+	n = node_publish(&m->nodes, n, parent, name);
+	fill_entry(m, n, &e);
 	if (fuse_reply_entry(req, &e) != 0)
-		node_forget(&ctx->nodes, n->id, 1);
+		node_forget(&m->nodes, n->id, 1);
 }
 
 static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	node_forget(&ctx_of(req)->nodes, ino, nlookup);
+	node_forget(&mount_of(req)->nodes, ino, nlookup);
 	fuse_reply_none(req);
 }
 
 static void fs_forget_multi(fuse_req_t req, size_t count,
 			    struct fuse_forget_data *forgets)
 {
-	struct fs_ctx *ctx = ctx_of(req);
+	struct fs_mount *m = mount_of(req);
 
 	for (size_t i = 0; i < count; i++)
-		node_forget(&ctx->nodes, forgets[i].ino, forgets[i].nlookup);
+		node_forget(&m->nodes, forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
 static void fs_getattr(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
-	struct fs_ctx *ctx = ctx_of(req);
-	struct node *n = node_get(&ctx->nodes, ino);
+	struct fs_mount *m = mount_of(req);
+	struct node *n = node_get(&m->nodes, ino);
 	struct stat st;
 
 	(void)fi;
@@ -159,13 +161,13 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	node_attr(ctx, n, &st);
-	fuse_reply_attr(req, &st, entry_timeout(ctx, n));
+	node_attr(m, n, &st);
+	fuse_reply_attr(req, &st, entry_timeout(m, n));
 }
 
 static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	struct node *n = node_get(&ctx_of(req)->nodes, ino);
+	struct node *n = node_get(&mount_of(req)->nodes, ino);
 
 	if (!n || n->kind != NODE_LINK)
 		fuse_reply_err(req, n ? EINVAL : ESTALE);
@@ -269,8 +271,8 @@ static void dir_handle_free(struct dir_handle *h)
 static void fs_opendir(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
-	struct fs_ctx *ctx = ctx_of(req);
-	struct node *n = node_get(&ctx->nodes, ino);
+	struct fs_mount *m = mount_of(req);
+	struct node *n = node_get(&m->nodes, ino);
 	struct dir_handle *h;
 	int rc;
 
@@ -286,17 +288,17 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino,
 	}
 	h->dir = n;
 	if (n->kind == NODE_DIR) {
-		rc = list_entries(ctx, n, snap_entry, h);
+		rc = list_entries(&m->ctx, n, snap_entry, h);
 	} else if (n->kind == NODE_HF) {
-		rc = hfcache_list(ctx, n, snap_typed, h);
+		rc = hfcache_list(&m->ctx, n, snap_typed, h);
 		snap_unique(h);
 	} else {
-		rc = list_names(ctx, n, snap_name, h);
+		rc = list_names(&m->ctx, n, snap_name, h);
 		snap_unique(h);
 	}
 	if (rc) {
 		dir_handle_free(h);
-		fuse_reply_err(req, rc);
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	fi->fh = (uintptr_t)h;
@@ -314,7 +316,7 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino,
 static size_t add_dirent(fuse_req_t req, struct dir_handle *h, size_t i,
 			 char *buf, size_t size, bool plus)
 {
-	struct fs_ctx *ctx = ctx_of(req);
+	struct fs_mount *m = mount_of(req);
 	struct dirent_snap *d = &h->items[i];
 	struct fuse_entry_param e;
 	struct node *n = NULL;
@@ -327,7 +329,7 @@ static size_t add_dirent(fuse_req_t req, struct dir_handle *h, size_t i,
 		n = entry_node(h->dir, &d->entry);
 		if (!n)
 			return 0;
-		node_attr(ctx, n, &e.attr);
+		node_attr(m, n, &e.attr);
 	}
 	if (!plus) {
 		node_free(n);
@@ -341,8 +343,8 @@ static size_t add_dirent(fuse_req_t req, struct dir_handle *h, size_t i,
 			node_free(n);
 			return len;
 		}
-		n = node_publish(&ctx->nodes, n, h->dir->id, d->name);
-		fill_entry(ctx, n, &e);
+		n = node_publish(&m->nodes, n, h->dir->id, d->name);
+		fill_entry(m, n, &e);
 	}
 	return fuse_add_direntry_plus(req, buf, size, d->name, &e,
 				      (off_t)i + 1);
@@ -394,12 +396,27 @@ static void fs_releasedir(fuse_req_t req, fuse_ino_t ino,
 
 /* ---- Files ------------------------------------------------------------ */
 
+/* A file node's identity, for the engine (valid while n is). */
+static struct engine_file node_file(const struct node *n)
+{
+	return (struct engine_file){
+		.type = n->type,
+		.repo_id = n->repo_id,
+		.commit = n->commit,
+		.path = n->path,
+		.etag = n->etag,
+		.size = n->size,
+		.lfs = n->lfs,
+	};
+}
+
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_ctx *ctx = ctx_of(req);
-	struct node *n = node_get(&ctx->nodes, ino);
+	struct fs_mount *m = mount_of(req);
+	struct node *n = node_get(&m->nodes, ino);
+	struct engine_handle *h;
+	struct engine_file f;
 	bool keep_cache;
-	uint64_t fh;
 	int rc;
 
 	if (!n || (n->kind != NODE_FILE && n->kind != NODE_TEXT)) {
@@ -416,27 +433,57 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_open(req, fi);
 		return;
 	}
-	rc = blob_open(ctx, n, &fh, &keep_cache);
+	f = node_file(n);
+	/* The node id is the tag: a dropped blob's pages are invalidated. */
+	rc = engine_open(m->ctx.eng, &f, n->id, &h, &keep_cache);
 	if (rc < 0) {
 		fuse_reply_err(req, rc == -ENOSPC ? ENOSPC : EIO);
 		return;
 	}
-	fi->fh = fh;
+	fi->fh = (uintptr_t)h;
 	/*
 	 * Content is immutable per etag: the kernel keeps its pages across
 	 * opens, except at the first open after the blob failed its check.
 	 */
 	fi->keep_cache = keep_cache;
 	if (fuse_reply_open(req, fi) != 0)
-		blob_release(fh);
+		engine_close(h);
+}
+
+/* The engine answered a read: its bytes go from the blob's file. */
+static void read_done(void *arg, int rc, int fd, uint64_t off, size_t size)
+{
+	fuse_req_t req = arg;
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (size == 0) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	buf.buf[0].fd = fd;
+	buf.buf[0].pos = (off_t)off;
+	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+/* An interrupted read still waiting: the engine answers it with EINTR. */
+static void read_interrupted(fuse_req_t req, void *data)
+{
+	engine_cancel(data, req);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct fs_ctx *ctx = ctx_of(req);
-	struct node *n = node_get(&ctx->nodes, ino);
+	struct fs_mount *m = mount_of(req);
+	struct node *n = node_get(&m->nodes, ino);
+	struct engine_handle *h = (struct engine_handle *)(uintptr_t)fi->fh;
 	size_t len;
+	int rc;
 
 	if (n && n->kind == NODE_TEXT) {
 		len = strlen(n->text);
@@ -445,7 +492,15 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, n->text + off, size < len ? size : len);
 		return;
 	}
-	blob_read(ctx, n, req, fi->fh, size, (uint64_t)off);
+	fuse_req_interrupt_func(req, read_interrupted, h);
+	if (fuse_req_interrupted(req)) {
+		fuse_reply_err(req, EINTR);
+		return;
+	}
+	rc = engine_wait(h, (uint64_t)off, size, ENGINE_READAHEAD, read_done,
+			 req);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
 }
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino,
@@ -453,17 +508,17 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino,
 {
 	(void)ino;
 	if (fi->fh) /* 0: a TEXT node's, which holds nothing */
-		blob_release(fi->fh);
+		engine_close((struct engine_handle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
 static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	struct fs_ctx *ctx = ctx_of(req);
+	struct fs_mount *m = mount_of(req);
 	struct statvfs sv;
 
 	(void)ino;
-	if (statvfs(db_store_dir(ctx->cfg.store), &sv) < 0) {
+	if (statvfs(db_store_dir(m->ctx.cfg.store), &sv) < 0) {
 		fuse_reply_err(req, errno);
 		return;
 	}
@@ -477,7 +532,7 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 static const char xattr_names[] =
 	"user.hubfs.commit\0user.hubfs.etag\0user.hubfs.cached";
 
-static int xattr_value(struct fs_ctx *ctx, const struct node *n,
+static int xattr_value(struct fs_mount *m, const struct node *n,
 		       const char *name, char *buf, size_t size)
 {
 	uint64_t have = 0;
@@ -491,7 +546,7 @@ static int xattr_value(struct fs_ctx *ctx, const struct node *n,
 	if (strcmp(name, "user.hubfs.etag") == 0)
 		return snprintf(buf, size, "%s", n->etag);
 	if (strcmp(name, "user.hubfs.cached") == 0) {
-		have = blob_cached_bytes(ctx, n);
+		have = engine_cached_bytes(m->ctx.eng, n->etag);
 		return snprintf(buf, size, "%llu", (unsigned long long)have);
 	}
 	return -ENODATA;
@@ -500,8 +555,8 @@ static int xattr_value(struct fs_ctx *ctx, const struct node *n,
 static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
-	struct fs_ctx *ctx = ctx_of(req);
-	struct node *n = node_get(&ctx->nodes, ino);
+	struct fs_mount *m = mount_of(req);
+	struct node *n = node_get(&m->nodes, ino);
 	char value[128];
 	int len;
 
@@ -509,7 +564,7 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	len = xattr_value(ctx, n, name, value, sizeof(value));
+	len = xattr_value(m, n, name, value, sizeof(value));
 	if (len < 0)
 		fuse_reply_err(req, -len);
 	else if (size == 0)
@@ -522,7 +577,7 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 
 static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	struct node *n = node_get(&ctx_of(req)->nodes, ino);
+	struct node *n = node_get(&mount_of(req)->nodes, ino);
 	size_t len = 0;
 
 	if (n && n->kind == NODE_FILE)

@@ -1,6 +1,6 @@
 /*
  * pull.c - fetching whole files into the store ahead of time ("hubfs
- * pull"), through the same read path a mount uses (blob.c): the blocks,
+ * pull"), through the same read engine a mount uses (engine.h): the blocks,
  * the in-order hash check, the marks that make an interrupted pull resume
  * where it stopped, and the range locks that let a pull and a mount share
  * a blob without fetching it twice.
@@ -8,7 +8,8 @@
  * The files are cut into chunks, requested in file order with at most
  * IN_FLIGHT chunks outstanding, so small files go many at a time and a
  * large one is fetched as several parallel ranges.  A chunk that ends a
- * file is answered only once the blob passed its check.
+ * file is answered only once the blob passed its check.  Stopping cancels
+ * this pull's own waits; transfers already running finish into the store.
  */
 #include "internal.h"
 
@@ -25,19 +26,19 @@
 
 struct pull_file {
 	struct fs_pull_item *item;
-	struct node *node; /* what blob_open takes */
-	uint64_t fh;
-	bool open;	      /* fh is an open handle */
-	bool active;	      /* started, not finished */
-	uint64_t next;	      /* the next offset to ask for */
-	unsigned outstanding; /* chunks asked for, not answered; lock */
-	int err;	      /* a chunk failed (positive errno); lock */
+	struct engine_file file;
+	struct engine_handle *h; /* open, or NULL */
+	bool active;		 /* started, not finished */
+	uint64_t next;		 /* the next offset to ask for */
+	unsigned outstanding;	 /* chunks asked for, not answered; lock */
+	int err;		 /* a chunk failed (a -errno); lock */
 	int attempts;
 	struct pull *p;
 };
 
 struct pull {
 	struct fs_ctx *ctx;
+	const struct fs_repo *repo;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;  /* a chunk was answered */
 	unsigned outstanding; /* lock */
@@ -45,43 +46,19 @@ struct pull {
 	size_t n, started, finished;
 };
 
-static void chunk_done(void *arg, int err)
+static void chunk_done(void *arg, int rc, int fd, uint64_t off, size_t size)
 {
 	struct pull_file *f = arg;
 	struct pull *p = f->p;
 
+	(void)fd, (void)off, (void)size;
 	pthread_mutex_lock(&p->lock);
 	f->outstanding--;
 	p->outstanding--;
-	if (err && !f->err)
-		f->err = err;
+	if (rc < 0 && !f->err)
+		f->err = rc;
 	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->lock);
-}
-
-static struct node *file_node(const struct fs_repo *r,
-			      const struct fs_pull_item *it)
-{
-	struct node *n = node_alloc(NODE_FILE);
-
-	if (!n)
-		return NULL;
-	n->type = r->type;
-	n->repo = r->repo;
-	n->tree = r->tree;
-	n->mtime = r->mtime;
-	memcpy(n->commit, r->commit, sizeof(n->commit));
-	n->size = it->size;
-	n->lfs = it->lfs;
-	snprintf(n->etag, sizeof(n->etag), "%s", it->etag);
-	n->repo_id = strdup(r->id);
-	n->path = strdup(it->path);
-	n->ino = ino_hash(n->commit, it->path);
-	if (!n->repo_id || !n->path) {
-		node_free(n);
-		return NULL;
-	}
-	return n;
 }
 
 /* A file all of whose chunks are answered: done, or tried again. */
@@ -89,20 +66,20 @@ static void settle_file(struct pull *p, struct pull_file *f, bool stopping)
 {
 	int err = f->err;
 
-	if (f->open) {
+	if (f->h) {
 		pthread_mutex_unlock(&p->lock);
-		blob_release(f->fh);
+		engine_close(f->h);
 		pthread_mutex_lock(&p->lock);
-		f->open = false;
+		f->h = NULL;
 	}
 	if (err && !stopping && ++f->attempts < ATTEMPTS) {
-		fs_log(LOG_INFO, "%s/%s: %s; trying again", f->node->repo_id,
-		       f->item->path, strerror(err));
+		fs_log(LOG_INFO, "%s/%s: %s; trying again", p->repo->id,
+		       f->item->path, strerror(-err));
 		f->err = 0;
 		f->next = 0;
 		return;
 	}
-	f->item->rc = err ? -err : 0;
+	f->item->rc = err;
 	f->item->done = true;
 	f->active = false;
 	p->finished++;
@@ -129,19 +106,19 @@ static struct pull_file *next_file(struct pull *p)
 /* Ask for f's next chunk (lock held; dropped meanwhile). */
 static void ask(struct pull *p, struct pull_file *f)
 {
+	struct engine_handle *h = f->h;
 	uint64_t off = f->next, len;
-	bool keep_cache;
 	int rc = 0;
 
 	if (off >= f->item->size)
 		return; /* empty: settles as it is */
-	if (!f->open) {
+	if (!h) {
 		pthread_mutex_unlock(&p->lock);
-		rc = blob_open(p->ctx, f->node, &f->fh, &keep_cache);
+		rc = engine_open(p->ctx->eng, &f->file, 0, &h, NULL);
 		pthread_mutex_lock(&p->lock);
-		f->open = rc == 0;
+		f->h = h;
 		if (rc < 0) {
-			f->err = -rc;
+			f->err = rc;
 			return;
 		}
 	}
@@ -150,13 +127,13 @@ static void ask(struct pull *p, struct pull_file *f)
 	f->outstanding++;
 	p->outstanding++;
 	pthread_mutex_unlock(&p->lock);
-	rc = blob_fetch(p->ctx, f->fh, off, len, chunk_done, f);
+	rc = engine_wait(h, off, len, 0, chunk_done, f);
 	pthread_mutex_lock(&p->lock);
 	if (rc < 0) { /* not asked: chunk_done will not come */
 		f->outstanding--;
 		p->outstanding--;
 		if (!f->err)
-			f->err = -rc;
+			f->err = rc;
 	}
 }
 
@@ -172,8 +149,9 @@ static void tally(struct pull *p, struct fs_pull_progress *pr)
 		if (i < p->started && !f->active && f->item->rc == 0) {
 			pr->done += f->item->size;
 			pr->files_done++;
-		} else if (f->active && f->open) {
-			pr->done += blob_cached_bytes(p->ctx, f->node);
+		} else if (f->active && f->h) {
+			pr->done +=
+				engine_cached_bytes(p->ctx->eng, f->item->etag);
 			if (!pr->current)
 				pr->current = f->item->path;
 		} else {
@@ -196,13 +174,18 @@ static void wait_tick(struct pull *p)
 }
 
 /* The loop: keep IN_FLIGHT chunks asked for until every file settles. */
+static bool stopped(const struct pull *p)
+{
+	return __atomic_load_n(&p->ctx->pull_stop, __ATOMIC_RELAXED) != 0;
+}
+
 static void run(struct pull *p, fs_pull_progress_fn progress, void *arg,
-		const volatile int *stop, struct fs_pull_progress *pr)
+		struct fs_pull_progress *pr)
 {
 	struct timespec last = { 0 }, now;
 
 	pthread_mutex_lock(&p->lock);
-	while (p->finished < p->n && !(stop && *stop)) {
+	while (p->finished < p->n && !stopped(p)) {
 		for (size_t i = 0; i < p->started; i++) {
 			struct pull_file *f = &p->files[i];
 
@@ -210,7 +193,7 @@ static void run(struct pull *p, fs_pull_progress_fn progress, void *arg,
 			    (f->err || f->next >= f->item->size))
 				settle_file(p, f, false);
 		}
-		while (p->outstanding < IN_FLIGHT && !(stop && *stop)) {
+		while (p->outstanding < IN_FLIGHT && !stopped(p)) {
 			struct pull_file *f = next_file(p);
 
 			if (!f)
@@ -236,18 +219,34 @@ static void run(struct pull *p, fs_pull_progress_fn progress, void *arg,
 }
 
 /*
- * Stopped: end every transfer now.  Stopping the read path answers every
- * chunk still asked for and closes the files it has open, ours included.
- * What was durable is recorded; the rest is fetched by the next pull.
+ * Stopped: cancel this pull's waits (the transfers they started go on
+ * into the store until the engine stops), wait for the chunks being
+ * answered, and close the files.  What was durable is recorded; the rest
+ * is fetched by the next pull.
  */
 static void stop_all(struct pull *p)
 {
-	blob_stop(p->ctx);
 	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < p->started; i++) {
+		struct pull_file *f = &p->files[i];
+
+		if (!f->h)
+			continue;
+		pthread_mutex_unlock(&p->lock);
+		engine_cancel(f->h, f);
+		pthread_mutex_lock(&p->lock);
+	}
+	while (p->outstanding)
+		pthread_cond_wait(&p->cond, &p->lock);
 	for (size_t i = 0; i < p->n; i++) {
 		struct pull_file *f = &p->files[i];
 
-		f->open = false; /* released by blob_stop() */
+		if (f->h) {
+			pthread_mutex_unlock(&p->lock);
+			engine_close(f->h);
+			pthread_mutex_lock(&p->lock);
+			f->h = NULL;
+		}
 		if (i >= p->started || f->active) {
 			f->item->rc = -EINTR;
 			f->item->done = true;
@@ -259,10 +258,10 @@ static void stop_all(struct pull *p)
 
 int fs_pull(struct fs_ctx *ctx, const struct fs_repo *r,
 	    struct fs_pull_item *items, size_t n, fs_pull_progress_fn progress,
-	    void *arg, const volatile int *stop)
+	    void *arg)
 {
 	struct fs_pull_progress pr = { .files = n };
-	struct pull p = { .ctx = ctx, .n = n };
+	struct pull p = { .ctx = ctx, .repo = r, .n = n };
 	int rc = 0;
 
 	p.files = calloc(n ? n : 1, sizeof(*p.files));
@@ -279,28 +278,35 @@ int fs_pull(struct fs_ctx *ctx, const struct fs_repo *r,
 		items[i].done = false;
 		pr.total += items[i].size;
 		pr.at_start += items[i].local;
-		f->node = file_node(r, &items[i]);
-		if (!f->node)
-			rc = -ENOMEM;
+		f->file = (struct engine_file){
+			.type = r->type,
+			.repo_id = r->id,
+			.commit = r->commit,
+			.path = items[i].path,
+			.etag = items[i].etag,
+			.size = items[i].size,
+			.lfs = items[i].lfs,
+		};
 	}
-	if (rc == 0) {
-		run(&p, progress, arg, stop, &pr);
-		if (stop && *stop)
-			stop_all(&p);
-		if (progress) {
-			pthread_mutex_lock(&p.lock);
-			tally(&p, &pr);
-			pthread_mutex_unlock(&p.lock);
-			progress(arg, &pr);
-		}
-		for (size_t i = 0; i < n; i++)
-			if (items[i].rc < 0 && rc != -EINTR)
-				rc = items[i].rc == -EINTR ? -EINTR : -EIO;
+	run(&p, progress, arg, &pr);
+	if (stopped(&p))
+		stop_all(&p);
+	if (progress) {
+		pthread_mutex_lock(&p.lock);
+		tally(&p, &pr);
+		pthread_mutex_unlock(&p.lock);
+		progress(arg, &pr);
 	}
 	for (size_t i = 0; i < n; i++)
-		node_free(p.files[i].node);
+		if (items[i].rc < 0 && rc != -EINTR)
+			rc = items[i].rc == -EINTR ? -EINTR : -EIO;
 	pthread_cond_destroy(&p.cond);
 	pthread_mutex_destroy(&p.lock);
 	free(p.files);
 	return rc;
+}
+
+void fs_pull_stop(struct fs_ctx *ctx)
+{
+	__atomic_store_n(&ctx->pull_stop, 1, __ATOMIC_RELAXED);
 }

@@ -5,7 +5,7 @@
  * answering what the engine received) and the sync thread (making it
  * durable).  Producers never wait for the work, only for the queue's lock.
  */
-#include "internal.h"
+#include "queue.h"
 
 #include <string.h>
 

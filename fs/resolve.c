@@ -1,9 +1,8 @@
 /*
- * resolve.c - from a name under a folder to a node (DESIGN.md section 1).
- *
- *   root, datasets/, spaces/   owners, legacy ids (symlinks), nothing else
- *   owner/                     repos: name[@rev], a renamed id is a symlink
- *   repo folders               entries of the commit's tree, from the index
+ * resolve.c - the resolver: owners, legacy and renamed ids, a repo at a
+ * revision (its commit, as a struct fs_repo) and its tree in the store
+ * (DESIGN.md sections 1 and 5).  Values only: the FUSE front turns them
+ * into nodes (lookup.c, hfcache.c), the commands use them as they are.
  *
  * Metadata comes from the index when it is there and fresh; the Hub is
  * asked otherwise.  Misses at the owner and repo level are remembered for
@@ -25,7 +24,7 @@
 struct miss {
 	struct miss *next;
 	time_t until;
-	int err;	/* ENOENT, or EACCES for what the Hub refused */
+	int err;	/* -ENOENT, or -EACCES for what the Hub refused */
 	unsigned token; /* hub_client_token_changes() when it was seen */
 	char key[];
 };
@@ -117,7 +116,7 @@ static long failure_ttl(const struct fs_ctx *ctx)
 	return t < 2 ? 2 : t > 10 ? 10 : t;
 }
 
-/* Log a Hub failure once and turn it into an errno for the program. */
+/* Log a Hub failure once and turn it into a -errno for the program. */
 static int hub_failure(struct fs_ctx *ctx, int rc, const struct hub_error *err,
 		       const char *what, const char *name)
 {
@@ -125,40 +124,19 @@ static int hub_failure(struct fs_ctx *ctx, int rc, const struct hub_error *err,
 	int e;
 
 	if (rc == -ENETDOWN)
-		return ENOENT; /* offline: the Hub is not asked */
+		return -ENOENT; /* offline: the Hub is not asked */
 	if (rc == -ENOMEM)
-		return ENOMEM;
+		return -ENOMEM;
 	e = hub_error_errno(err);
 	if (e == ENOENT)
-		return ENOENT;
+		return -ENOENT;
 	fs_log(LOG_WARNING, "%s %s: %s", what, name,
 	       hub_error_describe(err, buf, sizeof(buf)));
 	if (e == EACCES && !hub_client_has_token(ctx->cfg.hub))
 		fs_log(LOG_WARNING, "no Hub token is set: run 'hf auth login' "
 				    "or set HF_TOKEN to read gated or private "
 				    "repos");
-	return e;
-}
-
-/* Split "name@rev" (rev percent-decoded); *rev is NULL without '@'. */
-static int split_rev(const char *name, char **base, char **rev)
-{
-	const char *at = strchr(name, '@');
-
-	*rev = NULL;
-	*base = at ? strndup(name, (size_t)(at - name)) : strdup(name);
-	if (!*base)
-		return ENOMEM;
-	if (!at)
-		return 0;
-	if (at[1] == '\0' || hub_unescape(at + 1, rev) < 0 ||
-	    strlen(*rev) > 255) {
-		free(*base);
-		free(*rev);
-		*base = *rev = NULL;
-		return ENOENT;
-	}
-	return 0;
+	return -e;
 }
 
 static bool whoami_has(struct fs_ctx *ctx, const char *owner)
@@ -189,47 +167,6 @@ static bool owner_known(struct fs_ctx *ctx, enum hub_repo_type type,
 
 	db_owner_repos(ctx->cfg.store, type, owner, stop_at_first, &any);
 	return any || whoami_has(ctx, owner);
-}
-
-static struct node *new_owner(enum hub_repo_type type, const char *owner)
-{
-	struct node *n = node_alloc(NODE_OWNER);
-
-	if (!n)
-		return NULL;
-	n->type = type;
-	n->owner = strdup(owner);
-	n->ino = ino_hash(hub_type_plural(type), owner);
-	if (!n->owner) {
-		node_free(n);
-		return NULL;
-	}
-	return n;
-}
-
-/* A symlink to prefix + target [+ "@" + escaped rev]. */
-static struct node *new_link(const char *prefix, const char *target,
-			     const char *rev)
-{
-	struct node *n = node_alloc(NODE_LINK);
-	char *erev = rev ? hub_escape_segment(rev) : NULL;
-	size_t size;
-
-	if (!n || (rev && !erev))
-		goto fail;
-	size = strlen(prefix) + strlen(target) + (erev ? strlen(erev) : 0) + 2;
-	n->target = malloc(size);
-	if (!n->target)
-		goto fail;
-	snprintf(n->target, size, "%s%s%s%s", prefix, target, erev ? "@" : "",
-		 erev ? erev : "");
-	n->ino = ino_hash("link", n->target);
-	free(erev);
-	return n;
-fail:
-	free(erev);
-	node_free(n);
-	return NULL;
 }
 
 struct author_list {
@@ -310,72 +247,72 @@ static bool cache_has_owner(struct fs_ctx *ctx, enum hub_repo_type type,
 	return found;
 }
 
-/* A name at the root or under datasets/ or spaces/. */
-static int resolve_top(struct fs_ctx *ctx, enum hub_repo_type type,
-		       const char *name, struct node **out)
+/*
+ * What a name at the root or under datasets/ or spaces/ stands for: an
+ * owner (*owner set), or a legacy or renamed id (canonical set).  0 or a
+ * negative errno; -ENOENT for anything else.
+ */
+int resolve_top_name(struct fs_ctx *ctx, enum hub_repo_type type,
+		     const char *base, const char *rev, bool *owner,
+		     char canonical[256])
 {
 	struct hub_repo_info info;
 	struct hub_error err = { 0 };
 	struct db_repo repo;
-	char *base, *rev, key[600];
-	int rc = split_rev(name, &base, &rev);
+	char key[600];
+	int rc, hr;
+	long n;
 
-	if (rc)
-		return rc;
-	rc = ENOENT;
+	*owner = false;
+	canonical[0] = '\0';
 	if (!hub_repo_id_valid(base) || strchr(base, '/'))
-		goto out;
+		return -ENOENT;
 	if (!rev && (owner_known(ctx, type, base) ||
 		     (hub_client_offline(ctx->cfg.hub) &&
 		      cache_has_owner(ctx, type, base)))) {
-		*out = new_owner(type, base);
-		rc = *out ? 0 : ENOMEM;
-		goto out;
+		*owner = true;
+		return 0;
 	}
 	if (db_repo_get(ctx->cfg.store, type, base, &repo) == 0 &&
 	    repo.canonical[0]) {
-		*out = new_link("", repo.canonical, rev);
-		rc = *out ? 0 : ENOMEM;
-		goto out;
+		memcpy(canonical, repo.canonical, 256);
+		return 0;
 	}
-	snprintf(key, sizeof(key), "%d:%s", (int)type, name);
+	snprintf(key, sizeof(key), "%d:%s%s%s", (int)type, base, rev ? "@" : "",
+		 rev ? rev : "");
 	if ((rc = miss_known(ctx, key)) != 0)
-		goto out;
-	rc = ENOENT;
+		return rc;
 
 	/* A legacy id answers /api/{types}/NAME with its canonical id. */
-	int hr = hub_repo_info(ctx->cfg.hub, type, base, rev, &info, &err);
-
+	hr = hub_repo_info(ctx->cfg.hub, type, base, rev, &info, &err);
 	if (hr == 0 && strcmp(info.id, base) != 0 && strchr(info.id, '/')) {
 		db_repo_put(ctx->cfg.store, type, base, info.id, NULL);
-		*out = new_link("", info.id, rev);
-		rc = *out ? 0 : ENOMEM;
-		goto out;
+		memcpy(canonical, info.id, 256);
+		return 0;
 	}
 	if (hr < 0 && hub_error_errno(&err) != ENOENT &&
-	    hub_error_errno(&err) != EACCES) {
-		rc = hub_failure(ctx, hr, &err, "looking up", name);
-		goto out;
-	}
+	    hub_error_errno(&err) != EACCES)
+		return hub_failure(ctx, hr, &err, "looking up", base);
 	if (!rev) {
 		memset(&err, 0, sizeof(err));
-		long n = refresh_listing(ctx, type, base, &err);
-
+		n = refresh_listing(ctx, type, base, &err);
 		if (n > 0) {
-			*out = new_owner(type, base);
-			rc = *out ? 0 : ENOMEM;
-			goto out;
+			*owner = true;
+			return 0;
 		}
-		if (n < 0 && hub_error_errno(&err) != ENOENT) {
-			rc = hub_failure(ctx, (int)n, &err, "listing", base);
-			goto out;
-		}
+		if (n < 0 && hub_error_errno(&err) != ENOENT)
+			return hub_failure(ctx, (int)n, &err, "listing", base);
+		/* No repos listed: a user or an organisation is a folder still
+		   (its renamed repos lead on; hub-api.md section 2.6). */
+		memset(&err, 0, sizeof(err));
+		hr = hub_owner_exists(ctx->cfg.hub, base, owner, &err);
+		if (hr < 0)
+			return hub_failure(ctx, hr, &err, "looking up", base);
+		if (*owner)
+			return 0;
 	}
-	miss_add(ctx, key, ENOENT);
-out:
-	free(base);
-	free(rev);
-	return rc;
+	miss_add(ctx, key, -ENOENT);
+	return -ENOENT;
 }
 
 /*
@@ -518,18 +455,21 @@ static int resolve_revision(struct fs_ctx *ctx, const struct db_repo *repo,
 					rev ? rev : "", info.sha, time(NULL));
 		return 0;
 	}
-	if (have && (rc == -ENETDOWN || err.status == 0 || err.status >= 500)) {
+	if (have && (rc == -ENETDOWN || hub_error_transient(&err))) {
+		char why[400];
+
 		if (rc != -ENETDOWN)
 			fs_log(LOG_INFO,
-			       "%s: Hub unreachable, using the "
-			       "revision known from %lld",
-			       repo->name, (long long)checked);
+			       "%s: %s; using the revision known from %lld",
+			       repo->name,
+			       hub_error_describe(&err, why, sizeof(why)),
+			       (long long)checked);
 		return 0;
 	}
-	if ((rc == -ENETDOWN || err.status == 0) &&
+	if ((rc == -ENETDOWN || hub_error_transient(&err)) &&
 	    cache_revision(ctx, repo, rev, out) == 0)
 		return 0;
-	return -hub_failure(ctx, rc, &err, "resolving", repo->name);
+	return hub_failure(ctx, rc, &err, "resolving", repo->name);
 }
 
 /* Whether the huggingface_hub cache has a folder for the repo. */
@@ -544,59 +484,53 @@ static bool in_cache(struct fs_ctx *ctx, enum hub_repo_type type,
 	       stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* A repo folder (name[@rev]) under an owner folder. */
-static int resolve_repo(struct fs_ctx *ctx, struct node *owner,
-			const char *name, struct node **out)
+/*
+ * One step of resolving repo id at rev (NULL: the default branch), without
+ * its tree: see resolve_repo_at.
+ */
+int resolve_repo_rev(struct fs_ctx *ctx, enum hub_repo_type type,
+		     const char *id, const char *rev, struct fs_repo *out)
 {
 	struct revision r;
 	struct db_repo repo;
-	char *base, *rev, id[256], key[600];
-	int rc = split_rev(name, &base, &rev);
+	char key[600];
+	int rc;
 
-	if (rc)
-		return rc;
-	rc = ENOENT;
-	if ((size_t)snprintf(id, sizeof(id), "%s/%s", owner->owner, base) >=
-		    sizeof(id) ||
+	memset(out, 0, sizeof(*out));
+	out->type = type;
+	if (strlen(id) >= sizeof(out->id) || !strchr(id, '/') ||
 	    !hub_repo_id_valid(id))
-		goto out;
-	snprintf(key, sizeof(key), "%d:%s", (int)owner->type, id);
-	if (rev)
-		snprintf(key, sizeof(key), "%d:%s@%s", (int)owner->type, id,
-			 rev);
+		return -ENOENT;
+	snprintf(key, sizeof(key), "%d:%s%s%s", (int)type, id, rev ? "@" : "",
+		 rev ? rev : "");
 	if ((rc = miss_known(ctx, key)) != 0)
-		goto out;
-	rc = ENOENT;
-	if (db_repo_get(ctx->cfg.store, owner->type, id, &repo) < 0) {
+		return rc;
+	if (db_repo_get(ctx->cfg.store, type, id, &repo) < 0) {
 		if (hub_client_offline(ctx->cfg.hub) &&
-		    !in_cache(ctx, owner->type, id))
-			goto out;
+		    !in_cache(ctx, type, id))
+			return -ENOENT;
 		memset(&repo, 0, sizeof(repo));
-		repo.type = owner->type;
-		memcpy(repo.name, id, sizeof(repo.name));
+		repo.type = type;
+		snprintf(repo.name, sizeof(repo.name), "%s", id);
 	}
 	if (repo.canonical[0]) {
-		*out = new_link("../", repo.canonical, rev);
-		rc = *out ? 0 : ENOMEM;
-		goto out;
+		snprintf(out->id, sizeof(out->id), "%s", repo.canonical);
+		return 0;
 	}
-	rc = -resolve_revision(ctx, &repo, rev, &r);
+	rc = resolve_revision(ctx, &repo, rev, &r);
 	if (rc) {
-		if (rc == ENOENT || rc == EACCES)
+		if (rc == -ENOENT || rc == -EACCES)
 			miss_add(ctx, key, rc);
-		goto out;
+		return rc;
 	}
 	if (r.canonical[0]) {
-		db_repo_put(ctx->cfg.store, owner->type, id, r.canonical, NULL);
-		*out = new_link("../", r.canonical, rev);
-		rc = *out ? 0 : ENOMEM;
-		goto out;
+		db_repo_put(ctx->cfg.store, type, id, r.canonical, NULL);
+		snprintf(out->id, sizeof(out->id), "%s", r.canonical);
+		return 0;
 	}
 	if (repo.id == 0 &&
-	    db_repo_put(ctx->cfg.store, owner->type, id, "", &repo) < 0) {
-		rc = EIO;
-		goto out;
-	}
+	    db_repo_put(ctx->cfg.store, type, id, "", &repo) < 0)
+		return -EIO;
 	/*
 	 * What the Hub said is stamped with its time (for a repo new to the
 	 * index, resolve_revision could not); a cached or stale answer keeps
@@ -605,31 +539,12 @@ static int resolve_repo(struct fs_ctx *ctx, struct node *owner,
 	if (r.moving && r.from_hub)
 		db_revision_put(ctx->cfg.store, repo.id, rev ? rev : "",
 				r.commit, time(NULL));
-
-	struct node *n = node_alloc(NODE_DIR);
-
-	rc = ENOMEM;
-	if (!n)
-		goto out;
-	*out = n;
-	n->type = owner->type;
-	n->repo = repo.id;
-	n->repo_id = strdup(id);
-	n->path = strdup("");
-	memcpy(n->commit, r.commit, sizeof(n->commit));
-	n->mtime = r.mtime;
-	n->ino = ino_hash(n->commit, "");
-	n->expires = r.moving ? time(NULL) + ctx->cfg.revision_ttl : 0;
-	if (!n->repo_id || !n->path) {
-		node_free(n);
-		*out = NULL;
-		goto out;
-	}
-	rc = 0;
-out:
-	free(base);
-	free(rev);
-	return rc;
+	snprintf(out->id, sizeof(out->id), "%s", id);
+	out->repo = repo.id;
+	memcpy(out->commit, r.commit, sizeof(out->commit));
+	out->mtime = r.mtime;
+	out->moving = r.moving;
+	return 0;
 }
 
 struct tree_fill {
@@ -645,10 +560,6 @@ static int add_entry(void *arg, const struct hub_entry *e)
 	return f->rc;
 }
 
-/*
- * The index's tree for the commit of a repo node, listed from the Hub the
- * first time (all pages, one transaction).
- */
 /* A tree being listed from the Hub; others wanting it wait. */
 struct listing {
 	struct listing *next;
@@ -656,7 +567,7 @@ struct listing {
 	char commit[41];
 };
 
-static struct listing *listing_find(struct fs_ctx *ctx, const struct node *n)
+static struct listing *listing_find(struct fs_ctx *ctx, const struct fs_repo *n)
 {
 	struct listing *l;
 
@@ -670,7 +581,7 @@ static struct listing *listing_find(struct fs_ctx *ctx, const struct node *n)
  * Claim the listing of n's tree; false when it appeared in the index while
  * waiting for another thread that was listing it.
  */
-static bool listing_claim(struct fs_ctx *ctx, const struct node *n,
+static bool listing_claim(struct fs_ctx *ctx, const struct fs_repo *n,
 			  struct listing *me, struct db_tree *t)
 {
 	bool claimed;
@@ -708,7 +619,7 @@ static void listing_release(struct fs_ctx *ctx, struct listing *me)
  * Commit-addressed, so it never goes stale.  -ENOENT when there is none
  * or it does not parse: the Hub is asked as usual.
  */
-static int cache_tree(struct fs_ctx *ctx, const struct node *n,
+static int cache_tree(struct fs_ctx *ctx, const struct fs_repo *n,
 		      struct db_tree *t)
 {
 	struct tree_fill fill = { 0 };
@@ -719,8 +630,8 @@ static int cache_tree(struct fs_ctx *ctx, const struct node *n,
 	int rc, prc;
 
 	snprintf(rel, sizeof(rel), "trees/%s.json", n->commit);
-	if (external_cache_path(ctx, n->type, n->repo_id, rel, path,
-				sizeof(path)) < 0 ||
+	if (external_cache_path(ctx, n->type, n->id, rel, path, sizeof(path)) <
+		    0 ||
 	    !(text = read_whole(path, CACHE_TREE_MAX, &len, &mtime)))
 		return -ENOENT;
 	rc = db_tree_begin(ctx->cfg.store, n->repo, n->commit,
@@ -734,18 +645,18 @@ static int cache_tree(struct fs_ctx *ctx, const struct node *n,
 	}
 	free(text);
 	if (rc == 0)
-		fs_log(LOG_INFO, "%s@%s: files listed from %s%s", n->repo_id,
+		fs_log(LOG_INFO, "%s@%s: files listed from %s%s", n->id,
 		       n->commit, path,
 		       skipped ? " (some unsafe entries left out)" : "");
 	return rc < 0 ? -ENOENT : 0;
 }
 
 /*
- * The index's tree for the commit of a repo node, listed from the Hub the
+ * The index's tree for a repo's commit, listed from the Hub the
  * first time (all pages, committed at once).  Two lookups in one new tree
  * share one listing; listings of different trees run side by side.
  */
-static int tree_of(struct fs_ctx *ctx, const struct node *n, int64_t *tree)
+int resolve_tree(struct fs_ctx *ctx, const struct fs_repo *n, int64_t *tree)
 {
 	struct hub_error err = { 0 };
 	struct tree_fill fill = { 0 };
@@ -761,7 +672,7 @@ static int tree_of(struct fs_ctx *ctx, const struct node *n, int64_t *tree)
 	if (cache_tree(ctx, n, &t) == 0)
 		goto found;
 	if (hub_client_offline(ctx->cfg.hub))
-		return ENOENT;
+		return -ENOENT;
 	snprintf(key, sizeof(key), "tree:%lld:%s", (long long)n->repo,
 		 n->commit);
 	if ((rc = miss_known(ctx, key)) != 0)
@@ -777,15 +688,14 @@ static int tree_of(struct fs_ctx *ctx, const struct node *n, int64_t *tree)
 	rc = db_tree_begin(ctx->cfg.store, n->repo, n->commit, n->mtime,
 			   &fill.w);
 	if (rc == 0) {
-		hrc = hub_tree_list(ctx->cfg.hub, n->type, n->repo_id,
-				    n->commit, add_entry, &fill, &skipped,
-				    &err);
+		hrc = hub_tree_list(ctx->cfg.hub, n->type, n->id, n->commit,
+				    add_entry, &fill, &skipped, &err);
 		rc = db_tree_end(fill.w, hrc == 0, &t);
 	}
 	/* Remembered before the lookups waiting on this one wake up. */
 	if (hrc < 0 && fill.rc == 0) {
 		int e = hub_failure(ctx, hrc, &err, "listing the files of",
-				    n->repo_id);
+				    n->id);
 
 		if (time(NULL) - began >= ctx->cfg.read_timeout)
 			miss_add_for(ctx, key, e, failure_ttl(ctx));
@@ -797,143 +707,27 @@ static int tree_of(struct fs_ctx *ctx, const struct node *n, int64_t *tree)
 		fs_log(LOG_WARNING,
 		       "%s@%s: %u entries with unsafe names or "
 		       "hashes were left out",
-		       n->repo_id, n->commit, skipped);
+		       n->id, n->commit, skipped);
 	if (rc < 0 || fill.rc < 0) {
 		rc = fill.rc < 0 ? fill.rc : rc;
-		fs_log(LOG_ERR, "%s@%s: storing the file list: %s", n->repo_id,
+		fs_log(LOG_ERR, "%s@%s: storing the file list: %s", n->id,
 		       n->commit,
-		       rc == -ENOSPC ? "the store is full"
-				     : db_last_error(ctx->cfg.store));
-		return rc == -ENOSPC ? ENOSPC : EIO;
+		       rc == -ENOSPC ? "the store is full" : db_last_error());
+		return rc == -ENOSPC ? -ENOSPC : -EIO;
 	}
 found:
 	*tree = t.id;
 	return 0;
 }
 
-static char *join_path(const char *dir, const char *name)
-{
-	size_t size = strlen(dir) + strlen(name) + 2;
-	char *p = malloc(size);
-
-	if (p)
-		snprintf(p, size, "%s%s%s", dir, *dir ? "/" : "", name);
-	return p;
-}
-
-/* A node for an entry of a repo folder. */
-struct node *entry_node(const struct node *dir, const struct db_entry *e)
-{
-	struct node *n = node_alloc(e->is_dir ? NODE_DIR : NODE_FILE);
-
-	if (!n)
-		return NULL;
-	n->type = dir->type;
-	n->repo = dir->repo;
-	memcpy(n->commit, dir->commit, sizeof(n->commit));
-	n->mtime = dir->mtime;
-	n->size = e->size;
-	memcpy(n->etag, e->etag, sizeof(n->etag));
-	n->lfs = e->lfs;
-	n->repo_id = strdup(dir->repo_id);
-	n->path = join_path(dir->path, e->name);
-	if (!n->repo_id || !n->path) {
-		node_free(n);
-		return NULL;
-	}
-	n->ino = ino_hash(n->commit, n->path);
-	return dir->vpath ? hfcache_entry(dir, n) : n;
-}
-
-static int resolve_entry(struct fs_ctx *ctx, struct node *dir, const char *name,
-			 struct node **out)
-{
-	struct db_entry e;
-	int64_t tree;
-	int rc = tree_of(ctx, dir, &tree);
-
-	if (rc)
-		return rc;
-	rc = db_entry_lookup(ctx->cfg.store, tree, dir->path, name, &e);
-	if (rc < 0)
-		return rc == -ENOENT ? ENOENT : EIO;
-	*out = entry_node(dir, &e);
-	return *out ? 0 : ENOMEM;
-}
-
 int resolve_repo_at(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
-		    const char *rev, struct node **out)
+		    const char *rev, struct fs_repo *out)
 {
-	struct node owner = { .kind = NODE_OWNER, .type = type };
-	const char *slash = strchr(id, '/');
-	char *erev = rev ? hub_escape_segment(rev) : NULL, *name = NULL;
-	int64_t tree;
-	int rc = ENOMEM;
+	int rc = resolve_repo_rev(ctx, type, id, rev, out);
 
-	*out = NULL;
-	if (rev && !erev)
-		goto out;
-	rc = ENOENT;
-	if (!slash)
-		goto out;
-	owner.owner = strndup(id, (size_t)(slash - id));
-	rc = ENOMEM;
-	if (!owner.owner || asprintf(&name, "%s%s%s", slash + 1,
-				     erev ? "@" : "", erev ? erev : "") < 0) {
-		name = NULL;
-		goto out;
-	}
-	rc = resolve_repo(ctx, &owner, name, out);
-	if (rc == 0 && (*out)->kind == NODE_DIR)
-		rc = tree_of(ctx, *out, &tree);
-	if (rc) {
-		node_free(*out);
-		*out = NULL;
-	}
-out:
-	free(owner.owner);
-	free(name);
-	free(erev);
+	if (rc == 0 && strcmp(out->id, id) == 0)
+		rc = resolve_tree(ctx, out, &out->tree);
 	return rc;
-}
-
-int resolve_child(struct fs_ctx *ctx, struct node *parent, const char *name,
-		  struct node **out)
-{
-	*out = NULL;
-	switch (parent->kind) {
-	case NODE_ROOT:
-		if (strcmp(name, HFCACHE_NAME) == 0)
-			return hfcache_root(out); /* costs no Hub request */
-		if (name[0] == '.')
-			return ENOENT;
-		if (strcmp(name, "datasets") == 0 ||
-		    strcmp(name, "spaces") == 0) {
-			struct node *n = node_alloc(NODE_TYPEDIR);
-
-			if (!n)
-				return ENOMEM;
-			n->type = name[0] == 'd' ? HUB_DATASET : HUB_SPACE;
-			n->ino = ino_hash("type", name);
-			*out = n;
-			return 0;
-		}
-		return resolve_top(ctx, HUB_MODEL, name, out);
-	case NODE_TYPEDIR:
-		if (name[0] == '.')
-			return ENOENT;
-		return resolve_top(ctx, parent->type, name, out);
-	case NODE_OWNER:
-		if (name[0] == '.')
-			return ENOENT;
-		return resolve_repo(ctx, parent, name, out);
-	case NODE_DIR:
-		return resolve_entry(ctx, parent, name, out);
-	case NODE_HF:
-		return hfcache_child(ctx, parent, name, out);
-	default:
-		return ENOTDIR;
-	}
 }
 
 /*
@@ -969,7 +763,8 @@ static void refresh_whoami(struct fs_ctx *ctx)
 	pthread_mutex_unlock(&ctx->lock);
 }
 
-static void list_whoami(struct fs_ctx *ctx, db_name_fn cb, void *arg)
+int resolve_owners(struct fs_ctx *ctx, enum hub_repo_type type, db_name_fn cb,
+		   void *arg)
 {
 	struct hub_whoami w;
 	bool ok;
@@ -979,125 +774,63 @@ static void list_whoami(struct fs_ctx *ctx, db_name_fn cb, void *arg)
 	w = ctx->whoami;
 	ok = ctx->whoami_ok;
 	pthread_mutex_unlock(&ctx->lock);
-	if (!ok)
-		return;
-	cb(arg, w.name);
-	for (unsigned i = 0; i < w.n_orgs; i++)
-		cb(arg, w.orgs[i]);
+	if (ok) {
+		cb(arg, w.name);
+		for (unsigned i = 0; i < w.n_orgs; i++)
+			cb(arg, w.orgs[i]);
+	}
+	return db_owners(ctx->cfg.store, type, cb, arg);
 }
 
-int list_names(struct fs_ctx *ctx, struct node *dir, db_name_fn cb, void *arg)
+int resolve_owner_repos(struct fs_ctx *ctx, enum hub_repo_type type,
+			const char *owner, db_name_fn cb, void *arg)
 {
 	struct db_store *s = ctx->cfg.store;
 	struct hub_error err = { 0 };
 	int64_t listed = 0;
 
-	switch (dir->kind) {
-	case NODE_ROOT:
-		cb(arg, HFCACHE_NAME);
-		cb(arg, "datasets");
-		cb(arg, "spaces");
-		list_whoami(ctx, cb, arg);
-		return -db_owners(s, HUB_MODEL, cb, arg);
-	case NODE_TYPEDIR:
-		list_whoami(ctx, cb, arg);
-		return -db_owners(s, dir->type, cb, arg);
-	case NODE_OWNER:
-		if (!hub_client_offline(ctx->cfg.hub) &&
-		    (db_listing_age(s, dir->type, dir->owner, &listed) < 0 ||
-		     time(NULL) - listed >= ctx->cfg.listing_ttl) &&
-		    refresh_listing(ctx, dir->type, dir->owner, &err) < 0 &&
-		    err.status != 404)
-			hub_failure(ctx, -EIO, &err, "listing", dir->owner);
-		return -db_owner_repos(s, dir->type, dir->owner, cb, arg);
-	default:
-		return ENOTDIR;
-	}
-}
-
-int list_entries(struct fs_ctx *ctx, struct node *dir, db_entry_fn cb,
-		 void *arg)
-{
-	int64_t tree;
-	int rc = tree_of(ctx, dir, &tree);
-
-	if (rc)
-		return rc;
-	rc = db_dir_list(ctx->cfg.store, tree, dir->path, cb, arg);
-	return rc < 0 && rc != -ENOMEM ? EIO : -rc;
+	if (!hub_client_offline(ctx->cfg.hub) &&
+	    (db_listing_age(s, type, owner, &listed) < 0 ||
+	     time(NULL) - listed >= ctx->cfg.listing_ttl) &&
+	    refresh_listing(ctx, type, owner, &err) < 0 &&
+	    hub_error_errno(&err) != ENOENT)
+		hub_failure(ctx, -EIO, &err, "listing", owner);
+	return db_owner_repos(s, type, owner, cb, arg);
 }
 
 /* ---- Repos for the commands -------------------------------------------- */
 
-/*
- * "org/name", "gpt2" (a legacy id) or a renamed id, followed to the repo
- * folder it names, the way a lookup in the mount would, and its tree
- * listed.  A link's target is "[../]CANONICAL[@rev]".
- */
-static int resolve_one(struct fs_ctx *ctx, enum hub_repo_type type,
-		       const char *id, const char *erev, struct node **out)
-{
-	const char *slash = strchr(id, '/');
-	char name[600];
-	struct node *owner;
-	char *o;
-	int rc;
-
-	/* A revision too long for a name would be asked for cut short. */
-	if ((size_t)snprintf(name, sizeof(name), "%s%s%s",
-			     slash ? slash + 1 : id, erev ? "@" : "",
-			     erev ? erev : "") >= sizeof(name))
-		return ENOENT;
-	if (!slash)
-		return resolve_top(ctx, type, name, out);
-	o = strndup(id, (size_t)(slash - id));
-	owner = o ? new_owner(type, o) : NULL;
-	free(o);
-	if (!owner)
-		return ENOMEM;
-	rc = resolve_repo(ctx, owner, name, out);
-	node_free(owner);
-	return rc;
-}
-
 int fs_repo_resolve(struct fs_ctx *ctx, enum hub_repo_type type, const char *id,
 		    const char *rev, struct fs_repo *out)
 {
-	char cur[256], *erev = NULL;
-	struct node *n = NULL;
-	int rc = ENOENT;
+	char cur[256], canonical[256];
+	bool owner;
+	int rc = -ELOOP;
 
 	memset(out, 0, sizeof(*out));
 	if (strlen(id) >= sizeof(cur) || !hub_repo_id_valid(id))
 		return -ENOENT;
-	if (rev && !(erev = hub_escape_segment(rev)))
-		return -ENOMEM;
-	memcpy(cur, id, strlen(id) + 1);
+	if (rev && strlen(rev) > 255)
+		return -ENOENT;
+	snprintf(cur, sizeof(cur), "%s", id);
+	/* A legacy or renamed id leads to its canonical id, a hop each. */
 	for (int hops = 0; hops < 4; hops++) {
-		rc = resolve_one(ctx, type, cur, erev, &n);
-		if (rc)
-			break;
-		if (n->kind == NODE_DIR) {
-			out->type = type;
-			snprintf(out->id, sizeof(out->id), "%s", n->repo_id);
-			out->repo = n->repo;
-			memcpy(out->commit, n->commit, sizeof(out->commit));
-			out->mtime = n->mtime;
-			rc = tree_of(ctx, n, &out->tree);
-			break;
+		if (!strchr(cur, '/')) {
+			rc = resolve_top_name(ctx, type, cur, rev, &owner,
+					      canonical);
+			if (rc == 0 && owner)
+				rc = -EISDIR;
+			if (rc)
+				break;
+			memcpy(cur, canonical, sizeof(cur));
+			rc = -ELOOP;
+			continue;
 		}
-		rc = n->kind == NODE_OWNER ? EISDIR : ELOOP;
-		if (n->kind != NODE_LINK)
+		rc = resolve_repo_at(ctx, type, cur, rev, out);
+		if (rc || strcmp(out->id, cur) == 0)
 			break;
-		/* "[../]CANONICAL[@rev]": the same revision of the new id */
-		const char *t = n->target;
-
-		t += strncmp(t, "../", 3) == 0 ? 3 : 0;
-		snprintf(cur, sizeof(cur), "%.*s", (int)strcspn(t, "@"), t);
-		node_free(n);
-		n = NULL;
+		snprintf(cur, sizeof(cur), "%s", out->id);
+		rc = -ELOOP;
 	}
-	node_free(n);
-	free(erev);
-	return -rc;
+	return rc;
 }

@@ -5,7 +5,7 @@
  * mount point until the kernel says it is FUSE, which needs the loop to
  * have answered INIT and the request itself.
  */
-#include "internal.h"
+#include "front.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -77,63 +77,42 @@ static void start_ready_thread(const char *mountpoint, int fd)
 	close(fd); /* the parent sees the pipe close and reports failure */
 }
 
-static int ctx_init(struct fs_ctx *ctx, const struct fs_config *cfg)
+static int mount_init(struct fs_mount *m, const struct fs_config *cfg)
 {
 	struct node *root;
+	int rc;
 
-	memset(ctx, 0, sizeof(*ctx));
-	ctx->cfg = *cfg;
-	ctx->uid = getuid();
-	ctx->gid = getgid();
-	ctx->started = time(NULL);
-	ctx->status_fd = ctx->status_dir = ctx->status_wake = -1;
-	pthread_mutex_init(&ctx->lock, NULL);
-	pthread_cond_init(&ctx->listed, NULL);
-	if (node_table_init(&ctx->nodes) < 0)
+	memset(m, 0, sizeof(*m));
+	rc = ctx_init(&m->ctx, cfg);
+	if (rc < 0)
+		return rc;
+	m->ctx.mounted = true;
+	m->uid = getuid();
+	m->gid = getgid();
+	m->started = time(NULL);
+	m->status_fd = m->status_dir = m->status_wake = -1;
+	if (node_table_init(&m->nodes) < 0)
 		return -ENOMEM;
 	root = node_alloc(NODE_ROOT);
 	if (!root)
 		return -ENOMEM;
 	root->ino = FUSE_ROOT_ID;
-	node_publish(&ctx->nodes, root, 0, "");
+	node_publish(&m->nodes, root, 0, "");
 	return 0;
 }
 
-static void ctx_destroy(struct fs_ctx *ctx)
+static void mount_destroy(struct fs_mount *m)
 {
-	misses_free(ctx);
-	node_table_destroy(&ctx->nodes);
-	pthread_mutex_destroy(&ctx->lock);
-	pthread_cond_destroy(&ctx->listed);
+	node_table_destroy(&m->nodes);
+	ctx_destroy(&m->ctx);
 }
 
-int fs_ctx_open(struct fs_ctx **out, const struct fs_config *cfg)
+/* A blob failed its check: the kernel drops its pages of the file. */
+static void dropped(void *arg, uint64_t node)
 {
-	struct fs_ctx *ctx = malloc(sizeof(*ctx));
-	int rc;
+	struct fs_mount *m = arg;
 
-	*out = NULL;
-	if (!ctx)
-		return -ENOMEM;
-	rc = ctx_init(ctx, cfg);
-	if (rc == 0)
-		rc = blob_start(ctx);
-	if (rc < 0) {
-		ctx_destroy(ctx);
-		free(ctx);
-		return rc;
-	}
-	*out = ctx;
-	return 0;
-}
-
-void fs_ctx_close(struct fs_ctx *ctx)
-{
-	if (!ctx)
-		return;
-	blob_stop(ctx);
-	ctx_destroy(ctx);
-	free(ctx);
+	fuse_lowlevel_notify_inval_inode(m->se, node, 0, 0);
 }
 
 static int build_args(const struct fs_config *cfg, struct fuse_args *args)
@@ -157,16 +136,16 @@ int fs_run(const struct fs_config *cfg, int ready_fd)
 	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *se = NULL;
 	bool mounted = false, signals = false, started = false;
-	struct fs_ctx ctx;
+	struct fs_mount m;
 	int rc;
 
-	rc = ctx_init(&ctx, cfg);
+	rc = mount_init(&m, cfg);
 	if (rc == 0)
 		rc = build_args(cfg, &args);
 	if (rc < 0)
 		goto out;
 	rc = -EINVAL;
-	se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &ctx);
+	se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &m);
 	if (!se)
 		goto out;
 	if (fuse_set_signal_handlers(se) != 0)
@@ -177,12 +156,12 @@ int fs_run(const struct fs_config *cfg, int ready_fd)
 		goto out;
 	}
 	mounted = true;
-	ctx.se = se;
-	rc = blob_start(&ctx);
+	m.se = se;
+	rc = ctx_engine_start(&m.ctx, dropped, &m);
 	if (rc < 0)
 		goto out;
 	started = true;
-	status_start(&ctx); /* without it, the mount still serves */
+	status_start(&m); /* without it, the mount still serves */
 	if (ready_fd >= 0)
 		start_ready_thread(cfg->mountpoint, ready_fd);
 	loop = fuse_loop_cfg_create();
@@ -200,9 +179,9 @@ int fs_run(const struct fs_config *cfg, int ready_fd)
 	fs_log(LOG_INFO, "unmounting %s", cfg->mountpoint);
 out:
 	fuse_loop_cfg_destroy(loop);
-	status_stop(&ctx);
+	status_stop(&m);
 	if (started)
-		blob_stop(&ctx);
+		engine_stop(m.ctx.eng);
 	if (mounted)
 		fuse_session_unmount(se);
 	if (signals)
@@ -210,6 +189,6 @@ out:
 	if (se)
 		fuse_session_destroy(se);
 	fuse_opt_free_args(&args);
-	ctx_destroy(&ctx);
+	mount_destroy(&m);
 	return rc;
 }

@@ -21,7 +21,7 @@
  * "/proc/self/fd/<fd>/<pid>.sock": the kernel resolves that like any
  * path, so bind and connect see the same file.
  */
-#include "internal.h"
+#include "front.h"
 
 #include <cJSON.h>
 #include <dirent.h>
@@ -187,46 +187,64 @@ static int read_request(int fd, char *buf, size_t size)
 	return 0;
 }
 
-static void add_u64(cJSON *o, const char *key, uint64_t v)
-{
-	cJSON_AddNumberToObject(o, key, (double)v); /* exact up to 2^53 */
-}
-
 /* The fields every answer starts with: which mount this is. */
-static cJSON *reply_new(struct fs_ctx *ctx)
+static cJSON *reply_new(struct fs_mount *m)
 {
 	cJSON *o = cJSON_CreateObject();
 
 	if (!o)
 		return NULL;
 	cJSON_AddNumberToObject(o, "pid", (double)getpid());
-	cJSON_AddStringToObject(o, "mountpoint", ctx->cfg.mountpoint);
+	cJSON_AddStringToObject(o, "mountpoint", m->ctx.cfg.mountpoint);
 	cJSON_AddStringToObject(o, "endpoint",
-				hub_client_endpoint(ctx->cfg.hub));
-	cJSON_AddStringToObject(o, "store", db_store_dir(ctx->cfg.store));
+				hub_client_endpoint(m->ctx.cfg.hub));
+	cJSON_AddStringToObject(o, "store", db_store_dir(m->ctx.cfg.store));
 	return o;
 }
 
-static cJSON *status_reply(struct fs_ctx *ctx)
+/* "last_errors": [{"time", "level", "message"}], oldest first. */
+static void add_errors(cJSON *o)
 {
-	struct hub_xfer_stats xs = { 0 };
-	cJSON *o = reply_new(ctx);
+	struct fs_log_entry e[FS_LOG_RECENT];
+	size_t n = fs_log_recent(e, FS_LOG_RECENT);
+	cJSON *a = cJSON_AddArrayToObject(o, "last_errors"), *x;
+
+	for (size_t i = 0; a && i < n; i++) {
+		x = cJSON_CreateObject();
+		if (!x)
+			return;
+		cJSON_AddNumberToObject(x, "time", (double)e[i].time);
+		cJSON_AddStringToObject(x, "level",
+					fs_log_level_name(e[i].priority));
+		cJSON_AddStringToObject(x, "message", e[i].message);
+		cJSON_AddItemToArray(a, x);
+	}
+}
+
+static cJSON *status_reply(struct fs_mount *m)
+{
+	struct engine_stats es;
+	cJSON *o = reply_new(m);
 
 	if (!o)
 		return NULL;
-	hub_xfer_get_stats(ctx->xfer, &xs);
-	cJSON_AddBoolToObject(o, "offline", hub_client_offline(ctx->cfg.hub));
-	add_u64(o, "started", (uint64_t)ctx->started);
-	add_u64(o, "revision_ttl", (uint64_t)ctx->cfg.revision_ttl);
-	add_u64(o, "bytes_served",
-		__atomic_load_n(&ctx->bytes_served, __ATOMIC_RELAXED));
-	add_u64(o, "bytes_fetched", xs.bytes);
-	add_u64(o, "reads", __atomic_load_n(&ctx->reads, __ATOMIC_RELAXED));
-	add_u64(o, "reads_local",
-		__atomic_load_n(&ctx->reads_local, __ATOMIC_RELAXED));
-	add_u64(o, "transfers_in_flight", xs.in_flight);
-	add_u64(o, "transfers_queued", xs.queued);
-	add_u64(o, "blobs_open", blob_count(ctx));
+	engine_get_stats(m->ctx.eng, &es);
+	cJSON_AddBoolToObject(o, "offline", hub_client_offline(m->ctx.cfg.hub));
+	hub_json_add_u64(o, "started", (uint64_t)m->started);
+	hub_json_add_u64(o, "revision_ttl", (uint64_t)m->ctx.cfg.revision_ttl);
+	/* A mount's waits are its FUSE reads of bytes in a file. */
+	hub_json_add_u64(o, "bytes_served", es.bytes_answered);
+	hub_json_add_u64(o, "bytes_fetched", es.xfer.bytes);
+	hub_json_add_u64(o, "reads", es.waits);
+	hub_json_add_u64(o, "reads_local", es.waits_local);
+	hub_json_add_u64(o, "transfers_in_flight", es.xfer.in_flight);
+	hub_json_add_u64(o, "transfers_queued", es.xfer.queued);
+	hub_json_add_u64(o, "blobs_open", es.blobs_open);
+	hub_json_add_u64(o, "resolves_held_until",
+			 es.xfer.resolves_held_until > time(NULL)
+				 ? (uint64_t)es.xfer.resolves_held_until
+				 : 0);
+	add_errors(o);
 	return o;
 }
 
@@ -274,19 +292,19 @@ static void collect_moving(void *arg, const struct node *n)
  * repo folders of branches and tags, so the next lookup reaches us.
  * Returns how many entries the kernel dropped, or a negative errno.
  */
-static int refresh(struct fs_ctx *ctx)
+static int refresh(struct fs_mount *m)
 {
 	struct entries es = { 0 };
 	int dropped = 0;
 
-	__atomic_store_n(&ctx->refreshed, (int64_t)time(NULL),
+	__atomic_store_n(&m->ctx.refreshed, (int64_t)time(NULL),
 			 __ATOMIC_RELAXED);
-	node_walk_named(&ctx->nodes, collect_moving, &es);
+	node_walk_named(&m->nodes, collect_moving, &es);
 	for (size_t i = 0; i < es.n; i++) {
 		/* 0 when the kernel had the entry, -ENOENT when not. */
-		if (ctx->se && fuse_lowlevel_notify_inval_entry(
-				       ctx->se, es.v[i].parent, es.v[i].name,
-				       strlen(es.v[i].name)) == 0)
+		if (m->se && fuse_lowlevel_notify_inval_entry(
+				     m->se, es.v[i].parent, es.v[i].name,
+				     strlen(es.v[i].name)) == 0)
 			dropped++;
 		free(es.v[i].name);
 	}
@@ -296,10 +314,10 @@ static int refresh(struct fs_ctx *ctx)
 	return es.failed ? -ENOMEM : dropped;
 }
 
-static cJSON *refresh_reply(struct fs_ctx *ctx)
+static cJSON *refresh_reply(struct fs_mount *m)
 {
-	int rc = refresh(ctx);
-	cJSON *o = reply_new(ctx);
+	int rc = refresh(m);
+	cJSON *o = reply_new(m);
 
 	if (!o)
 		return NULL;
@@ -339,7 +357,7 @@ static bool peer_allowed(int fd)
 	return cred.uid == geteuid() || cred.uid == 0;
 }
 
-static void serve(struct fs_ctx *ctx, int fd)
+static void serve(struct fs_mount *m, int fd)
 {
 	char req[REQUEST_MAX];
 	cJSON *o = NULL;
@@ -350,11 +368,11 @@ static void serve(struct fs_ctx *ctx, int fd)
 	    req[0] == '\0')
 		return;
 	if (strcmp(req, "status") == 0) {
-		o = status_reply(ctx);
+		o = status_reply(m);
 	} else if (strcmp(req, "refresh") == 0) {
-		o = refresh_reply(ctx);
+		o = refresh_reply(m);
 	} else {
-		o = reply_new(ctx);
+		o = reply_new(m);
 		if (o)
 			cJSON_AddStringToObject(o, "error", "unknown request");
 	}
@@ -370,13 +388,12 @@ static void serve(struct fs_ctx *ctx, int fd)
 
 static void *status_main(void *arg)
 {
-	struct fs_ctx *ctx = arg;
+	struct fs_mount *m = arg;
 
 	for (;;) {
-		struct pollfd p[2] = {
-			{ .fd = ctx->status_fd, .events = POLLIN },
-			{ .fd = ctx->status_wake, .events = POLLIN }
-		};
+		struct pollfd p[2] = { { .fd = m->status_fd, .events = POLLIN },
+				       { .fd = m->status_wake,
+					 .events = POLLIN } };
 		int fd;
 
 		if (poll(p, 2, -1) < 0 && errno != EINTR)
@@ -385,23 +402,23 @@ static void *status_main(void *arg)
 			break;
 		if (!(p[0].revents & POLLIN))
 			continue;
-		fd = accept4(ctx->status_fd, NULL, NULL, SOCK_CLOEXEC);
+		fd = accept4(m->status_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue; /* the client went away, or EMFILE: next */
-		serve(ctx, fd);
+		serve(m, fd);
 		close(fd);
 	}
 	return NULL;
 }
 
 /*
- * Bind and listen on <pid>.sock in ctx->status_dir; on failure nothing
- * of ours is left bound (ctx->status_fd is the caller's to close).
+ * Bind and listen on <pid>.sock in m->status_dir; on failure nothing
+ * of ours is left bound (m->status_fd is the caller's to close).
  */
-static int listen_on(struct fs_ctx *ctx, const char *dir)
+static int listen_on(struct fs_mount *m, const char *dir)
 {
 	struct sockaddr_un sa;
-	int rc = sock_addr(dir, ctx->status_dir, ctx->status_name, &sa);
+	int rc = sock_addr(dir, m->status_dir, m->status_name, &sa);
 
 	if (rc < 0)
 		return rc;
@@ -409,83 +426,138 @@ static int listen_on(struct fs_ctx *ctx, const char *dir)
 	 * A socket under our pid is a dead process's that had the pid
 	 * before, unless it answers (a mount in another pid namespace).
 	 */
-	rc = connect_or_clean(dir, ctx->status_dir, ctx->status_name);
+	rc = connect_or_clean(dir, m->status_dir, m->status_name);
 	if (rc >= 0) {
 		close(rc);
 		return -EADDRINUSE;
 	}
-	ctx->status_fd =
+	m->status_fd =
 		socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (ctx->status_fd < 0)
+	if (m->status_fd < 0)
 		return -errno;
 	/*
 	 * The socket's mode comes from the umask until the chmod; the 0700
 	 * folder keeps everyone else out meanwhile.
 	 */
-	if (bind(ctx->status_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	if (bind(m->status_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return -errno;
-	if (fchmodat(ctx->status_dir, ctx->status_name, 0600, 0) < 0 ||
-	    listen(ctx->status_fd, 16) < 0) {
+	if (fchmodat(m->status_dir, m->status_name, 0600, 0) < 0 ||
+	    listen(m->status_fd, 16) < 0) {
 		rc = -errno;
-		unlinkat(ctx->status_dir, ctx->status_name, 0);
+		unlinkat(m->status_dir, m->status_name, 0);
 		return rc;
 	}
 	return 0;
 }
 
-int status_start(struct fs_ctx *ctx)
+#define ERRORS_KEPT 8 /* errors files of mounts that ended, at most */
+
+/* "<pid>.errors": the pid, or 0 for another name. */
+static long errors_pid(const char *name)
 {
-	const char *store = db_store_dir(ctx->cfg.store);
+	char *end;
+	long pid = strtol(name, &end, 10);
+
+	return pid > 0 && strcmp(end, ".errors") == 0 ? pid : 0;
+}
+
+/*
+ * This mount's warnings and errors go to <pid>.errors, which stays when
+ * it ends ("hubfs status" shows it); the oldest files of mounts gone are
+ * removed so that ERRORS_KEPT remain.
+ */
+static void keep_errors(struct fs_mount *m)
+{
+	char name[32], title[512];
+	int fd = dup(m->status_dir);
+	struct {
+		char name[256];
+		time_t mtime;
+	} old[64];
+	size_t n = 0;
+	struct dirent *de;
+	struct stat st;
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+	while (d && (de = readdir(d)) != NULL && n < 64)
+		if (errors_pid(de->d_name) &&
+		    fstatat(m->status_dir, de->d_name, &st, 0) == 0) {
+			snprintf(old[n].name, sizeof(old[n].name), "%s",
+				 de->d_name);
+			old[n++].mtime = st.st_mtime;
+		}
+	if (d)
+		closedir(d);
+	else if (fd >= 0)
+		close(fd);
+	while (n >= ERRORS_KEPT) { /* the oldest goes */
+		size_t o = 0;
+
+		for (size_t i = 1; i < n; i++)
+			if (old[i].mtime < old[o].mtime)
+				o = i;
+		unlinkat(m->status_dir, old[o].name, 0);
+		old[o] = old[--n];
+	}
+	snprintf(name, sizeof(name), "%ld.errors", (long)getpid());
+	snprintf(title, sizeof(title), "%s", m->ctx.cfg.mountpoint);
+	fs_log_keep_errors(m->status_dir, name, title);
+}
+
+int status_start(struct fs_mount *m)
+{
+	const char *store = db_store_dir(m->ctx.cfg.store);
 	char dir[4096];
 	int rc;
 
-	ctx->status_fd = ctx->status_dir = ctx->status_wake = -1;
-	snprintf(ctx->status_name, sizeof(ctx->status_name), "%ld.sock",
+	m->status_fd = m->status_dir = m->status_wake = -1;
+	snprintf(m->status_name, sizeof(m->status_name), "%ld.sock",
 		 (long)getpid());
 	snprintf(dir, sizeof(dir), "%s/%s", store, MOUNTS_DIR);
 	rc = mounts_open(store, true);
 	if (rc < 0)
 		goto fail;
-	ctx->status_dir = rc;
-	ctx->status_wake = eventfd(0, EFD_CLOEXEC);
-	if (ctx->status_wake < 0) {
+	m->status_dir = rc;
+	m->status_wake = eventfd(0, EFD_CLOEXEC);
+	if (m->status_wake < 0) {
 		rc = -errno;
 		goto fail;
 	}
-	rc = listen_on(ctx, dir); /* leaves nothing bound when it fails */
+	keep_errors(m);
+	rc = listen_on(m, dir); /* leaves nothing bound when it fails */
 	if (rc == 0) {
-		rc = -pthread_create(&ctx->status_thread, NULL, status_main,
-				     ctx);
+		rc = -pthread_create(&m->status_thread, NULL, status_main, m);
 		if (rc == 0)
 			return 0;
-		unlinkat(ctx->status_dir, ctx->status_name, 0);
+		unlinkat(m->status_dir, m->status_name, 0);
 	}
 fail:
 	fs_log(LOG_WARNING,
 	       "no status socket in %s: %s ('hubfs status' "
 	       "will not list this mount)",
 	       dir, strerror(-rc));
-	if (ctx->status_wake >= 0)
-		close(ctx->status_wake);
-	if (ctx->status_fd >= 0)
-		close(ctx->status_fd);
-	if (ctx->status_dir >= 0)
-		close(ctx->status_dir);
-	ctx->status_fd = ctx->status_dir = ctx->status_wake = -1;
+	if (m->status_wake >= 0)
+		close(m->status_wake);
+	if (m->status_fd >= 0)
+		close(m->status_fd);
+	if (m->status_dir >= 0)
+		close(m->status_dir);
+	m->status_fd = m->status_dir = m->status_wake = -1;
 	return rc;
 }
 
-void status_stop(struct fs_ctx *ctx)
+void status_stop(struct fs_mount *m)
 {
-	if (ctx->status_wake < 0)
+	if (m->status_wake < 0)
 		return;
-	if (eventfd_write(ctx->status_wake, 1) == 0)
-		pthread_join(ctx->status_thread, NULL);
-	unlinkat(ctx->status_dir, ctx->status_name, 0);
-	close(ctx->status_fd);
-	close(ctx->status_wake);
-	close(ctx->status_dir);
-	ctx->status_fd = ctx->status_dir = ctx->status_wake = -1;
+	if (eventfd_write(m->status_wake, 1) == 0)
+		pthread_join(m->status_thread, NULL);
+	fs_log_keep_errors(-1, NULL, NULL);
+	unlinkat(m->status_dir, m->status_name, 0);
+	close(m->status_fd);
+	close(m->status_wake);
+	close(m->status_dir);
+	m->status_fd = m->status_dir = m->status_wake = -1;
 }
 
 /* ---- The commands' side ------------------------------------------------ */
@@ -583,6 +655,78 @@ int fs_status_query(const char *store_dir, const char *request, fs_status_fn cb,
 		reply = ask(fd, request);
 		rc = cb(arg, pid, reply);
 		cJSON_Delete(reply);
+	}
+	closedir(d);
+	return rc;
+}
+
+/*
+ * The mounts that ended (or died) and left warnings or errors: for each
+ * <pid>.errors whose pid runs no mount on the store any more, cb gets a
+ * JSON object {"pid", "mountpoint", "ended": true, "last_errors": [...]}.
+ */
+int fs_status_ended(const char *store_dir, fs_status_fn cb, void *arg)
+{
+	char line[1024], sock[40];
+	struct dirent *de;
+	struct stat st;
+	int dfd, fd, rc = 0;
+	DIR *d;
+
+	dfd = mounts_open(store_dir, false);
+	if (dfd == -ENOENT)
+		return 0;
+	if (dfd < 0)
+		return dfd;
+	d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return -errno;
+	}
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		long pid = errors_pid(de->d_name);
+		cJSON *o, *a, *x;
+		FILE *f;
+
+		snprintf(sock, sizeof(sock), "%ld.sock", pid);
+		if (!pid || fstatat(dfd, sock, &st, 0) == 0)
+			continue; /* not an errors file, or still mounted */
+		fd = openat(dfd, de->d_name, O_RDONLY | O_CLOEXEC);
+		f = fd >= 0 ? fdopen(fd, "r") : NULL;
+		if (!f) {
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		o = cJSON_CreateObject();
+		a = o ? cJSON_AddArrayToObject(o, "last_errors") : NULL;
+		if (a) {
+			cJSON_AddNumberToObject(o, "pid", (double)pid);
+			cJSON_AddBoolToObject(o, "ended", true);
+		}
+		while (a && fgets(line, sizeof(line), f)) {
+			char *tab1, *tab2;
+
+			line[strcspn(line, "\n")] = '\0';
+			if (line[0] == '#') {
+				cJSON_AddStringToObject(o, "mountpoint",
+							line + 2);
+				continue;
+			}
+			tab1 = strchr(line, '\t');
+			tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
+			if (!tab2 || !(x = cJSON_CreateObject()))
+				continue;
+			*tab1 = *tab2 = '\0';
+			cJSON_AddNumberToObject(x, "time", strtod(line, NULL));
+			cJSON_AddStringToObject(x, "level", tab1 + 1);
+			cJSON_AddStringToObject(x, "message", tab2 + 1);
+			cJSON_AddItemToArray(a, x);
+		}
+		fclose(f);
+		if (a)
+			rc = cb(arg, pid, o);
+		cJSON_Delete(o);
 	}
 	closedir(d);
 	return rc;

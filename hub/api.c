@@ -383,6 +383,42 @@ int hub_list_author(struct hub_client *c, enum hub_repo_type type,
 	return list_pages(c, url, author_page, &a, err);
 }
 
+int hub_owner_exists(struct hub_client *c, const char *owner, bool *known,
+		     struct hub_error *err)
+{
+	static const char *const kinds[] = { "users", "organizations" };
+	struct hub_error tmp;
+	char *url, *eowner;
+	cJSON *doc = NULL;
+	int rc = 0;
+
+	err = err_or(err, &tmp);
+	*known = false;
+	if (strchr(owner, '/') || !hub_repo_id_valid(owner))
+		return invalid(err, "owner");
+	eowner = hub_escape_segment(owner);
+	if (!eowner)
+		return -ENOMEM;
+	for (size_t i = 0; i < 2 && !*known; i++) {
+		url = hub_url_printf("%s/api/%s/%s/overview", c->endpoint,
+				     kinds[i], eowner);
+		rc = url ? get_json(c, url, &doc, NULL, err) : -ENOMEM;
+		free(url);
+		cJSON_Delete(doc);
+		doc = NULL;
+		if (rc == 0)
+			*known = true;
+		else if (hub_error_errno(err) == ENOENT && err->status)
+			rc = 0; /* not this kind of owner */
+		else
+			break;
+	}
+	free(eowner);
+	if (rc == 0)
+		memset(err, 0, sizeof(*err));
+	return rc;
+}
+
 int hub_whoami(struct hub_client *c, struct hub_whoami *out,
 	       struct hub_error *err)
 {

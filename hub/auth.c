@@ -21,23 +21,24 @@
 
 /* ---- The endpoint ------------------------------------------------------ */
 
-const char *hub_default_endpoint(void)
+int hub_default_endpoint(char *out, size_t size)
 {
-	/* Per thread, so that concurrent callers never share the buffer. */
-	static __thread char buf[2048];
 	const char *env = getenv("HF_ENDPOINT");
 	size_t n;
 
 	if (!env || !*env)
-		return DEFAULT_ENDPOINT;
+		env = DEFAULT_ENDPOINT;
 	n = strlen(env);
 	while (n > 0 && env[n - 1] == '/')
 		n--;
-	if (n == 0 || n >= sizeof(buf))
-		return ""; /* refused by hub_client_new, never guessed */
-	memcpy(buf, env, n);
-	buf[n] = '\0';
-	return buf;
+	if (n == 0 || n >= size) {
+		if (size)
+			out[0] = '\0'; /* refused by hub_client_new */
+		return -EINVAL;
+	}
+	memcpy(out, env, n);
+	out[n] = '\0';
+	return 0;
 }
 
 /* ---- Paths: ~ and $VAR expansion as Python's expanduser(expandvars()) -- */

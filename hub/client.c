@@ -146,6 +146,7 @@ static int locks_init(struct hub_client *c)
 int hub_client_new(struct hub_client **out, const struct hub_config *cfg)
 {
 	static const struct hub_config defaults;
+	char endpoint[2048];
 	struct hub_client *c;
 	int rc;
 
@@ -165,10 +166,12 @@ int hub_client_new(struct hub_client **out, const struct hub_config *cfg)
 		goto fail;
 	c->offline = cfg->offline;
 	c->stall_seconds = cfg->stall_seconds > 0 ? cfg->stall_seconds : 60;
+	c->wait_out = cfg->wait_out_pauses;
 	snprintf(c->user_agent, sizeof(c->user_agent), "hubfs/%s; libcurl/%s",
 		 HUBFS_VERSION, curl_version_info(CURLVERSION_NOW)->version);
-	rc = endpoint_set(c, cfg->endpoint ? cfg->endpoint
-					   : hub_default_endpoint());
+	if (!cfg->endpoint)
+		hub_default_endpoint(endpoint, sizeof(endpoint));
+	rc = endpoint_set(c, cfg->endpoint ? cfg->endpoint : endpoint);
 	if (rc == 0)
 		rc = share_new(c);
 	if (rc == 0) {
@@ -634,8 +637,7 @@ bool hub_call_retryable(const struct hub_call *call)
 
 #define WAIT_CAP (24L * 3600) /* as hub_parse_retry_after() caps */
 
-/* Seconds the server asked us to wait, or -1. */
-static long server_wait(const struct hub_resp *resp)
+long hub_server_wait(const struct hub_resp *resp)
 {
 	struct hub_ratelimit rl;
 	long secs;
@@ -657,7 +659,7 @@ static long server_wait(const struct hub_resp *resp)
 
 long hub_backoff_delay(unsigned tries, const struct hub_resp *resp)
 {
-	long asked = resp ? server_wait(resp) : -1;
+	long asked = resp ? hub_server_wait(resp) : -1;
 
 	if (asked >= 0)
 		return asked;

@@ -22,6 +22,12 @@ int hub_error_errno(const struct hub_error *err)
 	}
 }
 
+bool hub_error_transient(const struct hub_error *err)
+{
+	return err->status == 0 || err->status == 408 || err->status == 429 ||
+	       err->status >= 500;
+}
+
 const char *hub_error_describe(const struct hub_error *err, char *buf,
 			       size_t size)
 {

@@ -38,6 +38,21 @@ bool hub_repo_id_valid(const char *id);
 
 /* ---- Names that become file names -------------------------------------- */
 
+/*
+ * The folder of a repo in the huggingface_hub cache (hub-api.md section
+ * 8.2): the type's plural, "--", then the id with each '/' as "--"
+ * ("models--org--name").  0, -EINVAL for an invalid id, or -ENAMETOOLONG
+ * when it does not fit in size bytes.
+ */
+int hub_cache_folder_name(enum hub_repo_type type, const char *id, char *out,
+			  size_t size);
+/*
+ * The type and repo id that a cache folder name stands for: 0, or -EINVAL
+ * when name is not one (a valid id has no "--", so each was a '/').
+ */
+int hub_cache_folder_parse(const char *name, enum hub_repo_type *type,
+			   char id[256]);
+
 /* Exactly 40 lowercase hex digits: a full commit id or a git blob sha1. */
 bool hub_is_commit_id(const char *s);
 
@@ -179,6 +194,12 @@ struct hub_error {
  * positive errno.
  */
 int hub_error_errno(const struct hub_error *err);
+/*
+ * Whether the failure says nothing about what was asked for, so that an
+ * answer known from before still stands and a later try may succeed: no
+ * answer at all (unreachable, cut, a garbled response), 408, 429, 5xx.
+ */
+bool hub_error_transient(const struct hub_error *err);
 
 /*
  * A one-line description for logs: "HTTP 404 EntryNotFound: Entry not
@@ -211,10 +232,19 @@ struct hub_config {
 	bool offline;		/* refuse every request with -ENETDOWN */
 	long stall_seconds;	/* abandon a transfer with no progress for this
 				   long (the read timeout); 0: 60 */
+	bool wait_out_pauses;	/* the transfer engine's requests wait out
+				   what the Hub asks (RateLimit, Retry-After)
+				   however long, without counting it as a
+				   stall: for a pull, where nobody waits on
+				   a reader */
 };
 
-/* The endpoint in force: HF_ENDPOINT without trailing '/', or the Hub's. */
-const char *hub_default_endpoint(void);
+/*
+ * The endpoint in force, written to out: HF_ENDPOINT without trailing '/',
+ * or the Hub's.  0, or -EINVAL (out "") when HF_ENDPOINT is set but has
+ * nothing before its slashes or does not fit in size.
+ */
+int hub_default_endpoint(char *out, size_t size);
 
 /*
  * A client is shared by every thread of a process; requests may run
@@ -285,6 +315,15 @@ int hub_tree_list(struct hub_client *c, enum hub_repo_type type, const char *id,
 int hub_cache_tree_parse(char *text, size_t len, hub_entry_fn cb, void *arg,
 			 unsigned *skipped);
 
+/*
+ * Whether the Hub knows owner as a user or an organisation, with or
+ * without repos (hub-api.md section 2.6): GET /api/users/{owner}/overview,
+ * then /api/organizations/{owner}/overview.  0 with *known set (false when
+ * both answered 404), or a negative errno with err set.
+ */
+int hub_owner_exists(struct hub_client *c, const char *owner, bool *known,
+		     struct hub_error *err);
+
 /* GET /api/{types}?author={owner}, every page: cb gets each repo id. */
 typedef int (*hub_name_fn)(void *arg, const char *repo_id);
 int hub_list_author(struct hub_client *c, enum hub_repo_type type,
@@ -302,21 +341,9 @@ struct hub_whoami {
 int hub_whoami(struct hub_client *c, struct hub_whoami *out,
 	       struct hub_error *err);
 
-/*
- * GET the bytes [offset, offset + length) of a file at a commit
- * (length 0: to the end), following the resolve redirects: same-origin
- * hops keep the token, a hop to another origin (the CDN) never carries it.
- * cb receives the bytes in order with their file offset; a non-zero return
- * aborts and is returned.  Retries 408/429/5xx and cut connections with
- * backoff, resuming after the last byte delivered, for at most
- * stall_seconds without progress.
- */
+/* Bytes of a file in order, at their file offsets: see hub_xfer_ops. */
 typedef int (*hub_data_fn)(void *arg, uint64_t offset, const void *data,
 			   size_t n);
-int hub_fetch(struct hub_client *c, enum hub_repo_type type, const char *id,
-	      const char *commit, const char *path, uint64_t offset,
-	      uint64_t length, hub_data_fn cb, void *arg,
-	      struct hub_error *err);
 
 /* ---- The transfer engine ----------------------------------------------- */
 
@@ -410,6 +437,12 @@ struct hub_xfer_stats {
 	uint64_t retries;
 	unsigned in_flight; /* transfers running now */
 	unsigned queued;
+	/*
+	 * Unix seconds until which new resolves wait because the Hub asked
+	 * for a pause (RateLimit r=0, or a 429's Retry-After), as of its last
+	 * answer; 0 when it asked for none.
+	 */
+	int64_t resolves_held_until;
 };
 void hub_xfer_get_stats(struct hub_xfer *x, struct hub_xfer_stats *out);
 
@@ -568,5 +601,14 @@ struct hub_xet_stats {
 	uint64_t bytes;		  /* file bytes delivered */
 };
 void hub_xet_get_stats(struct hub_xet *x, struct hub_xet_stats *out);
+
+/* ---- JSON out ---------------------------------------------------------- */
+
+/*
+ * Add v to JSON object o under key as an exact integer (cJSON's own
+ * numbers are doubles, exact only up to 2^53).  false when out of memory.
+ */
+struct cJSON;
+bool hub_json_add_u64(struct cJSON *o, const char *key, uint64_t v);
 
 #endif /* HUBFS_HUB_H */

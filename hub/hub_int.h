@@ -10,8 +10,8 @@
  *   api.c       the JSON endpoints: repo info, tree, author listing,
  *               whoami
  *   json.c      the parsers of those JSON bodies (no I/O)
- *   transfer.c  byte ranges of a file through the resolve redirects: the
- *               parts shared with xfer.c, and the synchronous hub_fetch
+ *   transfer.c  byte ranges of a file through the resolve redirects: what
+ *               xfer.c does with each response, where a resolve led
  *   xfer.c      the transfer engine: many ranges on one multi handle
  *   pace.c      spacing resolves out by the Hub's RateLimit headers
  *   xetfmt.c    the Xet formats: reconstruction answers, xorb chunks
@@ -71,6 +71,7 @@ struct hub_client {
 	char *endpoint;	    /* fixed after new: no trailing '/' */
 	bool offline;	    /* fixed */
 	long stall_seconds; /* fixed, > 0 */
+	bool wait_out;	    /* hub_config.wait_out_pauses; fixed */
 	char user_agent[96];
 	struct hub_token token;
 
@@ -192,6 +193,9 @@ void hub_backoff_init(struct hub_backoff *b);
  * nothing else.
  */
 long hub_backoff_delay(unsigned tries, const struct hub_resp *resp);
+/* Seconds the server asked to wait (RateLimit r=0 or Retry-After, + 1), or
+   -1 when it asked for nothing. */
+long hub_server_wait(const struct hub_resp *resp);
 
 /*
  * Sleep before the next attempt: 1, 2, 4, 8, 8 s, or what RateLimit
@@ -234,8 +238,8 @@ char *hub_url_printf(const char *fmt, ...)
 /*
  * A read of the bytes [next, end) of one file, over as many responses as
  * it takes: what was delivered so far, and the response in progress.
- * hub_fetch() keeps one on its stack; the transfer engine one per request,
- * touched only by its thread.
+ * The transfer engine keeps one per request, touched only by its thread
+ * (the stack test's synchronous fetch, one on its stack).
  */
 struct hub_range {
 	struct hub_client *c;
@@ -358,6 +362,12 @@ void hub_pacer_take(struct hub_pacer *p, double now);
  */
 void hub_pacer_done(struct hub_pacer *p, double now, const char *ratelimit,
 		    const char *policy);
+/*
+ * A resolve was answered 429 with Retry-After (seconds from now) and no
+ * RateLimit of its bucket: no resolve starts before now + seconds + 1,
+ * whatever was known before.
+ */
+void hub_pacer_hold(struct hub_pacer *p, double now, double seconds);
 
 /* ---- names.c ----------------------------------------------------------- */
 

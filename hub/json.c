@@ -12,6 +12,8 @@
 #include "hub_int.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #define SIZE_LIMIT 9007199254740992.0 /* 2^53 */
@@ -347,4 +349,12 @@ int hub_cache_tree_parse(char *text, size_t len, hub_entry_fn cb, void *arg,
 	}
 	cJSON_Delete(root);
 	return rc;
+}
+
+bool hub_json_add_u64(cJSON *o, const char *key, uint64_t v)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%" PRIu64, v);
+	return cJSON_AddRawToObject(o, key, buf) != NULL;
 }

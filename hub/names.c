@@ -7,6 +7,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,6 +67,64 @@ bool hub_repo_id_valid(const char *id)
 		return id_part_valid(id, strlen(id));
 	return id_part_valid(id, (size_t)(slash - id)) &&
 	       id_part_valid(slash + 1, strlen(slash + 1));
+}
+
+static const enum hub_repo_type all_types[] = { HUB_MODEL, HUB_DATASET,
+						HUB_SPACE };
+
+int hub_cache_folder_name(enum hub_repo_type type, const char *id, char *out,
+			  size_t size)
+{
+	size_t n;
+
+	if (!hub_repo_id_valid(id))
+		return -EINVAL;
+	n = (size_t)snprintf(out, size, "%s--", hub_type_plural(type));
+	if (n >= size)
+		return -ENAMETOOLONG;
+	for (; *id; id++) {
+		if (n + (*id == '/' ? 2 : 1) >= size)
+			return -ENAMETOOLONG;
+		if (*id == '/')
+			out[n++] = '-';
+		out[n++] = *id == '/' ? '-' : *id;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+int hub_cache_folder_parse(const char *name, enum hub_repo_type *type,
+			   char id[256])
+{
+	const char *sep = strstr(name, "--");
+	size_t i, n = 0;
+
+	if (!sep)
+		return -EINVAL;
+	for (i = 0; i < sizeof(all_types) / sizeof(all_types[0]); i++) {
+		const char *plural = hub_type_plural(all_types[i]);
+
+		if (strlen(plural) == (size_t)(sep - name) &&
+		    strncmp(name, plural, (size_t)(sep - name)) == 0)
+			break;
+	}
+	if (i == sizeof(all_types) / sizeof(all_types[0]))
+		return -EINVAL;
+	for (const char *p = sep + 2; *p; p++) {
+		if (n + 1 >= 256 || *p == '/') /* a '/' is never in a name */
+			return -EINVAL;
+		if (p[0] == '-' && p[1] == '-') {
+			id[n++] = '/';
+			p++;
+		} else {
+			id[n++] = *p;
+		}
+	}
+	id[n] = '\0';
+	if (!hub_repo_id_valid(id))
+		return -EINVAL;
+	*type = all_types[i];
+	return 0;
 }
 
 static bool lower_hex_n(const char *s, size_t n)

@@ -7,8 +7,13 @@
  * when the window resets (t=).  Plenty left: nothing waits.  Below the
  * low-water mark, what is left is spread evenly over what remains of the
  * window; with nothing left, resolves wait for the window to reset, plus
- * the one second Python's client adds to t.  Ranges of a file already
- * resolved go to the remembered target and are not paced at all.
+ * the one second Python's client adds to t.  The newest answer wins: a
+ * window it gives replaces what earlier answers said (only its count is
+ * merged, when it is the same window), so a short ask after a long one
+ * (a 429 with t=1) holds resolves no longer than it asked, plus that
+ * second.  A 429 with Retry-After and no RateLimit holds them the same
+ * way (hub_pacer_hold).  Ranges of a file already resolved go to the
+ * remembered target and are not paced at all.
  */
 #include "hub_int.h"
 
@@ -89,17 +94,25 @@ void hub_pacer_done(struct hub_pacer *p, double now, const char *ratelimit,
 	if (left < 0)
 		left = 0;
 	end = now + (double)rl.reset + 1;
-	if (known(p, now) && end <= p->window_end + 1) {
+	if (known(p, now) && end - p->window_end <= 1 &&
+	    p->window_end - end <= 1) {
 		/* The same window (t= is whole seconds): keep the lower. */
 		if (left < p->remaining)
 			p->remaining = left;
-		if (end > p->window_end)
-			p->window_end = end;
 	} else {
 		p->remaining = left;
-		p->window_end = end;
 		p->next_at = 0;
 	}
+	p->window_end = end; /* the newest answer wins */
+	if (p->next_at > end)
+		p->next_at = end;
 	if (p->remaining < low_water(p))
 		space_out(p, now);
+}
+
+void hub_pacer_hold(struct hub_pacer *p, double now, double seconds)
+{
+	p->remaining = 0;
+	p->window_end = now + seconds + 1;
+	p->next_at = 0;
 }

@@ -18,7 +18,7 @@
  * [next, end) where next is the first byte not yet delivered.
  *
  * Resolves.  An attempt goes to the file's remembered target (hub_loc_*,
- * shared with hub_fetch) when there is one, else to the resolve URL.  While
+ * transfer.c) when there is one, else to the resolve URL.  While
  * one request of a file is resolving, the other requests of that file wait
  * for it rather than resolve too, and go to the target it found as soon as
  * bytes come from there.  Starting a resolve takes a turn from the pacer
@@ -442,7 +442,8 @@ static int attempt_begin(struct hub_xfer *x, struct xreq *q, double now)
 	}
 	if (hub_pacer_delay(&x->pacer, now) > 0) {
 		x->paced = true;
-		clock_run(q, true, now); /* waiting for the Hub's leave */
+		/* Waiting for the Hub's leave: a stall, unless waited out. */
+		clock_run(q, !x->c->wait_out, now);
 		return 0;
 	}
 	q->url = strdup(q->resolve_url);
@@ -513,8 +514,9 @@ static void backoff(struct hub_xfer *x, struct xreq *q, double now)
 {
 	double left = (double)x->c->stall_seconds - clock_idle(q, now);
 	double wait = (double)hub_backoff_delay(q->tries, &q->call.resp);
+	bool asked = x->c->wait_out && hub_server_wait(&q->call.resp) >= 0;
 
-	if (left <= 0) {
+	if (left <= 0 && !asked) {
 		fail_timeout(x, q);
 		return;
 	}
@@ -522,8 +524,12 @@ static void backoff(struct hub_xfer *x, struct xreq *q, double now)
 	q->reresolved = false;
 	attempt_end(q);
 	list_remove(q);
-	q->not_before = now + (wait < left ? wait : left);
+	q->not_before = now + (wait < left || asked ? wait : left);
 	list_append(&x->waiting, q);
+	if (asked) { /* waited out: not a stall */
+		clock_run(q, false, now);
+		q->idle = 0;
+	}
 	stats_add(x, &x->stats.retries, 1);
 }
 
@@ -556,6 +562,34 @@ static void forget_target(struct hub_xfer *x, struct xreq *q)
 	free(cur);
 }
 
+/* Publish how long the pacer holds resolves, for hub_xfer_get_stats. */
+static void note_hold(struct hub_xfer *x, double now)
+{
+	double held = hub_pacer_delay(&x->pacer, now);
+	int64_t whole = (int64_t)held + (held > (double)(int64_t)held);
+	int64_t until = held > 0 ? (int64_t)time(NULL) + whole : 0;
+
+	pthread_mutex_lock(&x->lock);
+	x->stats.resolves_held_until = until;
+	pthread_mutex_unlock(&x->lock);
+}
+
+/* A 429 that asks with Retry-After alone holds the pacer as asked. */
+static void pace_retry_after(struct hub_xfer *x, const struct hub_resp *resp,
+			     double now)
+{
+	struct hub_ratelimit rl;
+	long secs;
+
+	if (resp->status != 429 || !resp->retry_after[0] ||
+	    (resp->ratelimit[0] &&
+	     hub_parse_ratelimit(resp->ratelimit, &rl) == 0 &&
+	     strcmp(rl.bucket, "resolvers") == 0) ||
+	    hub_parse_retry_after(resp->retry_after, time(NULL), &secs) < 0)
+		return;
+	hub_pacer_hold(&x->pacer, now, (double)secs);
+}
+
 static void transfer_done(struct hub_xfer *x, struct xreq *q, CURLcode cc,
 			  double now)
 {
@@ -567,6 +601,8 @@ static void transfer_done(struct hub_xfer *x, struct xreq *q, CURLcode cc,
 	if (q->paced) { /* the answer to a resolve */
 		hub_pacer_done(&x->pacer, now, call->resp.ratelimit,
 			       call->resp.ratelimit_policy);
+		pace_retry_after(x, &call->resp, now);
+		note_hold(x, now);
 		q->paced = false;
 	}
 	unplug(x, q);

@@ -120,6 +120,8 @@ class FaultRule:
     method      GET / HEAD / POST ...; default any
     target      "hub" (default), "cdn" (LFS blobs and xorbs) or "cas" (Xet CAS)
     count       how many requests it applies to; default forever
+    every       act on every Nth request it matches only (default 1: each);
+                the others pass to the next rule
     status      for kind=status (default 503)
     retry_after seconds, for status and rate_limit (Retry-After header)
     t           seconds in RateLimit for rate_limit (default 10)
@@ -145,6 +147,10 @@ class FaultRule:
         count = spec.get("count")
         self.left = None if count is None else int(count)
         self.hits = 0
+        self.every = int(spec.get("every") or 1)
+        if self.every < 1:
+            raise ValueError("every must be at least 1")
+        self.seen = 0
 
     def get(self, key, default):
         value = self.spec.get(key)
@@ -198,6 +204,9 @@ class Faults:
         with self._lock:
             for rule in self._rules:
                 if rule.wants(target, method, path, has_range, is_api):
+                    rule.seen += 1
+                    if rule.seen % rule.every:
+                        continue
                     if rule.left is not None:
                         rule.left -= 1
                     rule.hits += 1

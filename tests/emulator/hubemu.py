@@ -326,6 +326,8 @@ class Emulator:
             # huggingface_hub fetches this registry for its user-agent and
             # keeps it a day in HF_HOME, but only when it gets one (hub-api.md 7.4).
             return json_response(AGENT_HARNESSES)
+        if head in ("users", "organizations") and len(segs) == 3 and segs[2] == "overview":
+            return self.owner_overview(head, dec(segs[1]))
         if head == "resolve-cache" and len(segs) >= 2 and segs[1] in TYPES:
             return self.resolve_cache(req, segs[1:], user)
         if head not in TYPES:
@@ -335,6 +337,23 @@ class Emulator:
         repo_id, rest = self.split_id(TYPES[head], segs[1:], API_SUBRESOURCES)
         repo = self.open_repo(req, user, TYPES[head], repo_id, "/api/%s/" % head, rest)
         return self.repo_api(req, repo, rest, user)
+
+    def owner_overview(self, kind, name):
+        """hub-api.md 2.6: a user answers on /api/users/, an organisation on
+        /api/organizations/, with or without repos; anything else is 404."""
+        known = self.hub.users if kind == "users" else self.hub.orgs
+        if name not in known:
+            raise HubError(404, "%s not found" % ("User" if kind == "users" else "Organization"))
+        with self.hub.lock:
+            counts = {t: sum(1 for (rt, rid) in self.hub.repos if rt == t and rid.split("/")[0] == name)
+                      for t in ("model", "dataset", "space")}
+        body = {"name": name, "fullname": known[name].get("fullname", name),
+                "type": "user" if kind == "users" else "org",
+                "numModels": counts["model"], "numDatasets": counts["dataset"],
+                "numSpaces": counts["space"]}
+        if kind == "users":
+            body["user"] = name
+        return json_response(body)
 
     def split_id(self, rtype, segs, keywords=None, need_rest=False):
         """Raw segments -> (repo id, rest).  Canonical ids are owner/name; a

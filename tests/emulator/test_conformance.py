@@ -438,6 +438,17 @@ class T05RefsListsWhoami(Base):
         self.assertIn("lastModified", item)
         self.assertIn({"rfilename": "config.json"}, item["siblings"])
 
+    def test_owner_overview(self):
+        """5c: a user answers on /api/users/, an organisation on
+        /api/organizations/, with or without repos; anything else 404."""
+        self.assertEqual(get("/api/users/carol/overview").json()["name"], "carol")
+        self.assertEqual(get("/api/users/carol/overview").json()["type"], "user")
+        self.assertEqual(get("/api/organizations/acme/overview").json()["type"], "org")
+        self.assertEqual(get("/api/organizations/carol/overview").status, 404)
+        self.assertEqual(get("/api/users/acme/overview").status, 404)
+        for kind in ("users", "organizations"):
+            self.assertEqual(get("/api/%s/nobody-here/overview" % kind).status, 404)
+
     def test_whoami(self):
         self.assertEqual(get("/api/whoami-v2").status, 401)
         self.assertEqual(get("/api/whoami-v2", token=STACK.invalid_token).status, 401)

@@ -171,6 +171,45 @@ static void unescape(const char *s)
 	free(out);
 }
 
+/*
+ * huggingface_hub cache folder names: what parses names a valid id of a
+ * type whose folder name is the input again; a valid id's folder name
+ * parses back to it.
+ */
+static void cache_folder(const char *s)
+{
+	static const enum hub_repo_type types[] = { HUB_MODEL, HUB_DATASET,
+						    HUB_SPACE };
+	enum hub_repo_type type;
+	char id[256], again[600], back[256];
+
+	if (hub_cache_folder_parse(s, &type, id) == 0) {
+		FUZZ_CHECK(hub_repo_id_valid(id));
+		FUZZ_CHECK(hub_cache_folder_name(type, id, again,
+						 sizeof(again)) == 0);
+		FUZZ_CHECK(strcmp(again, s) == 0);
+	}
+	if (!hub_repo_id_valid(s)) {
+		FUZZ_CHECK(hub_cache_folder_name(HUB_MODEL, s, again,
+						 sizeof(again)) == -EINVAL);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		FUZZ_CHECK(hub_cache_folder_name(types[i], s, again,
+						 sizeof(again)) == 0);
+		FUZZ_CHECK(strstr(again, "--") ==
+			   again + strlen(hub_type_plural(types[i])));
+		FUZZ_CHECK(hub_cache_folder_parse(again, &type, back) == 0);
+		FUZZ_CHECK(type == types[i] && strcmp(back, s) == 0);
+		/* Just room enough is enough; less is refused, not cut. */
+		FUZZ_CHECK(hub_cache_folder_name(types[i], s, again,
+						 strlen(again) + 1) == 0);
+		FUZZ_CHECK(hub_cache_folder_name(types[i], s, again,
+						 strlen(again)) ==
+			   -ENAMETOOLONG);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *s = fuzz_cstr(data, size);
@@ -181,6 +220,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	round_trip(s, false);
 	round_trip(s, true);
 	unescape(s);
+	cache_folder(s);
 	free(s);
 	return 0;
 }

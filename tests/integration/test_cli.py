@@ -7,6 +7,7 @@ read; the fstab form through mount.fuse3 and through mount(8) itself.
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -152,6 +153,25 @@ class CliTest(unittest.TestCase):
         r = self.hubfs("ls", "--cache-dir", store, "acme/tiny-model",
                        ok=False)
         self.assertEqual(r.returncode, 1)
+
+    def test_a_store_that_cannot_be_opened_fails_once(self):
+        """A store with a newer schema than this hubfs knows: every command
+        that reads it exits non-zero with one line on stderr and prints
+        nothing else (ls used to add "No repos ... yet" and exit 0)."""
+        store = os.path.join(self.tmp, "newer-store")
+        self.hubfs("gc", "--cache-dir", store)
+        db = sqlite3.connect(os.path.join(store, "index.db"))
+        db.execute("PRAGMA user_version = 999")
+        db.close()
+        for cmd in (["ls"], ["ls", "--json"], ["ls", "acme/tiny-model"],
+                    ["status"], ["status", "--json"], ["gc"], ["verify"],
+                    ["unpin", "acme/tiny-model"],
+                    ["forget", "acme/tiny-model"]):
+            r = self.hubfs(*cmd, "--cache-dir", store, "--offline", ok=False)
+            self.assertEqual(r.returncode, 1, (cmd, r.stdout, r.stderr))
+            self.assertEqual(r.stdout, "", (cmd, r.stdout))
+            self.assertEqual(len(r.stderr.splitlines()), 1, (cmd, r.stderr))
+            self.assertIn("schema version 999", r.stderr)
 
     def repo_entry(self, listing, rtype, repo_id):
         for r in listing:

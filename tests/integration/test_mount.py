@@ -18,6 +18,9 @@ from mountlib import Mount, files_at, hubstack, mounted, walk_files
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures",
                         "hub.json")
+# dora's only repo moved to acme: dora lists nothing, but exists.
+OWNERS = os.path.join(os.path.dirname(__file__), "..", "fixtures", "large",
+                      "renamed-owner.json")
 
 
 def sha256_of(path):
@@ -39,7 +42,7 @@ class MountTest(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="hubfs-it-")
         os.chmod(cls.tmp, 0o755)
         cls.stack = hubstack.Stack(os.path.join(cls.tmp, "stack"),
-                                   fixtures=[FIXTURES], page_size=3)
+                                   fixtures=[FIXTURES, OWNERS], page_size=3)
         cls.stack.__enter__()
         cls.manifest = cls.stack.manifest
         with open(os.environ.get("HUBFS_TEST_TOKENS") or
@@ -203,6 +206,22 @@ class MountTest(unittest.TestCase):
                          "../acme/new-name")
         self.assert_repo_matches(self.m.path("acme", "old-name"), "model",
                                  "acme/new-name", "main")
+
+    def test_an_owner_with_no_repos_left(self):
+        """dora/notes moved to acme/doras-notes and dora lists no repo: the
+        Hub still knows dora (her overview answers), so her folder exists,
+        empty, and the old id is a link to the new one.  A name the Hub
+        does not know as an owner stays ENOENT."""
+        self.assertTrue(os.path.isdir(self.m.path("dora")))
+        self.assertEqual(os.listdir(self.m.path("dora")), [])
+        self.assertEqual(os.readlink(self.m.path("dora", "notes")),
+                         "../acme/doras-notes")
+        self.assert_repo_matches(self.m.path("dora", "notes"), "model",
+                                 "acme/doras-notes", "main")
+        with self.assertRaises(FileNotFoundError):
+            os.stat(self.m.path("nobody-at-all"))
+        with self.assertRaises(FileNotFoundError):
+            os.stat(self.m.path("nobody-at-all", "notes"))
 
     def test_private_and_gated_need_a_token(self):
         for p in (("acme", "secret-model"), ("bigco", "gated-model",

@@ -165,6 +165,66 @@ class StatusTest(unittest.TestCase):
         self.assertEqual(j["mounts"], [])
         self.assertFalse(os.path.exists(sock), "stale socket not removed")
 
+    def test_last_errors_also_after_the_mount_died(self):
+        """A lookup the Hub fails (HTTP 500): the mount's status lists the
+        error; after kill -9 the store still says what that mount's last
+        errors were."""
+        m = self.mount("errs")
+        pid = daemon_pids(m.mnt)[0]
+        rule = self.stack.fault(kind="status", status=500,
+                                path="/api/models/acme/tiny-model/revision/")
+        self.addCleanup(self.stack.control, "DELETE",
+                        "/_emu/faults/%d" % rule["id"])
+        with self.assertRaises(OSError):
+            os.listdir(m.path("acme", "tiny-model@v1.0"))
+        got = self.mine(self.status(m.store, "--json"), m)
+        msgs = [e["message"] for e in got["last_errors"]]
+        self.assertTrue(any("HTTP 500" in x for x in msgs), got)
+        self.assertIn("HTTP 500", self.status(m.store))
+
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):
+            if not os.path.exists("/proc/%d" % pid):
+                break
+            time.sleep(0.05)
+        subprocess.run(["fusermount3", "-uz", m.mnt], capture_output=True)
+        j = self.status(m.store, "--json")
+        ended = [x for x in j["ended_mounts"] if x["pid"] == pid]
+        self.assertEqual(len(ended), 1, j)
+        self.assertEqual(ended[0]["mountpoint"], m.mnt)
+        self.assertTrue(any("HTTP 500" in e["message"]
+                            for e in ended[0]["last_errors"]), ended)
+        self.assertIn("no longer running", self.status(m.store))
+
+    @unittest.skipIf(os.path.exists("/dev/log"),
+                     "this machine has syslog: the daemon logs there")
+    def test_daemon_without_syslog_logs_into_the_store(self):
+        """A daemon without --log on a machine without syslog leaves its
+        log in the store (hubfs.log, 0600), errors included."""
+        store = os.path.join(self.tmp, "nolog-store")
+        mnt = os.path.join(self.tmp, "nolog-mnt")
+        os.makedirs(mnt)
+        env = {"PATH": "/usr/bin:/bin", "HOME": self.tmp}
+        r = subprocess.run([HUBFS, "mount", "--endpoint",
+                            self.stack.endpoint, "--cache-dir", store, mnt],
+                           capture_output=True, text=True, timeout=60,
+                           env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.addCleanup(subprocess.run, ["fusermount3", "-u", mnt],
+                        capture_output=True)
+        rule = self.stack.fault(kind="status", status=500,
+                                path="/api/models/acme/tiny-model/revision/")
+        self.addCleanup(self.stack.control, "DELETE",
+                        "/_emu/faults/%d" % rule["id"])
+        with self.assertRaises(OSError):
+            os.listdir(os.path.join(mnt, "acme", "tiny-model@v1.0"))
+        log = os.path.join(store, "hubfs.log")
+        self.assertEqual(stat.S_IMODE(os.stat(log).st_mode), 0o600)
+        with open(log) as f:
+            text = f.read()
+        self.assertIn("mounted " + mnt, text)
+        self.assertIn("HTTP 500", text)
+
     def test_silent_client_does_not_wedge_the_mount(self):
         m = self.mount("silent")
         pid = daemon_pids(m.mnt)[0]

@@ -4,8 +4,88 @@
  */
 #include "stack.h"
 
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+struct body {
+	char *p;
+	size_t n;
+};
+
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+	struct body *out = arg;
+	size_t len = size * n;
+	char *grown = realloc(out->p, out->n + len + 1);
+
+	if (!grown)
+		return 0;
+	memcpy(grown + out->n, p, len);
+	out->n += len;
+	grown[out->n] = '\0';
+	out->p = grown;
+	return len;
+}
+
+char *stack_control(const char *method, const char *path, const char *body)
+{
+	const char *endpoint = getenv("HUBFS_TEST_ENDPOINT");
+	struct curl_slist *h =
+		curl_slist_append(NULL, "Content-Type: application/json");
+	struct body out = { NULL, 0 };
+	CURL *e = curl_easy_init();
+	long status = 0;
+	char url[512];
+
+	if (!endpoint || !e || !h)
+		goto fail;
+	snprintf(url, sizeof(url), "%s%s", endpoint, path);
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+	if (body)
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &out);
+	if (curl_easy_perform(e) != CURLE_OK)
+		goto fail;
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+	if (status != 200)
+		goto fail;
+	curl_easy_cleanup(e);
+	curl_slist_free_all(h);
+	return out.p ? out.p : strdup("");
+fail:
+	curl_easy_cleanup(e);
+	curl_slist_free_all(h);
+	free(out.p);
+	return NULL;
+}
+
+int stack_hub_requests(const char *needle)
+{
+	char *text = stack_control("GET", "/_emu/log", NULL);
+	cJSON *log = text ? cJSON_Parse(text) : NULL, *e;
+	int n = 0;
+
+	if (!log) {
+		free(text);
+		return -1;
+	}
+	cJSON_ArrayForEach(e, log)
+	{
+		const char *p =
+			cJSON_GetStringValue(cJSON_GetObjectItem(e, "path"));
+
+		if (p && strstr(p, needle))
+			n++;
+	}
+	cJSON_Delete(log);
+	free(text);
+	return n;
+}
 
 char *stack_slurp(const char *path, size_t *len)
 {

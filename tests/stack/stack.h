@@ -7,6 +7,9 @@
 
 #include <cJSON.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "hub.h"
 
 /* The whole file, NUL terminated, or NULL.  Caller frees. */
 char *stack_slurp(const char *path, size_t *len);
@@ -14,5 +17,31 @@ char *stack_slurp(const char *path, size_t *len);
 cJSON *stack_load_json(const char *env);
 /* A fixture user's token from tokens.json, or NULL. */
 const char *stack_user_token(cJSON *tokens, const char *user);
+
+/*
+ * One request to the emulator's control API at HUBFS_TEST_ENDPOINT
+ * (/_emu/...): its body, NUL terminated (caller frees), or NULL when the
+ * request failed or did not answer 200.
+ */
+char *stack_control(const char *method, const char *path, const char *body);
+/* Hub requests in the emulator's log whose path contains needle, or -1. */
+int stack_hub_requests(const char *needle);
+
+/*
+ * Test support (sync_fetch.c): GET the bytes [offset, offset + length) of
+ * a file at a commit (length 0: to the end) synchronously, following the
+ * resolve redirects as the transfer engine does: same-origin hops keep
+ * the token, a hop to another origin (the CDN) never carries it.  cb gets
+ * the bytes in order with their file offset; a non-zero return aborts and
+ * is returned.  Retries 408/429/5xx and cut connections with backoff,
+ * resuming after the last byte delivered, for at most stall_seconds
+ * without progress.
+ */
+struct hub_client;
+struct hub_error;
+int stack_fetch(struct hub_client *c, enum hub_repo_type type, const char *id,
+		const char *commit, const char *path, uint64_t offset,
+		uint64_t length, hub_data_fn cb, void *arg,
+		struct hub_error *err);
 
 #endif

@@ -27,6 +27,15 @@
 #include "hub.h"
 #include "stack.h"
 
+/* hub_default_endpoint() into a buffer of the test's own. */
+static const char *default_endpoint(void)
+{
+	static char buf[2048];
+
+	hub_default_endpoint(buf, sizeof(buf));
+	return buf;
+}
+
 static const char *endpoint, *cdn_log;
 static cJSON *manifest, *tokens;
 static char tmpdir[] = "/tmp/hubfs-test-client-XXXXXX";
@@ -798,10 +807,9 @@ static void token_sources(void **state)
 	assert_string_equal(src.where, want);
 	unsetenv("HF_TOKEN_PATH");
 	setenv("HF_ENDPOINT", "http://example.invalid:8080//", 1);
-	assert_string_equal(hub_default_endpoint(),
-			    "http://example.invalid:8080");
+	assert_string_equal(default_endpoint(), "http://example.invalid:8080");
 	unsetenv("HF_ENDPOINT");
-	assert_string_equal(hub_default_endpoint(), "https://huggingface.co");
+	assert_string_equal(default_endpoint(), "https://huggingface.co");
 }
 
 /* ---- Fetch ----------------------------------------------------------- */
@@ -862,7 +870,7 @@ static const char *fetch_as(struct hub_client *c, enum hub_repo_type type,
 	}
 	if (end > size)
 		end = size;
-	rc = hub_fetch(c, type, id, sha, path, off, len, on_data, &s, &err);
+	rc = stack_fetch(c, type, id, sha, path, off, len, on_data, &s, &err);
 	if (rc != 0)
 		snprintf(why, size_why, "fetch %s %s: %d %s", id, path, rc,
 			 hub_error_describe(&err, buf, sizeof(buf)));
@@ -963,8 +971,8 @@ static void fetch_ranges(void **state)
 	check_fetch(c, HUB_MODEL, "model", m, "main", "config.json", cfg, 0);
 	/* Past the end: an error. */
 	assert_int_not_equal(
-		hub_fetch(c, HUB_MODEL, m, ref_of("model", m, "main"),
-			  "config.json", cfg + 10, 0, on_data, &s, &err),
+		stack_fetch(c, HUB_MODEL, m, ref_of("model", m, "main"),
+			    "config.json", cfg + 10, 0, on_data, &s, &err),
 		0);
 	assert_int_equal(s.n, 0);
 	hub_client_free(c);
@@ -982,22 +990,23 @@ static void fetch_errors(void **state)
 	struct hub_error err;
 
 	(void)state;
-	assert_int_equal(hub_fetch(anon, HUB_MODEL, m, sha, "no/such/file", 0,
-				   0, on_data, &s, &err),
+	assert_int_equal(stack_fetch(anon, HUB_MODEL, m, sha, "no/such/file", 0,
+				     0, on_data, &s, &err),
 			 -EIO);
 	assert_int_equal(err.status, 404);
 	assert_string_equal(err.code, "EntryNotFound");
 	assert_int_equal(hub_error_errno(&err), ENOENT);
-	assert_int_equal(hub_fetch(anon, HUB_MODEL, m, "main", "config.json", 0,
-				   0, on_data, &s, &err),
+	assert_int_equal(stack_fetch(anon, HUB_MODEL, m, "main", "config.json",
+				     0, 0, on_data, &s, &err),
 			 -EINVAL);
-	assert_int_equal(hub_fetch(anon, HUB_MODEL, m, sha, "../config.json", 0,
-				   0, on_data, &s, &err),
+	assert_int_equal(stack_fetch(anon, HUB_MODEL, m, sha, "../config.json",
+				     0, 0, on_data, &s, &err),
 			 -EINVAL);
 	/* Private: refused without the token, served with it. */
 	sha = ref_of("model", "alice/private-notes", "main");
-	assert_int_equal(hub_fetch(anon, HUB_MODEL, "alice/private-notes", sha,
-				   "secret.bin", 0, 0, on_data, &s, &err),
+	assert_int_equal(stack_fetch(anon, HUB_MODEL, "alice/private-notes",
+				     sha, "secret.bin", 0, 0, on_data, &s,
+				     &err),
 			 -EIO);
 	assert_int_equal(hub_error_errno(&err), EACCES);
 	check_fetch(alice, HUB_MODEL, "model", "alice/private-notes", "main",
@@ -1006,8 +1015,8 @@ static void fetch_errors(void **state)
 		    "notes.txt", 0, 0);
 	/* Gated: the files need an approved user. */
 	sha = ref_of("model", "bigco/gated-model", "main");
-	assert_int_equal(hub_fetch(anon, HUB_MODEL, "bigco/gated-model", sha,
-				   "config.json", 0, 0, on_data, &s, &err),
+	assert_int_equal(stack_fetch(anon, HUB_MODEL, "bigco/gated-model", sha,
+				     "config.json", 0, 0, on_data, &s, &err),
 			 -EIO);
 	assert_string_equal(err.code, "GatedRepo");
 	check_fetch(alice, HUB_MODEL, "model", "bigco/gated-model", "main",
@@ -1018,9 +1027,9 @@ static void fetch_errors(void **state)
 	assert_int_equal(
 		hub_repo_info(offline, HUB_MODEL, m, NULL, &info, &err),
 		-ENETDOWN);
-	assert_int_equal(hub_fetch(offline, HUB_MODEL, m,
-				   ref_of("model", m, "main"), "config.json", 0,
-				   0, on_data, &s, &err),
+	assert_int_equal(stack_fetch(offline, HUB_MODEL, m,
+				     ref_of("model", m, "main"), "config.json",
+				     0, 0, on_data, &s, &err),
 			 -ENETDOWN);
 	assert_int_equal(s.n, 0);
 	free(s.p);
@@ -1121,10 +1130,10 @@ static void fetch_faults(void **state)
 		struct sink s = { 0 };
 		struct hub_error err;
 
-		assert_int_equal(hub_fetch(c, HUB_MODEL, m,
-					   ref_of("model", m, "main"),
-					   "model.safetensors", 0, 10, on_data,
-					   &s, &err),
+		assert_int_equal(stack_fetch(c, HUB_MODEL, m,
+					     ref_of("model", m, "main"),
+					     "model.safetensors", 0, 10,
+					     on_data, &s, &err),
 				 -EIO);
 		assert_int_equal(err.status, 403);
 		assert_int_equal(hub_error_errno(&err), EACCES);

@@ -832,7 +832,7 @@ static void hub_errors(void **state)
 	hub_client_free(anon);
 }
 
-/* A Hub that cannot be reached fails at once, like hub_fetch. */
+/* A Hub that cannot be reached fails at once. */
 static void unreachable(void **state)
 {
 	struct hub_client *c = client_at("http://127.0.0.1:1", NULL, 30);

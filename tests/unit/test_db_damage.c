@@ -189,7 +189,7 @@ static void not_a_database(void **state)
 	fill(f);
 	overwrite(f->index, 0, 100);
 	assert_int_equal(db_index_inspect(f->dir), -EIO);
-	assert_non_null(strstr(db_last_error(NULL), f->index));
+	assert_non_null(strstr(db_last_error(), f->index));
 	reopen_repaired(f);
 }
 

@@ -22,6 +22,15 @@
 #define SHA256                                                                 \
 	"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
+/* hub_default_endpoint() into a buffer of the test's own. */
+static const char *default_endpoint(void)
+{
+	static char buf[2048];
+
+	hub_default_endpoint(buf, sizeof(buf));
+	return buf;
+}
+
 static uint64_t size_of(const char *text, int *rc)
 {
 	cJSON *v = cJSON_Parse(text);
@@ -466,7 +475,7 @@ static void clients(void **state)
 
 	(void)state;
 	setenv("HF_ENDPOINT", "http://127.0.0.1:1///", 1);
-	assert_string_equal(hub_default_endpoint(), "http://127.0.0.1:1");
+	assert_string_equal(default_endpoint(), "http://127.0.0.1:1");
 	assert_int_equal(hub_client_new(&c, &cfg), 0);
 	assert_string_equal(hub_client_endpoint(c), "http://127.0.0.1:1");
 	/* Nothing listens on port 1: EIO at once, with the cause. */
@@ -476,7 +485,19 @@ static void clients(void **state)
 	assert_int_equal(err.transport, CURLE_COULDNT_CONNECT);
 	hub_client_free(c);
 	unsetenv("HF_ENDPOINT");
-	assert_string_equal(hub_default_endpoint(), "https://huggingface.co");
+	assert_string_equal(default_endpoint(), "https://huggingface.co");
+	{
+		char small[8] = "x";
+
+		/* Too small a buffer, or only slashes: refused, never cut. */
+		assert_int_equal(hub_default_endpoint(small, sizeof(small)),
+				 -EINVAL);
+		assert_string_equal(small, "");
+		setenv("HF_ENDPOINT", "///", 1);
+		assert_int_equal(hub_default_endpoint(small, sizeof(small)),
+				 -EINVAL);
+		unsetenv("HF_ENDPOINT");
+	}
 
 	cfg.endpoint = "ftp://example.com";
 	assert_int_equal(hub_client_new(&c, &cfg), -EINVAL);

@@ -144,6 +144,40 @@ static void same_window_keeps_the_lower(void **state)
 	assert_int_equal(p.remaining, 8);
 }
 
+/*
+ * The newest answer wins: after an answer that left nothing for a long
+ * window, a 429 asking for one second holds resolves two seconds (t + 1),
+ * not for what is left of the long window.
+ */
+static void newest_answer_wins(void **state)
+{
+	struct hub_pacer p;
+
+	(void)state;
+	hub_pacer_init(&p);
+	hub_pacer_take(&p, 0);
+	hub_pacer_done(&p, 0, RES(0, 295), NULL);
+	assert_near(hub_pacer_delay(&p, 0), 296);
+	hub_pacer_done(&p, 10, RES(0, 1), NULL);
+	assert_near(hub_pacer_delay(&p, 10), 2);
+	assert_near(hub_pacer_delay(&p, 12), 0);
+	/* A long window told after a short one is the newest too. */
+	hub_pacer_take(&p, 12);
+	hub_pacer_done(&p, 12, RES(0, 60), NULL);
+	assert_near(hub_pacer_delay(&p, 12), 61);
+	/* A 429 with Retry-After alone: held as asked, plus one second. */
+	hub_pacer_hold(&p, 20, 1);
+	assert_near(hub_pacer_delay(&p, 20), 2);
+	assert_near(hub_pacer_delay(&p, 22), 0);
+	/* Spacing planned for a long window never outlives a shorter one. */
+	hub_pacer_init(&p);
+	hub_pacer_take(&p, 0);
+	hub_pacer_done(&p, 0, RES(2, 295), NULL);
+	hub_pacer_take(&p, 0);
+	hub_pacer_done(&p, 1, RES(1, 3), NULL);
+	assert_true(hub_pacer_delay(&p, 1) <= 4 + 1e-6);
+}
+
 static void other_buckets_are_ignored(void **state)
 {
 	struct hub_pacer p;
@@ -219,6 +253,7 @@ int main(void)
 		cmocka_unit_test(exhausted_waits_for_reset_plus_one),
 		cmocka_unit_test(outstanding_resolves_count),
 		cmocka_unit_test(same_window_keeps_the_lower),
+		cmocka_unit_test(newest_answer_wins),
 		cmocka_unit_test(other_buckets_are_ignored),
 		cmocka_unit_test(small_quota),
 		cmocka_unit_test(etag_conflicts),

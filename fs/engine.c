@@ -1,61 +1,92 @@
 /*
- * blob.c - the read path: blocks of a blob fetched on demand, readers
- * answered as their bytes arrive, the whole checked once it is complete.
+ * engine.c - the read engine (engine.h): blocks of a blob fetched on
+ * demand, waits answered as their bytes arrive, the whole checked once it
+ * is complete.
  *
- * One struct blob per etag in use, shared by every open file of it.  A
- * blob is either complete (blobs/<etag>, verified: reads are plain splices
- * from the file) or partial (partial/<etag>, sparse, 1 MiB blocks).  For a
- * partial blob:
+ * One struct blob per etag in use, shared by every open of it.  A blob is
+ * either complete (blobs/<etag>, verified: waits are answered at once) or
+ * partial (partial/<etag>, sparse, 1 MiB blocks).  For a partial blob:
  *
- *   - A read whose blocks are present is answered from the file at once.
- *     Otherwise it waits, without holding a FUSE worker, on the blob's
- *     waiter list; missing blocks not already on their way are requested
- *     from the transfer engine in runs of up to XFER_MAX bytes.
- *   - The engine's thread writes arriving bytes into the file and marks a
- *     block present as soon as it is whole, then answers the waiters it
- *     satisfies.  Present blocks are hashed in file order as they become
- *     available (sha256 for LFS files, the git blob sha1 otherwise), so a
- *     sequential read pays no second pass.
- *   - A read that touches the end of the file also waits for that check:
- *     a reader that reads a file to its end never gets a successful read
- *     of corrupt content.  A failed check drops the blob (file, bitmap,
- *     and the kernel's cached pages); the next read fetches it again.
+ *   - A wait whose blocks are present is answered at once.  Otherwise it
+ *     joins the blob's waiter list; missing blocks not already on their
+ *     way are requested from the transfer engine in runs of up to
+ *     XFER_MAX bytes, so two waits on one block share one transfer.
+ *   - The transfer engine's thread hands whole blocks to the block thread,
+ *     which writes them into the file, marks them present and answers the
+ *     waits they satisfy.  Present blocks are hashed in file order as they
+ *     become available (sha256 for LFS files, the git blob sha1
+ *     otherwise), so a sequential read pays no second pass.
+ *   - A wait that touches the end of the file also waits for that check.
+ *     A failed check drops the blob (file, bitmap) and tells the dropped
+ *     hook, so that a front can drop the pages it cached; the next open
+ *     fetches it again.
  *   - Durability runs on a thread of its own: a finished transfer's blocks
  *     are fdatasync'ed, then marked in the index; a verified blob is moved
  *     to blobs/ and recorded.  Nothing unverified is ever recorded as
  *     verified, and a crash costs at most blocks fetched again.
  *
- * Sequential readers grow a readahead window (READAHEAD_MIN doubling to
- * READAHEAD_MAX) fetched as parallel runs into the file; random readers
- * fetch only the blocks they touch.
+ * Sequential readers (ENGINE_READAHEAD) grow a readahead window
+ * (READAHEAD_MIN doubling to READAHEAD_MAX) fetched as parallel runs into
+ * the file; random readers fetch only the blocks they touch.
  *
- * Locking: ctx->blobs_lock protects the table of blobs and each blob's
- * refs; b->lock protects the rest of a blob's mutable state.  No lock is
- * held across a FUSE reply, a submission to the engine or disk syncs.
+ * Locking: eng->blobs_lock protects the table of blobs, each blob's refs
+ * and the handle list; b->lock protects the rest of a blob's mutable
+ * state.  No lock is held across a done() call, a submission to the
+ * transfer engine or a disk sync; hash_advance reads the file with no
+ * lock held.
  */
-#include "internal.h"
+#include "engine.h"
+#include "fs.h"
+#include "queue.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define XFER_MAX      (16ULL << 20)  /* bytes in one transfer at most */
 #define READAHEAD_MIN (4ULL << 20)   /* first readahead window */
 #define READAHEAD_MAX (128ULL << 20) /* largest readahead window */
 #define SEQ_SLACK     (4ULL << 20)   /* reordering a stream tolerates */
-#define MAX_NODES     8		     /* node ids remembered per blob */
+#define MAX_TAGS      8		     /* open tags remembered per blob */
 #define LOCK_POLL_MS  20	     /* another process's range lock, polled */
+#define DROPPED_KEPT  16	     /* etags dropped lately, remembered */
+
+struct engine {
+	struct engine_config cfg;
+	struct hub_xfer *xfer; /* the transfer engine */
+
+	pthread_mutex_t blobs_lock;
+	struct blob *blobs;		/* blobs in use; blobs_lock */
+	struct engine_handle *handles;	/* open; blobs_lock */
+	char dropped[DROPPED_KEPT][65]; /* blobs_lock */
+	unsigned n_dropped;		/* blobs_lock */
+	/*
+	 * Threads waiting for another process's range lock (wait_for_other):
+	 * engine_stop raises stopping and waits for them to end before it
+	 * stops the transfer engine and the queues they submit to.
+	 * blobs_lock.
+	 */
+	unsigned lock_waits;
+	bool stopping;
+	pthread_cond_t lock_waits_done; /* lock_waits fell to 0 */
+	struct queue blocks; /* received blocks to write, hash, answer */
+	struct queue syncs;  /* durability: fdatasync, marks, records */
+
+	/* engine_get_stats: relaxed atomic adds */
+	uint64_t waits, waits_local, bytes_answered;
+	int64_t hold_logged; /* the Hub's last pause logged (atomic) */
+};
 
 struct waiter {
 	struct waiter *next;
-	fuse_req_t req;	   /* a FUSE read, or NULL: */
-	blob_done_fn done; /* a reader of our own (blob_fetch) */
+	const struct engine_handle *h; /* with arg, engine_cancel's key */
+	engine_done_fn done;
 	void *arg;
 	uint64_t off;
 	size_t size;	    /* clipped to the file */
@@ -63,12 +94,12 @@ struct waiter {
 };
 
 struct blob {
-	struct blob *next; /* ctx->blobs; blobs_lock */
+	struct blob *next; /* eng->blobs; blobs_lock */
 	unsigned refs;	   /* handles and transfers; blobs_lock */
-	bool listed;	   /* in ctx->blobs; blobs_lock */
+	bool listed;	   /* in eng->blobs; blobs_lock */
 
 	/* Set at creation, then read-only. */
-	struct fs_ctx *ctx;
+	struct engine *eng;
 	char etag[65];
 	uint64_t size;
 	bool lfs;
@@ -80,20 +111,26 @@ struct blob {
 	int fd; /* the blob's file: partial/<etag>, later blobs/<etag> */
 
 	pthread_mutex_t lock;
-	bool complete;	   /* recorded in blobs/: nothing left to do */
-	bool external;	   /* complete, but the user's file (external.c):
-			      not the store's to touch */
-	bool verified;	   /* every block present and the hash checked */
-	bool dropped;	   /* failed its check: only waits to be freed */
-	bool unmarked;	   /* a mark or the final record failed: the
-			      index lacks blocks the file has */
-	uint8_t *present;  /* bytes are in the file (durable or not) */
-	uint8_t *inflight; /* a transfer will deliver them */
-	uint64_t hashed;   /* blocks fed to md, in order */
-	EVP_MD_CTX *md;
+#ifndef NDEBUG
+	pthread_t holder; /* who holds lock, when held: lock */
+	bool held;
+#endif
+	bool complete;		/* recorded in blobs/: nothing left to do */
+	bool external;		/* complete, but the user's file (external.c):
+				   not the store's to touch */
+	bool verified;		/* every block present and the hash checked */
+	bool dropped;		/* failed its check: only waits to be freed */
+	bool unmarked;		/* a mark or the final record failed: the
+				   index lacks blocks the file has */
+	uint8_t *present;	/* bytes are in the file (durable or not) */
+	uint8_t *inflight;	/* a transfer will deliver them */
+	uint64_t hashed;	/* blocks fed to hash, in order */
+	bool hashing;		/* a thread feeds hash from the file, unlocked:
+				   hash and hashbuf are its alone meanwhile */
+	struct db_hash *hash;	/* in the etag's scheme; NULL once finished */
 	unsigned char *hashbuf; /* one block, while hashing */
 	struct waiter *waiters;
-	uint64_t nodes[MAX_NODES]; /* node ids to invalidate on a drop */
+	uint64_t tags[MAX_TAGS]; /* engine_open's tags, for the hook; lock */
 };
 
 /*
@@ -109,17 +146,14 @@ struct stream {
 	uint64_t ra_end; /* requested ahead up to here */
 };
 
-/* An open file of a blob: fi->fh. */
-struct handle {
-	struct handle *lprev, *lnext; /* ctx->handles; blobs_lock */
+/* An open file of a blob. */
+struct engine_handle {
+	struct engine_handle *lprev, *lnext; /* eng->handles; blobs_lock */
 	struct blob *b;
 	pthread_mutex_t lock;
 	struct stream streams[STREAMS]; /* readahead state; lock */
 	uint64_t clock;			/* stamps stream use; lock */
 };
-
-/* A run of blocks on its way. */
-struct block_item;
 
 /*
  * Work for the block thread, in arrival order: a whole block to write,
@@ -171,6 +205,30 @@ struct sync_item {
 	uint64_t first, count; /* SYNC_MARK: the blocks */
 };
 
+/*
+ * b->lock, its holder kept (in builds with assertions) so that a function
+ * whose contract is "lock held" asserts it.
+ */
+static void blob_lock(struct blob *b)
+{
+	pthread_mutex_lock(&b->lock);
+#ifndef NDEBUG
+	b->holder = pthread_self();
+	b->held = true;
+#endif
+}
+
+static void blob_unlock(struct blob *b)
+{
+#ifndef NDEBUG
+	b->held = false;
+#endif
+	pthread_mutex_unlock(&b->lock);
+}
+
+#define assert_held(b)                                                         \
+	assert((b)->held &&pthread_equal((b)->holder, pthread_self()))
+
 static uint64_t block_end(const struct blob *b, uint64_t i)
 {
 	uint64_t end = (i + 1) << b->shift;
@@ -196,7 +254,7 @@ static void blob_free(struct blob *b)
 		return;
 	if (b->fd >= 0)
 		close(b->fd);
-	EVP_MD_CTX_free(b->md);
+	db_hash_free(b->hash);
 	free(b->hashbuf);
 	free(b->present);
 	free(b->inflight);
@@ -208,24 +266,24 @@ static void blob_free(struct blob *b)
 
 static void blob_ref(struct blob *b)
 {
-	pthread_mutex_lock(&b->ctx->blobs_lock);
+	pthread_mutex_lock(&b->eng->blobs_lock);
 	b->refs++;
-	pthread_mutex_unlock(&b->ctx->blobs_lock);
+	pthread_mutex_unlock(&b->eng->blobs_lock);
 }
 
-static void unlist(struct fs_ctx *ctx, struct blob *b)
+static void unlist(struct engine *eng, struct blob *b)
 {
 	struct blob **pp;
 
 	if (!b->listed)
 		return;
-	for (pp = &ctx->blobs; *pp != b; pp = &(*pp)->next)
+	for (pp = &eng->blobs; *pp != b; pp = &(*pp)->next)
 		;
 	*pp = b->next;
 	b->listed = false;
 }
 
-static void note_dropped(struct fs_ctx *ctx, const char *etag);
+static void note_dropped(struct engine *eng, const char *etag);
 
 /*
  * The last reference is gone.  If the index could not record some of the
@@ -237,39 +295,21 @@ static void note_dropped(struct fs_ctx *ctx, const char *etag);
  */
 static void blob_unref(struct blob *b)
 {
-	struct fs_ctx *ctx = b->ctx;
+	struct engine *eng = b->eng;
 	bool last;
 
-	pthread_mutex_lock(&ctx->blobs_lock);
+	pthread_mutex_lock(&eng->blobs_lock);
 	assert(b->refs > 0);
 	last = --b->refs == 0;
 	if (last)
-		unlist(ctx, b);
-	pthread_mutex_unlock(&ctx->blobs_lock);
+		unlist(eng, b);
+	pthread_mutex_unlock(&eng->blobs_lock);
 	if (last) {
 		assert(!b->waiters);
 		if (b->unmarked && !b->complete)
-			note_dropped(ctx, b->etag);
+			note_dropped(eng, b->etag);
 		blob_free(b);
 	}
-}
-
-static int start_hash(struct blob *b)
-{
-	char header[40];
-	int n;
-
-	b->md = EVP_MD_CTX_new();
-	if (!b->md ||
-	    !EVP_DigestInit_ex(b->md, b->lfs ? EVP_sha256() : EVP_sha1(), NULL))
-		return -ENOMEM;
-	if (b->lfs)
-		return 0;
-	/* A git blob id hashes "blob <size>\0" before the content. */
-	n = snprintf(header, sizeof(header), "blob %llu",
-		     (unsigned long long)b->size);
-	EVP_DigestUpdate(b->md, header, (size_t)n + 1);
-	return 0;
 }
 
 /*
@@ -279,16 +319,21 @@ static int start_hash(struct blob *b)
  */
 static int use_external(struct blob *b)
 {
-	struct external_want w = {
-		.etag = b->etag,
-		.size = b->size,
+	const struct engine_config *cfg = &b->eng->cfg;
+	struct engine_file f = {
 		.type = b->type,
 		.repo_id = b->repo_id,
 		.commit = b->commit,
 		.path = b->path,
+		.etag = b->etag,
+		.size = b->size,
+		.lfs = b->lfs,
 	};
-	int rc = external_open(b->ctx, &w, &b->fd);
+	int rc;
 
+	if (!cfg->external)
+		return -ENOENT;
+	rc = cfg->external(cfg->external_arg, &f, &b->fd);
 	if (rc == 0)
 		b->complete = b->verified = b->external = true;
 	return rc;
@@ -300,7 +345,7 @@ static int use_external(struct blob *b)
  */
 static int blob_load(struct blob *b)
 {
-	struct db_store *s = b->ctx->cfg.store;
+	struct db_store *s = b->eng->cfg.store;
 	struct db_partial p;
 	char path[4096];
 	uint64_t size;
@@ -334,21 +379,21 @@ static int blob_load(struct blob *b)
 	b->inflight = calloc(1, n ? n : 1);
 	if (!b->inflight)
 		return -ENOMEM;
-	return start_hash(b);
+	return db_hash_start(&b->hash, b->etag, b->size);
 }
 
-static struct blob *blob_new(struct fs_ctx *ctx, const struct node *f)
+static struct blob *blob_new(struct engine *eng, const struct engine_file *f)
 {
 	struct blob *b = calloc(1, sizeof(*b));
 
 	if (!b)
 		return NULL;
-	b->ctx = ctx;
+	b->eng = eng;
 	b->fd = -1;
 	b->refs = 1;
 	pthread_mutex_init(&b->lock, NULL);
-	memcpy(b->etag, f->etag, sizeof(b->etag));
-	memcpy(b->commit, f->commit, sizeof(b->commit));
+	snprintf(b->etag, sizeof(b->etag), "%s", f->etag);
+	snprintf(b->commit, sizeof(b->commit), "%s", f->commit);
 	b->size = f->size;
 	b->lfs = f->lfs;
 	b->type = f->type;
@@ -362,27 +407,28 @@ static struct blob *blob_new(struct fs_ctx *ctx, const struct node *f)
 }
 
 /*
- * The blob of a file node, shared with every other open of the same etag
+ * The blob of a file, shared with every other open of the same etag
  * (a dropped blob is no longer shared: the next open starts afresh).
  */
-static int blob_get(struct fs_ctx *ctx, const struct node *f, struct blob **out)
+static int blob_get(struct engine *eng, const struct engine_file *f,
+		    struct blob **out)
 {
 	struct blob *b, *fresh;
 	int rc;
 
-	pthread_mutex_lock(&ctx->blobs_lock);
-	for (b = ctx->blobs; b; b = b->next)
+	pthread_mutex_lock(&eng->blobs_lock);
+	for (b = eng->blobs; b; b = b->next)
 		if (strcmp(b->etag, f->etag) == 0)
 			break;
 	if (b)
 		b->refs++;
-	pthread_mutex_unlock(&ctx->blobs_lock);
+	pthread_mutex_unlock(&eng->blobs_lock);
 	if (b) {
 		*out = b;
 		return 0;
 	}
 
-	fresh = blob_new(ctx, f);
+	fresh = blob_new(eng, f);
 	if (!fresh)
 		return -ENOMEM;
 	rc = blob_load(fresh);
@@ -390,50 +436,39 @@ static int blob_get(struct fs_ctx *ctx, const struct node *f, struct blob **out)
 		blob_free(fresh);
 		return rc;
 	}
-	pthread_mutex_lock(&ctx->blobs_lock);
-	for (b = ctx->blobs; b; b = b->next) /* another open won the race */
+	pthread_mutex_lock(&eng->blobs_lock);
+	for (b = eng->blobs; b; b = b->next) /* another open won the race */
 		if (strcmp(b->etag, f->etag) == 0)
 			break;
 	if (b) {
 		b->refs++;
 	} else {
 		b = fresh;
-		b->next = ctx->blobs;
-		ctx->blobs = b;
+		b->next = eng->blobs;
+		eng->blobs = b;
 		b->listed = true;
 		fresh = NULL;
 	}
-	pthread_mutex_unlock(&ctx->blobs_lock);
+	pthread_mutex_unlock(&eng->blobs_lock);
 	blob_free(fresh);
 	*out = b;
 	return 0;
 }
 
-static void remember_node(struct blob *b, uint64_t node)
+/* Keep tag for the dropped hook: the most recent MAX_TAGS distinct ones. */
+static void remember_tag(struct blob *b, uint64_t tag)
 {
-	pthread_mutex_lock(&b->lock);
-	for (int i = 0; i < MAX_NODES; i++) {
-		if (b->nodes[i] == node)
-			break;
-		if (b->nodes[i] == 0) {
-			b->nodes[i] = node;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&b->lock);
+	int i;
+
+	blob_lock(b);
+	for (i = 0; i < MAX_TAGS - 1 && b->tags[i] != tag; i++)
+		;
+	memmove(&b->tags[1], &b->tags[0], (size_t)i * sizeof(b->tags[0]));
+	b->tags[0] = tag;
+	blob_unlock(b);
 }
 
 /* ---- Answering readers ------------------------------------------------- */
-
-static void reply_from_file(fuse_req_t req, int fd, uint64_t off, size_t size)
-{
-	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
-
-	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	buf.buf[0].fd = fd;
-	buf.buf[0].pos = (off_t)off;
-	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
-}
 
 /*
  * Whether w can be answered (lock held): its bytes are there and, for a
@@ -447,6 +482,7 @@ static bool satisfied(const struct blob *b, const struct waiter *w)
 	uint64_t first = w->off >> b->shift;
 	uint64_t last = (w->off + w->size - 1) >> b->shift;
 
+	assert_held(b);
 	for (uint64_t i = first; i <= last; i++)
 		if (!db_bit(b->present, i))
 			return false;
@@ -463,6 +499,7 @@ static void take_ready(struct blob *b, struct waiter **ready)
 {
 	struct waiter **pp = &b->waiters;
 
+	assert_held(b);
 	while (*pp) {
 		struct waiter *w = *pp;
 
@@ -476,21 +513,17 @@ static void take_ready(struct blob *b, struct waiter **ready)
 	}
 }
 
-static void answer(struct blob *b, struct waiter *ready, int err)
+/* Call the waiters' done with rc (0 or a negative errno), no lock held. */
+static void answer(struct blob *b, struct waiter *ready, int rc)
 {
 	while (ready) {
 		struct waiter *w = ready;
 
 		ready = w->next;
-		if (w->done) {
-			w->done(w->arg, err);
-		} else if (err) {
-			fuse_reply_err(w->req, err);
-		} else {
-			__atomic_fetch_add(&b->ctx->bytes_served, w->size,
+		if (rc == 0)
+			__atomic_fetch_add(&b->eng->bytes_answered, w->size,
 					   __ATOMIC_RELAXED);
-			reply_from_file(w->req, b->fd, w->off, w->size);
-		}
+		w->done(w->arg, rc, rc ? -1 : b->fd, w->off, w->size);
 		free(w);
 	}
 }
@@ -501,39 +534,61 @@ static void queue_sync(struct blob *b, enum sync_kind kind, uint64_t first,
 		       uint64_t count);
 static void drop_blob(struct blob *b, struct waiter **failed);
 
+/* Feed blocks [first, last) from the file to the digest (no lock held). */
+static int hash_from_file(struct blob *b, uint64_t first, uint64_t last)
+{
+	if (!b->hashbuf && !(b->hashbuf = malloc(1ULL << b->shift)))
+		return -ENOMEM;
+	for (uint64_t i = first; i < last; i++) {
+		uint64_t off = i << b->shift;
+		size_t n = (size_t)(block_end(b, i) - off);
+
+		if (pread(b->fd, b->hashbuf, n, (off_t)off) != (ssize_t)n)
+			return -EIO; /* unreadable counts as corrupt */
+		db_hash_update(b->hash, b->hashbuf, n);
+	}
+	return 0;
+}
+
 /*
  * Feed the present blocks that follow the hashed ones to the digest; when
- * the last is fed, check the result (lock held).  Returns false when the
+ * the last is fed, check the result.  Called and returns with b->lock
+ * held, but reads the file with it released: one thread at a time hashes
+ * (b->hashing), and the others go on meanwhile.  Returns false when the
  * content failed its check.
  */
 static bool hash_advance(struct blob *b)
 {
-	unsigned char digest[EVP_MAX_MD_SIZE];
-	char hex[2 * EVP_MAX_MD_SIZE + 1];
-	unsigned len = 0;
+	char hex[65];
+	int rc = 0;
 
-	if (b->verified)
-		return true;
-	while (b->hashed < b->blocks && db_bit(b->present, b->hashed)) {
-		uint64_t off = b->hashed << b->shift;
-		size_t n = (size_t)(block_end(b, b->hashed) - off);
-		ssize_t r;
+	assert_held(b);
+	if (b->verified || b->hashing)
+		return true; /* done, or the hashing thread goes on */
+	b->hashing = true;
+	while (rc == 0 && b->hashed < b->blocks &&
+	       db_bit(b->present, b->hashed)) {
+		uint64_t first = b->hashed, last = first;
 
-		if (!b->hashbuf && !(b->hashbuf = malloc(1ULL << b->shift)))
-			return true; /* try again with the next block */
-		r = pread(b->fd, b->hashbuf, n, (off_t)off);
-		if (r != (ssize_t)n)
-			return false; /* unreadable counts as corrupt */
-		EVP_DigestUpdate(b->md, b->hashbuf, n);
-		b->hashed++;
+		while (last < b->blocks && db_bit(b->present, last))
+			last++;
+		blob_unlock(b);
+		rc = hash_from_file(b, first, last);
+		blob_lock(b);
+		if (rc == 0)
+			b->hashed = last;
 	}
+	b->hashing = false;
+	if (rc == -ENOMEM)
+		return true; /* tried again when the next block arrives */
+	if (rc < 0)
+		return false;
 	if (b->hashed < b->blocks)
 		return true;
 	free(b->hashbuf);
 	b->hashbuf = NULL;
-	EVP_DigestFinal_ex(b->md, digest, &len);
-	for (unsigned i = 0; i < len; i++)
-		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	db_hash_finish(b->hash, hex);
+	b->hash = NULL;
 	if (strcmp(hex, b->etag) != 0) {
 		fs_log(LOG_ERR,
 		       "%s/%s: content does not match its hash (got %s, "
@@ -580,7 +635,7 @@ static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
 
 	if (rc == -ENOSPC || rc == -EDQUOT) {
 		/* The disk is full: make room from blobs nobody uses. */
-		struct db_store *s = b->ctx->cfg.store;
+		struct db_store *s = b->eng->cfg.store;
 		uint64_t used, freed = 0;
 		int erc = db_store_usage(s, &used);
 
@@ -592,7 +647,7 @@ static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
 				       false, NULL, NULL, &freed);
 		if (erc < 0)
 			fs_log(LOG_WARNING, "store: disk full; evicting: %s",
-			       db_last_error(s));
+			       db_last_error());
 		if (freed > 0)
 			fs_log(LOG_WARNING,
 			       "store: disk full, evicted %llu bytes",
@@ -602,11 +657,11 @@ static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
 	}
 	if (rc < 0)
 		return rc;
-	pthread_mutex_lock(&b->lock);
+	blob_lock(b);
 	set_bit(b->present, i);
 	if (!b->dropped) {
-		if (b->hashed == i && !b->verified) {
-			EVP_DigestUpdate(b->md, buf, len);
+		if (b->hashed == i && !b->verified && !b->hashing) {
+			db_hash_update(b->hash, buf, len);
 			b->hashed++;
 		}
 		ok = hash_advance(b);
@@ -615,9 +670,9 @@ static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
 		else
 			take_ready(b, &ready);
 	}
-	pthread_mutex_unlock(&b->lock);
+	blob_unlock(b);
 	answer(b, ready, 0);
-	answer(b, failed, EIO);
+	answer(b, failed, -EIO);
 	return ok ? 0 : -ECANCELED; /* logged already: stop quietly */
 }
 
@@ -659,7 +714,7 @@ static int job_data(void *arg, uint64_t offset, const void *buf, size_t n)
 	return 0;
 }
 
-/* The errno a reader sees for a failed transfer, logged once here. */
+/* The -errno a reader sees for a failed transfer, logged once here. */
 static int transfer_errno(struct blob *b, int rc, const struct hub_error *err)
 {
 	char why[400];
@@ -667,24 +722,24 @@ static int transfer_errno(struct blob *b, int rc, const struct hub_error *err)
 	if (rc == -ENOSPC || rc == -EDQUOT) {
 		fs_log(LOG_ERR, "%s/%s: the store is full", b->repo_id,
 		       b->path);
-		return ENOSPC;
+		return -ENOSPC;
 	}
 	if (rc == -ECANCELED)
-		return EIO;
+		return -EIO;
 	if (rc == -ENETDOWN)
 		fs_log(LOG_WARNING, "%s/%s: offline and not in the store",
 		       b->repo_id, b->path);
 	else if (rc == -ETIMEDOUT)
 		fs_log(LOG_ERR, "%s/%s: no progress for %ld s: giving up",
-		       b->repo_id, b->path, b->ctx->cfg.read_timeout);
+		       b->repo_id, b->path, b->eng->cfg.read_timeout);
 	else
 		fs_log(LOG_ERR, "%s/%s: %s", b->repo_id, b->path,
 		       err && (err->status || err->transport || err->message[0])
 			       ? hub_error_describe(err, why, sizeof(why))
 			       : strerror(-rc));
 	if (err && hub_error_errno(err) == EACCES)
-		return EACCES;
-	return EIO;
+		return -EACCES;
+	return -EIO;
 }
 
 /*
@@ -695,6 +750,7 @@ static void take_stranded(struct blob *b, struct waiter **failed)
 {
 	struct waiter **pp = &b->waiters;
 
+	assert_held(b);
 	while (*pp) {
 		struct waiter *w = *pp;
 		uint64_t first = w->off >> b->shift;
@@ -749,7 +805,7 @@ static void job_finish(struct job *j, int rc, const struct hub_error *err)
 	e = rc ? transfer_errno(b, rc, err) : 0;
 	if (rc)
 		arrived = calloc(1, (j->count + 7) / 8);
-	pthread_mutex_lock(&b->lock);
+	blob_lock(b);
 	for (uint64_t i = j->first; i < j->first + j->count; i++) {
 		clear_bit(b->inflight, i);
 		if (arrived && db_bit(b->present, i))
@@ -760,7 +816,7 @@ static void job_finish(struct job *j, int rc, const struct hub_error *err)
 	take_ready(b, &ready); /* reads at the end that no longer wait */
 	if (rc && !arrived)
 		b->unmarked = true; /* cannot say which: see blob_unref() */
-	pthread_mutex_unlock(&b->lock);
+	blob_unlock(b);
 	answer(b, failed, e);
 	answer(b, ready, 0);
 	if (rc == 0 && j->locked)
@@ -780,17 +836,17 @@ static void job_finish(struct job *j, int rc, const struct hub_error *err)
 /* Hand a block to the block thread; -EBUSY when too many wait already. */
 static int queue_block(struct job *j, uint64_t i, unsigned char *buf)
 {
-	struct fs_ctx *ctx = j->b->ctx;
+	struct engine *eng = j->b->eng;
 	struct block_item *it;
 	bool full;
 
-	full = queue_counted(&ctx->blocks) >= MAX_QUEUED_BLOCKS;
+	full = queue_counted(&eng->blocks) >= MAX_QUEUED_BLOCKS;
 	if (full || !(it = calloc(1, sizeof(*it))))
 		return -EBUSY;
 	it->j = j;
 	it->i = i;
 	it->buf = buf;
-	queue_push(&ctx->blocks, &it->q, true);
+	queue_push(&eng->blocks, &it->q, true);
 	return 0;
 }
 
@@ -804,7 +860,7 @@ static void job_done(void *arg, int rc, const struct hub_error *err)
 	it->rc = rc;
 	if (err)
 		it->err = *err;
-	queue_push(&j->b->ctx->blocks, &it->q, false);
+	queue_push(&j->b->eng->blocks, &it->q, false);
 }
 
 static void handle_block(struct qitem *q, void *arg)
@@ -840,6 +896,7 @@ static void plan_runs(struct blob *b, uint64_t first, uint64_t last,
 {
 	uint64_t max = XFER_MAX >> b->shift;
 
+	assert_held(b);
 	for (uint64_t i = first; i <= last && i < b->blocks && r->n < 64;) {
 		uint64_t start = i;
 
@@ -865,7 +922,6 @@ static void plan_runs(struct blob *b, uint64_t first, uint64_t last,
 	}
 }
 
-/* Hand the planned runs to the engine (no lock held). */
 /*
  * Blocks being fetched are held by an OFD write lock on their byte range
  * of the blob's file, from the request until they are durable and marked
@@ -873,8 +929,7 @@ static void plan_runs(struct blob *b, uint64_t first, uint64_t last,
  * waits for the lock, then finds them marked instead of fetching them
  * again.
  */
-static int range_lock(const struct blob *b, const struct job *j, short type,
-		      bool wait)
+static int range_lock(const struct blob *b, const struct job *j, short type)
 {
 	struct flock fl = {
 		.l_type = type,
@@ -886,7 +941,7 @@ static int range_lock(const struct blob *b, const struct job *j, short type,
 	int rc;
 
 	do
-		rc = fcntl(b->fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl);
+		rc = fcntl(b->fd, F_OFD_SETLK, &fl);
 	while (rc < 0 && errno == EINTR);
 	return rc < 0 ? -errno : 0;
 }
@@ -894,7 +949,7 @@ static int range_lock(const struct blob *b, const struct job *j, short type,
 static void range_unlock(const struct blob *b, struct job *j)
 {
 	if (j->locked)
-		range_lock(b, j, F_UNLCK, false);
+		range_lock(b, j, F_UNLCK);
 	j->locked = false;
 }
 
@@ -903,7 +958,7 @@ static void submit_one(struct blob *b, struct job *j,
 
 /*
  * Another process is fetching some of j's blocks: wait for it (on a thread
- * of our own, not a FUSE worker), take what it marked, and fetch only if
+ * of our own, never a caller's), take what it marked, and fetch only if
  * something is still missing.
  */
 struct lock_wait {
@@ -911,16 +966,13 @@ struct lock_wait {
 	enum hub_xfer_priority prio;
 };
 
-static void submit_one(struct blob *b, struct job *j,
-		       enum hub_xfer_priority prio);
-
 /*
  * What other processes made durable of b: their marks, or all of it when
  * one of them completed the blob in the very file we have open.
  */
 static void others_marks(struct blob *b, uint8_t *map)
 {
-	struct db_store *s = b->ctx->cfg.store;
+	struct db_store *s = b->eng->cfg.store;
 	struct stat ours, done;
 	char path[4096];
 	uint64_t size;
@@ -940,6 +992,7 @@ static void others_marks(struct blob *b, uint8_t *map)
 static void missing_runs(struct blob *b, const struct job *j,
 			 enum hub_xfer_priority prio, struct runs *r)
 {
+	assert_held(b);
 	for (uint64_t i = j->first; i < j->first + j->count;) {
 		uint64_t start = i;
 		struct job *sub;
@@ -998,7 +1051,7 @@ static void settle(struct job *j, enum hub_xfer_priority prio)
 
 	if (theirs)
 		others_marks(b, theirs);
-	pthread_mutex_lock(&b->lock);
+	blob_lock(b);
 	for (uint64_t i = j->first; i < j->first + j->count; i++)
 		if (theirs && db_bit(theirs, i))
 			set_bit(b->present, i);
@@ -1011,10 +1064,10 @@ static void settle(struct job *j, enum hub_xfer_priority prio)
 	}
 	if (j->locked)
 		unlock_present(b, j);
-	pthread_mutex_unlock(&b->lock);
+	blob_unlock(b);
 	free(theirs);
 	answer(b, ready, 0);
-	answer(b, failed, EIO);
+	answer(b, failed, -EIO);
 	for (unsigned i = 0; i < runs.n; i++) {
 		runs.jobs[i]->locked = j->locked;
 		submit_one(b, runs.jobs[i], runs.prio[i]);
@@ -1022,13 +1075,13 @@ static void settle(struct job *j, enum hub_xfer_priority prio)
 	free(j);
 }
 
-static bool stopping(struct fs_ctx *ctx)
+static bool stopping(struct engine *eng)
 {
 	bool stop;
 
-	pthread_mutex_lock(&ctx->blobs_lock);
-	stop = ctx->stopping;
-	pthread_mutex_unlock(&ctx->blobs_lock);
+	pthread_mutex_lock(&eng->blobs_lock);
+	stop = eng->stopping;
+	pthread_mutex_unlock(&eng->blobs_lock);
 	return stop;
 }
 
@@ -1044,44 +1097,44 @@ static void *wait_for_other(void *arg)
 {
 	struct lock_wait *lw = arg;
 	struct blob *b = lw->j->b;
-	struct fs_ctx *ctx = b->ctx;
+	struct engine *eng = b->eng;
 	const struct timespec poll = { 0, LOCK_POLL_MS * 1000000L };
 	int rc;
 
-	while (((rc = range_lock(b, lw->j, F_WRLCK, false)) == -EAGAIN ||
+	while (((rc = range_lock(b, lw->j, F_WRLCK)) == -EAGAIN ||
 		rc == -EACCES) &&
-	       !stopping(ctx))
+	       !stopping(eng))
 		nanosleep(&poll, NULL);
 	lw->j->locked = rc == 0;
 	settle(lw->j, lw->prio);
 	blob_unref(b); /* the reference the thread was started with */
 	free(lw);
-	pthread_mutex_lock(&ctx->blobs_lock);
-	if (--ctx->lock_waits == 0)
-		pthread_cond_broadcast(&ctx->lock_waits_done);
-	pthread_mutex_unlock(&ctx->blobs_lock);
+	pthread_mutex_lock(&eng->blobs_lock);
+	if (--eng->lock_waits == 0)
+		pthread_cond_broadcast(&eng->lock_waits_done);
+	pthread_mutex_unlock(&eng->blobs_lock);
 	return NULL;
 }
 
 /* Count a wait_for_other thread about to start; false once stopping. */
-static bool lock_wait_begin(struct fs_ctx *ctx)
+static bool lock_wait_begin(struct engine *eng)
 {
 	bool ok;
 
-	pthread_mutex_lock(&ctx->blobs_lock);
-	ok = !ctx->stopping;
+	pthread_mutex_lock(&eng->blobs_lock);
+	ok = !eng->stopping;
 	if (ok)
-		ctx->lock_waits++;
-	pthread_mutex_unlock(&ctx->blobs_lock);
+		eng->lock_waits++;
+	pthread_mutex_unlock(&eng->blobs_lock);
 	return ok;
 }
 
-static void lock_wait_abandon(struct fs_ctx *ctx)
+static void lock_wait_abandon(struct engine *eng)
 {
-	pthread_mutex_lock(&ctx->blobs_lock);
-	if (--ctx->lock_waits == 0)
-		pthread_cond_broadcast(&ctx->lock_waits_done);
-	pthread_mutex_unlock(&ctx->blobs_lock);
+	pthread_mutex_lock(&eng->blobs_lock);
+	if (--eng->lock_waits == 0)
+		pthread_cond_broadcast(&eng->lock_waits_done);
+	pthread_mutex_unlock(&eng->blobs_lock);
 }
 
 static void submit_one(struct blob *b, struct job *j,
@@ -1100,7 +1153,7 @@ static void submit_one(struct blob *b, struct job *j,
 	int rc;
 
 	blob_ref(b);
-	rc = hub_xfer_submit(b->ctx->xfer, &ref, off, end - off, prio, &job_ops,
+	rc = hub_xfer_submit(b->eng->xfer, &ref, off, end - off, prio, &job_ops,
 			     j);
 	if (rc < 0) /* refused: done() was not called */
 		job_done(j, rc, NULL);
@@ -1112,7 +1165,7 @@ static void submit_runs(struct blob *b, struct runs *r)
 		struct job *j = r->jobs[i];
 		struct lock_wait *lw;
 		pthread_t t;
-		int rc = range_lock(b, j, F_WRLCK, false);
+		int rc = range_lock(b, j, F_WRLCK);
 
 		j->locked = rc == 0;
 		if (rc != -EAGAIN && rc != -EACCES) { /* ours, or no locks */
@@ -1120,7 +1173,7 @@ static void submit_runs(struct blob *b, struct runs *r)
 			continue;
 		}
 		lw = malloc(sizeof(*lw));
-		if (lw && lock_wait_begin(b->ctx)) {
+		if (lw && lock_wait_begin(b->eng)) {
 			lw->j = j;
 			lw->prio = r->prio[i];
 			blob_ref(b);
@@ -1129,7 +1182,7 @@ static void submit_runs(struct blob *b, struct runs *r)
 				continue;
 			}
 			blob_unref(b);
-			lock_wait_abandon(b->ctx);
+			lock_wait_abandon(b->eng);
 		}
 		free(lw);
 		submit_one(b, j, r->prio[i]); /* fetch it twice, then */
@@ -1141,7 +1194,7 @@ static void submit_runs(struct blob *b, struct runs *r)
 static void queue_sync(struct blob *b, enum sync_kind kind, uint64_t first,
 		       uint64_t count)
 {
-	struct fs_ctx *ctx = b->ctx;
+	struct engine *eng = b->eng;
 	struct sync_item *it = calloc(1, sizeof(*it));
 
 	if (!it)
@@ -1151,7 +1204,7 @@ static void queue_sync(struct blob *b, enum sync_kind kind, uint64_t first,
 	it->kind = kind;
 	it->first = first;
 	it->count = count;
-	queue_push(&ctx->syncs, &it->q, false);
+	queue_push(&eng->syncs, &it->q, false);
 }
 
 /*
@@ -1160,16 +1213,16 @@ static void queue_sync(struct blob *b, enum sync_kind kind, uint64_t first,
  * between the check and the write and leave marks for bytes that are gone.
  */
 /* Keep the store within its size limit, if it has one. */
-static void keep_within_limit(struct fs_ctx *ctx)
+static void keep_within_limit(struct engine *eng)
 {
-	struct db_store *s = ctx->cfg.store;
+	struct db_store *s = eng->cfg.store;
 	uint64_t freed = 0;
 	int64_t limit;
 
 	if (db_setting_get(s, DB_SETTING_MAX_CACHE, &limit) < 0 || limit <= 0)
 		return;
 	if (db_evict(s, (uint64_t)limit, false, NULL, NULL, &freed) < 0)
-		fs_log(LOG_WARNING, "store: evicting: %s", db_last_error(s));
+		fs_log(LOG_WARNING, "store: evicting: %s", db_last_error());
 	else if (freed)
 		fs_log(LOG_INFO,
 		       "store: evicted %llu bytes to stay within "
@@ -1180,7 +1233,7 @@ static void keep_within_limit(struct fs_ctx *ctx)
 static void do_sync_once(struct sync_item *it)
 {
 	struct blob *b = it->b;
-	struct db_store *s = b->ctx->cfg.store;
+	struct db_store *s = b->eng->cfg.store;
 	uint64_t size;
 	int rc = 0;
 
@@ -1193,9 +1246,9 @@ static void do_sync_once(struct sync_item *it)
 		       strerror(errno));
 		return;
 	}
-	pthread_mutex_lock(&b->lock);
+	blob_lock(b);
 	if (b->dropped || b->complete) {
-		pthread_mutex_unlock(&b->lock);
+		blob_unlock(b);
 		return;
 	}
 	if (it->kind != SYNC_FINISH) {
@@ -1209,13 +1262,13 @@ static void do_sync_once(struct sync_item *it)
 	}
 	if (rc < 0)
 		b->unmarked = true;
-	pthread_mutex_unlock(&b->lock);
+	blob_unlock(b);
 	if (rc < 0)
 		fs_log(LOG_WARNING, "store: recording %s of %s: %s",
 		       it->kind == SYNC_FINISH ? "the whole" : "blocks",
-		       b->etag, db_last_error(s));
+		       b->etag, db_last_error());
 	else if (it->kind == SYNC_FINISH)
-		keep_within_limit(b->ctx);
+		keep_within_limit(b->eng);
 }
 
 static void do_sync(struct sync_item *it)
@@ -1250,34 +1303,39 @@ static void handle_sync(struct qitem *q, void *arg)
  * too, from another thread, which that open must not race).  Every other
  * open keeps the cache: content is immutable per etag.  blobs_lock.
  */
-static void note_dropped(struct fs_ctx *ctx, const char *etag)
+static void note_dropped(struct engine *eng, const char *etag)
 {
-	pthread_mutex_lock(&ctx->blobs_lock);
-	memcpy(ctx->dropped[ctx->n_dropped++ % DROPPED_KEPT], etag, 65);
-	pthread_mutex_unlock(&ctx->blobs_lock);
+	pthread_mutex_lock(&eng->blobs_lock);
+	memcpy(eng->dropped[eng->n_dropped++ % DROPPED_KEPT], etag, 65);
+	pthread_mutex_unlock(&eng->blobs_lock);
 }
 
-static bool was_dropped(struct fs_ctx *ctx, const char *etag)
+static bool was_dropped(struct engine *eng, const char *etag)
 {
 	bool found = false;
 
-	pthread_mutex_lock(&ctx->blobs_lock);
+	pthread_mutex_lock(&eng->blobs_lock);
 	for (unsigned i = 0; i < DROPPED_KEPT && !found; i++) {
-		if (strcmp(ctx->dropped[i], etag) == 0) {
-			ctx->dropped[i][0] = '\0';
+		if (strcmp(eng->dropped[i], etag) == 0) {
+			eng->dropped[i][0] = '\0';
 			found = true;
 		}
 	}
-	pthread_mutex_unlock(&ctx->blobs_lock);
+	pthread_mutex_unlock(&eng->blobs_lock);
 	return found;
 }
 
 static void *inval_main(void *arg)
 {
 	struct blob *b = arg;
+	const struct engine_config *cfg = &b->eng->cfg;
+	uint64_t tags[MAX_TAGS];
 
-	for (int i = 0; i < MAX_NODES && b->nodes[i]; i++)
-		fuse_lowlevel_notify_inval_inode(b->ctx->se, b->nodes[i], 0, 0);
+	blob_lock(b);
+	memcpy(tags, b->tags, sizeof(tags));
+	blob_unlock(b);
+	for (int i = 0; i < MAX_TAGS && tags[i]; i++)
+		cfg->dropped(cfg->dropped_arg, tags[i]);
 	blob_unref(b);
 	return NULL;
 }
@@ -1285,14 +1343,15 @@ static void *inval_main(void *arg)
 /*
  * The content failed its check (lock held): fail every waiter, forget the
  * blocks, remove the file and its bitmap, and make the next open or read
- * start afresh.  The kernel's cached pages of the file are invalidated
- * from another thread (the notification must not wait on this one).
+ * start afresh.  The dropped hook is called from another thread (a FUSE
+ * front's invalidation must not wait on this one).
  */
 static void drop_blob(struct blob *b, struct waiter **failed)
 {
-	struct fs_ctx *ctx = b->ctx;
+	struct engine *eng = b->eng;
 	pthread_t t;
 
+	assert_held(b);
 	b->dropped = true;
 	while (b->waiters) {
 		struct waiter *w = b->waiters;
@@ -1301,31 +1360,33 @@ static void drop_blob(struct blob *b, struct waiter **failed)
 		w->next = *failed;
 		*failed = w;
 	}
-	if (db_partial_drop(ctx->cfg.store, b->etag) < 0)
+	if (db_partial_drop(eng->cfg.store, b->etag) < 0)
 		fs_log(LOG_ERR, "store: dropping blob %s: %s", b->etag,
-		       db_last_error(ctx->cfg.store));
-	pthread_mutex_lock(&ctx->blobs_lock);
-	unlist(ctx, b);
+		       db_last_error());
+	pthread_mutex_lock(&eng->blobs_lock);
+	unlist(eng, b);
 	b->refs++;
-	pthread_mutex_unlock(&ctx->blobs_lock);
-	note_dropped(ctx, b->etag);
-	if (ctx->se && pthread_create(&t, NULL, inval_main, b) == 0)
+	pthread_mutex_unlock(&eng->blobs_lock);
+	note_dropped(eng, b->etag);
+	if (eng->cfg.dropped && pthread_create(&t, NULL, inval_main, b) == 0)
 		pthread_detach(t);
 	else
 		blob_unref(b);
 }
 
-/* ---- The FUSE side ----------------------------------------------------- */
+/* ---- Opening files ------------------------------------------------------ */
 
-int blob_open(struct fs_ctx *ctx, const struct node *f, uint64_t *fh,
-	      bool *keep_cache)
+int engine_open(struct engine *eng, const struct engine_file *f, uint64_t tag,
+		struct engine_handle **out, bool *keep_cache)
 {
-	struct handle *h = calloc(1, sizeof(*h));
+	struct engine_handle *h = calloc(1, sizeof(*h));
+	bool keep;
 	int rc;
 
+	*out = NULL;
 	if (!h)
 		return -ENOMEM;
-	rc = blob_get(ctx, f, &h->b);
+	rc = blob_get(eng, f, &h->b);
 	if (rc < 0) {
 		fs_log(LOG_ERR, "store: cannot open blob %s for %s/%s: %s",
 		       f->etag, f->repo_id, f->path, strerror(-rc));
@@ -1333,40 +1394,45 @@ int blob_open(struct fs_ctx *ctx, const struct node *f, uint64_t *fh,
 		return rc;
 	}
 	pthread_mutex_init(&h->lock, NULL);
-	remember_node(h->b, f->id);
-	pthread_mutex_lock(&ctx->blobs_lock);
-	h->lnext = ctx->handles;
+	if (tag)
+		remember_tag(h->b, tag);
+	pthread_mutex_lock(&eng->blobs_lock);
+	h->lnext = eng->handles;
 	if (h->lnext)
 		h->lnext->lprev = h;
-	ctx->handles = h;
-	pthread_mutex_unlock(&ctx->blobs_lock);
-	pthread_mutex_lock(&h->b->lock);
-	*keep_cache = !was_dropped(ctx, f->etag);
+	eng->handles = h;
+	pthread_mutex_unlock(&eng->blobs_lock);
+	blob_lock(h->b);
+	keep = !was_dropped(eng, f->etag);
 	if (h->b->complete && !h->b->external)
 		queue_sync(h->b, SYNC_TOUCH, 0, 0);
-	pthread_mutex_unlock(&h->b->lock);
-	*fh = (uintptr_t)h;
+	blob_unlock(h->b);
+	if (keep_cache)
+		*keep_cache = keep;
+	*out = h;
 	return 0;
 }
 
-void blob_release(uint64_t fh)
+void engine_close(struct engine_handle *h)
 {
-	struct handle *h = (struct handle *)(uintptr_t)fh;
-	struct fs_ctx *ctx = h->b->ctx;
+	struct engine *eng;
 
-	pthread_mutex_lock(&ctx->blobs_lock);
+	if (!h)
+		return;
+	eng = h->b->eng;
+	pthread_mutex_lock(&eng->blobs_lock);
 	if (h->lprev)
 		h->lprev->lnext = h->lnext;
 	else
-		ctx->handles = h->lnext;
+		eng->handles = h->lnext;
 	if (h->lnext)
 		h->lnext->lprev = h->lprev;
-	pthread_mutex_unlock(&ctx->blobs_lock);
+	pthread_mutex_unlock(&eng->blobs_lock);
 	/*
-	 * The kernel sends the release only once every read of the file was
-	 * answered, so no reader uses h any more; but that order runs
+	 * No wait of h is pending (the caller's promise; a FUSE release
+	 * comes only once every read was answered), but that order may run
 	 * through /dev/fuse (spliced replies), which ThreadSanitizer cannot
-	 * see.  Taking the lock the readers took makes it explicit.
+	 * see.  Taking the lock the waits took makes it explicit.
 	 */
 	pthread_mutex_lock(&h->lock);
 	pthread_mutex_unlock(&h->lock);
@@ -1375,19 +1441,15 @@ void blob_release(uint64_t fh)
 	free(h);
 }
 
-/*
- * Readahead for a read at [off, end): a sequential reader that comes
- * within half a window of what was requested gets the next window, and
- * the window doubles; anyone else gets none.  Returns the range to
- * prefetch, empty when none.
- */
+/* ---- Waiting for bytes --------------------------------------------------- */
+
 /*
  * The stream of h that a read at [off, end) continues, or a slot to start
  * one in (the least recently used).  The kernel's reads of one stream
  * arrive from several threads and may be reordered a little: a read near
  * where a stream is, or inside what was read ahead for it, continues it.
  */
-static struct stream *find_stream(struct handle *h, uint64_t off)
+static struct stream *find_stream(struct engine_handle *h, uint64_t off)
 {
 	struct stream *lru = &h->streams[0];
 
@@ -1407,8 +1469,15 @@ static struct stream *find_stream(struct handle *h, uint64_t off)
 	return lru;
 }
 
-static void plan_readahead(struct handle *h, const struct blob *b, uint64_t off,
-			   uint64_t end, uint64_t *ra_off, uint64_t *ra_end)
+/*
+ * Readahead for a read at [off, end): a sequential reader that comes
+ * within half a window of what was requested gets the next window, and
+ * the window doubles; anyone else gets none.  Returns the range to
+ * prefetch, empty when none.
+ */
+static void plan_readahead(struct engine_handle *h, const struct blob *b,
+			   uint64_t off, uint64_t end, uint64_t *ra_off,
+			   uint64_t *ra_end)
 {
 	uint64_t window, target, batch;
 	struct stream *st;
@@ -1449,40 +1518,20 @@ static void plan_readahead(struct handle *h, const struct blob *b, uint64_t off,
 	pthread_mutex_unlock(&h->lock);
 }
 
-static void interrupted(fuse_req_t req, void *data)
-{
-	struct blob *b = data;
-	struct waiter **pp, *w = NULL;
-
-	pthread_mutex_lock(&b->lock);
-	for (pp = &b->waiters; *pp; pp = &(*pp)->next) {
-		if ((*pp)->req == req) {
-			w = *pp;
-			*pp = w->next;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&b->lock);
-	if (w) {
-		fuse_reply_err(req, EINTR);
-		free(w);
-	}
-}
-
 /*
  * The blob of an open file for one read, with a reference the caller
  * drops.  Once its blob failed the check, an open file only gets EIO: its
  * reader may already hold bytes of the bad copy, so it must not finish
  * with a success.  The next open fetches the blob afresh.
  */
-static int handle_blob(struct handle *h, struct blob **out)
+static int handle_blob(struct engine_handle *h, struct blob **out)
 {
 	struct blob *b = h->b;
 	bool dropped;
 
-	pthread_mutex_lock(&b->lock);
+	blob_lock(b);
 	dropped = b->dropped;
-	pthread_mutex_unlock(&b->lock);
+	blob_unlock(b);
 	if (dropped)
 		return -EIO;
 	blob_ref(b);
@@ -1498,6 +1547,7 @@ static bool wait_for(struct blob *b, struct waiter *w, struct runs *runs)
 {
 	uint64_t end = w->off + w->size;
 
+	assert_held(b);
 	if (satisfied(b, w))
 		return false;
 	w->next = b->waiters;
@@ -1511,132 +1561,108 @@ static bool wait_for(struct blob *b, struct waiter *w, struct runs *runs)
 		if (!hash_advance(b))
 			drop_blob(b, &failed);
 		take_ready(b, &ready);
-		pthread_mutex_unlock(&b->lock);
+		blob_unlock(b);
 		answer(b, ready, 0);
-		answer(b, failed, EIO);
-		pthread_mutex_lock(&b->lock);
+		answer(b, failed, -EIO);
+		blob_lock(b);
 	}
 	return true;
 }
 
-/* A read answered at once, from what the store has. */
-static void count_local(struct fs_ctx *ctx, uint64_t bytes)
-{
-	__atomic_fetch_add(&ctx->reads_local, 1, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&ctx->bytes_served, bytes, __ATOMIC_RELAXED);
-}
+#define HOLD_LOG_S 5 /* a pause of the Hub's this long goes to the log */
 
-void blob_read(struct fs_ctx *ctx, const struct node *f, fuse_req_t req,
-	       uint64_t fh, size_t size, uint64_t off)
+/*
+ * A wait that goes to the network while the Hub has asked for a pause of
+ * resolves: said once per pause, so that a read that then fails at the
+ * read timeout has its cause in the log ("hubfs status" shows it too).
+ */
+static void log_hold(struct blob *b)
 {
-	struct handle *h = (struct handle *)(uintptr_t)fh;
-	struct runs runs = { .n = 0 };
-	struct waiter *w;
-	struct blob *b;
-	uint64_t end, ra_off, ra_end;
-	bool complete;
+	struct engine *eng = b->eng;
+	struct hub_xfer_stats xs;
+	int64_t now = (int64_t)time(NULL), last;
 
-	(void)f;
-	if (handle_blob(h, &b) < 0) {
-		fuse_reply_err(req, EIO);
+	hub_xfer_get_stats(eng->xfer, &xs);
+	if (xs.resolves_held_until < now + HOLD_LOG_S)
 		return;
-	}
-	if (off >= b->size || size == 0) {
-		fuse_reply_buf(req, NULL, 0);
-		goto out;
-	}
-	end = off + size < b->size ? off + size : b->size;
-	__atomic_fetch_add(&ctx->reads, 1, __ATOMIC_RELAXED);
-	plan_readahead(h, b, off, end, &ra_off, &ra_end);
-	pthread_mutex_lock(&b->lock);
-	complete = b->complete;
-	pthread_mutex_unlock(&b->lock);
-	if (complete) {
-		count_local(ctx, end - off);
-		reply_from_file(req, b->fd, off, (size_t)(end - off));
-		goto out;
-	}
-
-	w = calloc(1, sizeof(*w));
-	if (!w) {
-		fuse_reply_err(req, ENOMEM);
-		goto out;
-	}
-	w->req = req;
-	w->off = off;
-	w->size = (size_t)(end - off);
-	w->need_verified = end == b->size;
-	fuse_req_interrupt_func(req, interrupted, b);
-	if (fuse_req_interrupted(req)) {
-		free(w);
-		fuse_reply_err(req, EINTR);
-		goto out;
-	}
-
-	pthread_mutex_lock(&b->lock);
-	if (b->dropped) {
-		pthread_mutex_unlock(&b->lock);
-		free(w);
-		fuse_reply_err(req, EIO);
-		goto out;
-	}
-	bool waits = wait_for(b, w, &runs);
-
-	if (ra_end > ra_off && !b->dropped)
-		plan_runs(b, ra_off >> b->shift, (ra_end - 1) >> b->shift,
-			  HUB_XFER_READAHEAD, &runs);
-	pthread_mutex_unlock(&b->lock);
-	if (!waits) {
-		free(w);
-		count_local(ctx, end - off);
-		reply_from_file(req, b->fd, off, (size_t)(end - off));
-	}
-	submit_runs(b, &runs);
-out:
-	blob_unref(b);
+	last = __atomic_load_n(&eng->hold_logged, __ATOMIC_RELAXED);
+	if (last == xs.resolves_held_until ||
+	    !__atomic_compare_exchange_n(&eng->hold_logged, &last,
+					 xs.resolves_held_until, false,
+					 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		return;
+	fs_log(LOG_WARNING,
+	       "%s/%s: the Hub asked for a pause (rate limit): files not "
+	       "resolved yet wait %lld s; a read gives up after %ld s",
+	       b->repo_id, b->path, (long long)(xs.resolves_held_until - now),
+	       eng->cfg.read_timeout);
 }
 
-int blob_fetch(struct fs_ctx *ctx, uint64_t fh, uint64_t off, uint64_t size,
-	       blob_done_fn done, void *arg)
+/* A wait answered at once, from what the store has. */
+static void answer_now(struct blob *b, engine_done_fn done, void *arg,
+		       uint64_t off, uint64_t size)
 {
-	struct handle *h = (struct handle *)(uintptr_t)fh;
+	__atomic_fetch_add(&b->eng->waits_local, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&b->eng->bytes_answered, size, __ATOMIC_RELAXED);
+	done(arg, 0, b->fd, off, (size_t)size);
+}
+
+int engine_wait(struct engine_handle *h, uint64_t off, uint64_t size,
+		unsigned flags, engine_done_fn done, void *arg)
+{
 	struct runs runs = { .n = 0 };
+	uint64_t end, ra_off = 0, ra_end = 0;
 	struct waiter *w;
 	struct blob *b;
-	bool waits;
-	int rc;
+	bool complete, waits;
+	int rc = handle_blob(h, &b);
 
-	(void)ctx;
-	rc = handle_blob(h, &b);
 	if (rc < 0)
 		return rc;
-	rc = -EINVAL;
-	if (off >= b->size || size == 0 || size > b->size - off)
+	if (off >= b->size || size == 0) {
+		done(arg, 0, b->fd, off, 0);
 		goto out;
+	}
+	end = size < b->size - off ? off + size : b->size;
+	__atomic_fetch_add(&b->eng->waits, 1, __ATOMIC_RELAXED);
+	if (flags & ENGINE_READAHEAD)
+		plan_readahead(h, b, off, end, &ra_off, &ra_end);
+	blob_lock(b);
+	complete = b->complete;
+	blob_unlock(b);
+	if (complete) {
+		answer_now(b, done, arg, off, end - off);
+		goto out;
+	}
+
 	rc = -ENOMEM;
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		goto out;
+	w->h = h;
 	w->done = done;
 	w->arg = arg;
 	w->off = off;
-	w->size = (size_t)size;
-	w->need_verified = off + size == b->size;
-	pthread_mutex_lock(&b->lock);
-	if (b->complete || b->dropped) {
-		rc = b->dropped ? -EIO : 0;
-		pthread_mutex_unlock(&b->lock);
+	w->size = (size_t)(end - off);
+	w->need_verified = end == b->size;
+	blob_lock(b);
+	if (b->dropped) {
+		blob_unlock(b);
 		free(w);
-		if (rc == 0)
-			done(arg, 0);
+		rc = -EIO;
 		goto out;
 	}
 	waits = wait_for(b, w, &runs);
-	pthread_mutex_unlock(&b->lock);
+	if (ra_end > ra_off && !b->dropped)
+		plan_runs(b, ra_off >> b->shift, (ra_end - 1) >> b->shift,
+			  HUB_XFER_READAHEAD, &runs);
+	blob_unlock(b);
 	if (!waits) {
 		free(w);
-		done(arg, 0);
+		answer_now(b, done, arg, off, end - off);
 	}
+	if (runs.n)
+		log_hold(b);
 	submit_runs(b, &runs);
 	rc = 0;
 out:
@@ -1644,85 +1670,154 @@ out:
 	return rc;
 }
 
-uint64_t blob_cached_bytes(struct fs_ctx *ctx, const struct node *f)
+int engine_cancel(struct engine_handle *h, const void *arg)
+{
+	struct blob *b = h->b;
+	struct waiter **pp, *gone = NULL;
+	int n = 0;
+
+	blob_lock(b);
+	for (pp = &b->waiters; *pp;) {
+		struct waiter *w = *pp;
+
+		if (w->h == h && w->arg == arg) {
+			*pp = w->next;
+			w->next = gone;
+			gone = w;
+			n++;
+		} else {
+			pp = &w->next;
+		}
+	}
+	blob_unlock(b);
+	answer(b, gone, -EINTR);
+	return n;
+}
+
+uint64_t engine_cached_bytes(struct engine *eng, const char *etag)
 {
 	struct blob *b;
 	uint64_t size, have = 0;
 
-	if (db_blob_get(ctx->cfg.store, f->etag, &size) == 0)
+	if (db_blob_get(eng->cfg.store, etag, &size) == 0)
 		return size;
-	pthread_mutex_lock(&ctx->blobs_lock);
-	for (b = ctx->blobs; b; b = b->next)
-		if (strcmp(b->etag, f->etag) == 0)
+	pthread_mutex_lock(&eng->blobs_lock);
+	for (b = eng->blobs; b; b = b->next)
+		if (strcmp(b->etag, etag) == 0)
 			break;
 	if (b)
 		b->refs++;
-	pthread_mutex_unlock(&ctx->blobs_lock);
+	pthread_mutex_unlock(&eng->blobs_lock);
 	if (!b)
 		return 0;
-	pthread_mutex_lock(&b->lock);
+	blob_lock(b);
 	for (uint64_t i = 0; i < b->blocks; i++)
 		if (db_bit(b->present, i))
 			have += block_end(b, i) - (i << b->shift);
 	if (b->complete)
 		have = b->size;
-	pthread_mutex_unlock(&b->lock);
+	blob_unlock(b);
 	blob_unref(b);
 	return have;
 }
 
-unsigned blob_count(struct fs_ctx *ctx)
+void engine_get_stats(struct engine *eng, struct engine_stats *out)
 {
-	unsigned n = 0;
-
-	pthread_mutex_lock(&ctx->blobs_lock);
-	for (struct blob *b = ctx->blobs; b; b = b->next)
-		n++;
-	pthread_mutex_unlock(&ctx->blobs_lock);
-	return n;
+	memset(out, 0, sizeof(*out));
+	out->waits = __atomic_load_n(&eng->waits, __ATOMIC_RELAXED);
+	out->waits_local = __atomic_load_n(&eng->waits_local, __ATOMIC_RELAXED);
+	out->bytes_answered =
+		__atomic_load_n(&eng->bytes_answered, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&eng->blobs_lock);
+	for (struct blob *b = eng->blobs; b; b = b->next)
+		out->blobs_open++;
+	pthread_mutex_unlock(&eng->blobs_lock);
+	hub_xfer_get_stats(eng->xfer, &out->xfer);
 }
 
-int blob_start(struct fs_ctx *ctx)
+/* ---- Starting and stopping ----------------------------------------------- */
+
+int engine_start(struct engine **out, const struct engine_config *cfg)
 {
+	struct engine *eng = calloc(1, sizeof(*eng));
 	int rc;
 
-	pthread_mutex_init(&ctx->blobs_lock, NULL);
-	pthread_cond_init(&ctx->lock_waits_done, NULL);
-	rc = queue_start(&ctx->syncs, handle_sync, ctx);
+	*out = NULL;
+	if (!eng)
+		return -ENOMEM;
+	eng->cfg = *cfg;
+	pthread_mutex_init(&eng->blobs_lock, NULL);
+	pthread_cond_init(&eng->lock_waits_done, NULL);
+	rc = queue_start(&eng->syncs, handle_sync, eng);
 	if (rc < 0)
-		return rc;
-	rc = queue_start(&ctx->blocks, handle_block, ctx);
+		goto fail;
+	rc = queue_start(&eng->blocks, handle_block, eng);
 	if (rc < 0) {
-		queue_stop(&ctx->syncs);
-		return rc;
+		queue_stop(&eng->syncs);
+		goto fail;
 	}
-	keep_within_limit(ctx);
-	rc = hub_xfer_start(&ctx->xfer, ctx->cfg.hub, 16);
+	keep_within_limit(eng);
+	rc = hub_xfer_start(&eng->xfer, cfg->hub,
+			    cfg->transfers ? cfg->transfers : 16);
 	if (rc < 0) {
-		queue_stop(&ctx->blocks);
-		queue_stop(&ctx->syncs);
+		queue_stop(&eng->blocks);
+		queue_stop(&eng->syncs);
+		goto fail;
 	}
+	*out = eng;
+	return 0;
+fail:
+	pthread_mutex_destroy(&eng->blobs_lock);
+	pthread_cond_destroy(&eng->lock_waits_done);
+	free(eng);
 	return rc;
 }
 
-void blob_stop(struct fs_ctx *ctx)
+/* Fail the waits still pending on any blob (none, unless a caller left
+ * some when it stopped the engine). */
+static void fail_pending(struct engine *eng)
 {
-	if (!ctx->xfer)
+	for (;;) {
+		struct waiter *w = NULL;
+		struct blob *b;
+
+		pthread_mutex_lock(&eng->blobs_lock);
+		for (b = eng->blobs; b && !b->waiters; b = b->next)
+			;
+		if (b)
+			b->refs++;
+		pthread_mutex_unlock(&eng->blobs_lock);
+		if (!b)
+			return;
+		blob_lock(b);
+		w = b->waiters;
+		b->waiters = NULL;
+		blob_unlock(b);
+		answer(b, w, -EIO);
+		blob_unref(b);
+	}
+}
+
+void engine_stop(struct engine *eng)
+{
+	if (!eng)
 		return;
-	/* Lock waiters submit to the engine: it must outlive them. */
-	pthread_mutex_lock(&ctx->blobs_lock);
-	ctx->stopping = true;
-	while (ctx->lock_waits)
-		pthread_cond_wait(&ctx->lock_waits_done, &ctx->blobs_lock);
-	pthread_mutex_unlock(&ctx->blobs_lock);
-	hub_xfer_stop(ctx->xfer); /* every job's done() is queued */
-	ctx->xfer = NULL;
+	/* Lock waiters submit to the transfer engine: it must outlive them. */
+	pthread_mutex_lock(&eng->blobs_lock);
+	eng->stopping = true;
+	while (eng->lock_waits)
+		pthread_cond_wait(&eng->lock_waits_done, &eng->blobs_lock);
+	pthread_mutex_unlock(&eng->blobs_lock);
+	hub_xfer_stop(eng->xfer); /* every job's done() is queued */
+	eng->xfer = NULL;
 	/* Each drains its queue before it stops; blocks queue syncs. */
-	queue_stop(&ctx->blocks);
-	queue_stop(&ctx->syncs);
-	/* Files the kernel had not released yet when the session ended. */
-	while (ctx->handles)
-		blob_release((uintptr_t)ctx->handles);
-	pthread_mutex_destroy(&ctx->blobs_lock);
-	pthread_cond_destroy(&ctx->lock_waits_done);
+	queue_stop(&eng->blocks);
+	queue_stop(&eng->syncs);
+	fail_pending(eng);
+	/* Files the front had not closed yet when it stopped. */
+	while (eng->handles)
+		engine_close(eng->handles);
+	pthread_mutex_destroy(&eng->blobs_lock);
+	pthread_cond_destroy(&eng->lock_waits_done);
+	free(eng);
 }
