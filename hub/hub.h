@@ -592,6 +592,22 @@ int hub_xet_read(struct hub_xet *x, const struct hub_xet_file *file,
 		 uint64_t offset, uint64_t length, hub_data_fn cb, void *arg,
 		 struct hub_error *err);
 
+/*
+ * hub_xet_read() of [offset, offset + length) on one of the reader's own
+ * threads (up to 4 at once, demand before readahead), for the read engine:
+ * the same contract as hub_xfer_submit() (ops->data gets the bytes in
+ * order, a batch at a time, ops->done is called exactly once; both on a
+ * thread of the reader's, never inside this call).  -EINVAL, -ENETDOWN,
+ * -ECANCELED once hub_xet_free() has begun, -ENOMEM: refused, no
+ * callback.  hub_xet_free() answers what is still queued with
+ * -ECANCELED, lets the reads in flight end (they stop at their next
+ * batch) and must come before hub_xfer_stop() of its engine.
+ */
+int hub_xet_submit(struct hub_xet *x, const struct hub_xet_file *file,
+		   uint64_t offset, uint64_t length,
+		   enum hub_xfer_priority prio, const struct hub_xfer_ops *ops,
+		   void *arg);
+
 /* Counters, for tests and benchmarks. */
 struct hub_xet_stats {
 	uint64_t tokens;	  /* read tokens fetched from the Hub */

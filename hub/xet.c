@@ -31,6 +31,7 @@
 #define XET_RESTARTS 3		 /* a xorb range started over after bad bytes */
 #define XET_ATTEMPTS 8		 /* reconstruction calls for one batch */
 #define XET_RENEW    60		 /* seconds before exp a token is renewed */
+#define XET_WORKERS  4		 /* reads of hub_xet_submit() run at once */
 /* A xorb URL refused us: ask the CAS again (positive, unlike errnos). */
 #define XET_EXPIRED 3
 
@@ -50,6 +51,23 @@ struct hub_xet {
 	struct xtok *toks;	    /* lock */
 	bool no_v2;		    /* lock: the CAS answered 404 to v2 */
 	struct hub_xet_stats stats; /* lock */
+
+	/* hub_xet_submit: reads queued for the workers, demand first. */
+	pthread_cond_t work;		/* signalled with lock */
+	struct xjob *queue[2];		/* lock: by priority, FIFO each */
+	bool stopping;			/* lock */
+	pthread_t workers[XET_WORKERS]; /* started at the first submit */
+	unsigned n_workers;		/* lock */
+};
+
+/* A read queued by hub_xet_submit(), with copies of the file's strings. */
+struct xjob {
+	struct xjob *next;
+	struct hub_xet_file f;
+	char repo_id[256], commit[41], xet_hash[65];
+	uint64_t off, len;
+	const struct hub_xfer_ops *ops;
+	void *arg;
 };
 
 static void stat_add(struct hub_xet *x, uint64_t *field, uint64_t n)
@@ -605,16 +623,49 @@ int hub_xet_new(struct hub_xet **out, struct hub_client *c,
 		free(x);
 		return -ENOMEM;
 	}
+	if (pthread_cond_init(&x->work, NULL) != 0) {
+		pthread_mutex_destroy(&x->lock);
+		free(x);
+		return -ENOMEM;
+	}
 	x->c = c;
 	x->xfer = xfer;
 	*out = x;
 	return 0;
 }
 
+static void jobs_cancel(struct xjob *j)
+{
+	struct hub_error err;
+
+	while (j) {
+		struct xjob *next = j->next;
+
+		hub_error_proto(&err, "the Xet reader stopped");
+		j->ops->done(j->arg, -ECANCELED, &err);
+		free(j);
+		j = next;
+	}
+}
+
 void hub_xet_free(struct hub_xet *x)
 {
+	struct xjob *left[2];
+
 	if (!x)
 		return;
+	pthread_mutex_lock(&x->lock);
+	x->stopping = true;
+	left[0] = x->queue[0];
+	left[1] = x->queue[1];
+	x->queue[0] = x->queue[1] = NULL;
+	pthread_cond_broadcast(&x->work);
+	pthread_mutex_unlock(&x->lock);
+	jobs_cancel(left[0]);
+	jobs_cancel(left[1]);
+	for (unsigned i = 0; i < x->n_workers; i++)
+		pthread_join(x->workers[i], NULL);
+	pthread_cond_destroy(&x->work);
 	while (x->toks) {
 		struct xtok *t = x->toks;
 
@@ -651,12 +702,115 @@ int hub_xet_read(struct hub_xet *x, const struct hub_xet_file *file,
 	end = offset + length;
 	for (pos = offset; pos < end && rc == 0;) {
 		uint64_t n = end - pos < XET_BATCH ? end - pos : XET_BATCH;
+		bool stop;
+
+		pthread_mutex_lock(&x->lock);
+		stop = x->stopping;
+		pthread_mutex_unlock(&x->lock);
+		if (stop) {
+			hub_error_proto(err, "the Xet reader stopped");
+			rc = -ECANCELED;
+			break;
+		}
 
 		rc = read_batch(x, file, pos, n, cb, arg, err);
 		pos += n;
 	}
 	if (rc == 0)
 		memset(err, 0, sizeof(*err));
+	return rc;
+}
+
+/* ---- Queued reads ------------------------------------------------------- */
+
+static struct xjob *job_take(struct hub_xet *x)
+{
+	struct xjob *j = NULL;
+
+	pthread_mutex_lock(&x->lock);
+	while (!x->stopping && !x->queue[0] && !x->queue[1])
+		pthread_cond_wait(&x->work, &x->lock);
+	for (int p = 0; p < 2 && !x->stopping && !j; p++) {
+		j = x->queue[p];
+		if (j)
+			x->queue[p] = j->next;
+	}
+	pthread_mutex_unlock(&x->lock);
+	return j;
+}
+
+static void *worker(void *arg)
+{
+	struct hub_xet *x = arg;
+	struct xjob *j;
+
+	while ((j = job_take(x)) != NULL) {
+		struct hub_error err;
+		int rc = hub_xet_read(x, &j->f, j->off, j->len, j->ops->data,
+				      j->arg, &err);
+
+		j->ops->done(j->arg, rc, &err);
+		free(j);
+	}
+	return NULL;
+}
+
+/* Queue j (lock held); a worker more if all are busy and one is left. */
+static int job_queue(struct hub_xet *x, struct xjob *j,
+		     enum hub_xfer_priority prio)
+{
+	struct xjob **pp = &x->queue[prio == HUB_XFER_DEMAND ? 0 : 1];
+
+	if (x->n_workers < XET_WORKERS) {
+		int rc = -pthread_create(&x->workers[x->n_workers], NULL,
+					 worker, x);
+
+		if (rc < 0 && x->n_workers == 0)
+			return rc;
+		if (rc == 0)
+			x->n_workers++;
+	}
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = j;
+	pthread_cond_signal(&x->work);
+	return 0;
+}
+
+int hub_xet_submit(struct hub_xet *x, const struct hub_xet_file *file,
+		   uint64_t offset, uint64_t length,
+		   enum hub_xfer_priority prio, const struct hub_xfer_ops *ops,
+		   void *arg)
+{
+	struct xjob *j;
+	int rc;
+
+	if (!x || !file_ok(file) || length == 0 || offset > file->size ||
+	    length > file->size - offset || !ops || !ops->data || !ops->done ||
+	    (prio != HUB_XFER_DEMAND && prio != HUB_XFER_READAHEAD) ||
+	    strlen(file->repo_id) >= sizeof(j->repo_id))
+		return -EINVAL;
+	if (x->c->offline)
+		return -ENETDOWN;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	snprintf(j->repo_id, sizeof(j->repo_id), "%s", file->repo_id);
+	snprintf(j->commit, sizeof(j->commit), "%s", file->commit);
+	snprintf(j->xet_hash, sizeof(j->xet_hash), "%s", file->xet_hash);
+	j->f = *file;
+	j->f.repo_id = j->repo_id;
+	j->f.commit = j->commit;
+	j->f.xet_hash = j->xet_hash;
+	j->off = offset;
+	j->len = length;
+	j->ops = ops;
+	j->arg = arg;
+	pthread_mutex_lock(&x->lock);
+	rc = x->stopping ? -ECANCELED : job_queue(x, j, prio);
+	pthread_mutex_unlock(&x->lock);
+	if (rc < 0)
+		free(j);
 	return rc;
 }
 

@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -487,6 +488,103 @@ static void multirange_urls(void **state)
 	client_free(c);
 }
 
+/* ---- Queued reads (hub_xet_submit) -------------------------------------- */
+
+/* One queued read; its callbacks run on the reader's threads, so they
+   only record (cmocka's checks belong to this thread). */
+struct aread {
+	const char *want;
+	uint64_t off, len, next;
+	bool wrong;
+	int rc, n_done;
+};
+
+static pthread_mutex_t a_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t a_cond = PTHREAD_COND_INITIALIZER;
+static int a_finished;
+
+static int a_data(void *arg, uint64_t off, const void *buf, size_t n)
+{
+	struct aread *a = arg;
+
+	if (off != a->next || memcmp(a->want + off, buf, n) != 0)
+		a->wrong = true;
+	a->next = off + n;
+	return 0;
+}
+
+static void a_done(void *arg, int rc, const struct hub_error *err)
+{
+	struct aread *a = arg;
+
+	(void)err;
+	pthread_mutex_lock(&a_lock);
+	a->rc = rc;
+	a->n_done++;
+	a_finished++;
+	pthread_cond_signal(&a_cond);
+	pthread_mutex_unlock(&a_lock);
+}
+
+static const struct hub_xfer_ops a_ops = { a_data, a_done };
+
+#define N_ASYNC 10
+
+static void queued_reads(void **state)
+{
+	struct hub_client *c = client_with("alice");
+	struct hub_xet_file f = xfile(BIG, "v2", "model.bin");
+	char *want = content_of(BIG, "v2", "model.bin");
+	struct aread a[N_ASYNC];
+	struct hub_xet *x = NULL;
+
+	(void)state;
+	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
+	a_finished = 0;
+	for (int i = 0; i < N_ASYNC; i++) {
+		uint64_t off = (uint64_t)i * 25000017u;
+
+		a[i] = (struct aread){ want, off,   1 + (i % 3) * 3000000u,
+				       off,  false, 1,
+				       0 };
+		assert_int_equal(hub_xet_submit(x, &f, a[i].off, a[i].len,
+						i % 2 ? HUB_XFER_READAHEAD
+						      : HUB_XFER_DEMAND,
+						&a_ops, &a[i]),
+				 0);
+	}
+	pthread_mutex_lock(&a_lock);
+	while (a_finished < N_ASYNC)
+		pthread_cond_wait(&a_cond, &a_lock);
+	pthread_mutex_unlock(&a_lock);
+	for (int i = 0; i < N_ASYNC; i++) {
+		assert_int_equal(a[i].rc, 0);
+		assert_int_equal(a[i].n_done, 1);
+		assert_false(a[i].wrong);
+		assert_int_equal(a[i].next, a[i].off + a[i].len);
+	}
+	assert_int_equal(
+		hub_xet_submit(x, &f, 0, 0, HUB_XFER_DEMAND, &a_ops, &a[0]),
+		-EINVAL);
+	/* Freed with reads queued: each answered once, right or cancelled. */
+	for (int i = 0; i < N_ASYNC; i++) {
+		a[i] = (struct aread){ want, 0, f.size, 0, false, 1, 0 };
+		assert_int_equal(hub_xet_submit(x, &f, 0, f.size,
+						HUB_XFER_DEMAND, &a_ops, &a[i]),
+				 0);
+	}
+	hub_xet_free(x);
+	for (int i = 0; i < N_ASYNC; i++) {
+		assert_int_equal(a[i].n_done, 1);
+		assert_true(a[i].rc == 0 || a[i].rc == -ECANCELED);
+		assert_false(a[i].wrong);
+		if (a[i].rc == 0)
+			assert_int_equal(a[i].next, f.size);
+	}
+	free(want);
+	client_free(c);
+}
+
 /* ---- Tokens ------------------------------------------------------------- */
 
 /* A token that expires within the minute is renewed before each use. */
@@ -747,6 +845,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup(ranges, reset_emulator),
 		cmocka_unit_test_setup(v1_fallback, reset_emulator),
 		cmocka_unit_test_setup(multirange_urls, reset_emulator),
+		cmocka_unit_test_setup(queued_reads, reset_emulator),
 		cmocka_unit_test_setup(token_renewed, reset_emulator),
 		cmocka_unit_test_setup(token_refused, reset_emulator),
 		cmocka_unit_test_setup(no_token, reset_emulator),
