@@ -246,6 +246,8 @@ static void snap_unique(struct dir_handle *h)
 {
 	size_t out = 0;
 
+	if (h->n == 0) /* an owner with no repos: items may be NULL */
+		return;
 	qsort(h->items, h->n, sizeof(*h->items), cmp_snap);
 	for (size_t i = 0; i < h->n; i++) {
 		if (out > 0 &&

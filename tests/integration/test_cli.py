@@ -392,7 +392,28 @@ class CliTest(unittest.TestCase):
         with open(mounts) as f:
             self.assertIn("hubfs %s fuse.hubfs ro," % mnt, f.read())
         self.assertEqual(os.path.getsize(out), self.config_json()["size"])
+        # umount(8) returns once the kernel lets go; the daemon then records
+        # what it fetched and exits.  The store is read after that.
+        self.wait_daemon_gone(mnt)
         self.check_fstab_store(store)
+
+    @staticmethod
+    def wait_daemon_gone(mnt, timeout=30):
+        def alive():
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open("/proc/%s/cmdline" % pid, "rb") as f:
+                        argv = f.read().split(b"\0")
+                except OSError:
+                    continue
+                if argv[0].endswith(b"hubfs") and mnt.encode() in argv:
+                    return True
+            return False
+        deadline = time.monotonic() + timeout
+        while alive():
+            if time.monotonic() > deadline:
+                raise AssertionError("the daemon of %s did not exit" % mnt)
+            time.sleep(0.05)
 
 
 if __name__ == "__main__":
