@@ -974,8 +974,9 @@ static void fault_cut_resumes(void **state)
 	j = one(c, lfs, want_lfs, 0, 300000);
 	job_ok(&j);
 	faults_fired();
-	assert_int_equal(
-		cdn_lines_logged(has_range, "*-299999", before + 2) - before, 2);
+	assert_int_equal(cdn_lines_logged(has_range, "*-299999", before + 2) -
+				 before,
+			 2);
 	hub_client_free(c);
 
 	/* The Hub's resolve-cache cut mid-body (a regular file). */
