@@ -28,7 +28,7 @@ TESTS      ?=
 TSAN_TESTS ?= ^(unit/|stack/|integration/(mount|reads|load|commands|status|store_faults|reuse|hfcache_view|ratelimit))
 FUZZ_SECONDS ?= 60
 TEST_VENV  ?= $(shell .ci/install-venv --path)
-FUZZ_TARGETS ?= headers names url json response
+FUZZ_TARGETS ?= headers names url json response xet_recon xet_chunks
 TEST_PACKAGE ?= cached
 # The packages are built as Debian builds: dpkg-buildflags, hardening on.
 DEB_FLAGS   = DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get

@@ -196,6 +196,12 @@ out:
 	return rc;
 }
 
+int hub_get_json(struct hub_client *c, const char *url, cJSON **out,
+		 struct hub_error *err)
+{
+	return get_json(c, url, out, NULL, err);
+}
+
 static struct hub_error *err_or(struct hub_error *err, struct hub_error *tmp)
 {
 	err = err ? err : tmp;

@@ -480,6 +480,13 @@ static int add_auth(struct hub_client *c, struct hub_call *call,
 	char tok[HUB_TOKEN_MAX + 1], h[HUB_TOKEN_MAX + 32];
 	int rc = 0;
 
+	if (call->bearer) { /* a CAS call: never the Hub's token */
+		snprintf(h, sizeof(h), "Authorization: Bearer %s",
+			 call->bearer);
+		rc = add_header(list, h);
+		explicit_bzero(h, sizeof(h));
+		return rc;
+	}
 	if (!hub_same_origin(call->url, c->endpoint))
 		return 0;
 	hub_token_refresh(&c->token, false);

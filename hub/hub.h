@@ -426,6 +426,16 @@ int hub_xfer_submit(struct hub_xfer *x, const struct hub_file_ref *file,
 		    void *arg);
 
 /*
+ * Queue the bytes [first, last] (inclusive) of a signed URL, a Xet xorb
+ * range: no resolve, no token, offsets in data() are the URL's.  As
+ * hub_xfer_submit() otherwise, except that a 403, 404 or 410 ends it with
+ * -EKEYEXPIRED (the URL expired: ask for a new one).
+ */
+int hub_xfer_submit_url(struct hub_xfer *x, const char *url, uint64_t first,
+			uint64_t last, enum hub_xfer_priority prio,
+			const struct hub_xfer_ops *ops, void *arg);
+
+/*
  * How the resolve of file answers, as of its last answer with bytes: 0
  * when it redirects to a CDN (or none came yet), else it answers the bytes
  * itself (a fleet mirror), and this is the range unit it asked for
@@ -452,6 +462,178 @@ struct hub_xfer_stats {
 	int64_t resolves_held_until;
 };
 void hub_xfer_get_stats(struct hub_xfer *x, struct hub_xfer_stats *out);
+
+/* ---- Xet: reads through the CAS (hub-api.md section 14) ---------------- */
+
+/*
+ * A file the tree marks with a xetHash can be read from the Xet CAS
+ * instead of through the resolve bridge: a read token from the Hub (with
+ * the user's token), a reconstruction of the byte range from the CAS (with
+ * the read token, sent to the casUrl the Hub named and nowhere else), then
+ * the xorb byte ranges it names, at signed URLs (no token at all), whose
+ * chunks are decompressed into the file's bytes.
+ *
+ * The parsers below take bytes off the network as untrusted input.
+ */
+#define HUB_XET_CHUNK_HEADER 8		  /* bytes of a xorb chunk header */
+#define HUB_XET_CHUNK_MAX    (128u << 10) /* the largest unpacked chunk */
+
+/* One term of a reconstruction: chunks [chunk_start, chunk_end) of a xorb,
+   which unpack to `unpacked` bytes of the file, in file order. */
+struct hub_xet_term {
+	char xorb[65]; /* the xorb's hash, 64 lowercase hex */
+	uint32_t chunk_start, chunk_end;
+	uint64_t unpacked;
+	unsigned fetch; /* index of the fetch entry that covers it */
+};
+
+/* Where to get chunks [chunk_start, chunk_end) of a xorb: the bytes
+   [byte_first, byte_last] (inclusive, the Range to send) of url. */
+struct hub_xet_fetch {
+	char xorb[65];
+	uint32_t chunk_start, chunk_end;
+	uint64_t byte_first, byte_last;
+	char *url; /* http(s), signed, expires */
+};
+
+/*
+ * A reconstruction answer, v1 (fetch_info) or v2 (xorbs), checked: every
+ * hash is 64 lowercase hex, chunk ranges are non-empty, byte ranges are
+ * ordered, every url is http(s), each term lies inside one fetch entry of
+ * its xorb, there is at least one term and offset_into_first_range is
+ * inside the first.  Free with hub_xet_recon_free() (NULL: no-op).
+ */
+struct hub_xet_recon {
+	uint64_t offset_into_first_range;
+	uint64_t unpacked; /* the sum of the terms' unpacked lengths */
+	struct hub_xet_term *terms;
+	unsigned n_terms;
+	struct hub_xet_fetch *fetch;
+	unsigned n_fetch;
+};
+
+/* Parse body[0..n) (changed while parsed).  -EPROTO when it is not a
+   reconstruction that passes the checks above, -ENOMEM. */
+int hub_xet_recon_parse(char *body, size_t n, struct hub_xet_recon **out);
+void hub_xet_recon_free(struct hub_xet_recon *r);
+
+/* A xorb chunk header: version 0, sizes 3 bytes little-endian. */
+enum hub_xet_scheme { HUB_XET_NONE = 0, HUB_XET_LZ4 = 1, HUB_XET_BG4_LZ4 = 2 };
+struct hub_xet_chunk_header {
+	enum hub_xet_scheme scheme;
+	uint32_t compressed; /* bytes of data after the header */
+	uint32_t unpacked;   /* 1 .. HUB_XET_CHUNK_MAX */
+};
+
+/*
+ * -EPROTO for another version, an unknown scheme, an unpacked size of 0 or
+ * over HUB_XET_CHUNK_MAX, a compressed size over what LZ4 can make of
+ * that, or a stored (none) chunk whose two sizes differ.
+ */
+int hub_xet_chunk_header_parse(const uint8_t p[HUB_XET_CHUNK_HEADER],
+			       struct hub_xet_chunk_header *out);
+
+/*
+ * Decode one chunk's data (h->compressed bytes) into out (h->unpacked
+ * bytes): a copy, an LZ4 frame, or an LZ4 frame of bytes grouped by
+ * position mod 4.  -EPROTO when the data does not decode to exactly
+ * h->unpacked bytes; out is then undefined.
+ */
+int hub_xet_chunk_decode(const struct hub_xet_chunk_header *h,
+			 const uint8_t *data, uint8_t *out);
+
+/*
+ * Turns the bytes of one fetch entry, fed in pieces as they come, into its
+ * chunks: out holds them unpacked, back to back, and chunk_off[i] where
+ * chunk chunk_start + i begins (chunk_off[n] is the total).  The decoder
+ * refuses (-EPROTO) a bad header, data that does not decode, more chunks
+ * than the entry names, or more than `limit` unpacked bytes.
+ */
+struct hub_xet_decoder {
+	uint32_t n_want;     /* chunks the entry names */
+	uint64_t limit;	     /* unpacked bytes at most */
+	uint32_t n;	     /* chunks decoded so far */
+	uint64_t *chunk_off; /* n_want + 1 entries */
+	uint8_t *out;	     /* chunk_off[n] bytes used */
+	size_t out_cap;
+	uint8_t head[HUB_XET_CHUNK_HEADER];
+	size_t head_len;
+	struct hub_xet_chunk_header h; /* valid once head_len is full */
+	uint8_t *data;		       /* the chunk's data being gathered */
+	size_t data_len, data_cap;
+};
+int hub_xet_decoder_init(struct hub_xet_decoder *d, uint32_t n_chunks,
+			 uint64_t limit);
+int hub_xet_decoder_feed(struct hub_xet_decoder *d, const void *p, size_t n);
+/* 0 when the bytes ended on a chunk boundary after every chunk, else
+   -EPROTO. */
+int hub_xet_decoder_finish(const struct hub_xet_decoder *d);
+void hub_xet_decoder_destroy(struct hub_xet_decoder *d);
+
+/*
+ * The Xet reader of a client: keeps read tokens (one per repo and commit,
+ * renewed a minute before they expire; in memory only, wiped when freed)
+ * and whether the CAS answers v2.  Thread-safe.  hub_xet_free(NULL) is a
+ * no-op.
+ */
+struct hub_xet;
+/* Xorb ranges go through xfer (borrowed: it outlives the reader), all
+   those of a batch at once, as demand. */
+int hub_xet_new(struct hub_xet **out, struct hub_client *c,
+		struct hub_xfer *xfer);
+void hub_xet_free(struct hub_xet *x);
+
+struct hub_xet_file {
+	enum hub_repo_type type;
+	const char *repo_id;
+	const char *commit;   /* 40 hex */
+	const char *xet_hash; /* the tree's xetHash, 64 hex */
+	uint64_t size;
+};
+
+/*
+ * The bytes [offset, offset + length) of a Xet file (within size, length
+ * > 0), through the CAS, to cb in order.  Asks the CAS for the range in
+ * batches (not the whole file), tries v2 then v1, retries 5xx, 429, cut
+ * and stalled answers with backoff, fetches the batch's xorb ranges in
+ * parallel on the transfer engine, asks again for a reconstruction when
+ * a xorb URL has expired, and renews the token after a 401.  Blocks: not
+ * from the transfer engine's callbacks.  Nothing of a
+ * batch reaches cb before the whole batch decoded.  Chunks carry no check
+ * that hub/ can make (their hashes are BLAKE3): the caller verifies the
+ * file's sha256.  Returns 0, or a negative errno with err filled as for
+ * the requests above (-EPROTO: a malformed token, reconstruction or xorb;
+ * -ETIMEDOUT: no progress for stall_seconds).
+ */
+int hub_xet_read(struct hub_xet *x, const struct hub_xet_file *file,
+		 uint64_t offset, uint64_t length, hub_data_fn cb, void *arg,
+		 struct hub_error *err);
+
+/*
+ * hub_xet_read() of [offset, offset + length) on one of the reader's own
+ * threads (up to 4 at once, demand before readahead), for the read engine:
+ * the same contract as hub_xfer_submit() (ops->data gets the bytes in
+ * order, a batch at a time, ops->done is called exactly once; both on a
+ * thread of the reader's, never inside this call).  -EINVAL, -ENETDOWN,
+ * -ECANCELED once hub_xet_free() has begun, -ENOMEM: refused, no
+ * callback.  hub_xet_free() answers what is still queued with
+ * -ECANCELED, lets the reads in flight end (they stop at their next
+ * batch) and must come before hub_xfer_stop() of its engine.
+ */
+int hub_xet_submit(struct hub_xet *x, const struct hub_xet_file *file,
+		   uint64_t offset, uint64_t length,
+		   enum hub_xfer_priority prio, const struct hub_xfer_ops *ops,
+		   void *arg);
+
+/* Counters, for tests and benchmarks. */
+struct hub_xet_stats {
+	uint64_t tokens;	  /* read tokens fetched from the Hub */
+	uint64_t reconstructions; /* reconstruction requests answered */
+	uint64_t xorb_requests;	  /* xorb ranges submitted to the engine */
+	uint64_t xorb_bytes;	  /* bytes of xorb ranges received */
+	uint64_t bytes;		  /* file bytes delivered */
+};
+void hub_xet_get_stats(struct hub_xet *x, struct hub_xet_stats *out);
 
 /* ---- JSON out ---------------------------------------------------------- */
 

@@ -14,6 +14,8 @@
  *               xfer.c does with each response, where a resolve led
  *   xfer.c      the transfer engine: many ranges on one multi handle
  *   pace.c      spacing resolves out by the Hub's RateLimit headers
+ *   xetfmt.c    the Xet formats: reconstruction answers, xorb chunks
+ *   xet.c       reads through the Xet CAS: tokens, reconstructions, xorbs
  */
 #ifndef HUBFS_HUB_INT_H
 #define HUBFS_HUB_INT_H
@@ -121,7 +123,9 @@ struct hub_call {
 	bool no_cache;	     /* Cache-Control: no-cache */
 	hub_body_fn on_body; /* 2xx bodies; NULL: into body, up to the limit */
 	void *arg;
-	size_t body_limit; /* for body when on_body is NULL; 0: JSON limit */
+	size_t body_limit;  /* for body when on_body is NULL; 0: JSON limit */
+	const char *bearer; /* a Xet CAS token to send instead of the Hub's;
+			       the caller sends it only to its CAS */
 
 	/* out */
 	struct hub_resp resp;
@@ -377,6 +381,16 @@ void hub_pacer_hold(struct hub_pacer *p, double now, double seconds);
  * does one that is no hex etag at all.
  */
 bool hub_etag_conflict(const char *expected, const char *value);
+
+/* ---- api.c ------------------------------------------------------------- */
+
+/*
+ * GET a JSON body from the Hub (redirects followed, 401 retried with a
+ * re-read token, 408/429/5xx with backoff).  *out: caller frees with
+ * cJSON_Delete.  -EIO (err), -EPROTO (not JSON), -ENETDOWN, -ENOMEM.
+ */
+int hub_get_json(struct hub_client *c, const char *url, cJSON **out,
+		 struct hub_error *err);
 
 /* ---- json.c ------------------------------------------------------------ */
 

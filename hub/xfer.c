@@ -80,7 +80,9 @@ struct xreq {
 
 	/* The file: copies of what the caller's hub_file_ref said. */
 	char *commit, *etag; /* etag may be NULL */
-	char *resolve_url;   /* from the type, repo id, commit and path */
+	char *resolve_url;   /* from the type, repo id, commit and path;
+				NULL for a request of a fixed URL */
+	char *fixed_url;     /* hub_xfer_submit_url: a signed URL, or NULL */
 
 	struct hub_range range; /* what was delivered, the response now */
 	struct hub_call call;
@@ -228,6 +230,7 @@ static void req_free(struct xreq *q)
 	free(q->commit);
 	free(q->etag);
 	free(q->resolve_url);
+	free(q->fixed_url);
 	free(q->url);
 	free(q);
 }
@@ -488,7 +491,8 @@ static void transfer_start(struct hub_xfer *x, struct xreq *q)
 static bool sibling_resolving(struct hub_xfer *x, const struct xreq *q)
 {
 	for (struct xreq *r = x->running.head; r; r = r->next)
-		if (r->resolving && strcmp(r->resolve_url, q->resolve_url) == 0)
+		if (r->resolving && q->resolve_url &&
+		    strcmp(r->resolve_url, q->resolve_url) == 0)
 			return true;
 	return false;
 }
@@ -502,6 +506,10 @@ static int attempt_begin(struct hub_xfer *x, struct xreq *q, double now)
 {
 	char *to = NULL;
 
+	if (q->fixed_url) {
+		q->url = strdup(q->fixed_url);
+		return q->url ? 1 : -ENOMEM;
+	}
 	if (hub_loc_get(x->c, q->resolve_url, &to) == 0) {
 		q->url = to;
 		return 1;
@@ -543,7 +551,8 @@ static void schedule(struct hub_xfer *x, double now)
 			int rc;
 
 			next = q->next;
-			if (blocked && strcmp(blocked, q->resolve_url) == 0) {
+			if (blocked && q->resolve_url &&
+			    strcmp(blocked, q->resolve_url) == 0) {
 				clock_run(q, true,
 					  now); /* as for its sibling */
 				continue;
@@ -688,6 +697,11 @@ static void transfer_done(struct hub_xfer *x, struct xreq *q, CURLcode cc,
 	}
 	if (hub_is_redirect(call->resp.status)) {
 		follow(x, q);
+		return;
+	}
+	if (q->fixed_url && hub_stale_target(call, q->url, "")) {
+		hub_call_error(x->c, call, &q->err);
+		finish(x, q, -EKEYEXPIRED); /* the caller asks for a new URL */
 		return;
 	}
 	if (!q->reresolved && hub_stale_target(call, q->url, q->resolve_url)) {
@@ -999,6 +1013,10 @@ static int check_request(const struct hub_file_ref *f, uint64_t offset,
 	return 0;
 }
 
+static int enqueue(struct hub_xfer *x, struct xreq *q,
+		   enum hub_xfer_priority prio, const struct hub_xfer_ops *ops,
+		   void *arg);
+
 int hub_xfer_submit(struct hub_xfer *x, const struct hub_file_ref *file,
 		    uint64_t offset, uint64_t length,
 		    enum hub_xfer_priority prio, const struct hub_xfer_ops *ops,
@@ -1017,6 +1035,14 @@ int hub_xfer_submit(struct hub_xfer *x, const struct hub_file_ref *file,
 	q = req_new(x, file, offset, length);
 	if (!q)
 		return -ENOMEM;
+	return enqueue(x, q, prio, ops, arg);
+}
+
+/* Queue a new request for the engine thread; frees it when refused. */
+static int enqueue(struct hub_xfer *x, struct xreq *q,
+		   enum hub_xfer_priority prio, const struct hub_xfer_ops *ops,
+		   void *arg)
+{
 	q->prio = prio;
 	q->ops = ops;
 	q->arg = arg;
@@ -1032,6 +1058,46 @@ int hub_xfer_submit(struct hub_xfer *x, const struct hub_file_ref *file,
 	curl_multi_wakeup(x->multi);
 	pthread_mutex_unlock(&x->lock);
 	return 0;
+}
+
+static bool url_ok(const char *u)
+{
+	return u && (strncmp(u, "http://", 7) == 0 ||
+		     strncmp(u, "https://", 8) == 0);
+}
+
+int hub_xfer_submit_url(struct hub_xfer *x, const char *url, uint64_t first,
+			uint64_t last, enum hub_xfer_priority prio,
+			const struct hub_xfer_ops *ops, void *arg)
+{
+	struct xreq *q;
+
+	if (!x || !url_ok(url) || last < first || last == UINT64_MAX || !ops ||
+	    !ops->data || !ops->done ||
+	    (prio != HUB_XFER_DEMAND && prio != HUB_XFER_READAHEAD))
+		return -EINVAL;
+	if (x->c->offline)
+		return -ENETDOWN;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->x = x;
+	q->commit = strdup("");
+	q->fixed_url = strdup(url);
+	if (!q->commit || !q->fixed_url) {
+		req_free(q);
+		return -ENOMEM;
+	}
+	q->range.c = x->c;
+	q->range.commit = q->commit;
+	q->range.cb = req_data;
+	q->range.arg = q;
+	q->range.next = first;
+	q->range.end = last + 1;
+	q->range.size = HUB_NO_END;
+	q->call.on_body = req_body;
+	q->call.arg = &q->range;
+	return enqueue(x, q, prio, ops, arg);
 }
 
 void hub_xfer_get_stats(struct hub_xfer *x, struct hub_xfer_stats *out)

@@ -323,7 +323,10 @@ class CliTest(unittest.TestCase):
                 "log=" + os.path.join(self.tmp, name + ".log")]
         return store, opts
 
-    def check_fstab_store(self, store):
+    def check_fstab_store(self, store, mnt):
+        # An unmount returns once the kernel lets go; the daemon then
+        # records what it fetched and exits.  The store is read after that.
+        self.wait_daemon_gone(mnt)
         repo = self.repo_entry(self.ls(store), "model", "acme/tiny-model")
         self.assertGreater(repo["local_bytes"], 0)
 
@@ -359,7 +362,7 @@ class CliTest(unittest.TestCase):
             r = self.hubfs("umount", mnt, ok=False)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertFalse(mounted(mnt))
-        self.check_fstab_store(store)
+        self.check_fstab_store(store, mnt)
 
     def test_fstab_form_through_mount(self):
         """mount -t fuse.hubfs, as for an /etc/fstab line."""
@@ -392,10 +395,7 @@ class CliTest(unittest.TestCase):
         with open(mounts) as f:
             self.assertIn("hubfs %s fuse.hubfs ro," % mnt, f.read())
         self.assertEqual(os.path.getsize(out), self.config_json()["size"])
-        # umount(8) returns once the kernel lets go; the daemon then records
-        # what it fetched and exits.  The store is read after that.
-        self.wait_daemon_gone(mnt)
-        self.check_fstab_store(store)
+        self.check_fstab_store(store, mnt)
 
     @staticmethod
     def wait_daemon_gone(mnt, timeout=30):

@@ -1,0 +1,822 @@
+/*
+ * xet.c - reads through the Xet CAS (hub.h, "Xet"; hub-api.md section 14).
+ *
+ * A read of [offset, offset + length) goes in batches of XET_BATCH bytes.
+ * For each: a read token for the file's repo and commit (kept until a
+ * minute before it expires), the reconstruction of the batch's range from
+ * the CAS (v2, or v1 once v2 answered 404), then every fetch entry that a
+ * needed term names is fetched (a ranged GET of a signed URL, no token)
+ * and decoded, and the terms' bytes are copied into the batch.  Only a
+ * batch that decoded whole reaches the caller.  A xorb URL that refuses
+ * us (403, 404, 410: expired) sends the batch back to the CAS for new
+ * URLs, a few times.
+ *
+ * Tokens.  The Hub's token goes only to the Hub (hub_get_json); the CAS
+ * token only to the casUrl the Hub named with it, as the Authorization of
+ * reconstruction calls (hub_call.bearer, which replaces the Hub's token);
+ * xorb URLs get neither.  CAS tokens live in struct xtok, in memory, and
+ * are wiped when dropped.  No error message quotes one.
+ */
+#include "hub_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define XET_BATCH    (16u << 20) /* bytes asked of the CAS at once */
+#define XET_REASK    3		 /* new reconstructions for expired URLs */
+#define XET_RESTARTS 3		 /* a xorb range started over after bad bytes */
+#define XET_ATTEMPTS 8		 /* reconstruction calls for one batch */
+#define XET_RENEW    60		 /* seconds before exp a token is renewed */
+#define XET_WORKERS  4		 /* reads of hub_xet_submit() run at once */
+/* A xorb URL refused us: ask the CAS again (positive, unlike errnos). */
+#define XET_EXPIRED 3
+
+/* A read token of one repo at one commit. */
+struct xtok {
+	struct xtok *next;
+	char *url;    /* the xet-read-token URL it came from */
+	char *access; /* the CAS token: wiped before it is freed */
+	char *cas;    /* the CAS base URL, no trailing '/' */
+	int64_t exp;  /* unix seconds */
+};
+
+struct hub_xet {
+	struct hub_client *c;  /* fixed */
+	struct hub_xfer *xfer; /* fixed: fetches the xorb ranges */
+	pthread_mutex_t lock;
+	struct xtok *toks;	    /* lock */
+	bool no_v2;		    /* lock: the CAS answered 404 to v2 */
+	struct hub_xet_stats stats; /* lock */
+
+	/* hub_xet_submit: reads queued for the workers, demand first. */
+	pthread_cond_t work;		/* signalled with lock */
+	struct xjob *queue[2];		/* lock: by priority, FIFO each */
+	bool stopping;			/* lock */
+	pthread_t workers[XET_WORKERS]; /* started at the first submit */
+	unsigned n_workers;		/* lock */
+};
+
+/* A read queued by hub_xet_submit(), with copies of the file's strings. */
+struct xjob {
+	struct xjob *next;
+	struct hub_xet_file f;
+	char repo_id[256], commit[41], xet_hash[65];
+	uint64_t off, len;
+	const struct hub_xfer_ops *ops;
+	void *arg;
+};
+
+static void stat_add(struct hub_xet *x, uint64_t *field, uint64_t n)
+{
+	pthread_mutex_lock(&x->lock);
+	*field += n;
+	pthread_mutex_unlock(&x->lock);
+}
+
+static void wipe_free(char *s)
+{
+	if (s) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}
+
+static void xtok_free(struct xtok *t)
+{
+	if (!t)
+		return;
+	free(t->url);
+	wipe_free(t->access);
+	free(t->cas);
+	free(t);
+}
+
+/* ---- Tokens ------------------------------------------------------------- */
+
+static bool token_text_ok(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n == 0 || n > HUB_TOKEN_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+			return false;
+	return true;
+}
+
+/* {"accessToken", "exp", "casUrl"} into a new xtok (url not set). */
+static int token_parse(const cJSON *root, struct xtok **out)
+{
+	const char *acc = cJSON_GetStringValue(
+		cJSON_GetObjectItemCaseSensitive(root, "accessToken"));
+	const char *cas = cJSON_GetStringValue(
+		cJSON_GetObjectItemCaseSensitive(root, "casUrl"));
+	struct xtok *t;
+	uint64_t exp;
+	size_t n;
+
+	if (!token_text_ok(acc) || !cas ||
+	    (strncmp(cas, "http://", 7) != 0 &&
+	     strncmp(cas, "https://", 8) != 0) ||
+	    !token_text_ok(cas) ||
+	    hub_json_size(cJSON_GetObjectItemCaseSensitive(root, "exp"), &exp) <
+		    0)
+		return -EPROTO;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->access = strdup(acc);
+	t->cas = strdup(cas);
+	t->exp = (int64_t)exp;
+	if (!t->access || !t->cas) {
+		xtok_free(t);
+		return -ENOMEM;
+	}
+	n = strlen(t->cas);
+	while (n > 0 && t->cas[n - 1] == '/')
+		t->cas[--n] = '\0';
+	*out = t;
+	return 0;
+}
+
+static char *token_url(struct hub_xet *x, const struct hub_xet_file *f)
+{
+	return hub_url_printf("%s/api/%s/%s/xet-read-token/%s", x->c->endpoint,
+			      hub_type_plural(f->type), f->repo_id, f->commit);
+}
+
+/* Copies of the access token and CAS URL (caller wipes and frees). */
+static int token_copy(const struct xtok *t, char **access, char **cas)
+{
+	*access = strdup(t->access);
+	*cas = strdup(t->cas);
+	if (*access && *cas)
+		return 0;
+	wipe_free(*access);
+	free(*cas);
+	*access = *cas = NULL;
+	return -ENOMEM;
+}
+
+/* Unlink and free the token of url (lock held). */
+static void token_drop_locked(struct hub_xet *x, const char *url)
+{
+	for (struct xtok **pp = &x->toks; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->url, url) == 0) {
+			struct xtok *t = *pp;
+
+			*pp = t->next;
+			xtok_free(t);
+			return;
+		}
+	}
+}
+
+/*
+ * The file's read token: the kept one unless renew is set or it expires
+ * within XET_RENEW seconds, else a new one from the Hub.
+ */
+static int token_get(struct hub_xet *x, const struct hub_xet_file *f,
+		     bool renew, char **access, char **cas,
+		     struct hub_error *err)
+{
+	char *url = token_url(x, f);
+	struct xtok *t = NULL;
+	cJSON *root = NULL;
+	int rc = -ENOMEM;
+
+	if (!url)
+		return -ENOMEM;
+	pthread_mutex_lock(&x->lock);
+	for (t = x->toks; t; t = t->next)
+		if (strcmp(t->url, url) == 0)
+			break;
+	if (t && !renew && (int64_t)time(NULL) + XET_RENEW < t->exp) {
+		rc = token_copy(t, access, cas);
+		pthread_mutex_unlock(&x->lock);
+		free(url);
+		return rc;
+	}
+	pthread_mutex_unlock(&x->lock);
+
+	rc = hub_get_json(x->c, url, &root, err);
+	if (rc == 0) {
+		rc = token_parse(root, &t);
+		if (rc == -EPROTO)
+			hub_error_proto(err, "malformed Xet read token");
+	}
+	cJSON_Delete(root);
+	if (rc < 0) {
+		free(url);
+		return rc;
+	}
+	t->url = url;
+	rc = token_copy(t, access, cas);
+	pthread_mutex_lock(&x->lock);
+	token_drop_locked(x, url);
+	t->next = x->toks;
+	x->toks = t;
+	x->stats.tokens++;
+	pthread_mutex_unlock(&x->lock);
+	return rc;
+}
+
+/* ---- Reconstructions ---------------------------------------------------- */
+
+static char *recon_url(const char *cas, bool v1, const char *hash)
+{
+	return hub_url_printf("%s/%s/reconstructions/%s", cas, v1 ? "v1" : "v2",
+			      hash);
+}
+
+/* What one answered reconstruction call comes to. */
+static int recon_answer(struct hub_xet *x, struct hub_call *call,
+			struct hub_xet_recon **out, struct hub_error *err)
+{
+	int rc;
+
+	if (call->body_overflow) {
+		hub_call_error(x->c, call, err);
+		return -EPROTO;
+	}
+	rc = call->body ? hub_xet_recon_parse(call->body, call->body_len, out)
+			: -EPROTO;
+	if (rc == -EPROTO)
+		hub_error_proto(err, "malformed reconstruction (HTTP %d)",
+				call->resp.status);
+	if (rc == 0)
+		stat_add(x, &x->stats.reconstructions, 1);
+	return rc;
+}
+
+/*
+ * The reconstruction of [pos, pos + n): 0 with *out, or -errno with err.
+ * Retries what may pass (5xx, 429, cut or malformed bodies) with backoff,
+ * a 401 once with a new token, and a v2 404 once as v1.
+ */
+static int reconstruct(struct hub_xet *x, const struct hub_xet_file *f,
+		       uint64_t pos, uint64_t n, struct hub_xet_recon **out,
+		       struct hub_error *err)
+{
+	struct hub_call call = { .json = true };
+	char *access = NULL, *cas = NULL, *url = NULL, range[48];
+	struct hub_backoff b;
+	bool renewed = false, v1;
+	int rc;
+
+	hub_backoff_init(&b);
+	snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, pos,
+		 pos + n - 1);
+	rc = token_get(x, f, false, &access, &cas, err);
+	for (unsigned attempts = 0; rc == 0; attempts++) {
+		if (attempts == XET_ATTEMPTS) {
+			rc = -EIO; /* err holds the last failure */
+			break;
+		}
+		pthread_mutex_lock(&x->lock);
+		v1 = x->no_v2;
+		pthread_mutex_unlock(&x->lock);
+		free(url);
+		url = recon_url(cas, v1, f->xet_hash);
+		if (!url) {
+			rc = -ENOMEM;
+			break;
+		}
+		call.url = url;
+		call.range = range;
+		call.bearer = access;
+		rc = hub_call_perform(x->c, &call);
+		if (rc < 0) {
+			if (rc == -ENETDOWN)
+				hub_error_offline(err);
+			break;
+		}
+		/*
+		 * An answer that began and then broke (cut, stalled, not
+		 * JSON): the CAS is up, so the retry budget starts afresh
+		 * (attempts still bound it).
+		 */
+		if (call.resp.status / 100 == 2 && call.body_len > 0)
+			hub_backoff_init(&b);
+		if (call.resp.status / 100 == 2 && call.cc == CURLE_OK) {
+			rc = recon_answer(x, &call, out, err);
+			if (rc != -EPROTO || !hub_backoff_wait(x->c, &b, NULL))
+				break;
+			rc = 0;
+			continue;
+		}
+		if (call.resp.status == 404 && !v1) {
+			pthread_mutex_lock(&x->lock);
+			x->no_v2 = true;
+			pthread_mutex_unlock(&x->lock);
+			continue;
+		}
+		if (call.resp.status == 401 && !renewed) {
+			renewed = true;
+			wipe_free(access);
+			free(cas);
+			access = cas = NULL;
+			rc = token_get(x, f, true, &access, &cas, err);
+			continue;
+		}
+		hub_call_error(x->c, &call, err);
+		if (hub_call_retryable(&call) &&
+		    hub_backoff_wait(x->c, &b, &call.resp))
+			continue;
+		rc = -EIO;
+	}
+	hub_call_reset(&call);
+	free(url);
+	wipe_free(access);
+	free(cas);
+	return rc;
+}
+
+/* ---- Xorb ranges -------------------------------------------------------- */
+
+/*
+ * The fetch entries a batch needs, in flight at once on the transfer
+ * engine.  data() and done() run on the engine's thread: data() feeds the
+ * entry's decoder (a chunk that does not decode cancels the transfer),
+ * done() records the outcome under lock and wakes the reader, which alone
+ * touches the decoders once nothing is running.
+ */
+struct batch {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned running; /* lock */
+};
+
+struct xget {
+	struct batch *bt;
+	struct hub_xet *x;
+	const struct hub_xet_fetch *fe;
+	struct hub_xet_decoder d;
+	uint64_t next;	      /* the next byte expected */
+	bool needed;	      /* some term of the batch uses this entry */
+	unsigned restarts;    /* bad bytes: fetched again from the start */
+	int rc;		      /* bt->lock: done()'s, 0 or a negative errno */
+	struct hub_error err; /* bt->lock */
+};
+
+static int get_data(void *arg, uint64_t off, const void *buf, size_t n)
+{
+	struct xget *g = arg;
+
+	if (off != g->next)
+		return -EPROTO;
+	g->next += n;
+	stat_add(g->x, &g->x->stats.xorb_bytes, n);
+	return hub_xet_decoder_feed(&g->d, buf, n);
+}
+
+static void get_done(void *arg, int rc, const struct hub_error *err)
+{
+	struct xget *g = arg;
+	struct batch *bt = g->bt;
+
+	pthread_mutex_lock(&bt->lock);
+	g->rc = rc;
+	if (rc < 0 && err)
+		g->err = *err;
+	if (--bt->running == 0)
+		pthread_cond_signal(&bt->cond);
+	pthread_mutex_unlock(&bt->lock);
+}
+
+static const struct hub_xfer_ops get_ops = { get_data, get_done };
+
+static int get_submit(struct xget *g)
+{
+	uint32_t n_chunks = g->fe->chunk_end - g->fe->chunk_start;
+	int rc;
+
+	hub_xet_decoder_destroy(&g->d);
+	rc = hub_xet_decoder_init(&g->d, n_chunks,
+				  (uint64_t)n_chunks * HUB_XET_CHUNK_MAX);
+	if (rc < 0)
+		return rc;
+	g->next = g->fe->byte_first;
+	g->rc = 0;
+	pthread_mutex_lock(&g->bt->lock);
+	g->bt->running++;
+	pthread_mutex_unlock(&g->bt->lock);
+	rc = hub_xfer_submit_url(g->x->xfer, g->fe->url, g->fe->byte_first,
+				 g->fe->byte_last, HUB_XFER_DEMAND, &get_ops,
+				 g);
+	if (rc < 0) { /* refused: done() will not come */
+		pthread_mutex_lock(&g->bt->lock);
+		g->bt->running--;
+		pthread_mutex_unlock(&g->bt->lock);
+		return rc;
+	}
+	stat_add(g->x, &g->x->stats.xorb_requests, 1);
+	return 0;
+}
+
+static void batch_wait(struct batch *bt)
+{
+	pthread_mutex_lock(&bt->lock);
+	while (bt->running > 0)
+		pthread_cond_wait(&bt->cond, &bt->lock);
+	pthread_mutex_unlock(&bt->lock);
+}
+
+/*
+ * The outcome of one finished entry: 0, 1 to fetch it again (bad bytes,
+ * a few times), XET_EXPIRED, or a negative errno with err filled.
+ */
+static int get_judge(struct xget *g, struct hub_error *err)
+{
+	int rc = g->rc;
+
+	if (rc == 0 && hub_xet_decoder_finish(&g->d) < 0) {
+		hub_error_proto(&g->err,
+				"xorb range of %.64s ends inside a "
+				"chunk",
+				g->fe->xorb);
+		rc = -EPROTO;
+	} else if (rc == -EPROTO) {
+		hub_error_proto(&g->err, "bad xorb chunk in %.64s",
+				g->fe->xorb);
+	}
+	if (rc == -EPROTO && g->restarts++ < XET_RESTARTS)
+		return 1;
+	if (rc == -EKEYEXPIRED) {
+		*err = g->err;
+		return XET_EXPIRED;
+	}
+	if (rc < 0)
+		*err = g->err;
+	return rc;
+}
+
+/*
+ * Fetch every needed entry of r in parallel and decode it into gets[j].
+ * Entries with bad bytes go again (after a backoff) until they decode or
+ * have used their restarts.
+ */
+static int fetch_all(struct hub_xet *x, const struct hub_xet_recon *r,
+		     struct xget *gets, struct hub_error *err)
+{
+	struct batch bt = { .running = 0 };
+	struct hub_backoff b;
+	bool again = true;
+	int rc = 0;
+
+	if (pthread_mutex_init(&bt.lock, NULL) != 0)
+		return -ENOMEM;
+	if (pthread_cond_init(&bt.cond, NULL) != 0) {
+		pthread_mutex_destroy(&bt.lock);
+		return -ENOMEM;
+	}
+	hub_backoff_init(&b);
+	for (unsigned j = 0; j < r->n_fetch; j++) {
+		gets[j].bt = &bt;
+		gets[j].x = x;
+		gets[j].fe = &r->fetch[j];
+		gets[j].rc = 1; /* not fetched yet */
+	}
+	while (again && rc == 0) {
+		again = false;
+		for (unsigned j = 0; j < r->n_fetch && rc == 0; j++)
+			if (gets[j].needed && gets[j].rc == 1)
+				rc = get_submit(&gets[j]);
+		batch_wait(&bt);
+		for (unsigned j = 0; j < r->n_fetch && rc == 0; j++) {
+			int g = gets[j].needed ? get_judge(&gets[j], err) : 0;
+
+			if (g == 1) {
+				gets[j].rc = 1;
+				again = true;
+			} else if (g != 0) {
+				rc = g;
+			}
+		}
+		if (again && rc == 0 && !hub_backoff_wait(x->c, &b, NULL)) {
+			hub_error_proto(err, "xorb ranges kept failing");
+			rc = -EIO;
+		}
+	}
+	batch_wait(&bt); /* a refused submission may leave others running */
+	pthread_cond_destroy(&bt.cond);
+	pthread_mutex_destroy(&bt.lock);
+	return rc;
+}
+
+/* ---- Batches ------------------------------------------------------------ */
+
+/* Copy term t's bytes (in d, stream offset s) that fall in the wanted
+   window [want, want + n) of the stream into buf. */
+static int copy_term(const struct hub_xet_term *t,
+		     const struct hub_xet_fetch *fe,
+		     const struct hub_xet_decoder *d, uint64_t s, uint64_t want,
+		     uint64_t n, uint8_t *buf)
+{
+	uint64_t a = d->chunk_off[t->chunk_start - fe->chunk_start];
+	uint64_t z = d->chunk_off[t->chunk_end - fe->chunk_start];
+	uint64_t from = s > want ? s : want;
+	uint64_t to = s + t->unpacked < want + n ? s + t->unpacked : want + n;
+
+	if (z - a != t->unpacked)
+		return -EPROTO;
+	if (from < to)
+		memcpy(buf + (from - want), d->out + a + (from - s), to - from);
+	return 0;
+}
+
+/* Does term i (at stream offset s) hold bytes of the window? */
+static bool term_needed(const struct hub_xet_term *t, uint64_t s, uint64_t want,
+			uint64_t n)
+{
+	return s < want + n && s + t->unpacked > want;
+}
+
+/* Fill buf (n bytes) from the terms of r; XET_EXPIRED for new URLs. */
+static int assemble(struct hub_xet *x, const struct hub_xet_recon *r,
+		    uint64_t n, uint8_t *buf, struct hub_error *err)
+{
+	uint64_t want = r->offset_into_first_range, s = 0;
+	struct xget *gets;
+	int rc;
+
+	if (r->unpacked < want + n) {
+		hub_error_proto(err, "reconstruction shorter than the range");
+		return -EPROTO;
+	}
+	gets = calloc(r->n_fetch, sizeof(*gets));
+	if (!gets)
+		return -ENOMEM;
+	for (unsigned i = 0; i < r->n_terms; i++) {
+		if (term_needed(&r->terms[i], s, want, n))
+			gets[r->terms[i].fetch].needed = true;
+		s += r->terms[i].unpacked;
+	}
+	rc = fetch_all(x, r, gets, err);
+	s = 0;
+	for (unsigned i = 0; i < r->n_terms && rc == 0; i++) {
+		const struct hub_xet_term *t = &r->terms[i];
+
+		if (term_needed(t, s, want, n) &&
+		    copy_term(t, &r->fetch[t->fetch], &gets[t->fetch].d, s,
+			      want, n, buf) < 0) {
+			hub_error_proto(err,
+					"term of %.64s does not unpack to "
+					"its length",
+					t->xorb);
+			rc = -EPROTO;
+		}
+		s += t->unpacked;
+	}
+	for (unsigned j = 0; j < r->n_fetch; j++)
+		hub_xet_decoder_destroy(&gets[j].d);
+	free(gets);
+	return rc;
+}
+
+static int read_batch(struct hub_xet *x, const struct hub_xet_file *f,
+		      uint64_t pos, uint64_t n, hub_data_fn cb, void *arg,
+		      struct hub_error *err)
+{
+	struct hub_xet_recon *r = NULL;
+	uint8_t *buf = malloc(n);
+	int rc = -ENOMEM;
+
+	for (unsigned asks = 0; buf && asks <= XET_REASK; asks++) {
+		rc = reconstruct(x, f, pos, n, &r, err);
+		if (rc == 0)
+			rc = assemble(x, r, n, buf, err);
+		hub_xet_recon_free(r);
+		r = NULL;
+		if (rc != XET_EXPIRED)
+			break;
+	}
+	if (rc == XET_EXPIRED)
+		rc = -EIO; /* err says what the last URL answered */
+	if (rc == 0) {
+		stat_add(x, &x->stats.bytes, n);
+		rc = cb(arg, pos, buf, n);
+	}
+	free(buf);
+	return rc;
+}
+
+/* ---- The interface ------------------------------------------------------ */
+
+int hub_xet_new(struct hub_xet **out, struct hub_client *c,
+		struct hub_xfer *xfer)
+{
+	struct hub_xet *x;
+
+	*out = NULL;
+	if (!c || !xfer)
+		return -EINVAL;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	if (pthread_mutex_init(&x->lock, NULL) != 0) {
+		free(x);
+		return -ENOMEM;
+	}
+	if (pthread_cond_init(&x->work, NULL) != 0) {
+		pthread_mutex_destroy(&x->lock);
+		free(x);
+		return -ENOMEM;
+	}
+	x->c = c;
+	x->xfer = xfer;
+	*out = x;
+	return 0;
+}
+
+static void jobs_cancel(struct xjob *j)
+{
+	struct hub_error err;
+
+	while (j) {
+		struct xjob *next = j->next;
+
+		hub_error_proto(&err, "the Xet reader stopped");
+		j->ops->done(j->arg, -ECANCELED, &err);
+		free(j);
+		j = next;
+	}
+}
+
+void hub_xet_free(struct hub_xet *x)
+{
+	struct xjob *left[2];
+
+	if (!x)
+		return;
+	pthread_mutex_lock(&x->lock);
+	x->stopping = true;
+	left[0] = x->queue[0];
+	left[1] = x->queue[1];
+	x->queue[0] = x->queue[1] = NULL;
+	pthread_cond_broadcast(&x->work);
+	pthread_mutex_unlock(&x->lock);
+	jobs_cancel(left[0]);
+	jobs_cancel(left[1]);
+	for (unsigned i = 0; i < x->n_workers; i++)
+		pthread_join(x->workers[i], NULL);
+	pthread_cond_destroy(&x->work);
+	while (x->toks) {
+		struct xtok *t = x->toks;
+
+		x->toks = t->next;
+		xtok_free(t);
+	}
+	pthread_mutex_destroy(&x->lock);
+	free(x);
+}
+
+static bool file_ok(const struct hub_xet_file *f)
+{
+	return f &&
+	       (f->type == HUB_MODEL || f->type == HUB_DATASET ||
+		f->type == HUB_SPACE) &&
+	       f->repo_id && hub_repo_id_valid(f->repo_id) && f->commit &&
+	       hub_is_commit_id(f->commit) && f->xet_hash &&
+	       hub_is_sha256(f->xet_hash);
+}
+
+int hub_xet_read(struct hub_xet *x, const struct hub_xet_file *file,
+		 uint64_t offset, uint64_t length, hub_data_fn cb, void *arg,
+		 struct hub_error *err)
+{
+	uint64_t pos, end;
+	int rc = 0;
+
+	memset(err, 0, sizeof(*err));
+	if (!x || !cb || !file_ok(file) || length == 0 || offset > file->size ||
+	    length > file->size - offset)
+		return -EINVAL;
+	if (x->c->offline)
+		return hub_error_offline(err);
+	end = offset + length;
+	for (pos = offset; pos < end && rc == 0;) {
+		uint64_t n = end - pos < XET_BATCH ? end - pos : XET_BATCH;
+		bool stop;
+
+		pthread_mutex_lock(&x->lock);
+		stop = x->stopping;
+		pthread_mutex_unlock(&x->lock);
+		if (stop) {
+			hub_error_proto(err, "the Xet reader stopped");
+			rc = -ECANCELED;
+			break;
+		}
+
+		rc = read_batch(x, file, pos, n, cb, arg, err);
+		pos += n;
+	}
+	if (rc == 0)
+		memset(err, 0, sizeof(*err));
+	return rc;
+}
+
+/* ---- Queued reads ------------------------------------------------------- */
+
+static struct xjob *job_take(struct hub_xet *x)
+{
+	struct xjob *j = NULL;
+
+	pthread_mutex_lock(&x->lock);
+	while (!x->stopping && !x->queue[0] && !x->queue[1])
+		pthread_cond_wait(&x->work, &x->lock);
+	for (int p = 0; p < 2 && !x->stopping && !j; p++) {
+		j = x->queue[p];
+		if (j)
+			x->queue[p] = j->next;
+	}
+	pthread_mutex_unlock(&x->lock);
+	return j;
+}
+
+static void *worker(void *arg)
+{
+	struct hub_xet *x = arg;
+	struct xjob *j;
+
+	while ((j = job_take(x)) != NULL) {
+		struct hub_error err;
+		int rc = hub_xet_read(x, &j->f, j->off, j->len, j->ops->data,
+				      j->arg, &err);
+
+		j->ops->done(j->arg, rc, &err);
+		free(j);
+	}
+	return NULL;
+}
+
+/* Queue j (lock held); a worker more if all are busy and one is left. */
+static int job_queue(struct hub_xet *x, struct xjob *j,
+		     enum hub_xfer_priority prio)
+{
+	struct xjob **pp = &x->queue[prio == HUB_XFER_DEMAND ? 0 : 1];
+
+	if (x->n_workers < XET_WORKERS) {
+		int rc = -pthread_create(&x->workers[x->n_workers], NULL,
+					 worker, x);
+
+		if (rc < 0 && x->n_workers == 0)
+			return rc;
+		if (rc == 0)
+			x->n_workers++;
+	}
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = j;
+	pthread_cond_signal(&x->work);
+	return 0;
+}
+
+int hub_xet_submit(struct hub_xet *x, const struct hub_xet_file *file,
+		   uint64_t offset, uint64_t length,
+		   enum hub_xfer_priority prio, const struct hub_xfer_ops *ops,
+		   void *arg)
+{
+	struct xjob *j;
+	int rc;
+
+	if (!x || !file_ok(file) || length == 0 || offset > file->size ||
+	    length > file->size - offset || !ops || !ops->data || !ops->done ||
+	    (prio != HUB_XFER_DEMAND && prio != HUB_XFER_READAHEAD) ||
+	    strlen(file->repo_id) >= sizeof(j->repo_id))
+		return -EINVAL;
+	if (x->c->offline)
+		return -ENETDOWN;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	snprintf(j->repo_id, sizeof(j->repo_id), "%s", file->repo_id);
+	snprintf(j->commit, sizeof(j->commit), "%s", file->commit);
+	snprintf(j->xet_hash, sizeof(j->xet_hash), "%s", file->xet_hash);
+	j->f = *file;
+	j->f.repo_id = j->repo_id;
+	j->f.commit = j->commit;
+	j->f.xet_hash = j->xet_hash;
+	j->off = offset;
+	j->len = length;
+	j->ops = ops;
+	j->arg = arg;
+	pthread_mutex_lock(&x->lock);
+	rc = x->stopping ? -ECANCELED : job_queue(x, j, prio);
+	pthread_mutex_unlock(&x->lock);
+	if (rc < 0)
+		free(j);
+	return rc;
+}
+
+void hub_xet_get_stats(struct hub_xet *x, struct hub_xet_stats *out)
+{
+	pthread_mutex_lock(&x->lock);
+	*out = x->stats;
+	pthread_mutex_unlock(&x->lock);
+}
