@@ -25,9 +25,9 @@
  *     to blobs/ and recorded.  Nothing unverified is ever recorded as
  *     verified, and a crash costs at most blocks fetched again.
  *
- * Sequential readers (ENGINE_READAHEAD) grow a readahead window
- * (READAHEAD_MIN doubling to READAHEAD_MAX) fetched as parallel runs into
- * the file; random readers fetch only the blocks they touch.
+ * Sequential readers (ENGINE_READAHEAD) keep a readahead window ahead of
+ * them, fetched as parallel runs into the file (plan_readahead says how
+ * large and why); random readers fetch only the blocks they touch.
  *
  * Locking: eng->blobs_lock protects the table of blobs, each blob's refs
  * and the handle list; b->lock protects the rest of a blob's mutable
@@ -50,12 +50,15 @@
 #include <unistd.h>
 
 #define XFER_MAX      (16ULL << 20)  /* bytes in one transfer at most */
-#define READAHEAD_MIN (4ULL << 20)   /* first readahead window */
+#define RA_FLOOR      (8ULL << 20)   /* window a stream may have early */
+#define RESOLVE_RUN   (16ULL << 20)  /* readahead run where each is a resolve */
+#define RA_SHARE      8		     /* window <= 1/RA_SHARE of what was read */
 #define READAHEAD_MAX (128ULL << 20) /* largest readahead window */
 #define SEQ_SLACK     (4ULL << 20)   /* reordering a stream tolerates */
 #define MAX_TAGS      8		     /* open tags remembered per blob */
 #define LOCK_POLL_MS  20	     /* another process's range lock, polled */
 #define DROPPED_KEPT  16	     /* etags dropped lately, remembered */
+#define REFETCH_KEPT  16 /* etags to fetch past caches, remembered */
 
 struct engine {
 	struct engine_config cfg;
@@ -66,6 +69,13 @@ struct engine {
 	struct engine_handle *handles;	/* open; blobs_lock */
 	char dropped[DROPPED_KEPT][65]; /* blobs_lock */
 	unsigned n_dropped;		/* blobs_lock */
+	/*
+	 * Etags whose last copy failed its check, until one verifies: their
+	 * transfers ask caches for fresh bytes (hub_file_ref.refetch), so a
+	 * bad copy in a mirror's cache fails one read, not every machine's.
+	 */
+	char refetch[REFETCH_KEPT][65]; /* blobs_lock */
+	unsigned n_refetch;		/* blobs_lock */
 	/*
 	 * Threads waiting for another process's range lock (wait_for_other):
 	 * engine_stop raises stopping and waits for them to end before it
@@ -109,6 +119,11 @@ struct blob {
 	unsigned shift;
 	uint64_t blocks;
 	int fd; /* the blob's file: partial/<etag>, later blobs/<etag> */
+	/*
+	 * hub_xfer_resolve_unit() as of the last transfer that ended well: 0
+	 * (a CDN), or a mirror's slice.  Relaxed atomic.
+	 */
+	uint64_t unit;
 
 	pthread_mutex_t lock;
 #ifndef NDEBUG
@@ -284,6 +299,7 @@ static void unlist(struct engine *eng, struct blob *b)
 }
 
 static void note_dropped(struct engine *eng, const char *etag);
+static bool refetching(struct engine *eng, const char *etag, bool forget);
 
 /*
  * The last reference is gone.  If the index could not record some of the
@@ -597,6 +613,7 @@ static bool hash_advance(struct blob *b)
 		return false;
 	}
 	b->verified = true;
+	refetching(b->eng, b->etag, true);
 	queue_sync(b, SYNC_FINISH, 0, 0);
 	return true;
 }
@@ -792,6 +809,32 @@ static void mark_arrived(struct blob *b, const struct job *j,
 	}
 }
 
+static void file_ref(const struct blob *b, struct hub_file_ref *ref)
+{
+	*ref = (struct hub_file_ref){
+		.type = b->type,
+		.repo_id = b->repo_id,
+		.commit = b->commit,
+		.path = b->path,
+		.size = b->size,
+		.etag = b->etag,
+	};
+}
+
+/*
+ * Whether the file's resolve answers bytes itself: see plan_readahead.  On
+ * the transfer engine's thread (job_done), never after engine_stop has
+ * stopped it.
+ */
+static void note_unit(struct blob *b)
+{
+	struct hub_file_ref ref;
+
+	file_ref(b, &ref);
+	__atomic_store_n(&b->unit, hub_xfer_resolve_unit(b->eng->xfer, &ref),
+			 __ATOMIC_RELAXED);
+}
+
 /* The end of a run, after every block of it was handled. */
 static void job_finish(struct job *j, int rc, const struct hub_error *err)
 {
@@ -856,6 +899,8 @@ static void job_done(void *arg, int rc, const struct hub_error *err)
 	struct job *j = arg;
 	struct block_item *it = &j->end;
 
+	if (rc == 0) /* while the transfer engine is there to ask */
+		note_unit(j->b);
 	it->j = j;
 	it->rc = rc;
 	if (err)
@@ -891,10 +936,15 @@ struct runs {
 	enum hub_xfer_priority prio[64];
 };
 
+/*
+ * Runs of at most max_bytes (rounded up to a block), ending on multiples
+ * of it, so that runs of a mirror's slice size stay on its slices.
+ */
 static void plan_runs(struct blob *b, uint64_t first, uint64_t last,
-		      enum hub_xfer_priority prio, struct runs *r)
+		      uint64_t max_bytes, enum hub_xfer_priority prio,
+		      struct runs *r)
 {
-	uint64_t max = XFER_MAX >> b->shift;
+	uint64_t max = (max_bytes + (1ULL << b->shift) - 1) >> b->shift;
 
 	assert_held(b);
 	for (uint64_t i = first; i <= last && i < b->blocks && r->n < 64;) {
@@ -904,7 +954,7 @@ static void plan_runs(struct blob *b, uint64_t first, uint64_t last,
 			i++;
 			continue;
 		}
-		while (i <= last && i < b->blocks && i - start < max &&
+		while (i <= last && i < b->blocks && (i == start || i % max) &&
 		       !db_bit(b->present, i) && !db_bit(b->inflight, i))
 			set_bit(b->inflight, i++);
 		struct job *j = calloc(1, sizeof(*j));
@@ -1140,17 +1190,13 @@ static void lock_wait_abandon(struct engine *eng)
 static void submit_one(struct blob *b, struct job *j,
 		       enum hub_xfer_priority prio)
 {
-	struct hub_file_ref ref = {
-		.type = b->type,
-		.repo_id = b->repo_id,
-		.commit = b->commit,
-		.path = b->path,
-		.size = b->size,
-		.etag = b->etag,
-	};
+	struct hub_file_ref ref;
 	uint64_t off = j->first << b->shift;
 	uint64_t end = block_end(b, j->first + j->count - 1);
 	int rc;
+
+	file_ref(b, &ref);
+	ref.refetch = refetching(b->eng, b->etag, false);
 
 	blob_ref(b);
 	rc = hub_xfer_submit(b->eng->xfer, &ref, off, end - off, prio, &job_ops,
@@ -1325,6 +1371,39 @@ static bool was_dropped(struct engine *eng, const char *etag)
 	return found;
 }
 
+/* The slot of etag in eng->refetch, or -1 (blobs_lock held). */
+static int refetch_slot(const struct engine *eng, const char *etag)
+{
+	for (int i = 0; i < REFETCH_KEPT; i++)
+		if (strcmp(eng->refetch[i], etag) == 0)
+			return i;
+	return -1;
+}
+
+/*
+ * Whether etag's last copy failed its check, so that a fetch must pass
+ * caches by; forget: it verified now, forget that.
+ */
+static bool refetching(struct engine *eng, const char *etag, bool forget)
+{
+	int i;
+
+	pthread_mutex_lock(&eng->blobs_lock);
+	i = refetch_slot(eng, etag);
+	if (i >= 0 && forget)
+		eng->refetch[i][0] = '\0';
+	pthread_mutex_unlock(&eng->blobs_lock);
+	return i >= 0;
+}
+
+static void note_refetch(struct engine *eng, const char *etag)
+{
+	pthread_mutex_lock(&eng->blobs_lock);
+	if (refetch_slot(eng, etag) < 0)
+		memcpy(eng->refetch[eng->n_refetch++ % REFETCH_KEPT], etag, 65);
+	pthread_mutex_unlock(&eng->blobs_lock);
+}
+
 static void *inval_main(void *arg)
 {
 	struct blob *b = arg;
@@ -1368,6 +1447,7 @@ static void drop_blob(struct blob *b, struct waiter **failed)
 	b->refs++;
 	pthread_mutex_unlock(&eng->blobs_lock);
 	note_dropped(eng, b->etag);
+	note_refetch(eng, b->etag);
 	if (eng->cfg.dropped && pthread_create(&t, NULL, inval_main, b) == 0)
 		pthread_detach(t);
 	else
@@ -1470,19 +1550,59 @@ static struct stream *find_stream(struct engine_handle *h, uint64_t off)
 }
 
 /*
- * Readahead for a read at [off, end): a sequential reader that comes
- * within half a window of what was requested gets the next window, and
- * the window doubles; anyone else gets none.  Returns the range to
- * prefetch, empty when none.
+ * Readahead for a read at [off, end) of a sequential reader: the range to
+ * prefetch (empty when none) and the size of its transfers.
+ *
+ * What a window costs: a reader that stops (a loader that wanted one
+ * tensor, a header probe) leaves the whole window fetched for nothing.
+ * What it buys: a sequential reader only ever waits for bytes in flight,
+ * so the window must hold what keeps the pipe full.  With n parallel
+ * transfers of T bytes, each taking L (the request's round trip: the
+ * resolve or redirect, then the first byte) plus T/r at a connection's
+ * rate r, the throughput is n T / (L + T/r): the window n T must reach
+ * B (L + T/r) for a link of B bytes/s.  So:
+ *
+ *   - Transfers are window / transfers (at least a block), so a window of
+ *     any size keeps every transfer slot busy: a small window costs
+ *     parallelism nothing, only more requests.  On the test CDN (L well
+ *     under a millisecond, r = 100 MB/s) a 8 MiB window in 1 MiB runs
+ *     keeps 8 connections running; 16 MiB keeps all 16.
+ *   - The window is at most 1/RA_SHARE of what the stream has read, past
+ *     a floor of RA_FLOOR (reached at twice the read, so a header probe of
+ *     128 KiB gets a block, not megabytes).  A reader that stops wastes
+ *     at most max(RA_FLOOR, read / RA_SHARE): 8 MiB for a 64 MiB tensor.
+ *   - On a real network L is 20-100 ms, and B (L + T/r) is tens of MiB at
+ *     1 GB/s: 1 GB/s x 50 ms = 50 MB.  RA_FLOOR covers about 160 MB/s at
+ *     50 ms from the start; past 64 MiB read the window grows with the
+ *     read (a share of 1/8 is about +12% per round trip) up to
+ *     READAHEAD_MAX, which covers 1 GB/s at ~100 ms.  The first few
+ *     hundred MiB of a fast long-distance stream run below the link's
+ *     speed; that is the price of bounding what a reader that stops
+ *     wastes to 1/8 of what it read.
+ *
+ * Where the file's resolve answers the bytes itself (a fleet mirror:
+ * hub_xfer_resolve_unit), every run is a resolve at the Hub, which allows
+ * 3000 per 5 minutes: runs of 1 MiB would cost ~400 resolves per GiB.
+ * There runs are at least RESOLVE_RUN, whole slices of the mirror (no run
+ * waits for a slice another one fills), and the window grows with the read
+ * (doubling, as a probe must not cost 64 MiB) to hold 4 of them, so that 4
+ * of the mirror's sequential slice fetches run at once: ~70 resolves per
+ * GiB, and a reader that stops leaves up to twice what it read, 64 MiB at
+ * most, in the mirror's cache (the 1/RA_SHARE bound holds for files from
+ * a CDN).
+ *
+ * The window is topped up a run at a time, so transfers are staggered.
  */
 static void plan_readahead(struct engine_handle *h, const struct blob *b,
 			   uint64_t off, uint64_t end, uint64_t *ra_off,
-			   uint64_t *ra_end)
+			   uint64_t *ra_end, uint64_t *ra_run)
 {
-	uint64_t window, target, batch;
+	uint64_t window, target, read, run, block = 1ULL << b->shift;
+	uint64_t unit = __atomic_load_n(&b->unit, __ATOMIC_RELAXED);
+	unsigned slots = b->eng->cfg.transfers ? b->eng->cfg.transfers : 16;
 	struct stream *st;
 
-	*ra_off = *ra_end = 0;
+	*ra_off = *ra_end = *ra_run = 0;
 	pthread_mutex_lock(&h->lock);
 	st = find_stream(h, off);
 	if (!st->used) { /* new: a stream from the start, else a candidate */
@@ -1496,22 +1616,38 @@ static void plan_readahead(struct engine_handle *h, const struct blob *b,
 	}
 	st->used = ++h->clock;
 	if (st->sequential) {
-		/*
-		 * Keep twice what the stream has read so far (within bounds)
-		 * requested ahead of it, topped up a batch at a time, so
-		 * transfers are staggered and the pipe never runs dry.
-		 */
-		window = 2 * (st->next - st->start);
-		window = window < READAHEAD_MIN	  ? READAHEAD_MIN
-			 : window > READAHEAD_MAX ? READAHEAD_MAX
-						  : window;
-		batch = window / 4 < XFER_MAX ? window / 4 : XFER_MAX;
-		target = st->next + window < b->size ? st->next + window
-						     : b->size;
+		read = st->next - st->start;
+		window = read / RA_SHARE;
+		if (window < RA_FLOOR)
+			window = 2 * read < RA_FLOOR ? 2 * read : RA_FLOOR;
+		if (window > READAHEAD_MAX)
+			window = READAHEAD_MAX;
+		run = window / slots;
+		run = run < block ? block : run > XFER_MAX ? XFER_MAX : run;
+		if (unit) { /* each run is a resolve: see above */
+			if (run < RESOLVE_RUN)
+				run = RESOLVE_RUN;
+			run = (run + unit - 1) / unit * unit;
+			/* Doubling with the read up to 4 runs, as a probe
+			   should not cost 64 MiB. */
+			if (window < 4 * run)
+				window =
+					2 * read < 4 * run ? 2 * read : 4 * run;
+			if (run > window / 2)
+				run = window / 2 / unit * unit;
+			if (run < unit)
+				run = unit;
+		}
+		target = st->next + window;
+		if (unit && target < b->size) /* whole runs, on slices */
+			target = target / run * run;
+		if (target > b->size)
+			target = b->size;
 		if (target > st->ra_end &&
-		    (target - st->ra_end >= batch || target == b->size)) {
+		    (target - st->ra_end >= run || target == b->size)) {
 			*ra_off = st->ra_end > end ? st->ra_end : end;
 			*ra_end = target;
+			*ra_run = run;
 			st->ra_end = target;
 		}
 	}
@@ -1552,8 +1688,8 @@ static bool wait_for(struct blob *b, struct waiter *w, struct runs *runs)
 		return false;
 	w->next = b->waiters;
 	b->waiters = w;
-	plan_runs(b, w->off >> b->shift, (end - 1) >> b->shift, HUB_XFER_DEMAND,
-		  runs);
+	plan_runs(b, w->off >> b->shift, (end - 1) >> b->shift, XFER_MAX,
+		  HUB_XFER_DEMAND, runs);
 	/* All there but unchecked (a blob completed before a restart). */
 	if (!b->verified && w->need_verified) {
 		struct waiter *ready = NULL, *failed = NULL;
@@ -1611,7 +1747,7 @@ int engine_wait(struct engine_handle *h, uint64_t off, uint64_t size,
 		unsigned flags, engine_done_fn done, void *arg)
 {
 	struct runs runs = { .n = 0 };
-	uint64_t end, ra_off = 0, ra_end = 0;
+	uint64_t end, ra_off = 0, ra_end = 0, ra_run = 0;
 	struct waiter *w;
 	struct blob *b;
 	bool complete, waits;
@@ -1626,7 +1762,7 @@ int engine_wait(struct engine_handle *h, uint64_t off, uint64_t size,
 	end = size < b->size - off ? off + size : b->size;
 	__atomic_fetch_add(&b->eng->waits, 1, __ATOMIC_RELAXED);
 	if (flags & ENGINE_READAHEAD)
-		plan_readahead(h, b, off, end, &ra_off, &ra_end);
+		plan_readahead(h, b, off, end, &ra_off, &ra_end, &ra_run);
 	blob_lock(b);
 	complete = b->complete;
 	blob_unlock(b);
@@ -1655,7 +1791,7 @@ int engine_wait(struct engine_handle *h, uint64_t off, uint64_t size,
 	waits = wait_for(b, w, &runs);
 	if (ra_end > ra_off && !b->dropped)
 		plan_runs(b, ra_off >> b->shift, (ra_end - 1) >> b->shift,
-			  HUB_XFER_READAHEAD, &runs);
+			  ra_run, HUB_XFER_READAHEAD, &runs);
 	blob_unlock(b);
 	if (!waits) {
 		free(w);

@@ -333,6 +333,8 @@ static void store_header(struct hub_resp *r, const char *name, size_t nn,
 		set_parsed(r->linked_size, sizeof(r->linked_size), v, n);
 	else if (IS("etag"))
 		set_parsed(r->etag, sizeof(r->etag), v, n);
+	else if (IS("x-mirror-slice"))
+		set_parsed(r->mirror_slice, sizeof(r->mirror_slice), v, n);
 	else if (IS("ratelimit"))
 		set_parsed(r->ratelimit, sizeof(r->ratelimit), v, n);
 	else if (IS("ratelimit-policy"))
@@ -554,6 +556,8 @@ int hub_call_setup(struct hub_client *c, struct hub_call *call, CURL *easy,
 	rc = add_auth(c, call, headers);
 	if (rc == 0 && call->json)
 		rc = add_header(headers, "Accept: application/json");
+	if (rc == 0 && call->no_cache)
+		rc = add_header(headers, "Cache-Control: no-cache");
 	if (rc < 0) {
 		hub_headers_free(*headers);
 		*headers = NULL;

@@ -370,6 +370,12 @@ struct hub_file_ref {
 	uint64_t size;	     /* the file's size, from the tree */
 	const char *etag;    /* expected etag (40 or 64 lowercase hex),
 				or NULL not to check */
+	/*
+	 * The last copy of this file failed its hash check: every attempt
+	 * asks the caches on the way for fresh bytes ("Cache-Control:
+	 * no-cache"; a mirror then refetches its slices, a CDN ignores it).
+	 */
+	bool refetch;
 };
 
 struct hub_xfer_ops {
@@ -428,6 +434,17 @@ int hub_xfer_submit(struct hub_xfer *x, const struct hub_file_ref *file,
 int hub_xfer_submit_url(struct hub_xfer *x, const char *url, uint64_t first,
 			uint64_t last, enum hub_xfer_priority prio,
 			const struct hub_xfer_ops *ops, void *arg);
+
+/*
+ * How the resolve of file answers, as of its last answer with bytes: 0
+ * when it redirects to a CDN (or none came yet), else it answers the bytes
+ * itself (a fleet mirror), and this is the range unit it asked for
+ * (X-Mirror-Slice), or 1 when it named none.  There every range asked for
+ * is a resolve at the Hub: ask for fewer, larger ranges on that unit.
+ * Any thread.
+ */
+uint64_t hub_xfer_resolve_unit(struct hub_xfer *x,
+			       const struct hub_file_ref *file);
 
 /* Counters for status and benchmarks. */
 struct hub_xfer_stats {

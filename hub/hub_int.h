@@ -99,6 +99,7 @@ struct hub_resp {
 	char repo_commit[48];
 	char linked_etag[80];
 	char linked_size[24];
+	char mirror_slice[24]; /* X-Mirror-Slice: a mirror's range unit */
 	char etag[80];
 	char ratelimit[128];
 	char ratelimit_policy[128];
@@ -119,6 +120,7 @@ struct hub_call {
 	const char *url;     /* absolute */
 	const char *range;   /* CURLOPT_RANGE value "a-b" / "a-", or NULL */
 	bool json;	     /* Accept: application/json, any coding */
+	bool no_cache;	     /* Cache-Control: no-cache */
 	hub_body_fn on_body; /* 2xx bodies; NULL: into body, up to the limit */
 	void *arg;
 	size_t body_limit;  /* for body when on_body is NULL; 0: JSON limit */

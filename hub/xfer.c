@@ -53,6 +53,8 @@
 #define CHECK_INTERVAL 0.1	   /* seconds between stall checks */
 #define POLL_MAX       1.0	   /* seconds the engine sleeps at most */
 #define PRIO_N	       2
+#define SERVED_KEPT    16	    /* files whose resolve served bytes */
+#define UNIT_MAX       (1ULL << 30) /* the largest range unit believed */
 
 struct xreq;
 
@@ -118,6 +120,15 @@ struct hub_xfer {
 	uint64_t seq;		     /* lock: the next submission's */
 	bool stopping;		     /* lock */
 	struct hub_xfer_stats stats; /* lock; queued counts only the engine's */
+	/*
+	 * Files whose resolve answered bytes itself (hub_xfer_resolve_unit):
+	 * their resolve URL and unit, the oldest replaced first.  lock.
+	 */
+	struct {
+		char *url;
+		uint64_t unit; /* 0: redirects */
+	} served[SERVED_KEPT];
+	unsigned n_served;
 
 	/* Engine thread only. */
 	struct xlist ready[PRIO_N]; /* by (priority, seq) */
@@ -262,6 +273,7 @@ static struct xreq *req_new(struct hub_xfer *x, const struct hub_file_ref *f,
 	q->range.size = f->size;
 	q->call.on_body = req_body;
 	q->call.arg = &q->range;
+	q->call.no_cache = f->refetch;
 	return q;
 }
 
@@ -325,6 +337,68 @@ static void fail_timeout(struct hub_xfer *x, struct xreq *q)
 	finish(x, q, -ETIMEDOUT);
 }
 
+/* The slot of url in x->served, or -1 (lock held). */
+static int served_slot(const struct hub_xfer *x, const char *url)
+{
+	for (int i = 0; i < SERVED_KEPT; i++)
+		if (x->served[i].url && strcmp(x->served[i].url, url) == 0)
+			return i;
+	return -1;
+}
+
+/*
+ * A resolve answered with bytes: unit 0 when they came from where it
+ * redirected, else from the resolve itself, with the unit it said.
+ */
+static void note_served(struct hub_xfer *x, const char *resolve_url,
+			const char *slice)
+{
+	uint64_t unit = 0;
+	char *copy = NULL;
+	int i;
+
+	if (slice) {
+		char *end;
+		unsigned long long v = strtoull(slice, &end, 10);
+
+		unit = slice[0] >= '0' && slice[0] <= '9' && !*end && v > 0 &&
+				       v <= UNIT_MAX
+			       ? v
+			       : 1;
+	}
+	pthread_mutex_lock(&x->lock);
+	i = served_slot(x, resolve_url);
+	if (i < 0 && unit) { /* only mirrors are listed */
+		copy = strdup(resolve_url);
+		if (copy) {
+			i = (int)(x->n_served++ % SERVED_KEPT);
+			free(x->served[i].url);
+			x->served[i].url = copy;
+		}
+	}
+	if (i >= 0)
+		x->served[i].unit = unit;
+	pthread_mutex_unlock(&x->lock);
+}
+
+uint64_t hub_xfer_resolve_unit(struct hub_xfer *x, const struct hub_file_ref *f)
+{
+	char *url =
+		hub_resolve_url(x->c, f->type, f->repo_id, f->commit, f->path);
+	uint64_t unit = 0;
+	int i;
+
+	if (!url)
+		return 0;
+	pthread_mutex_lock(&x->lock);
+	i = served_slot(x, url);
+	if (i >= 0)
+		unit = x->served[i].unit;
+	pthread_mutex_unlock(&x->lock);
+	free(url);
+	return unit;
+}
+
 /* Bytes for the caller: the first of a response proves its URL good. */
 static int req_data(void *arg, uint64_t offset, const void *buf, size_t n)
 {
@@ -333,8 +407,13 @@ static int req_data(void *arg, uint64_t offset, const void *buf, size_t n)
 
 	if (!q->served) {
 		q->served = true;
-		if (q->from_resolve && strcmp(q->url, q->resolve_url) != 0)
+		if (q->from_resolve && strcmp(q->url, q->resolve_url) != 0) {
 			hub_loc_put(x->c, q->resolve_url, q->url);
+			note_served(x, q->resolve_url, NULL);
+		} else if (q->from_resolve) {
+			note_served(x, q->resolve_url,
+				    q->call.resp.mirror_slice);
+		}
 		q->resolving = false; /* the file's other requests may go */
 	}
 	q->idle = 0;
@@ -862,6 +941,8 @@ static void xfer_free(struct hub_xfer *x)
 	for (unsigned i = 0; i < x->n_idle; i++)
 		curl_easy_cleanup(x->idle_easy[i]);
 	free(x->idle_easy);
+	for (int i = 0; i < SERVED_KEPT; i++)
+		free(x->served[i].url);
 	if (x->multi)
 		curl_multi_cleanup(x->multi);
 	pthread_mutex_destroy(&x->lock);

@@ -122,9 +122,6 @@ def drop_stale(blob_cache, top, key):
 SANITIZED = sanitized_binary(HUBFS)
 
 
-def known_failure_unless_sanitized(fn):
-    return fn if SANITIZED else unittest.expectedFailure(fn)
-
 
 class LoadersTest(unittest.TestCase):
     @classmethod
@@ -173,17 +170,15 @@ class LoadersTest(unittest.TestCase):
         report = self.compare("safetensors", "model.safetensors")
         self.assertEqual(report["nbytes"], self.tensor_mib * MiB)
 
-    @known_failure_unless_sanitized
     def test_safetensors_network_bytes(self):
         """A cold store: the CDN sends the tensor and at most 16 MiB more.
 
-        Known failure with the 1 GiB file: the sequential readahead
-        (fs/blob.c) doubles its window up to 128 MiB, so a reader that
-        stops after 64 MiB has had up to 64 MiB more fetched for it
-        (measured: 134 MiB sent for the 64 MiB tensor; 84 MiB with a
-        16 MiB window).  With the sanitizers' 2 MiB tensors the window
-        stays at its 4 MiB start and the bound holds, so there it is a
-        plain check."""
+        The sequential readahead (fs/engine.c, plan_readahead) keeps at
+        most an eighth of what a stream read ahead of it past an 8 MiB
+        floor, so the reader that stops after its tensor leaves at most
+        8 MiB fetched for nothing (it was 64 MiB with a window of twice
+        the read: 134 MiB sent for the 64 MiB tensor), and the header
+        probe at offset 0 gets a block, not megabytes."""
         f = self.stack.repo("acme/loaders")["commits"][self.commit][
             "files"]["model.safetensors"]
         with Mount(self.tmp, self.stack.endpoint, name="cold") as cold:

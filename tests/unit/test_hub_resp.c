@@ -86,10 +86,13 @@ static void headers_kept(void **state)
 	assert_int_equal(call.resp.status, 206);
 	assert_string_equal(call.resp.content_range, "bytes 0-9/100");
 	assert_string_equal(call.resp.error_message, "a long message");
+	HEADER(&call, "x-mirror-slice: 1048576\r\n"); /* a mirror's unit */
+	assert_string_equal(call.resp.mirror_slice, "1048576");
 	/* A new response forgets the last one's headers. */
 	HEADER(&call, "HTTP/2 200\r\n");
 	assert_int_equal(call.resp.status, 200);
 	assert_string_equal(call.resp.content_range, "");
+	assert_string_equal(call.resp.mirror_slice, "");
 	hub_call_reset(&call);
 }
 
