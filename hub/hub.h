@@ -452,7 +452,9 @@ struct hub_xfer_stats {
 	uint64_t requests; /* HTTP requests made, redirects included */
 	uint64_t resolves; /* requests to the resolve endpoint */
 	uint64_t retries;
-	unsigned in_flight; /* transfers running now */
+	/* in_flight and queued: as the transfer thread last published them,
+	 * once per turn of its loop, so they may trail a completion a little */
+	unsigned in_flight; /* transfers running */
 	unsigned queued;
 	/*
 	 * Unix seconds until which new resolves wait because the Hub asked
