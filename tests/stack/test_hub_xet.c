@@ -107,51 +107,13 @@ static char *content_of(const char *id, const char *ref, const char *path)
 	return p;
 }
 
-static size_t collect(char *p, size_t size, size_t n, void *arg)
-{
-	struct {
-		char *p;
-		size_t n;
-	} *out = arg;
-	size_t len = size * n;
-	char *grown = realloc(out->p, out->n + len + 1);
-
-	if (!grown)
-		return 0;
-	memcpy(grown + out->n, p, len);
-	out->n += len;
-	grown[out->n] = '\0';
-	out->p = grown;
-	return len;
-}
-
-/* One request to /_emu/...; returns the body (caller frees). */
+/* One request to /_emu/... that must answer 200; its body (caller frees). */
 static char *control(const char *method, const char *path, const char *body)
 {
-	struct {
-		char *p;
-		size_t n;
-	} out = { NULL, 0 };
-	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: "
-						       "application/json");
-	char url[512];
-	CURL *e = curl_easy_init();
-	long status = 0;
+	char *text = stack_control(method, path, body);
 
-	snprintf(url, sizeof(url), "%s%s", endpoint, path);
-	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-	if (body)
-		curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, &out);
-	assert_int_equal(curl_easy_perform(e), CURLE_OK);
-	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-	assert_int_equal(status, 200);
-	curl_easy_cleanup(e);
-	curl_slist_free_all(h);
-	return out.p;
+	assert_non_null(text);
+	return text;
 }
 
 static void fault(const char *json)
