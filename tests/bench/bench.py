@@ -965,6 +965,25 @@ def load_avg():
         return None
 
 
+def cpu_seconds(roots):
+    """CPU seconds (user + system) of the processes in roots and of their
+    children (nginx's workers), as /proc has them now."""
+    tick = os.sysconf("SC_CLK_TCK")
+    roots = set(p for p in roots if p)
+    total = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(name) in roots or int(fields[1]) in roots:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def median(values):
     v = sorted(values)
     n = len(v)
@@ -989,7 +1008,18 @@ def case_fleet(b, ctx):
     load hits every row alike."""
     size, sha = ctx.big["size"], ctx.big["sha256"]
 
-    def fleet_read(label, n, endpoint, warm_dir=None):
+    def cpu_now(mounts, mi):
+        """CPU seconds so far: the hubfs daemons, the mirror's nginx, the
+        CDN's nginx, the Hub emulator."""
+        stack = ctx.stack
+        groups = {"hubfs": [m.bench_pid for m in mounts],
+                  "mirror": [mi.proc.pid] if mi and mi.proc else [],
+                  "cdn": [stack._nginx.pid] if stack._nginx else [],
+                  "hub": [stack._emu.pid] if stack._emu else []}
+        return {k: cpu_seconds(v) for k, v in groups.items()}
+
+    def fleet_read(label, n, mi=None, warm_dir=None):
+        endpoint = mi.url if mi else None
         stores = [b.fresh("fleet-%s-%d-store" % (label, i)) for i in range(n)]
         b.cold_prep(ctx, [sha])
         if warm_dir:        # the mirror's cache in memory, like the CDN's file
@@ -1005,6 +1035,7 @@ def case_fleet(b, ctx):
                 if b.stat_size(p) != size:
                     raise NA("wrong size in the mount")
             mark = ctx.log_mark()
+            cpu0 = cpu_now(mounts, mi)
             t0 = time.monotonic()
             for p in paths:
                 proc = subprocess.Popen(
@@ -1025,6 +1056,7 @@ def case_fleet(b, ctx):
                     raise NA("reader failed: %s" % " ".join(err.decode().split())[-200:])
                 results.append(json.loads(out))
             secs = time.monotonic() - t0
+            cpu1 = cpu_now(mounts, mi)
             hwm = max((b.hwm(m) or 0) for m in mounts) or None
         finally:
             for proc in procs:
@@ -1041,7 +1073,7 @@ def case_fleet(b, ctx):
             raise NA("read %d bytes of %d" % (got, n * size))
         cdn, reqs = ctx.cdn_bytes(mark)
         return {"seconds": secs, "nbytes": got, "cdn_bytes": cdn, "requests": reqs,
-                "hwm": hwm, "load": load}
+                "hwm": hwm, "load": load, "cpu": {k: cpu1[k] - cpu0[k] for k in cpu0}}
 
     def new_mirror(name):
         if not os.access(hubmirror.MIRROR, os.X_OK):
@@ -1068,7 +1100,11 @@ def case_fleet(b, ctx):
 
     def attempt(key, fn):
         try:
-            runs[key].append(fn())
+            r = fn()
+            runs[key].append(r)
+            log("fleet %-13s %6.2f s  CDN %7.1f MiB  CPU s %s" % (
+                key, r["seconds"], r["cdn_bytes"] / MiB,
+                " ".join("%s %.2f" % kv for kv in r["cpu"].items())))
         except KeyboardInterrupt:
             raise
         except NA as e:
@@ -1086,10 +1122,10 @@ def case_fleet(b, ctx):
             mi = None
             try:
                 mi = new_mirror("fleet-mirror-%d-%d" % (n, run))
-                attempt(cold, lambda: fleet_read("cold", n, mi.url))
+                attempt(cold, lambda: fleet_read("cold", n, mi))
                 if runs[cold]:
                     lfs = os.path.join(mi.cache_dir, "lfs")
-                    attempt(warm, lambda: fleet_read("warm", n, mi.url, lfs))
+                    attempt(warm, lambda: fleet_read("warm", n, mi, lfs))
             except NA as e:
                 fails.setdefault(cold, str(e))
             finally:
@@ -1112,6 +1148,11 @@ def add_median_row(b, rid, case, what, label, got, fail, **extra):
     note = "median of %d: %s s; spread %.0f%%; load %s" % (
         len(got), "/".join("%.2f" % s for s in secs), 100 * (max(secs) - min(secs)) / med,
         "/".join("%.1f" % x for x in loads) or "?")
+    cpus = [r["cpu"] for r in got if r.get("cpu")]
+    if cpus:    # where the machine's CPU went (2 cores, shared)
+        note += "; CPU s %s" % ", ".join(
+            "%s %.2f" % (k, median([c[k] for c in cpus])) for k in cpus[0] if
+            any(c[k] for c in cpus))
     if len(got) < b.args.runs:
         note += "; %d failed: %s" % (b.args.runs - len(got), (fail or "?")[:80])
     b.add(rid, case, what, label, seconds=med, nbytes=got[0]["nbytes"],
