@@ -71,8 +71,8 @@ CASE_HELP = {
              "each from the CDN vs through contrib/mirror/hubfs-mirror, cold and warm: "
              "CDN bytes and time, medians of --runs (CDN uncapped and rate-limited)",
     "xet": "huggingface_hub + hf_xet download a 256 MiB Xet file on 2 machines in turn: "
-           "from the Hub (CAS, xorbs) vs through hubfs-mirror (bridge): CDN bytes and "
-           "time, medians of --runs (CDN uncapped)",
+           "from the Hub (CAS, xorbs) vs through hubfs-mirror (bridge), then hubfs the "
+           "same: CDN bytes and time, medians of --runs (CDN uncapped)",
 }
 # Which stack a case runs on: "open" = CDN uncapped, "rate" = limit_rate.
 CASE_STACKS = {"cold": ("open", "rate"), "peers": ("open", "rate"), "warm": ("open",),
@@ -1248,6 +1248,91 @@ def case_xet(b, ctx):
                        why or fails.get(key))
 
 
+HUBFS_XET_ROWS = [("hubfs-direct-1", "hubfs, 1st machine, from the Hub (Xet file)"),
+                  ("hubfs-direct-2", "hubfs, 2nd machine, from the Hub (Xet file)"),
+                  ("hubfs-mirror-1", "hubfs, 1st machine, via hubfs-mirror (Xet file)"),
+                  ("hubfs-mirror-2", "hubfs, 2nd machine, via hubfs-mirror (Xet file)")]
+
+
+def case_xet_hubfs(b, ctx):
+    """The same Xet file read whole by hubfs on two machines (a mount and a
+    store each) one after the other: from the Hub, and through a fresh
+    hubfs-mirror, which hides the Xet markers, so that hubfs reads the
+    bridge URL through its cache.  The note splits the CDN's bytes into
+    xorbs (the CAS) and the rest (the bridge)."""
+    try:
+        f = ctx.file(XET_REPO, XET_FILE)
+    except KeyError:
+        for key, what in HUBFS_XET_ROWS:
+            b.add("xet/%s" % key, "xet", what, ctx.label,
+                  na="no %s/%s in the stack" % (XET_REPO, XET_FILE))
+        return
+    runs = {key: [] for key, _ in HUBFS_XET_ROWS}
+    fails = {}
+
+    def read(endpoint, name):
+        store = b.fresh("xet-%s-store" % name)
+        load = load_avg()
+        m = b.hubfs_mount(ctx, "xet-" + name, store, endpoint)
+        try:
+            path = m.path(*XET_REPO.split("/"), XET_FILE)
+            if b.stat_size(path) != f["size"]:
+                raise NA("wrong size in the mount")
+            mark = ctx.log_mark()
+            cpu0 = cpu_seconds([m.bench_pid])
+            got = b.read_all(path, f["size"])
+            cpu = cpu_seconds([m.bench_pid]) - cpu0
+        finally:
+            b.hubfs_unmount(m)
+            shutil.rmtree(store, ignore_errors=True)
+        cdn, reqs = ctx.cdn_bytes(mark)
+        xorbs = 0
+        with open(ctx.stack.cdn_log_path, "rb") as log_file:
+            log_file.seek(mark)
+            for line in log_file:
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                if "xorb" in str(e.get("uri", "")):
+                    xorbs += max(0, int(e.get("bytes", 0)))
+        return {"seconds": got["seconds"], "nbytes": f["size"], "cdn_bytes": cdn,
+                "requests": reqs, "load": load, "cpu": {"hubfs": cpu},
+                "xorbs": xorbs}
+
+    def attempt(key, fn):
+        try:
+            runs[key].append(fn())
+        except KeyboardInterrupt:
+            raise
+        except NA as e:
+            fails.setdefault(key, str(e))
+        except Exception as e:  # noqa: BLE001 -- a benchmark reports and goes on
+            fails.setdefault(key, "%s: %s" % (type(e).__name__, e))
+
+    for run in range(b.args.runs):
+        log("xet hubfs run %d of %d (load %s)" % (run + 1, b.args.runs, load_avg()))
+        for n in (1, 2):
+            attempt("hubfs-direct-%d" % n, lambda: read(None, "direct-%d" % n))
+        mi = hubmirror.Mirror(ctx.stack.endpoint, b.fresh("xet-hubfs-mirror-%d" % run))
+        b.mirrors.append(mi)
+        try:
+            mi.start()
+            for n in (1, 2):
+                attempt("hubfs-mirror-%d" % n, lambda: read(mi.url, "mirror-%d" % n))
+        except hubmirror.MirrorError as e:
+            fails.setdefault("hubfs-mirror-1", str(e))
+        finally:
+            mi.stop()
+            b.mirrors.remove(mi)
+            shutil.rmtree(mi.cache_dir, ignore_errors=True)
+    for key, what in HUBFS_XET_ROWS:
+        got = runs[key]
+        if got:
+            what += "; xorbs %.1f MiB" % (median([r["xorbs"] for r in got]) / MiB)
+        add_median_row(b, "xet/%s" % key, "xet", what, ctx.label, got, fails.get(key))
+
+
 # --------------------------------------------------------------- the report
 
 def mibs(row):
@@ -1393,6 +1478,8 @@ def ratio_rows(b):
           "xet/mirror-1", lambda r: r["cdn_bytes"] / r["nbytes"], None, "<=", "x")
     value("xet each machine from the Hub: CDN bytes, in copies of the file",
           "xet/direct-2", lambda r: r["cdn_bytes"] / r["nbytes"], None, "<=", "x")
+    value("xet hubfs 2nd machine via the mirror: CDN bytes", "xet/hubfs-mirror-2",
+          lambda r: r["cdn_max"] / MiB, 0, "<=", "MiB")
     return out
 
 
@@ -1521,6 +1608,7 @@ def run_stack(b, kind):
                 case_fleet(b, ctx)
             elif c == "xet":
                 case_xet(b, ctx)
+                case_xet_hubfs(b, ctx)
     finally:
         b.cleanup()
         stack.stop()
