@@ -108,6 +108,29 @@ class XetReuseTest(unittest.TestCase):
         self.assertLess(with_copy, 0.03 * f2["size"])
         self.assertLess(with_copy * 20, alone)
 
+    def test_wrong_local_copy_is_refused_then_fetched(self):
+        """A source blob changed on disk with its stamp restored (size,
+        inode, mtime: db_blob_get cannot tell) gives revision 2 a wrong
+        chunk: its check fails, the reader gets EIO, and the next read
+        fetches it again, right."""
+        m = self.mount("c")
+        f1, _ = self.read_rev(m, "v1")
+        self.wait_recorded(m, f1["sha256"])
+        blob = os.path.join(m.store, "blobs", f1["sha256"])
+        st = os.stat(blob)
+        with open(blob, "r+b") as f:  # inside the first random region,
+            f.seek(50 << 20)           # which revision 2 keeps
+            b = f.read(1)
+            f.seek(50 << 20)
+            f.write(bytes([b[0] ^ 0xff]))
+        os.utime(blob, ns=(st.st_atime_ns, st.st_mtime_ns))
+        files, sha = files_at(self.stack.manifest, "model", REPO, "v2")
+        path = m.path("acme", "xet-revisions@" + sha, "model.bin")
+        with self.assertRaises(OSError):
+            sha256_of(path)
+        self.assertIn("does not match its hash", m.read_log())
+        self.assertEqual(sha256_of(path), files["model.bin"]["sha256"])
+
 
 if __name__ == "__main__":
     unittest.main()
