@@ -173,6 +173,10 @@ static int setting_option(struct mount_opts *o, const char *opt)
 		o->common.no_hf_cache = true;
 		return 1;
 	}
+	if (key_is(opt, "no_xet")) {
+		o->no_xet = true;
+		return 1;
+	}
 	for (i = 0; i < n && !key_is(opt, valued[i]); i++)
 		;
 	if (i == n)
