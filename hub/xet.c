@@ -617,7 +617,8 @@ static void tsrc_free(struct tsrc *src, unsigned n)
 	free(src);
 }
 
-/* The unpacked bytes of term t and the size of its chunk k (relative). */
+/* The unpacked bytes of term t, or NULL when its chunks do not add up to
+   its length. */
 static const uint8_t *term_bytes(const struct hub_xet_term *t,
 				 const struct hub_xet_fetch *fe,
 				 const struct tsrc *src,
@@ -632,6 +633,7 @@ static const uint8_t *term_bytes(const struct hub_xet_term *t,
 	return z - a == t->unpacked ? d->out + a : NULL;
 }
 
+/* The unpacked size of chunk chunk_start + k of term t. */
 static uint32_t chunk_length(const struct hub_xet_term *t,
 			     const struct hub_xet_fetch *fe,
 			     const struct tsrc *src,

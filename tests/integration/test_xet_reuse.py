@@ -63,12 +63,15 @@ class XetReuseTest(unittest.TestCase):
                    if "/xorbs/" in (e.get("uri") or e.get("path") or ""))
 
     def read_rev(self, m, rev):
-        """Read rev's model.bin whole through m: (sha256, xorb bytes)."""
+        """Read rev's model.bin whole through m: (its manifest entry, xorb
+        bytes fetched); self.recons gets the reconstruction calls."""
         files, sha = files_at(self.stack.manifest, "model", REPO, rev)
         self.stack.clear_logs()
         path = m.path("acme", "xet-revisions@" + sha, "model.bin")
         got = sha256_of(path)
         self.assertEqual(got, files["model.bin"]["sha256"])
+        self.recons = sum(1 for e in self.stack.hub_log()
+                          if "/reconstructions/" in e.get("path", ""))
         return files["model.bin"], self.xorb_bytes()
 
     def wait_recorded(self, m, etag):
@@ -96,14 +99,17 @@ class XetReuseTest(unittest.TestCase):
         runs = self.wait_recorded(m, f1["sha256"])
         self.assertGreater(runs, 0)
         f2, with_copy = self.read_rev(m, "v2")
+        recons_with = self.recons
 
         fresh = self.mount("b")
         _, alone = self.read_rev(fresh, "v2")
         load = os.getloadavg()[0]
         print("xet reuse: revision 2 after revision 1 fetched %d xorb "
-              "bytes (%.2f %% of %d); alone %d (%.1f %%); load %.1f"
+              "bytes (%.2f %% of %d, %d reconstruction calls); alone %d "
+              "(%.1f %%, %d calls); load %.1f"
               % (with_copy, 100.0 * with_copy / f2["size"], f2["size"],
-                 alone, 100.0 * alone / f2["size"], load), file=sys.stderr)
+                 recons_with, alone, 100.0 * alone / f2["size"],
+                 self.recons, load), file=sys.stderr)
         self.assertGreater(alone, f2["size"] // 2)
         self.assertLess(with_copy, 0.03 * f2["size"])
         self.assertLess(with_copy * 20, alone)
