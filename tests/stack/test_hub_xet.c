@@ -1044,6 +1044,105 @@ static void revision_reuse(void **state)
 	client_free(c);
 }
 
+/* Hooks that lie or refuse, and a record of where chunks were placed. */
+struct fake_local {
+	int mode;	 /* 0: refuse, 1: lengths that do not add up */
+	unsigned asked;	 /* copy() calls */
+	uint64_t *cover; /* [from, to) of each placed run, back to back */
+	size_t n_cover, cap;
+	uint64_t size; /* the file's */
+	bool bad_run;  /* a run outside the file, or no chunk in it */
+};
+
+static int fake_copy(void *arg, const char *xorb, uint32_t start, uint32_t end,
+		     uint64_t unpacked, uint8_t *out, uint32_t *lengths)
+{
+	struct fake_local *fl = arg;
+
+	(void)xorb;
+	(void)unpacked;
+	fl->asked++;
+	if (fl->mode == 0)
+		return -ENOENT;
+	memset(out, 0xa5, unpacked); /* wrong bytes, never to be used */
+	for (uint32_t i = 0; i < end - start; i++)
+		lengths[i] = 1;
+	return 0;
+}
+
+static void fake_placed(void *arg, const struct hub_xet_run *runs, size_t n)
+{
+	struct fake_local *fl = arg;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t len = 0;
+
+		for (uint32_t k = 0; k < runs[i].count; k++)
+			len += runs[i].lengths[k];
+		if (runs[i].count == 0 || !hub_is_sha256(runs[i].xorb) ||
+		    runs[i].offset + len > fl->size)
+			fl->bad_run = true;
+		if (fl->n_cover + 2 > fl->cap) {
+			fl->cap = fl->cap ? 2 * fl->cap : 64;
+			fl->cover = realloc(fl->cover,
+					    fl->cap * sizeof(*fl->cover));
+		}
+		fl->cover[fl->n_cover++] = runs[i].offset;
+		fl->cover[fl->n_cover++] = runs[i].offset + len;
+	}
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * A copy() that refuses, or answers lengths that do not add up to the
+ * term's: every term is fetched, the bytes are right, and placed() heard
+ * of runs inside the file that cover the whole range read.
+ */
+static void local_refused(void **state)
+{
+	static const struct hub_xet_local ops = { fake_copy, fake_placed };
+	struct hub_client *c = client_with("alice");
+	struct hub_xet_file f = xfile(BIG, "v1", "model.bin");
+	char *want = content_of(BIG, "v1", "model.bin");
+	uint64_t len = (40u << 20) + 12345;
+	struct hub_xet *x = NULL;
+	struct hub_xet_stats st;
+
+	(void)state;
+	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
+	f.local = &ops;
+	for (int mode = 0; mode < 2; mode++) {
+		struct fake_local fl = { .mode = mode, .size = f.size };
+		uint64_t reach = 0;
+
+		f.local_arg = &fl;
+		read_ok(x, &f, want, 0, len);
+		assert_true(fl.asked > 0);
+		assert_false(fl.bad_run);
+		/* the runs, as intervals, cover [0, len) without a gap */
+		qsort(fl.cover, fl.n_cover / 2, 2 * sizeof(*fl.cover), cmp_u64);
+		for (size_t i = 0; i < fl.n_cover; i += 2) {
+			assert_true(fl.cover[i] <= reach);
+			if (fl.cover[i + 1] > reach)
+				reach = fl.cover[i + 1];
+		}
+		assert_true(reach >= len);
+		free(fl.cover);
+	}
+	hub_xet_get_stats(x, &st);
+	assert_int_equal(st.local_terms, 0);
+	assert_int_equal(st.local_bytes, 0);
+	free(want);
+	hub_xet_free(x);
+	client_free(c);
+}
+
 /* An argument runs only the tests whose name matches it (cmocka's glob). */
 int main(int argc, char **argv)
 {
@@ -1060,6 +1159,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup(cas_faults, reset_emulator),
 		cmocka_unit_test_setup(xorb_faults, reset_emulator),
 		cmocka_unit_test_setup(expired_urls, reset_emulator),
+		cmocka_unit_test_setup(local_refused, reset_emulator),
 		cmocka_unit_test_setup(revision_reuse, reset_emulator),
 	};
 
