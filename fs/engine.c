@@ -885,6 +885,8 @@ static void job_finish(struct job *j, int rc, const struct hub_error *err)
 		rc = job_failed(j);
 	if (rc && reroute(j, rc, err))
 		return;
+	if (rc == -EXDEV) /* a probe for the CAS while stopping */
+		rc = -ECANCELED;
 	e = rc ? transfer_errno(b, rc, err) : 0;
 	if (rc)
 		arrived = calloc(1, (j->count + 7) / 8);
@@ -1337,6 +1339,7 @@ static bool reroute(struct job *j, int rc, const struct hub_error *err)
 	if (j->route == ROUTE_PROBE) { /* nothing came: all of it again */
 		free(j->buf);
 		j->buf = NULL;
+		memset(&j->end.err, 0, sizeof(j->end.err));
 		j->route = ROUTE_XET;
 		submit_job(b, j, false);
 		lock_wait_abandon(eng);
