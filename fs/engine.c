@@ -38,6 +38,7 @@
 #include "engine.h"
 #include "fs.h"
 #include "queue.h"
+#include "xetlocal.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -120,7 +121,8 @@ struct blob {
 	enum hub_repo_type type;
 	char *repo_id, *path;
 	char commit[41];
-	char xet_hash[65]; /* the tree's xetHash, "" when none */
+	char xet_hash[65];  /* the tree's xetHash, "" when none */
+	struct xetlocal xl; /* the Xet reader's hooks' argument */
 	unsigned shift;
 	uint64_t blocks;
 	int fd; /* the blob's file: partial/<etag>, later blobs/<etag> */
@@ -444,6 +446,8 @@ static struct blob *blob_new(struct engine *eng, const struct engine_file *f)
 	b->type = f->type;
 	if (f->xet_hash && hub_is_sha256(f->xet_hash))
 		memcpy(b->xet_hash, f->xet_hash, sizeof(b->xet_hash));
+	b->xl.store = eng->cfg.store;
+	memcpy(b->xl.etag, b->etag, sizeof(b->xl.etag));
 	b->repo_id = strdup(f->repo_id);
 	b->path = strdup(f->path);
 	if (!b->repo_id || !b->path) {
@@ -1248,10 +1252,13 @@ static enum job_route choose_route(struct blob *b, bool refetch)
 }
 
 /*
- * The file as the Xet reader knows it.  The place for what a read of this
- * file brings along (hooks of chunk reuse): the reader copies the strings.
+ * The file as the Xet reader knows it (it copies the strings), with the
+ * store's hooks (fs/xetlocal.c): where the chunks land is recorded, and
+ * chunks that complete blobs hold are copied from them.  The run holds a
+ * reference to b, so b->xl outlives the read.  A wrong copy fails the
+ * blob's check, and its refetch goes by the bridge (choose_route).
  */
-static void xet_file(const struct blob *b, struct hub_xet_file *f)
+static void xet_file(struct blob *b, struct hub_xet_file *f)
 {
 	*f = (struct hub_xet_file){
 		.type = b->type,
@@ -1259,6 +1266,8 @@ static void xet_file(const struct blob *b, struct hub_xet_file *f)
 		.commit = b->commit,
 		.xet_hash = b->xet_hash,
 		.size = b->size,
+		.local = xetlocal_ops(true),
+		.local_arg = &b->xl,
 	};
 }
 
