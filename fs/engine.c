@@ -59,6 +59,8 @@
 #define LOCK_POLL_MS  20	     /* another process's range lock, polled */
 #define DROPPED_KEPT  16	     /* etags dropped lately, remembered */
 #define REFETCH_KEPT  16 /* etags to fetch past caches, remembered */
+#define POOL_KEPT     16 /* block buffers kept for reuse */
+#define BUF_SIZE      (1ULL << DB_BLOCK_SHIFT) /* a pooled buffer's size */
 
 struct engine {
 	struct engine_config cfg;
@@ -87,6 +89,13 @@ struct engine {
 	pthread_cond_t lock_waits_done; /* lock_waits fell to 0 */
 	struct queue blocks; /* received blocks to write, hash, answer */
 	struct queue syncs;  /* durability: fdatasync, marks, records */
+	/*
+	 * Block buffers (BUF_SIZE) kept for the next blocks: a fresh one
+	 * costs a megabyte of page faults and zeroing per block.  pool_lock.
+	 */
+	pthread_mutex_t pool_lock;
+	unsigned char *pool[POOL_KEPT];
+	unsigned n_pool;
 
 	/* engine_get_stats: relaxed atomic adds */
 	uint64_t waits, waits_local, bytes_answered;
@@ -620,6 +629,37 @@ static bool hash_advance(struct blob *b)
 
 /* ---- Transfers -------------------------------------------------------- */
 
+/* A buffer for one block of b: from the pool, else new.  NULL: no memory. */
+static unsigned char *buf_get(struct blob *b)
+{
+	struct engine *eng = b->eng;
+	unsigned char *p = NULL;
+
+	if ((1ULL << b->shift) > BUF_SIZE)
+		return malloc(1ULL << b->shift);
+	pthread_mutex_lock(&eng->pool_lock);
+	if (eng->n_pool)
+		p = eng->pool[--eng->n_pool];
+	pthread_mutex_unlock(&eng->pool_lock);
+	return p ? p : malloc(BUF_SIZE);
+}
+
+/* Give back a buffer of buf_get(b) (NULL: nothing), kept if there is room. */
+static void buf_put(struct blob *b, unsigned char *p)
+{
+	struct engine *eng = b->eng;
+
+	if (p && (1ULL << b->shift) <= BUF_SIZE) {
+		pthread_mutex_lock(&eng->pool_lock);
+		if (eng->n_pool < POOL_KEPT) {
+			eng->pool[eng->n_pool++] = p;
+			p = NULL;
+		}
+		pthread_mutex_unlock(&eng->pool_lock);
+	}
+	free(p);
+}
+
 static int write_all(int fd, const unsigned char *p, size_t n, uint64_t off)
 {
 	while (n > 0) {
@@ -703,7 +743,7 @@ static int job_data(void *arg, uint64_t offset, const void *buf, size_t n)
 	struct blob *b = j->b;
 	const unsigned char *p = buf;
 
-	if (!j->buf && !(j->buf = malloc(1ULL << b->shift)))
+	if (!j->buf && !(j->buf = buf_get(b)))
 		return -ENOMEM;
 	while (n > 0) {
 		uint64_t i = offset >> b->shift;
@@ -722,7 +762,7 @@ static int job_data(void *arg, uint64_t offset, const void *buf, size_t n)
 			return job_failed(j);
 		if (queue_block(j, i, j->buf) == 0) {
 			j->buf = NULL;
-			if (n && !(j->buf = malloc(1ULL << b->shift)))
+			if (n && !(j->buf = buf_get(b)))
 				return -ENOMEM;
 		} else if ((rc = block_arrived(j, i, j->buf)) != 0) {
 			return rc;
@@ -871,8 +911,8 @@ static void job_finish(struct job *j, int rc, const struct hub_error *err)
 	if (arrived)
 		mark_arrived(b, j, arrived);
 	free(arrived);
+	buf_put(b, j->buf);
 	blob_unref(b);
-	free(j->buf);
 	free(j);
 }
 
@@ -920,7 +960,7 @@ static void handle_block(struct qitem *q, void *arg)
 
 		if (rc)
 			__atomic_store_n(&it->j->failed, rc, __ATOMIC_RELAXED);
-		free(it->buf);
+		buf_put(it->j->b, it->buf);
 		free(it);
 	} else {
 		job_finish(it->j, it->rc, &it->err); /* frees it */
@@ -1883,6 +1923,7 @@ int engine_start(struct engine **out, const struct engine_config *cfg)
 		return -ENOMEM;
 	eng->cfg = *cfg;
 	pthread_mutex_init(&eng->blobs_lock, NULL);
+	pthread_mutex_init(&eng->pool_lock, NULL);
 	pthread_cond_init(&eng->lock_waits_done, NULL);
 	rc = queue_start(&eng->syncs, handle_sync, eng);
 	if (rc < 0)
@@ -1904,6 +1945,7 @@ int engine_start(struct engine **out, const struct engine_config *cfg)
 	return 0;
 fail:
 	pthread_mutex_destroy(&eng->blobs_lock);
+	pthread_mutex_destroy(&eng->pool_lock);
 	pthread_cond_destroy(&eng->lock_waits_done);
 	free(eng);
 	return rc;
@@ -1953,7 +1995,10 @@ void engine_stop(struct engine *eng)
 	/* Files the front had not closed yet when it stopped. */
 	while (eng->handles)
 		engine_close(eng->handles);
+	while (eng->n_pool)
+		free(eng->pool[--eng->n_pool]);
 	pthread_mutex_destroy(&eng->blobs_lock);
+	pthread_mutex_destroy(&eng->pool_lock);
 	pthread_cond_destroy(&eng->lock_waits_done);
 	free(eng);
 }
