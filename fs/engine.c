@@ -11,11 +11,13 @@
  *     joins the blob's waiter list; missing blocks not already on their
  *     way are requested from the transfer engine in runs of up to
  *     XFER_MAX bytes, so two waits on one block share one transfer.
- *   - The transfer engine's thread hands whole blocks to the block thread,
- *     which writes them into the file, marks them present and answers the
- *     waits they satisfy.  Present blocks are hashed in file order as they
- *     become available (sha256 for LFS files, the git blob sha1
- *     otherwise), so a sequential read pays no second pass.
+ *   - The transfer engine's thread gathers a run's bytes a block at a
+ *     time and writes each whole block into the file, then hands it to the
+ *     block thread, which marks it present and answers the waits it
+ *     satisfies.  Present blocks are hashed in file order as they become
+ *     available (sha256 for LFS files, the git blob sha1 otherwise), read
+ *     back from the page cache on the block thread: hashing runs beside
+ *     receiving and writing, which take about as long.
  *   - A wait that touches the end of the file also waits for that check.
  *     A failed check drops the blob (file, bitmap) and tells the dropped
  *     hook, so that a front can drop the pages it cached; the next open
@@ -180,16 +182,16 @@ struct engine_handle {
 };
 
 /*
- * Work for the block thread, in arrival order: a whole block to write,
- * mark, hash and answer readers with, or the end of a run.  Keeping this
- * off the engine's thread lets it go on receiving meanwhile.
+ * Work for the block thread, in arrival order: a block written whole into
+ * the file, to mark, hash and answer readers with, or the end of a run
+ * (the job's own `end` item).  Keeping this off the engine's thread lets
+ * it go on receiving meanwhile.
  */
 struct block_item {
 	struct qitem q; /* first */
 	struct job *j;
-	uint64_t i;	    /* block, when buf */
-	unsigned char *buf; /* the block's bytes; NULL: the run ended */
-	int rc;		    /* the run's end: done()'s arguments */
+	uint64_t i; /* the block, unless this is j->end */
+	int rc;	    /* j->end: done()'s arguments */
 	struct hub_error err;
 };
 
@@ -199,14 +201,15 @@ struct block_item {
 struct job {
 	struct blob *b;
 	uint64_t first, count; /* blocks */
-	unsigned char *buf;    /* the block being gathered; engine thread */
+	unsigned char *buf;    /* the block being gathered (buf_get), kept
+				  for the run's next block; engine thread */
 	int failed;	       /* a queued block failed (atomic: set by the
 				  block thread, read by the engine's) */
 	bool locked;	       /* holds the OFD lock on its byte range */
 	struct block_item end; /* queued when the run ends */
 };
 
-static int queue_block(struct job *j, uint64_t i, unsigned char *buf);
+static int queue_block(struct job *j, uint64_t i);
 static void range_unlock(const struct blob *b, struct job *j);
 
 static int job_failed(struct job *j)
@@ -677,21 +680,16 @@ static int write_all(int fd, const unsigned char *p, size_t n, uint64_t off)
 }
 
 /*
- * A whole block of a run arrived in j->buf: write it, mark it present,
- * hash it (from the buffer when it is the next one due) and answer the
- * readers it satisfies.
+ * Write a whole block where it belongs in the blob's file.  When the disk
+ * is full, make room from blobs nobody uses and try once more.
  */
-static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
+static int store_block(struct blob *b, uint64_t i, const unsigned char *buf)
 {
-	struct blob *b = j->b;
-	struct waiter *ready = NULL, *failed = NULL;
 	uint64_t off = i << b->shift;
 	size_t len = (size_t)(block_end(b, i) - off);
-	bool ok = true;
 	int rc = write_all(b->fd, buf, len, off);
 
 	if (rc == -ENOSPC || rc == -EDQUOT) {
-		/* The disk is full: make room from blobs nobody uses. */
 		struct db_store *s = b->eng->cfg.store;
 		uint64_t used, freed = 0;
 		int erc = db_store_usage(s, &used);
@@ -712,15 +710,22 @@ static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
 		/* Files may be gone even when their rows could not go. */
 		rc = write_all(b->fd, buf, len, off);
 	}
-	if (rc < 0)
-		return rc;
+	return rc;
+}
+
+/*
+ * Block i of a run is in the file, whole: mark it present, hash what
+ * follows the hashed blocks and answer the readers it satisfies.
+ */
+static int block_arrived(struct job *j, uint64_t i)
+{
+	struct blob *b = j->b;
+	struct waiter *ready = NULL, *failed = NULL;
+	bool ok = true;
+
 	blob_lock(b);
 	set_bit(b->present, i);
 	if (!b->dropped) {
-		if (b->hashed == i && !b->verified && !b->hashing) {
-			db_hash_update(b->hash, buf, len);
-			b->hashed++;
-		}
 		ok = hash_advance(b);
 		if (!ok)
 			drop_blob(b, &failed);
@@ -734,8 +739,11 @@ static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
 }
 
 /*
- * Bytes of a run, in order: gathered a block at a time, so the file gets
- * whole, aligned blocks and each block is handled once.
+ * Bytes of a run, in order: gathered a block at a time, so that the file
+ * gets whole, aligned blocks (large page-cache folios: writing libcurl's
+ * pieces as they come cost more than this copy), each written here and
+ * then handed to the block thread (or handled here when it lags far
+ * behind).
  */
 static int job_data(void *arg, uint64_t offset, const void *buf, size_t n)
 {
@@ -760,13 +768,11 @@ static int job_data(void *arg, uint64_t offset, const void *buf, size_t n)
 			continue;
 		if (job_failed(j))
 			return job_failed(j);
-		if (queue_block(j, i, j->buf) == 0) {
-			j->buf = NULL;
-			if (n && !(j->buf = buf_get(b)))
-				return -ENOMEM;
-		} else if ((rc = block_arrived(j, i, j->buf)) != 0) {
+		rc = store_block(b, i, j->buf);
+		if (rc == 0 && queue_block(j, i) != 0)
+			rc = block_arrived(j, i);
+		if (rc)
 			return rc;
-		}
 	}
 	return 0;
 }
@@ -917,7 +923,7 @@ static void job_finish(struct job *j, int rc, const struct hub_error *err)
 }
 
 /* Hand a block to the block thread; -EBUSY when too many wait already. */
-static int queue_block(struct job *j, uint64_t i, unsigned char *buf)
+static int queue_block(struct job *j, uint64_t i)
 {
 	struct engine *eng = j->b->eng;
 	struct block_item *it;
@@ -928,7 +934,6 @@ static int queue_block(struct job *j, uint64_t i, unsigned char *buf)
 		return -EBUSY;
 	it->j = j;
 	it->i = i;
-	it->buf = buf;
 	queue_push(&eng->blocks, &it->q, true);
 	return 0;
 }
@@ -953,14 +958,11 @@ static void handle_block(struct qitem *q, void *arg)
 	struct block_item *it = (struct block_item *)q;
 
 	(void)arg;
-	if (it->buf) {
-		int rc = job_failed(it->j)
-				 ? 0
-				 : block_arrived(it->j, it->i, it->buf);
+	if (it != &it->j->end) {
+		int rc = job_failed(it->j) ? 0 : block_arrived(it->j, it->i);
 
 		if (rc)
 			__atomic_store_n(&it->j->failed, rc, __ATOMIC_RELAXED);
-		buf_put(it->j->b, it->buf);
 		free(it);
 	} else {
 		job_finish(it->j, it->rc, &it->err); /* frees it */
