@@ -135,6 +135,13 @@ struct blob {
 	 * (a CDN), or a mirror's slice.  Relaxed atomic.
 	 */
 	uint64_t unit;
+	/*
+	 * Items queued for the sync thread (atomic, release), and how many of
+	 * them the last fdatasync covered (the sync thread's alone): an item
+	 * whose blocks were written before an fdatasync began needs no other.
+	 */
+	uint64_t sync_queued;
+	uint64_t sync_durable;
 
 	pthread_mutex_t lock;
 #ifndef NDEBUG
@@ -230,6 +237,7 @@ struct sync_item {
 	struct blob *b;
 	enum sync_kind kind;
 	uint64_t first, count; /* SYNC_MARK: the blocks */
+	uint64_t seq;	       /* b->sync_queued once it was queued */
 };
 
 /*
@@ -1292,6 +1300,7 @@ static void queue_sync(struct blob *b, enum sync_kind kind, uint64_t first,
 	it->kind = kind;
 	it->first = first;
 	it->count = count;
+	it->seq = __atomic_add_fetch(&b->sync_queued, 1, __ATOMIC_RELEASE);
 	queue_push(&eng->syncs, &it->q, false);
 }
 
@@ -1329,10 +1338,17 @@ static void do_sync_once(struct sync_item *it)
 		db_blob_touch(s, b->etag);
 		return;
 	}
-	if (fdatasync(b->fd) < 0) {
-		fs_log(LOG_ERR, "store: syncing blob %s: %s", b->etag,
-		       strerror(errno));
-		return;
+	if (it->seq > b->sync_durable) {
+		/* Covers every item queued so far: their blocks are written. */
+		uint64_t upto =
+			__atomic_load_n(&b->sync_queued, __ATOMIC_ACQUIRE);
+
+		if (fdatasync(b->fd) < 0) {
+			fs_log(LOG_ERR, "store: syncing blob %s: %s", b->etag,
+			       strerror(errno));
+			return;
+		}
+		b->sync_durable = upto;
 	}
 	blob_lock(b);
 	if (b->dropped || b->complete) {
