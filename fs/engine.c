@@ -759,8 +759,6 @@ static int job_data(void *arg, uint64_t offset, const void *buf, size_t n)
 	struct blob *b = j->b;
 	const unsigned char *p = buf;
 
-	if (!j->buf && !(j->buf = buf_get(b)))
-		return -ENOMEM;
 	while (n > 0) {
 		uint64_t i = offset >> b->shift;
 		uint64_t start = i << b->shift, end = block_end(b, i);
@@ -768,6 +766,8 @@ static int job_data(void *arg, uint64_t offset, const void *buf, size_t n)
 			(size_t)(end - offset) < n ? (size_t)(end - offset) : n;
 		int rc;
 
+		if (!j->buf && !(j->buf = buf_get(b)))
+			return -ENOMEM;
 		memcpy(j->buf + (offset - start), p, take);
 		offset += take;
 		p += take;
@@ -781,6 +781,10 @@ static int job_data(void *arg, uint64_t offset, const void *buf, size_t n)
 			rc = block_arrived(j, i);
 		if (rc)
 			return rc;
+		if (i + 1 == j->first + j->count) { /* the run's last block */
+			buf_put(b, j->buf);
+			j->buf = NULL;
+		}
 	}
 	return 0;
 }
