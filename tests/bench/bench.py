@@ -55,8 +55,9 @@ XET_REPO, XET_FILE = "acme/xet-revisions", "model.bin"
 
 CASES = ["cold", "peers", "warm", "first", "threads", "random", "rss", "fleet", "xet"]
 CASE_HELP = {
-    "cold": "cold sequential read: hubfs vs curl (1 stream) vs aria2c -x16 -s16, "
-            "and hubfs pull, CDN uncapped and rate-limited",
+    "cold": "cold sequential read: hubfs vs curl (1 stream) vs aria2c -x16 -s16 (alone "
+            "and + openssl sha256), and hubfs pull, CDN uncapped and rate-limited, "
+            "medians of --runs",
     "peers": "the same file through httpdirfs --cache and rclone mount "
              "--vfs-cache-mode full: cold (both CDN rates), warm after remount",
     "warm": "hubfs warm read after remount and re-read in the same mount vs "
@@ -1646,7 +1647,8 @@ def parse_args(argv):
     ap.add_argument("--random-ios", type=int, default=FIO_IOS,
                     help="fio reads in the random case (%d)" % FIO_IOS)
     ap.add_argument("--runs", type=int, default=3,
-                    help="fleet: runs of every row; the table shows the median (3)")
+                    help="cold, fleet, xet: runs of every row; the table shows the "
+                    "median (3)")
     ap.add_argument("--mirror-arg", action="append", default=[], metavar="ARG",
                     help="fleet: an extra argument for hubfs-mirror (repeatable), "
                          "e.g. --mirror-arg=--slice=4M")
