@@ -89,7 +89,7 @@ struct engine {
 	unsigned lock_waits;
 	bool stopping;
 	pthread_cond_t lock_waits_done; /* lock_waits fell to 0 */
-	struct queue blocks; /* received blocks to write, hash, answer */
+	struct queue blocks; /* written blocks to mark, hash, answer */
 	struct queue syncs;  /* durability: fdatasync, marks, records */
 	/*
 	 * Block buffers (BUF_SIZE) kept for the next blocks: a fresh one
