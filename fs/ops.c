@@ -98,6 +98,7 @@ static void fill_entry(struct fs_mount *m, const struct node *n,
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
+	conn->max_read = FS_MAX_READ; /* as the mount option (session.c) */
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
 	conn->max_background = 64;
