@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #define FUSE_SUPER_MAGIC 0x65735546
-#define FS_READAHEAD_KB	 4096 /* raise_readahead: 4 MiB */
+#define FS_READAHEAD_KB	 1024 /* raise_readahead: 1 MiB */
 
 struct ready {
 	char *mountpoint;
@@ -34,7 +34,9 @@ struct ready {
  * mmap'ed model faults 128 KiB at a time.  The knob is
  * /sys/class/bdi/MAJOR:MINOR/read_ahead_kb of the mount's device, which
  * only root may write: for anyone else this changes nothing.  A value
- * someone raised further is kept.
+ * someone raised further is kept.  1 MiB is one request (FS_MAX_READ):
+ * more would have the kernel ask ahead of a reader that stops (a tensor
+ * of a model), and the engine fetch further ahead still.
  */
 static void raise_readahead(const char *mountpoint, unsigned kb)
 {

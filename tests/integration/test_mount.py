@@ -252,7 +252,7 @@ class MountTest(unittest.TestCase):
                          files["model.safetensors"]["size"])
 
     def test_readahead_and_request_size(self):
-        """Run by root, the mount reads ahead 4 MiB (the kernel's 128 KiB
+        """Run by root, the mount reads ahead 1 MiB (the kernel's 128 KiB
         would cost a request per 128 KiB); large reads stay byte-exact."""
         p = self.m.path("acme", "tiny-model", "model.safetensors")
         st = os.stat(p)
@@ -260,7 +260,7 @@ class MountTest(unittest.TestCase):
                                                        os.minor(st.st_dev))
         if os.geteuid() == 0 and os.path.exists(knob):
             with open(knob) as f:
-                self.assertEqual(int(f.read()), 4096)
+                self.assertEqual(int(f.read()), 1024)
         files, _ = files_at(self.manifest, "model", "acme/tiny-model",
                             "main")
         with open(files["model.safetensors"]["content"], "rb") as f:
