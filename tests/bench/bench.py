@@ -24,6 +24,7 @@ import ctypes
 import http.client
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -51,11 +52,18 @@ FOUR_REPO = "acme/four-big"
 FOUR_FILES = ["part-%d.safetensors" % i for i in range(1, 5)]
 XET_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "large", "xet.json")
 XET_REPO, XET_FILE = "acme/xet-revisions", "model.bin"
+LOAD_FIXTURE = os.path.join(HERE, "model-load.json")
+LOAD_REPO = "acme/bench-load"
+LOAD_SCRIPT = os.path.join(HERE, "load_model.py")
+MANY_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "large", "many-files.json")
+MANY_REPO = "acme/many-files"
 
-CASES = ["cold", "peers", "warm", "first", "threads", "random", "rss", "fleet", "xet"]
+CASES = ["cold", "peers", "warm", "first", "threads", "random", "rss", "fleet", "xet",
+         "load", "lslr"]
 CASE_HELP = {
-    "cold": "cold sequential read: hubfs vs curl (1 stream) vs aria2c -x16 -s16, "
-            "and hubfs pull, CDN uncapped and rate-limited",
+    "cold": "cold sequential read: hubfs vs curl (1 stream) vs aria2c -x16 -s16 (alone "
+            "and + openssl sha256), and hubfs pull, CDN uncapped and rate-limited, "
+            "medians of --runs",
     "peers": "the same file through httpdirfs --cache and rclone mount "
              "--vfs-cache-mode full: cold (both CDN rates), warm after remount",
     "warm": "hubfs warm read after remount and re-read in the same mount vs "
@@ -73,11 +81,18 @@ CASE_HELP = {
     "xet": "huggingface_hub + hf_xet download a 256 MiB Xet file on 2 machines in turn: "
            "from the Hub (CAS, xorbs) vs through hubfs-mirror (bridge), then hubfs the "
            "same: CDN bytes and time, medians of --runs (CDN uncapped)",
+    "load": "a 1 GiB safetensors model (load_file; safe_open, every tensor in file order) "
+            "and a 1 GiB GGUF (GGUFReader mmap, every byte): hubfs cold, warm after "
+            "remount, re-read in the same mount vs hf download + load vs a local copy, "
+            "medians of --runs (CDN uncapped)",
+    "lslr": "ls -lR of the 100,001-file dataset, warm: hubfs by default and with "
+            "-o xattr vs the same tree on local disk, medians of --runs",
 }
 # Which stack a case runs on: "open" = CDN uncapped, "rate" = limit_rate.
 CASE_STACKS = {"cold": ("open", "rate"), "peers": ("open", "rate"), "warm": ("open",),
                "rss": ("open",), "first": ("rate",), "threads": ("rate",),
-               "random": ("rate",), "fleet": ("open", "rate"), "xet": ("open",)}
+               "random": ("rate",), "fleet": ("open", "rate"), "xet": ("open",),
+               "load": ("open",), "lslr": ("open",)}
 
 READ_TIMEOUT = 180      # one cold 1 GiB read (100 MiB/s takes ~11 s)
 MOUNT_TIMEOUT = 60
@@ -96,6 +111,65 @@ class NA(Exception):
 
 def log(msg):
     print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def busy_cpu():
+    """Busy CPU seconds of the whole machine so far (/proc/stat: user, nice,
+    system, irq, softirq, steal), or None.  Machine-wide, so that work a
+    reader causes elsewhere (the kernel, the CDN, writeback) counts too."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = v
+    return (user + nice + system + irq + softirq + steal) / _CLK_TCK
+
+
+def cpu_since(mark):
+    now = busy_cpu()
+    return None if mark is None or now is None else now - mark
+
+
+def proc_cpu(pid):
+    """CPU seconds (user + system, all threads) of a running process, or 0."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            v = f.read().rsplit(")", 1)[1].split()
+        return (int(v[11]) + int(v[12])) / _CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def proc_children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+class CpuMark:
+    """Busy CPU seconds from here on: machine-wide (`cpu`), and of the
+    case's own processes (`own_cpu`): the children the bench reaps
+    meanwhile (readers, curl, aria2c, openssl, hubfs pull), the daemons and
+    peer mounts up, and the stack's nginx (whose sends are the loopback's
+    receive work too).  Other engineers' load on a shared machine is in the
+    first and not the second; kernel work in no process (writeback
+    threads, ksoftirqd) is in the first only."""
+
+    def __init__(self, bench):
+        self.bench = bench
+        self.busy = busy_cpu()
+        self.own = bench.own_cpu()
+
+    def end(self):
+        own = self.bench.own_cpu()
+        return {"cpu": cpu_since(self.busy),
+                "own_cpu": None if self.own is None or own is None else own - self.own}
 
 
 # --------------------------------------------------------------- the worker
@@ -379,6 +453,9 @@ class Bench:
         self.can_drop = None
         self.work = None
         self.hubfs = mountlib.HUBFS
+        self.timed = []         # CpuMark.end() of each timed run() in measure()
+        self.last = {}          # ... of the last run(): cpu, own_cpu
+        self.watch = []         # pids whose CPU counts as the case's own (nginx)
 
     # ---- bookkeeping
     def note(self, text):
@@ -387,7 +464,9 @@ class Bench:
 
     def add(self, rid, case, what, cdn, **fields):
         row = dict(id=rid, case=case, what=what, cdn=cdn, seconds=None, nbytes=None,
-                   cdn_bytes=None, requests=None, hwm=None, note="", na=None)
+                   cdn_bytes=None, requests=None, hwm=None, cpu=None, own_cpu=None,
+                   load=None,
+                   note="", na=None)
         row.update(fields)
         self.rows.append(row)
         if row["na"]:
@@ -397,9 +476,17 @@ class Bench:
         return row
 
     def measure(self, rid, case, what, cdn, fn):
-        """Run fn() -> dict of row fields; any failure becomes an n/a row."""
+        """Run fn() -> dict of row fields; any failure becomes an n/a row.
+        The row's busy CPU seconds (`cpu`) are fn's own figure, else those
+        of the one timed run (run(), worker()) fn made; with more than one
+        timed run and no figure of fn's, the row has none."""
+        self.timed = []
+        load = load_avg()
         try:
             fields = fn()
+            fields.setdefault("load", load)
+            if fields.get("cpu") is None and len(self.timed) == 1:
+                fields.update(self.timed[0])
         except KeyboardInterrupt:
             raise
         except NA as e:
@@ -421,8 +508,11 @@ class Bench:
         return None
 
     # ---- processes
-    def run(self, cmd, timeout, env=None):
-        """Run cmd in its own process group; (rc, stdout, stderr, seconds)."""
+    def run(self, cmd, timeout, env=None, timed=True):
+        """Run cmd in its own process group; (rc, stdout, stderr, seconds).
+        The busy CPU seconds meanwhile (CpuMark) are self.last and, when
+        timed, are noted for measure() (self.timed)."""
+        cpu0 = CpuMark(self)
         t0 = time.monotonic()
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, env=env, start_new_session=True)
@@ -435,8 +525,12 @@ class Bench:
             raise
         finally:
             self.procs.discard(p)
+        secs = time.monotonic() - t0
+        self.last = cpu0.end()
+        if timed:
+            self.timed.append(self.last)
         return p.returncode, out.decode(errors="replace"), err.decode(errors="replace"), \
-            time.monotonic() - t0
+            secs
 
     def worker(self, args, timeout=None):
         timeout = timeout or self.args.read_timeout
@@ -445,6 +539,7 @@ class Bench:
         if rc != 0:
             raise NA("reader failed (%d): %s" % (rc, " ".join(err.split())[-300:]))
         res = json.loads(out)
+        res.update(self.last)
         if res.get("errors"):
             raise NA("reader: " + "; ".join(sorted(set(res["errors"])))[:300])
         return res
@@ -456,7 +551,8 @@ class Bench:
         return res
 
     def stat_size(self, path):
-        rc, out, err, _ = self.run(["stat", "-L", "-c", "%s", path], MOUNT_TIMEOUT)
+        rc, out, err, _ = self.run(["stat", "-L", "-c", "%s", path], MOUNT_TIMEOUT,
+                                   timed=False)
         if rc != 0:
             raise NA("stat failed: " + " ".join(err.split())[-200:])
         return int(out.strip())
@@ -468,12 +564,24 @@ class Bench:
                 "XDG_CACHE_HOME": os.path.join(home, ".cache"),
                 "XDG_CONFIG_HOME": os.path.join(home, ".config"), "LANG": "C.UTF-8"}
 
+    def own_cpu(self):
+        """CPU seconds so far of the reaped children, the mounted daemons
+        and peers, and the watched pids (the stack's nginx and workers)."""
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        pids = set()
+        for pid in self.watch:
+            pids.add(pid)
+            pids.update(proc_children(pid))
+        pids.update(m.bench_pid for m in self.mounts if getattr(m, "bench_pid", None))
+        pids.update(pm.proc.pid for pm in self.peers if pm.proc)
+        return ru.ru_utime + ru.ru_stime + sum(proc_cpu(p) for p in pids)
+
     # ---- hubfs mounts
-    def hubfs_mount(self, ctx, name, store, endpoint=None):
+    def hubfs_mount(self, ctx, name, store, endpoint=None, args=()):
         if not os.access(self.hubfs, os.X_OK):
             raise NA("no hubfs binary at %s (make build, or set HUBFS_BIN)" % self.hubfs)
         m = mountlib.Mount(self.work, endpoint or ctx.stack.endpoint, name=name,
-                           store=store)
+                           store=store, args=args)
         self.mounts.append(m)
         m.start()
         pids = mountlib.daemon_pids(m.mnt)
@@ -614,57 +722,98 @@ def hubfs_read_case(b, ctx, rid, case, what, store_name, read, shas=None, settle
     return b.measure(rid, case, what, ctx.label, fn)
 
 
+# The cold case's rows: (id suffix, what the row says).
+COLD_ROWS = [("hubfs", "hubfs (cat-like read)"),
+             ("curl", "curl (1 stream, to /dev/null)"),
+             ("aria2c", "aria2c -x16 -s16 (to disk)"),
+             ("aria2c+sha256", "aria2c -x16, then openssl dgst -sha256"),
+             ("pull", "hubfs pull (to the store, verified)")]
+
+
 def case_cold(b, ctx):
+    """hubfs, curl, aria2c (alone and followed by openssl's sha256 of its
+    file: hubfs's verified read is that work) and hubfs pull, each a median
+    of --runs runs taken in turn, so that the machine's swings hit every
+    row alike."""
     size, sha = ctx.big["size"], ctx.big["sha256"]
 
-    def hubfs_read(m, path):
-        r = b.read_all(path, size)
-        return {"seconds": r["seconds"], "nbytes": r["bytes"]}
-    hubfs_read_case(b, ctx, "cold/%s/hubfs" % ctx.label, "cold", "hubfs (cat-like read)",
-                    "cold-%s-store" % ctx.label, hubfs_read)
+    def hubfs():
+        store = b.fresh("cold-%s-store" % ctx.label)
+        b.cold_prep(ctx, [sha])
+        load = load_avg()
+        m = b.hubfs_mount(ctx, "cold-%s" % ctx.label, store)
+        try:
+            path = m.path(BIG_REPO, BIG_FILE)
+            if b.stat_size(path) != size:
+                raise NA("wrong size in the mount")
+            mark = ctx.log_mark()
+            r = b.read_all(path, size)
+            hwm = b.hwm(m)
+        finally:
+            b.hubfs_unmount(m)
+        cdn, reqs = ctx.cdn_bytes(mark)
+        shutil.rmtree(store, ignore_errors=True)
+        return {"seconds": r["seconds"], "nbytes": r["bytes"], "cpu": r["cpu"],
+                "own_cpu": r["own_cpu"], "cdn_bytes": cdn, "requests": reqs, "hwm": hwm,
+                "load": load}
 
     def curl():
         if not shutil.which("curl"):
             raise NA("curl not installed (apt-get install curl)")
         url = ctx.signed_url(BIG_REPO, BIG_FILE)
         b.cold_prep(ctx, [sha])
+        load = load_avg()
         mark = ctx.log_mark()
         rc, out, err, secs = b.run(["curl", "-sS", "-f", "-o", os.devnull,
                                     "-w", "%{size_download}", url], b.args.read_timeout)
+        cpu = b.last
         if rc != 0:
             raise NA("curl exited %d: %s" % (rc, err.strip()[-200:]))
         got = int(float(out.strip() or 0))
         if got != size:
             raise NA("curl got %d bytes of %d" % (got, size))
         cdn, reqs = ctx.cdn_bytes(mark)
-        return {"seconds": secs, "nbytes": got, "cdn_bytes": cdn, "requests": reqs}
-    b.measure("cold/%s/curl" % ctx.label, "cold", "curl (1 stream, to /dev/null)",
-              ctx.label, curl)
+        return dict(cpu, seconds=secs, nbytes=got, cdn_bytes=cdn, requests=reqs, load=load)
 
     def aria2c():
+        """aria2c's download, then openssl's sha256 of the file it wrote
+        (from the page cache): two results, aria2c's and both together."""
         if not shutil.which("aria2c"):
             raise NA("aria2c not installed (apt-get install aria2)")
         url = ctx.signed_url(BIG_REPO, BIG_FILE)
         d = b.fresh("aria2-out")
         os.makedirs(d)
         b.cold_prep(ctx, [sha])
+        load = load_avg()
         mark = ctx.log_mark()
+        out_file = os.path.join(d, "out.bin")
         try:
             rc, out, err, secs = b.run(
                 ["aria2c", "-x16", "-s16", "-q", "--file-allocation=none",
                  "--allow-overwrite=true", "--auto-file-renaming=false",
                  "--max-tries=1", "-d", d, "-o", "out.bin", url], b.args.read_timeout)
+            cpu = b.last
             if rc != 0:
                 raise NA("aria2c exited %d: %s" % (rc, (out + err).strip()[-200:]))
-            got = os.path.getsize(os.path.join(d, "out.bin"))
+            got = os.path.getsize(out_file)
+            dgst = None
+            if shutil.which("openssl"):
+                rc, out, err, dsecs = b.run(["openssl", "dgst", "-sha256", "-r", out_file],
+                                            b.args.read_timeout)
+                if rc == 0 and out.split()[:1] == [sha]:
+                    dgst = (dsecs, b.last)
         finally:
             shutil.rmtree(d, ignore_errors=True)
         if got != size:
             raise NA("aria2c wrote %d bytes of %d" % (got, size))
         cdn, reqs = ctx.cdn_bytes(mark)
-        return {"seconds": secs, "nbytes": got, "cdn_bytes": cdn, "requests": reqs}
-    b.measure("cold/%s/aria2c" % ctx.label, "cold", "aria2c -x16 -s16 (to disk)",
-              ctx.label, aria2c)
+        one = dict(cpu, seconds=secs, nbytes=got, cdn_bytes=cdn, requests=reqs, load=load)
+        both = None
+        if dgst:
+            both = dict(one, seconds=secs + dgst[0])
+            for k in ("cpu", "own_cpu"):
+                both[k] = None if None in (cpu[k], dgst[1][k]) else cpu[k] + dgst[1][k]
+        return one, both
 
     def pull():
         """hubfs pull of the file into a fresh store: fetched, written,
@@ -672,12 +821,14 @@ def case_cold(b, ctx):
         plus the check."""
         store = b.fresh("cold-%s-pull" % ctx.label)
         b.cold_prep(ctx, [sha])
+        load = load_avg()
         mark = ctx.log_mark()
         try:
             rc, out, err, secs = b.run(
                 [b.hubfs, "pull", "-q", "--no-hf-cache", "--cache-dir", store,
                  "--endpoint", ctx.stack.endpoint, BIG_REPO, BIG_FILE],
                 b.args.read_timeout)
+            cpu = b.last
             if rc != 0:
                 raise NA("hubfs pull exited %d: %s" % (rc, (out + err).strip()[-200:]))
             blob = os.path.join(store, "blobs", sha)
@@ -686,9 +837,41 @@ def case_cold(b, ctx):
         finally:
             shutil.rmtree(store, ignore_errors=True)
         cdn, reqs = ctx.cdn_bytes(mark)
-        return {"seconds": secs, "nbytes": size, "cdn_bytes": cdn, "requests": reqs}
-    b.measure("cold/%s/pull" % ctx.label, "cold", "hubfs pull (to the store, verified)",
-              ctx.label, pull)
+        return dict(cpu, seconds=secs, nbytes=size, cdn_bytes=cdn, requests=reqs, load=load)
+
+    runs = {key: [] for key, _ in COLD_ROWS}
+    fails = {}
+
+    def attempt(keys, fn):
+        try:
+            got = fn()
+            for key, r in zip(keys, got if isinstance(got, tuple) else (got,)):
+                if r is None:
+                    fails.setdefault(key, "openssl missing or its digest was wrong")
+                else:
+                    runs[key].append(r)
+        except KeyboardInterrupt:
+            raise
+        except NA as e:
+            for key in keys:
+                fails.setdefault(key, str(e))
+        except subprocess.TimeoutExpired as e:
+            for key in keys:
+                fails.setdefault(key, "timed out after %g s" % e.timeout)
+        except Exception as e:  # noqa: BLE001 -- a benchmark reports and goes on
+            for key in keys:
+                fails.setdefault(key, "%s: %s" % (type(e).__name__, e))
+
+    for run in range(b.args.runs):
+        log("cold run %d of %d (CDN %s, load %s)" % (run + 1, b.args.runs, ctx.label,
+                                                    load_avg()))
+        attempt(["hubfs"], hubfs)
+        attempt(["curl"], curl)
+        attempt(["aria2c", "aria2c+sha256"], aria2c)
+        attempt(["pull"], pull)
+    for key, what in COLD_ROWS:
+        add_median_row(b, "cold/%s/%s" % (ctx.label, key), "cold", what, ctx.label,
+                       runs[key], fails.get(key))
 
 
 def case_peers(b, ctx, warm):
@@ -746,7 +929,8 @@ def case_peers(b, ctx, warm):
                 cdn, reqs = ctx.cdn_bytes(mark)
                 if best is None or r["seconds"] < best["seconds"]:
                     best = {"seconds": r["seconds"], "nbytes": r["bytes"],
-                            "cdn_bytes": cdn, "requests": reqs,
+                            "cdn_bytes": cdn, "requests": reqs, "cpu": r["cpu"],
+                            "own_cpu": r["own_cpu"],
                             "note": "best of %d remounts" % BEST_OF}
             return best
         if warm:
@@ -797,7 +981,8 @@ def case_warm(b, ctx):
         b.read_all(blob, size)      # into the page cache
         best = min((b.read_all(blob, size) for _ in range(BEST_OF)),
                    key=lambda r: r["seconds"])
-        return {"seconds": best["seconds"], "nbytes": best["bytes"],
+        return {"seconds": best["seconds"], "nbytes": best["bytes"], "cpu": best["cpu"],
+                "own_cpu": best["own_cpu"],
                 "note": "best of %d, page cache" % BEST_OF}
     b.measure("warm/blob", "warm", "read of store/blobs/<sha256>", "-", blob_read)
 
@@ -823,7 +1008,8 @@ def case_warm(b, ctx):
             cdn, reqs = ctx.cdn_bytes(mark)
             if best is None or r["seconds"] < best["seconds"]:
                 best = {"seconds": r["seconds"], "nbytes": r["bytes"], "cdn_bytes": cdn,
-                        "requests": reqs, "hwm": hwm,
+                        "requests": reqs, "hwm": hwm, "cpu": r["cpu"],
+                        "own_cpu": r["own_cpu"],
                         "note": "best of %d remounts" % BEST_OF}
         state["rereads"] = rereads
         return best
@@ -835,6 +1021,7 @@ def case_warm(b, ctx):
             raise NA("no warm mount to re-read in")
         r = min(rr, key=lambda x: x["seconds"])
         return {"seconds": r["seconds"], "nbytes": r["bytes"], "cdn_bytes": 0,
+                "cpu": r["cpu"], "own_cpu": r["own_cpu"],
                 "note": "best of %d, same mount" % BEST_OF}
     b.measure("warm/reread", "warm", "hubfs re-read in the same mount", ctx.label, reread)
     shutil.rmtree(store, ignore_errors=True)
@@ -918,6 +1105,7 @@ def case_rss(b, ctx):
                 b.stat_size(p)
             idle = b.hwm(m)
             mark = ctx.log_mark()
+            cpu0 = CpuMark(b)
             t0 = time.monotonic()
             for p in paths:
                 proc = subprocess.Popen(
@@ -937,6 +1125,7 @@ def case_rss(b, ctx):
                     raise NA("reader failed: %s" % " ".join(err.decode().split())[-200:])
                 results.append(json.loads(out))
             secs = time.monotonic() - t0
+            cpu = cpu0.end()
             hwm = b.hwm(m)
         finally:
             for proc in procs:
@@ -951,7 +1140,8 @@ def case_rss(b, ctx):
             raise NA("read %d bytes of %d" % (got, sum(f["size"] for f in files)))
         cdn, reqs = ctx.cdn_bytes(mark)
         return {"seconds": secs, "nbytes": got, "cdn_bytes": cdn, "requests": reqs,
-                "hwm": hwm, "note": "VmHWM after mount and stat: %s MiB"
+                "hwm": hwm, "cpu": cpu["cpu"], "own_cpu": cpu["own_cpu"],
+                "note": "VmHWM after mount and stat: %s MiB"
                 % ("?" if idle is None else "%.0f" % (idle / MiB))}
     b.measure("rss/hubfs", "rss", "hubfs 4 x 1 GiB at once", ctx.label, fn)
 
@@ -1035,7 +1225,8 @@ def case_fleet(b, ctx):
                 if b.stat_size(p) != size:
                     raise NA("wrong size in the mount")
             mark = ctx.log_mark()
-            cpu0 = cpu_now(mounts, mi)
+            cpu0 = CpuMark(b)
+            parts0 = cpu_now(mounts, mi)
             t0 = time.monotonic()
             for p in paths:
                 proc = subprocess.Popen(
@@ -1056,7 +1247,8 @@ def case_fleet(b, ctx):
                     raise NA("reader failed: %s" % " ".join(err.decode().split())[-200:])
                 results.append(json.loads(out))
             secs = time.monotonic() - t0
-            cpu1 = cpu_now(mounts, mi)
+            cpu = cpu0.end()
+            parts1 = cpu_now(mounts, mi)
             hwm = max((b.hwm(m) or 0) for m in mounts) or None
         finally:
             for proc in procs:
@@ -1073,7 +1265,8 @@ def case_fleet(b, ctx):
             raise NA("read %d bytes of %d" % (got, n * size))
         cdn, reqs = ctx.cdn_bytes(mark)
         return {"seconds": secs, "nbytes": got, "cdn_bytes": cdn, "requests": reqs,
-                "hwm": hwm, "load": load, "cpu": {k: cpu1[k] - cpu0[k] for k in cpu0}}
+                "hwm": hwm, "load": load, "cpu": cpu["cpu"], "own_cpu": cpu["own_cpu"],
+                "parts": {k: parts1[k] - parts0[k] for k in parts0}}
 
     def new_mirror(name):
         if not os.access(hubmirror.MIRROR, os.X_OK):
@@ -1104,7 +1297,7 @@ def case_fleet(b, ctx):
             runs[key].append(r)
             log("fleet %-13s %6.2f s  CDN %7.1f MiB  CPU s %s" % (
                 key, r["seconds"], r["cdn_bytes"] / MiB,
-                " ".join("%s %.2f" % kv for kv in r["cpu"].items())))
+                " ".join("%s %.2f" % kv for kv in r["parts"].items())))
         except KeyboardInterrupt:
             raise
         except NA as e:
@@ -1144,21 +1337,32 @@ def add_median_row(b, rid, case, what, label, got, fail, **extra):
         return
     secs = [r["seconds"] for r in got]
     med = median(secs)
-    loads = [r["load"] for r in got if r["load"] is not None]
+    loads = [r["load"] for r in got if r.get("load") is not None]
     note = "median of %d: %s s; spread %.0f%%; load %s" % (
         len(got), "/".join("%.2f" % s for s in secs), 100 * (max(secs) - min(secs)) / med,
         "/".join("%.1f" % x for x in loads) or "?")
-    cpus = [r["cpu"] for r in got if r.get("cpu")]
-    if cpus:    # where the machine's CPU went (2 cores, shared)
-        note += "; CPU s %s" % ", ".join(
-            "%s %.2f" % (k, median([c[k] for c in cpus])) for k in cpus[0] if
-            any(c[k] for c in cpus))
+    cpu = {}
+    for k, name in (("cpu", "CPU"), ("own_cpu", "own CPU")):
+        cpus = [r.get(k) for r in got]
+        cpu[k] = None
+        if cpus and None not in cpus:
+            cpu[k] = median(cpus)
+            note += "; %s %s s, spread %.0f%%" % (
+                name, "/".join("%.2f" % c for c in cpus),
+                100 * (max(cpus) - min(cpus)) / cpu[k] if cpu[k] else 0)
+    parts = [r["parts"] for r in got if r.get("parts")]
+    if parts:   # whose CPU it was (2 cores, shared): medians
+        note += "; CPU s by part %s" % ", ".join(
+            "%s %.2f" % (k, median([c[k] for c in parts])) for k in parts[0] if
+            any(c[k] for c in parts))
     if len(got) < b.args.runs:
         note += "; %d failed: %s" % (b.args.runs - len(got), (fail or "?")[:80])
     b.add(rid, case, what, label, seconds=med, nbytes=got[0]["nbytes"],
           cdn_bytes=median([r["cdn_bytes"] for r in got]),
           requests=median([r["requests"] for r in got]),
-          hwm=max((r.get("hwm") or 0) for r in got) or None, note=note,
+          hwm=max((r.get("hwm") or 0) for r in got) or None, note=note, cpu=cpu["cpu"],
+          own_cpu=cpu["own_cpu"],
+          load=median(loads) if loads else None,
           cdn_max=max(r["cdn_bytes"] for r in got), **extra)
 
 
@@ -1203,6 +1407,7 @@ def case_xet(b, ctx):
         mark = ctx.log_mark()
         rc, out, err, secs = b.run([python, "-c", HF_DOWNLOAD, XET_REPO, XET_FILE],
                                    b.args.read_timeout, env=env)
+        cpu = b.last
         try:
             if rc != 0:
                 raise NA("hf_hub_download failed: %s" % " ".join(err.split())[-200:])
@@ -1213,7 +1418,7 @@ def case_xet(b, ctx):
             shutil.rmtree(home, ignore_errors=True)
         cdn, reqs = ctx.cdn_bytes(mark)
         return {"seconds": secs, "nbytes": f["size"], "cdn_bytes": cdn, "requests": reqs,
-                "load": load}
+                "load": load, "cpu": cpu["cpu"], "own_cpu": cpu["own_cpu"]}
 
     def attempt(key, fn):
         try:
@@ -1297,7 +1502,7 @@ def case_xet_hubfs(b, ctx):
                 if "xorb" in str(e.get("uri", "")):
                     xorbs += max(0, int(e.get("bytes", 0)))
         return {"seconds": got["seconds"], "nbytes": f["size"], "cdn_bytes": cdn,
-                "requests": reqs, "load": load, "cpu": {"hubfs": cpu},
+                "requests": reqs, "load": load, "parts": {"hubfs": cpu},
                 "xorbs": xorbs}
 
     def attempt(key, fn):
@@ -1333,6 +1538,300 @@ def case_xet_hubfs(b, ctx):
         add_median_row(b, "xet/%s" % key, "xet", what, ctx.label, got, fails.get(key))
 
 
+# --------------------------------------------------------------- model loads
+
+# (kind of load, file, what the rows say); load_model.py names the kinds.
+LOADS = [("load_file", "model.safetensors", "safetensors load_file"),
+         ("safe_open", "model.safetensors", "safetensors safe_open, file order"),
+         ("gguf", "model.gguf", "GGUFReader (mmap), every byte")]
+LOAD_WAYS = [("cold", "hubfs cold"),
+             ("reread", "hubfs re-read, same mount"),
+             ("warm", "hubfs warm after remount"),
+             ("download", "hf download, then load"),
+             ("local", "local copy")]
+
+
+def venv_env(home=None):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+           "HOME": home or tempfile.gettempdir(), "OMP_NUM_THREADS": "1"}
+    return env
+
+
+def load_files(b, ctx, python):
+    """The model files, made once per machine like test_loaders.py's: kept in
+    the stack's blob cache under a key hashing the generator and the pins."""
+    import hashlib
+    h = hashlib.sha256()
+    for p in (LOAD_SCRIPT, os.path.join(ROOT, "tests", "python", "requirements.txt")):
+        with open(p, "rb") as f:
+            h.update(f.read())
+    top = os.path.join(ctx.stack.blob_cache, "bench-load")
+    out = os.path.join(top, h.hexdigest()[:16])
+    if not os.path.exists(os.path.join(out, "DONE")):
+        os.makedirs(top, exist_ok=True)
+        for old in os.listdir(top):     # one set per machine
+            shutil.rmtree(os.path.join(top, old), ignore_errors=True)
+        tmp = out + ".tmp.%d" % os.getpid()
+        log("making the model files (once per machine) in %s" % out)
+        rc, _, err, _ = b.run([python, LOAD_SCRIPT, "make", tmp], 900, env=venv_env())
+        if rc != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise NA("load_model.py make failed: %s" % " ".join(err.split())[-200:])
+        os.rename(tmp, out)
+    return out
+
+
+def case_load(b, ctx):
+    """Every LOADS kind, every way of LOAD_WAYS, --runs times, in turn (so
+    that a swing of the machine's load hits every row alike).  A run of a
+    kind: an empty store with the page cache dropped (cold), the same load
+    again in that mount (re-read), a remount with the store's blobs in the
+    page cache (warm: every byte through the daemon); hf download into an
+    empty HF_HOME with the page cache dropped, then the load from its cache;
+    the load from the generated file in the page cache (local)."""
+    python = hubstack.xet_python()
+    ways = list(LOAD_WAYS)
+    if b.args.baseline:
+        ways += [(w + "-baseline", label + " (--baseline)") for w, label in LOAD_WAYS
+                 if w in ("cold", "reread", "warm")]
+    rows = [(kind, way) for kind, _, _ in LOADS for way, _ in ways]
+    runs = {key: [] for key in rows}
+    fails = {}
+    why = None
+    if python is None:
+        why = "no test venv with safetensors, gguf, huggingface_hub (.ci/install-venv)"
+    hf = python and os.path.join(os.path.dirname(python), "hf")
+    try:
+        if why is None:
+            local = load_files(b, ctx, python)
+            ctx.stack.commit(LOAD_REPO, message="Model files", files={
+                name: {"file": os.path.join(local, name), "lfs": True}
+                for name in sorted({n for _, n, _ in LOADS})})
+    except NA as e:
+        why = str(e)
+
+    def load(kind, path):
+        rc, out, err, _ = b.run([python, LOAD_SCRIPT, "load", kind, path],
+                                b.args.read_timeout, env=venv_env())
+        if rc != 0:
+            raise NA("%s load failed: %s" % (kind, " ".join(err.split())[-200:]))
+        return json.loads(out.strip().splitlines()[-1])
+
+    def row(res, size, extra=None):
+        r = {"seconds": res["seconds"], "nbytes": size, "cdn_bytes": 0, "requests": 0,
+             "load": res["load"]}
+        r.update(extra or {})
+        return r
+
+    def hubfs_ways(kind, name, f, binary=None):
+        if binary:
+            normal, b.hubfs = b.hubfs, binary
+            try:
+                got = hubfs_ways(kind, name, f)
+            finally:
+                b.hubfs = normal
+            return {way + "-baseline": r for way, r in got.items()}
+        store = b.fresh("load-store")
+        b.cold_prep(ctx, [f["sha256"]])
+        load1 = load_avg()
+        m = b.hubfs_mount(ctx, "load", store)
+        out = {}
+        try:
+            path = m.path(LOAD_REPO, name)
+            if b.stat_size(path) != f["size"]:
+                raise NA("wrong size in the mount")
+            mark = ctx.log_mark()
+            cold = load(kind, path)
+            cold["load"] = load1
+            reread = load(kind, path)
+            reread["load"] = load_avg()
+            b.settle(m)
+            hwm = b.hwm(m)
+        finally:
+            b.hubfs_unmount(m)
+        cdn, reqs = ctx.cdn_bytes(mark)
+        out["cold"] = row(cold, f["size"], {"cdn_bytes": cdn, "requests": reqs, "hwm": hwm})
+        out["reread"] = row(reread, f["size"], {"hwm": hwm})
+        warm_files(os.path.join(store, "blobs"))
+        load2 = load_avg()
+        m = b.hubfs_mount(ctx, "load", store)
+        try:
+            mark = ctx.log_mark()
+            warm = load(kind, m.path(LOAD_REPO, name))
+            warm["load"] = load2
+            hwm = b.hwm(m)
+        finally:
+            b.hubfs_unmount(m)
+        cdn, reqs = ctx.cdn_bytes(mark)
+        out["warm"] = row(warm, f["size"], {"cdn_bytes": cdn, "requests": reqs, "hwm": hwm})
+        shutil.rmtree(store, ignore_errors=True)
+        return out
+
+    def download_then_load(kind, name, f):
+        home = b.fresh("load-hf-home")
+        env = venv_env(home)
+        env.update({"HF_HOME": home, "HF_ENDPOINT": ctx.stack.endpoint,
+                    "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                    "HF_HUB_DISABLE_UPDATE_CHECK": "1"})
+        b.cold_prep(ctx, [f["sha256"]])
+        load0 = load_avg()
+        mark = ctx.log_mark()
+        try:
+            rc, out, err, secs = b.run([hf, "download", LOAD_REPO, name], b.args.read_timeout,
+                                       env=env)
+            if rc != 0:
+                raise NA("hf download failed: %s" % " ".join((out + err).split())[-200:])
+            # It prints the file's path, alone or after "path:".
+            path = out.strip().splitlines()[-1].strip()
+            path = path.split("path:", 1)[1].strip() if path.startswith("path:") else path
+            if os.path.getsize(path) != f["size"]:
+                raise NA("hf download wrote %d bytes of %d" % (os.path.getsize(path),
+                                                               f["size"]))
+            res = load(kind, path)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+        cdn, reqs = ctx.cdn_bytes(mark)
+        return {"download": row({"seconds": secs + res["seconds"], "load": load0}, f["size"],
+                                {"cdn_bytes": cdn, "requests": reqs, "fetch": secs,
+                                 "then_load": res["seconds"]})}
+
+    def local_load(kind, name, f):
+        path = os.path.join(local, name)
+        warm_files_one(path)
+        load0 = load_avg()
+        res = load(kind, path)
+        res["load"] = load0
+        return {"local": row(res, f["size"])}
+
+    def attempt(kind, ways, fn):
+        try:
+            got = fn()
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001 -- a benchmark reports and goes on
+            for way in ways:
+                fails.setdefault((kind, way), "%s: %s" % (type(e).__name__, e)
+                                 if not isinstance(e, NA) else str(e))
+            return
+        for way in ways:
+            runs[(kind, way)].append(got[way])
+
+    for run in range(0 if why else b.args.runs):
+        for kind, name, _ in LOADS:
+            log("load run %d of %d: %s (load %s)" % (run + 1, b.args.runs, kind, load_avg()))
+            f = ctx.file(LOAD_REPO, name)
+            attempt(kind, ("local",), lambda: local_load(kind, name, f))
+            attempt(kind, ("cold", "reread", "warm"), lambda: hubfs_ways(kind, name, f))
+            if b.args.baseline:
+                attempt(kind, ("cold-baseline", "reread-baseline", "warm-baseline"),
+                        lambda: hubfs_ways(kind, name, f, b.args.baseline))
+            attempt(kind, ("download",), lambda: download_then_load(kind, name, f))
+    for kind, name, what in LOADS:
+        for way, label in ways:
+            got = runs[(kind, way)]
+            add_median_row(b, "load/%s/%s" % (kind, way), "load",
+                           "%s: %s" % (what, label), ctx.label, got,
+                           why or fails.get((kind, way)))
+            if way == "download" and got:
+                b.rows[-1]["note"] += "; download %s s + load %s s" % (
+                    "/".join("%.2f" % r["fetch"] for r in got),
+                    "/".join("%.2f" % r["then_load"] for r in got))
+
+
+def warm_files_one(path):
+    with open(path, "rb", buffering=0) as f:
+        while f.read(8 * MiB):
+            pass
+
+
+def time_ratio_rows(b, out):
+    """The goals of the load and lslr cases: ratios of median times."""
+    def ratio(name, num, den, target):
+        rows = [b.row(num), b.row(den)]
+        if None in rows or not rows[1]["seconds"]:
+            miss = num if rows[0] is None else den
+            out.append([name, "n/a (%s %s)" % (miss, "failed" if any(
+                r["id"] == miss for r in b.rows) else "not run"),
+                target_text(target, "<="), "n/a"])
+            return
+        v = rows[0]["seconds"] / rows[1]["seconds"]
+        out.append([name, "%.2f" % v, target_text(target, "<="), meets(v, target, "<=")])
+    for kind, _, what in LOADS:
+        def rid(way, kind=kind):
+            return "load/%s/%s" % (kind, way)
+        ratio("load %s: hubfs cold / hf download then load (time)" % what,
+              rid("cold"), rid("download"), 1.0)
+        ratio("load %s: hubfs re-read / local copy (time)" % what,
+              rid("reread"), rid("local"), 1.1)
+        ratio("load %s: hubfs warm after remount / local copy (time)" % what,
+              rid("warm"), rid("local"), 1.5)
+        if b.args.baseline:
+            for way in ("cold", "reread", "warm"):
+                ratio("load %s: hubfs %s / the same with --baseline (time)" % (what, way),
+                      rid(way), rid(way + "-baseline"), None)
+    ratio("ls -lR warm: hubfs default / local disk (time)", "lslr/default", "lslr/local",
+          3.0)
+    ratio("ls -lR warm: hubfs -o xattr / local disk (time)", "lslr/xattr", "lslr/local",
+          None)
+
+
+# --------------------------------------------------------------- ls -lR
+
+def case_lslr(b, ctx):
+    """ls -lR of the 100,001-file dataset, warm (after one ls -lR in the same
+    mount): hubfs with its default (no extended attributes: the kernel stops
+    asking after the first ENOSYS) and with -o xattr (a getxattr round trip
+    per file for the security label and ACLs), vs the same names and sizes
+    on local disk; the three in turn, --runs times."""
+    ways = [("local", "ls -lR, local disk"), ("default", "ls -lR, hubfs default"),
+            ("xattr", "ls -lR, hubfs -o xattr")]
+    runs = {w: [] for w, _ in ways}
+    fails = {}
+    mounts = {}
+    files = {}
+
+    def ls(top):
+        load0 = load_avg()
+        rc, out, err, secs = b.run(["ls", "-lR", top], 600)
+        if rc != 0:
+            raise NA("ls -lR exited %d: %s" % (rc, " ".join(err.split())[-200:]))
+        return {"seconds": secs, "nbytes": None, "cdn_bytes": 0, "requests": 0,
+                "load": load0, "lines": out.count("\n")}
+    try:
+        r = ctx.stack.repo(MANY_REPO, "dataset")
+        files = r["commits"][r["refs"]["main"]]["files"]
+        local = b.fresh("lslr-local")
+        for rel, f in files.items():
+            p = os.path.join(local, rel)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p, "wb") as out:
+                out.truncate(f["size"])
+        for way, args in (("default", ()), ("xattr", ("-o", "xattr"))):
+            m = b.hubfs_mount(ctx, "lslr-" + way, b.fresh("lslr-%s-store" % way), args=args)
+            mounts[way] = m
+            ls(m.path("datasets", MANY_REPO))       # the listing, fetched once
+        ls(local)
+        tops = {"local": local, "default": mounts["default"].path("datasets", MANY_REPO),
+                "xattr": mounts["xattr"].path("datasets", MANY_REPO)}
+        for run in range(b.args.runs):
+            log("lslr run %d of %d (load %s)" % (run + 1, b.args.runs, load_avg()))
+            for way, _ in ways:
+                try:
+                    runs[way].append(ls(tops[way]))
+                except NA as e:
+                    fails.setdefault(way, str(e))
+    except NA as e:
+        for way, _ in ways:
+            fails.setdefault(way, str(e))
+    finally:
+        for m in mounts.values():
+            b.hubfs_unmount(m)
+    for way, what in ways:
+        add_median_row(b, "lslr/%s" % way, "lslr", what, "-", runs[way], fails.get(way))
+    if files:
+        b.note("lslr: the dataset has %d files" % len(files))
+
+
 # --------------------------------------------------------------- the report
 
 def mibs(row):
@@ -1345,11 +1844,20 @@ def fmt(v, spec, none="-"):
     return none if v is None else format(v, spec)
 
 
+def cpu_per_gib(row, key="cpu"):
+    """Busy CPU seconds (machine-wide; key own_cpu: the case's processes)
+    per GiB the row read."""
+    if row and row.get(key) is not None and row["nbytes"]:
+        return row[key] / (row["nbytes"] / GiB)
+    return None
+
+
 def fmt_row_short(row):
-    return "%s s  %s MiB/s  CDN %s MiB" % (fmt(row["seconds"], ".2f"),
-                                          fmt(mibs(row), ".0f"),
-                                          fmt(None if row["cdn_bytes"] is None
-                                              else row["cdn_bytes"] / MiB, ".1f"))
+    return "%s s  %s MiB/s  CPU %s (own %s) s/GiB  CDN %s MiB  load %s" % (
+        fmt(row["seconds"], ".2f"), fmt(mibs(row), ".0f"), fmt(cpu_per_gib(row), ".2f"),
+        fmt(cpu_per_gib(row, "own_cpu"), ".2f"),
+        fmt(None if row["cdn_bytes"] is None else row["cdn_bytes"] / MiB, ".1f"),
+        fmt(row.get("load"), ".1f"))
 
 
 def table(headers, rows, right):
@@ -1371,14 +1879,18 @@ def measurement_table(b):
     rows = []
     for r in b.rows:
         if r["na"]:
-            rows.append([r["case"], r["what"], r["cdn"], "n/a", "", "", "", r["na"]])
+            rows.append([r["case"], r["what"], r["cdn"], "n/a", "", "", "", "", "", "", "",
+                         r["na"]])
             continue
         rows.append([r["case"], r["what"], r["cdn"], fmt(r["seconds"], ".2f"),
-                     fmt(mibs(r), ".0f"),
+                     fmt(mibs(r), ".0f"), fmt(r.get("cpu"), ".2f"),
+                     fmt(cpu_per_gib(r), ".2f"), fmt(cpu_per_gib(r, "own_cpu"), ".2f"),
                      fmt(None if r["cdn_bytes"] is None else r["cdn_bytes"] / MiB, ".1f"),
-                     fmt(None if r["hwm"] is None else r["hwm"] / MiB, ".0f"), r["note"]])
-    return table(["case", "reader", "CDN", "time s", "MiB/s", "CDN MiB", "VmHWM MiB",
-                  "note"], rows, right={3, 4, 5, 6})
+                     fmt(None if r["hwm"] is None else r["hwm"] / MiB, ".0f"),
+                     fmt(r.get("load"), ".1f"), r["note"]])
+    return table(["case", "reader", "CDN", "time s", "MiB/s", "CPU s", "CPU s/GiB",
+                  "own s/GiB", "CDN MiB", "VmHWM MiB", "load", "note"], rows,
+                 right={3, 4, 5, 6, 7, 8, 9, 10})
 
 
 def ratio_rows(b):
@@ -1404,6 +1916,18 @@ def ratio_rows(b):
         v = tput(num) / tput(den)
         out.append([name, "%.2f" % v, target_text(target, op), meets(v, target, op)])
 
+    def cpu_ratio(name, num, den, target=None, key="cpu"):
+        """CPU seconds per GiB of num over den's (lower is better)."""
+        why = need(num, den)
+        a, c = cpu_per_gib(b.row(num), key), cpu_per_gib(b.row(den), key)
+        if not why and (a is None or not c):
+            why = "n/a (no CPU figure)"
+        if why:
+            out.append([name, why, target_text(target, "<="), "n/a"])
+            return
+        out.append([name, "%.2f" % (a / c), target_text(target, "<="),
+                    meets(a / c, target, "<=")])
+
     def better_peer(label):
         cands = [("httpdirfs", "cold/%s/httpdirfs" % label), ("rclone",
                                                              "cold/%s/rclone" % label)]
@@ -1417,6 +1941,16 @@ def ratio_rows(b):
               "cold/%s/aria2c" % label, 1.5 if targets else None)
         ratio("cold %s: hubfs pull / aria2c -x16" % label, "cold/%s/pull" % label,
               "cold/%s/aria2c" % label)
+        cpu_ratio("cold %s: CPU/GiB hubfs / (aria2c -x16 + openssl sha256)" % label,
+                  "cold/%s/hubfs" % label, "cold/%s/aria2c+sha256" % label,
+                  1.0 if targets else None)
+        cpu_ratio("cold %s: own CPU/GiB hubfs / (aria2c -x16 + openssl sha256)" % label,
+                  "cold/%s/hubfs" % label, "cold/%s/aria2c+sha256" % label,
+                  key="own_cpu")
+        cpu_ratio("cold %s: CPU/GiB hubfs pull / (aria2c -x16 + openssl sha256)" % label,
+                  "cold/%s/pull" % label, "cold/%s/aria2c+sha256" % label)
+        cpu_ratio("cold %s: CPU/GiB hubfs / curl" % label, "cold/%s/hubfs" % label,
+                  "cold/%s/curl" % label)
         peer = better_peer(label)
         ratio("cold %s: hubfs / better of httpdirfs, rclone (%s)"
               % (label, peer.split("/")[-1]), "cold/%s/hubfs" % label, peer,
@@ -1472,6 +2006,7 @@ def ratio_rows(b):
               fid("mirror-warm-1"), fid("direct-1"), 1.0)
         ratio("fleet %s x%d: via the mirror, warm / each from the CDN" % (label, FLEET),
               fid("mirror-warm"), fid("direct"))
+    time_ratio_rows(b, out)
     value("xet 2nd machine via the mirror: CDN bytes", "xet/mirror-2",
           lambda r: r["cdn_max"] / MiB, 0, "<=", "MiB")
     value("xet 1st machine via the mirror: CDN bytes, in copies of the file",
@@ -1549,10 +2084,14 @@ def parse_args(argv):
     ap.add_argument("--random-ios", type=int, default=FIO_IOS,
                     help="fio reads in the random case (%d)" % FIO_IOS)
     ap.add_argument("--runs", type=int, default=3,
-                    help="fleet: runs of every row; the table shows the median (3)")
+                    help="cold, fleet, xet, load, lslr: runs of every row; the table "
+                         "shows the median (3)")
     ap.add_argument("--mirror-arg", action="append", default=[], metavar="ARG",
                     help="fleet: an extra argument for hubfs-mirror (repeatable), "
                          "e.g. --mirror-arg=--slice=4M")
+    ap.add_argument("--baseline", metavar="HUBFS",
+                    help="load: also run the hubfs rows with this other hubfs binary, in "
+                         "turn with $HUBFS_BIN in every run (before/after a change)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the work folder (and the fleet mirrors' access logs)")
     ap.add_argument("--json", help="also write the measurements to this file")
@@ -1573,7 +2112,9 @@ def run_stack(b, kind):
         return
     label = "uncapped" if kind == "open" else b.rate
     fixtures = [BIG_FIXTURE] + ([FOUR_FIXTURE] if "rss" in cases else []) + \
-        ([XET_FIXTURE] if "xet" in cases else [])
+        ([XET_FIXTURE] if "xet" in cases else []) + \
+        ([LOAD_FIXTURE] if "load" in cases else []) + \
+        ([MANY_FIXTURE] if "lslr" in cases else [])
     log("starting the stack, CDN %s (first run generates the fixtures' content)" % label)
     stack = hubstack.Stack(None, fixtures=fixtures,
                            cdn_rate=None if kind == "open" else b.rate,
@@ -1587,6 +2128,8 @@ def run_stack(b, kind):
         return
     try:
         ctx = StackCtx(label, b.rate, stack)
+        nginx = getattr(stack, "_nginx", None)   # its CPU is the case's own
+        b.watch = [nginx.pid] if nginx else []
         ctx.publish_files([BIG_REPO])
         for c in cases:
             log("case %s (CDN %s)" % (c, label))
@@ -1609,7 +2152,12 @@ def run_stack(b, kind):
             elif c == "xet":
                 case_xet(b, ctx)
                 case_xet_hubfs(b, ctx)
+            elif c == "load":
+                case_load(b, ctx)
+            elif c == "lslr":
+                case_lslr(b, ctx)
     finally:
+        b.watch = []
         b.cleanup()
         stack.stop()
 
