@@ -79,8 +79,8 @@ CASE_HELP = {
              "each from the CDN vs through contrib/mirror/hubfs-mirror, cold and warm: "
              "CDN bytes and time, medians of --runs (CDN uncapped and rate-limited)",
     "xet": "huggingface_hub + hf_xet download a 256 MiB Xet file on 2 machines in turn: "
-           "from the Hub (CAS, xorbs) vs through hubfs-mirror (bridge): CDN bytes and "
-           "time, medians of --runs (CDN uncapped)",
+           "from the Hub (CAS, xorbs) vs through hubfs-mirror (bridge), then hubfs the "
+           "same: CDN bytes and time, medians of --runs (CDN uncapped)",
     "load": "a 1 GiB safetensors model (load_file; safe_open, every tensor in file order) "
             "and a 1 GiB GGUF (GGUFReader mmap, every byte): hubfs cold, warm after "
             "remount, re-read in the same mount vs hf download + load vs a local copy, "
@@ -1155,6 +1155,25 @@ def load_avg():
         return None
 
 
+def cpu_seconds(roots):
+    """CPU seconds (user + system) of the processes in roots and of their
+    children (nginx's workers), as /proc has them now."""
+    tick = os.sysconf("SC_CLK_TCK")
+    roots = set(p for p in roots if p)
+    total = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(name) in roots or int(fields[1]) in roots:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def median(values):
     v = sorted(values)
     n = len(v)
@@ -1179,7 +1198,18 @@ def case_fleet(b, ctx):
     load hits every row alike."""
     size, sha = ctx.big["size"], ctx.big["sha256"]
 
-    def fleet_read(label, n, endpoint, warm_dir=None):
+    def cpu_now(mounts, mi):
+        """CPU seconds so far: the hubfs daemons, the mirror's nginx, the
+        CDN's nginx, the Hub emulator."""
+        stack = ctx.stack
+        groups = {"hubfs": [m.bench_pid for m in mounts],
+                  "mirror": [mi.proc.pid] if mi and mi.proc else [],
+                  "cdn": [stack._nginx.pid] if stack._nginx else [],
+                  "hub": [stack._emu.pid] if stack._emu else []}
+        return {k: cpu_seconds(v) for k, v in groups.items()}
+
+    def fleet_read(label, n, mi=None, warm_dir=None):
+        endpoint = mi.url if mi else None
         stores = [b.fresh("fleet-%s-%d-store" % (label, i)) for i in range(n)]
         b.cold_prep(ctx, [sha])
         if warm_dir:        # the mirror's cache in memory, like the CDN's file
@@ -1196,6 +1226,7 @@ def case_fleet(b, ctx):
                     raise NA("wrong size in the mount")
             mark = ctx.log_mark()
             cpu0 = CpuMark(b)
+            parts0 = cpu_now(mounts, mi)
             t0 = time.monotonic()
             for p in paths:
                 proc = subprocess.Popen(
@@ -1217,6 +1248,7 @@ def case_fleet(b, ctx):
                 results.append(json.loads(out))
             secs = time.monotonic() - t0
             cpu = cpu0.end()
+            parts1 = cpu_now(mounts, mi)
             hwm = max((b.hwm(m) or 0) for m in mounts) or None
         finally:
             for proc in procs:
@@ -1233,7 +1265,8 @@ def case_fleet(b, ctx):
             raise NA("read %d bytes of %d" % (got, n * size))
         cdn, reqs = ctx.cdn_bytes(mark)
         return {"seconds": secs, "nbytes": got, "cdn_bytes": cdn, "requests": reqs,
-                "hwm": hwm, "load": load, "cpu": cpu["cpu"], "own_cpu": cpu["own_cpu"]}
+                "hwm": hwm, "load": load, "cpu": cpu["cpu"], "own_cpu": cpu["own_cpu"],
+                "parts": {k: parts1[k] - parts0[k] for k in parts0}}
 
     def new_mirror(name):
         if not os.access(hubmirror.MIRROR, os.X_OK):
@@ -1260,7 +1293,11 @@ def case_fleet(b, ctx):
 
     def attempt(key, fn):
         try:
-            runs[key].append(fn())
+            r = fn()
+            runs[key].append(r)
+            log("fleet %-13s %6.2f s  CDN %7.1f MiB  CPU s %s" % (
+                key, r["seconds"], r["cdn_bytes"] / MiB,
+                " ".join("%s %.2f" % kv for kv in r["parts"].items())))
         except KeyboardInterrupt:
             raise
         except NA as e:
@@ -1278,10 +1315,10 @@ def case_fleet(b, ctx):
             mi = None
             try:
                 mi = new_mirror("fleet-mirror-%d-%d" % (n, run))
-                attempt(cold, lambda: fleet_read("cold", n, mi.url))
+                attempt(cold, lambda: fleet_read("cold", n, mi))
                 if runs[cold]:
                     lfs = os.path.join(mi.cache_dir, "lfs")
-                    attempt(warm, lambda: fleet_read("warm", n, mi.url, lfs))
+                    attempt(warm, lambda: fleet_read("warm", n, mi, lfs))
             except NA as e:
                 fails.setdefault(cold, str(e))
             finally:
@@ -1313,6 +1350,11 @@ def add_median_row(b, rid, case, what, label, got, fail, **extra):
             note += "; %s %s s, spread %.0f%%" % (
                 name, "/".join("%.2f" % c for c in cpus),
                 100 * (max(cpus) - min(cpus)) / cpu[k] if cpu[k] else 0)
+    parts = [r["parts"] for r in got if r.get("parts")]
+    if parts:   # whose CPU it was (2 cores, shared): medians
+        note += "; CPU s by part %s" % ", ".join(
+            "%s %.2f" % (k, median([c[k] for c in parts])) for k in parts[0] if
+            any(c[k] for c in parts))
     if len(got) < b.args.runs:
         note += "; %d failed: %s" % (b.args.runs - len(got), (fail or "?")[:80])
     b.add(rid, case, what, label, seconds=med, nbytes=got[0]["nbytes"],
@@ -1409,6 +1451,91 @@ def case_xet(b, ctx):
     for key, what in XET_ROWS:
         add_median_row(b, "xet/%s" % key, "xet", what, ctx.label, runs[key],
                        why or fails.get(key))
+
+
+HUBFS_XET_ROWS = [("hubfs-direct-1", "hubfs, 1st machine, from the Hub (Xet file)"),
+                  ("hubfs-direct-2", "hubfs, 2nd machine, from the Hub (Xet file)"),
+                  ("hubfs-mirror-1", "hubfs, 1st machine, via hubfs-mirror (Xet file)"),
+                  ("hubfs-mirror-2", "hubfs, 2nd machine, via hubfs-mirror (Xet file)")]
+
+
+def case_xet_hubfs(b, ctx):
+    """The same Xet file read whole by hubfs on two machines (a mount and a
+    store each) one after the other: from the Hub, and through a fresh
+    hubfs-mirror, which hides the Xet markers, so that hubfs reads the
+    bridge URL through its cache.  The note splits the CDN's bytes into
+    xorbs (the CAS) and the rest (the bridge)."""
+    try:
+        f = ctx.file(XET_REPO, XET_FILE)
+    except KeyError:
+        for key, what in HUBFS_XET_ROWS:
+            b.add("xet/%s" % key, "xet", what, ctx.label,
+                  na="no %s/%s in the stack" % (XET_REPO, XET_FILE))
+        return
+    runs = {key: [] for key, _ in HUBFS_XET_ROWS}
+    fails = {}
+
+    def read(endpoint, name):
+        store = b.fresh("xet-%s-store" % name)
+        load = load_avg()
+        m = b.hubfs_mount(ctx, "xet-" + name, store, endpoint)
+        try:
+            path = m.path(*XET_REPO.split("/"), XET_FILE)
+            if b.stat_size(path) != f["size"]:
+                raise NA("wrong size in the mount")
+            mark = ctx.log_mark()
+            cpu0 = cpu_seconds([m.bench_pid])
+            got = b.read_all(path, f["size"])
+            cpu = cpu_seconds([m.bench_pid]) - cpu0
+        finally:
+            b.hubfs_unmount(m)
+            shutil.rmtree(store, ignore_errors=True)
+        cdn, reqs = ctx.cdn_bytes(mark)
+        xorbs = 0
+        with open(ctx.stack.cdn_log_path, "rb") as log_file:
+            log_file.seek(mark)
+            for line in log_file:
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                if "xorb" in str(e.get("uri", "")):
+                    xorbs += max(0, int(e.get("bytes", 0)))
+        return {"seconds": got["seconds"], "nbytes": f["size"], "cdn_bytes": cdn,
+                "requests": reqs, "load": load, "parts": {"hubfs": cpu},
+                "xorbs": xorbs}
+
+    def attempt(key, fn):
+        try:
+            runs[key].append(fn())
+        except KeyboardInterrupt:
+            raise
+        except NA as e:
+            fails.setdefault(key, str(e))
+        except Exception as e:  # noqa: BLE001 -- a benchmark reports and goes on
+            fails.setdefault(key, "%s: %s" % (type(e).__name__, e))
+
+    for run in range(b.args.runs):
+        log("xet hubfs run %d of %d (load %s)" % (run + 1, b.args.runs, load_avg()))
+        for n in (1, 2):
+            attempt("hubfs-direct-%d" % n, lambda: read(None, "direct-%d" % n))
+        mi = hubmirror.Mirror(ctx.stack.endpoint, b.fresh("xet-hubfs-mirror-%d" % run))
+        b.mirrors.append(mi)
+        try:
+            mi.start()
+            for n in (1, 2):
+                attempt("hubfs-mirror-%d" % n, lambda: read(mi.url, "mirror-%d" % n))
+        except hubmirror.MirrorError as e:
+            fails.setdefault("hubfs-mirror-1", str(e))
+        finally:
+            mi.stop()
+            b.mirrors.remove(mi)
+            shutil.rmtree(mi.cache_dir, ignore_errors=True)
+    for key, what in HUBFS_XET_ROWS:
+        got = runs[key]
+        if got:
+            what += "; xorbs %.1f MiB" % (median([r["xorbs"] for r in got]) / MiB)
+        add_median_row(b, "xet/%s" % key, "xet", what, ctx.label, got, fails.get(key))
 
 
 # --------------------------------------------------------------- model loads
@@ -1886,6 +2013,8 @@ def ratio_rows(b):
           "xet/mirror-1", lambda r: r["cdn_bytes"] / r["nbytes"], None, "<=", "x")
     value("xet each machine from the Hub: CDN bytes, in copies of the file",
           "xet/direct-2", lambda r: r["cdn_bytes"] / r["nbytes"], None, "<=", "x")
+    value("xet hubfs 2nd machine via the mirror: CDN bytes", "xet/hubfs-mirror-2",
+          lambda r: r["cdn_max"] / MiB, 0, "<=", "MiB")
     return out
 
 
@@ -2022,6 +2151,7 @@ def run_stack(b, kind):
                 case_fleet(b, ctx)
             elif c == "xet":
                 case_xet(b, ctx)
+                case_xet_hubfs(b, ctx)
             elif c == "load":
                 case_load(b, ctx)
             elif c == "lslr":
