@@ -11,6 +11,11 @@ copied from the verified revision 1 in the store.  Fetched bytes are the
 body bytes of the nginx CDN log's /xorbs/ requests plus /blobs/ ones (the
 bridge; asserted none, but counted so a fallback shows in the figure).
 
+Revision 2 is read once the store has recorded revision 1 verified
+(STORE/blobs/<sha256>, written just after the read that ended the file):
+an update that arrives later, as they do.  `hubfs status` counts the
+xorb bytes too; both counts must stay within the bound.
+
 The same update through the pinned huggingface_hub + hf_xet (defaults,
 its own HF_HOME): revision 1, then revision 2 into the same cache.  What
 it fetched is printed beside hubfs's figure (hf_xet 1.8 keeps no chunk
@@ -135,6 +140,25 @@ class XetUpdate(unittest.TestCase):
                 bridge += max(0, int(e["bytes"]))
         return xorb, bridge, reqs
 
+    def status(self, m):
+        """This mount's `hubfs status --json` entry."""
+        r = subprocess.run([HUBFS, "status", "--json", "--cache-dir", m.store],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        mounts = json.loads(r.stdout)["mounts"]
+        self.assertEqual(len(mounts), 1, mounts)
+        return mounts[0]
+
+    def wait_verified(self, m, f, limit=60.0):
+        """Wait until the store holds f's blob complete and verified
+        (STORE/blobs/<sha256>; recorded by the daemon just after the read
+        that ended the file)."""
+        path = os.path.join(m.store, "blobs", f["sha256"])
+        deadline = time.monotonic() + limit
+        while not os.path.exists(path):
+            self.assertLess(time.monotonic(), deadline, "revision 1 never recorded verified")
+            time.sleep(0.05)
+
     def read_hash(self, path):
         t0 = time.monotonic()
         digest = sha256_file(path)
@@ -183,16 +207,21 @@ class XetUpdate(unittest.TestCase):
             mark = self.log_mark()
             digest, secs1 = self.read_hash(m.path(owner, name + "@v1", "model.bin"))
             self.assertEqual(digest, v1["sha256"], "revision 1 read wrong")
+            self.wait_verified(m, v1)
             mark2 = self.quiet_log()
             xorb1, bridge1, _ = self.fetched(mark)
+            st1 = self.status(m)
             digest, secs2 = self.read_hash(m.path(owner, name + "@v2", "model.bin"))
             self.assertEqual(digest, v2["sha256"], "revision 2 read wrong")
+            self.quiet_log()
+            st2 = self.status(m)
         finally:
             m.stop()
         xorb2, bridge2, reqs2 = self.fetched(mark2)
         cas = [e for e in self.stack.hub_log() if e["bucket"] == "cas"
                and "/reconstructions/" in e["path"]]
         share = (xorb2 + bridge2) / v2["size"]
+        counted = st2["xet_xorb_bytes"] - st1["xet_xorb_bytes"]
         hf = self.hf_client(os.path.join(self.tmp, "hf-home"), ("v1", "v2"))
         self.assertEqual(sha256_file(hf[1][0]), v2["sha256"])
         hf_share = (hf[1][1] + hf[1][2]) / v2["size"]
@@ -201,6 +230,11 @@ class XetUpdate(unittest.TestCase):
               "hf_xet fetched %d, then %d"
               % (REPO, v2["size"] // MiB, secs1, xorb1, bridge1, secs2, xorb2, reqs2, bridge2,
                  hf[0][1], hf[1][1]), file=sys.stderr)
+        print("hubfs status: revision 1 %d xorb bytes, %d reconstructions; revision 2 %d xorb "
+              "bytes, %d reconstructions; fallbacks %d"
+              % (st1["xet_xorb_bytes"], st1["xet_reconstructions"], counted,
+                 st2["xet_reconstructions"] - st1["xet_reconstructions"], st2["xet_fallbacks"]),
+              file=sys.stderr)
         print("xet update: hubfs fetched %.2f %% of the file, hf_xet %.2f %%"
               % (100 * share, 100 * hf_share), file=sys.stderr)
         self.assertEqual((hf[0][2], hf[1][2]), (0, 0), "hf_xet went through the resolve bridge")
@@ -209,7 +243,9 @@ class XetUpdate(unittest.TestCase):
         self.assertEqual((bridge1, bridge2), (0, 0), "a revision came through the resolve bridge")
         self.assertGreater(xorb1, 0)
         self.assertGreater(xorb2, 0, "revision 2's changed chunks must come from the CAS")
+        self.assertEqual(st2["xet_fallbacks"], 0, "the mount fell back to the bridge")
         self.assertLessEqual(share, LIMIT, "revision 2 fetched %.2f %% of its size" % (100 * share))
+        self.assertLessEqual(counted, LIMIT * v2["size"], "hubfs status counts %d xorb bytes" % counted)
 
 if __name__ == "__main__":
     in_netns()
