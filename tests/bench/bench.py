@@ -1714,7 +1714,8 @@ def parse_args(argv):
     ap.add_argument("--random-ios", type=int, default=FIO_IOS,
                     help="fio reads in the random case (%d)" % FIO_IOS)
     ap.add_argument("--runs", type=int, default=3,
-                    help="fleet: runs of every row; the table shows the median (3)")
+                    help="fleet, xet, xetcold, xetupdate: runs of every row; the table "
+                         "shows the median (3)")
     ap.add_argument("--mirror-arg", action="append", default=[], metavar="ARG",
                     help="fleet: an extra argument for hubfs-mirror (repeatable), "
                          "e.g. --mirror-arg=--slice=4M")
