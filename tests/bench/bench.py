@@ -1310,6 +1310,7 @@ def xet_hubfs_reads(b, ctx, label, args, files, revs):
             mark = ctx.log_mark()
             r = b.read_all(path, size)
             b.settle(m)
+            xet_wait_verified(store, files[rev])
             out.append({"seconds": r["seconds"], "nbytes": r["bytes"], "mark": mark,
                         "load": load, "hwm": b.hwm(m)})
             load = load_avg()
@@ -1321,6 +1322,17 @@ def xet_hubfs_reads(b, ctx, label, args, files, revs):
         r["xorb"], r["bridge"], r["requests"] = xet_cdn_bytes_between(ctx, r.pop("mark"), end)
         r["cdn_bytes"] = r["xorb"] + r["bridge"]
     return out
+
+
+def xet_wait_verified(store, f, limit=30.0):
+    """Wait until the store holds f's blob complete and verified
+    (STORE/blobs/<sha256>, recorded just after the read that ended it)."""
+    path = os.path.join(store, "blobs", f["sha256"])
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise NA("the store never recorded the file verified")
+        time.sleep(0.05)
 
 
 def xet_cdn_bytes_between(ctx, mark, end):
