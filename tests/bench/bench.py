@@ -1254,6 +1254,12 @@ def xet_update_setup(ctx):
     return python, files, None
 
 
+def xet_cpu(r):
+    """The busy CPU figures (cpu, own_cpu) of a timed run, from a reader's
+    result or Bench.last after run(), where this bench measures them."""
+    return {k: r[k] for k in ("cpu", "own_cpu") if k in (r or {})}
+
+
 def xet_cold_prep(b, ctx, files):
     """cold_prep for Xet files: the page cache dropped, then the bridge's
     source files and every xorb their reconstructions name read back, so
@@ -1311,8 +1317,8 @@ def xet_hubfs_reads(b, ctx, label, args, files, revs):
             r = b.read_all(path, size)
             b.settle(m)
             xet_wait_verified(store, files[rev])
-            out.append({"seconds": r["seconds"], "nbytes": r["bytes"], "mark": mark,
-                        "load": load, "hwm": b.hwm(m)})
+            out.append(dict(xet_cpu(r), seconds=r["seconds"], nbytes=r["bytes"], mark=mark,
+                            load=load, hwm=b.hwm(m)))
             load = load_avg()
     finally:
         b.hubfs_unmount(m)
@@ -1362,15 +1368,15 @@ def xet_hf_downloads(b, ctx, python, files, revs, home):
             mark = ctx.log_mark()
             rc, stdout, err, secs = b.run([hf, "download", "--quiet", XET_UPDATE_REPO, XET_FILE,
                                            "--revision", rev], b.args.read_timeout, env=env)
+            cpu = xet_cpu(getattr(b, "last", None))
             if rc != 0:
                 raise NA("hf download failed: %s" % " ".join(err.split())[-200:])
             path = stdout.strip().splitlines()[-1] if stdout.strip() else ""
             if not os.path.isfile(path) or os.path.getsize(path) != files[rev]["size"]:
                 raise NA("hf download left no file of %d bytes (%r)" % (files[rev]["size"], path))
             xorb, bridge, reqs = xet_cdn_bytes(ctx, mark)
-            out.append({"seconds": secs, "nbytes": files[rev]["size"], "xorb": xorb,
-                        "bridge": bridge, "cdn_bytes": xorb + bridge, "requests": reqs,
-                        "load": load})
+            out.append(dict(cpu, seconds=secs, nbytes=files[rev]["size"], xorb=xorb,
+                            bridge=bridge, cdn_bytes=xorb + bridge, requests=reqs, load=load))
     finally:
         shutil.rmtree(home, ignore_errors=True)
     return out
@@ -1406,6 +1412,7 @@ def xet_aria2c(b, ctx, f, rev):
             ["aria2c", "-x16", "-s16", "-q", "--file-allocation=none",
              "--allow-overwrite=true", "--auto-file-renaming=false",
              "--max-tries=1", "-d", d, "-o", "out.bin", url], b.args.read_timeout)
+        cpu = xet_cpu(getattr(b, "last", None))
         if rc != 0:
             raise NA("aria2c exited %d: %s" % (rc, (out + err).strip()[-200:]))
         got = os.path.getsize(os.path.join(d, "out.bin"))
@@ -1414,8 +1421,8 @@ def xet_aria2c(b, ctx, f, rev):
     if got != f["size"]:
         raise NA("aria2c wrote %d bytes of %d" % (got, f["size"]))
     xorb, bridge, reqs = xet_cdn_bytes(ctx, mark)
-    return {"seconds": secs, "nbytes": got, "xorb": xorb, "bridge": bridge,
-            "cdn_bytes": xorb + bridge, "requests": reqs, "load": load}
+    return dict(cpu, seconds=secs, nbytes=got, xorb=xorb, bridge=bridge,
+                cdn_bytes=xorb + bridge, requests=reqs, load=load)
 
 
 def xet_attempt(runs, fails, key, fn):
@@ -1444,6 +1451,10 @@ def case_xetcold(b, ctx):
     aria2c -x16 on the bridge URL; the rows in turn, --runs times, medians."""
     python, files, why = xet_update_setup(ctx)
     hubfs_why = why or hubfs_xet_support(b)
+    if files:
+        schemes = ctx.stack.control("GET", "/_emu/xet?sha256=" + files["v1"]["sha256"])["schemes"]
+        b.note("%s/%s v1: Xet chunks by compression scheme %s" % (
+            XET_UPDATE_REPO, XET_FILE, ", ".join("%s %d" % kv for kv in sorted(schemes.items()))))
     runs = {key: [] for key, _ in XETCOLD_ROWS}
     fails = {}
     for run in range(0 if why else b.args.runs):
