@@ -247,6 +247,7 @@ class XetUpdate(unittest.TestCase):
         self.assertLessEqual(share, LIMIT, "revision 2 fetched %.2f %% of its size" % (100 * share))
         self.assertLessEqual(counted, LIMIT * v2["size"], "hubfs status counts %d xorb bytes" % counted)
 
+
 if __name__ == "__main__":
     in_netns()
     unittest.main(verbosity=2)
