@@ -34,6 +34,7 @@ struct mount_opts {
 	long revision_ttl;
 	long read_timeout;
 	uint64_t max_cache; /* 0: keep the store's setting */
+	bool no_xet;	    /* Xet files through the bridge only */
 	const char *log;
 	bool foreground;
 	bool debug;
@@ -62,6 +63,9 @@ static void mount_usage(FILE *out)
 		"nothing "
 		"has open;\n"
 		"                          kept in the store for later mounts\n"
+		"  --no-xet                read Xet files through the Hub's "
+		"resolve bridge,\n"
+		"                          never from the Xet CAS\n"
 		"  --log FILE              log to FILE (default: syslog, or "
 		"stderr with -f)\n"
 		"  -f, --foreground        stay in the foreground\n"
@@ -74,11 +78,11 @@ static void mount_usage(FILE *out)
 		"revision_ttl=N,\n"
 		"                          read_timeout=N, max_cache=SIZE, "
 		"log=FILE,\n"
-		"                          hf_cache=DIR, no_hf_cache; any "
-		"other goes to FUSE,\n"
-		"                          e.g. allow_other (lets other local "
-		"users read what\n"
-		"                          your token can)\n"
+		"                          hf_cache=DIR, no_hf_cache, no_xet; "
+		"any other goes to\n"
+		"                          FUSE, e.g. allow_other (lets other "
+		"local users\n"
+		"                          read what your token can)\n"
 		"  -h, --help              this help\n"
 		"\n"
 		"The fstab form, which mount(8) runs for a line of type "
@@ -169,6 +173,10 @@ static int setting_option(struct mount_opts *o, const char *opt)
 		o->common.no_hf_cache = true;
 		return 1;
 	}
+	if (key_is(opt, "no_xet")) {
+		o->no_xet = true;
+		return 1;
+	}
 	for (i = 0; i < n && !key_is(opt, valued[i]); i++)
 		;
 	if (i == n)
@@ -253,6 +261,7 @@ static int parse_mount(int argc, char **argv, struct mount_opts *o)
 		OPT_TIMEOUT,
 		OPT_LOG,
 		OPT_MAX_CACHE,
+		OPT_NO_XET,
 		CLI_COMMON_OPT_ENUM
 	};
 	static const struct option longopts[] = {
@@ -261,6 +270,7 @@ static int parse_mount(int argc, char **argv, struct mount_opts *o)
 		{ "read-timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "log", required_argument, NULL, OPT_LOG },
 		{ "max-cache", required_argument, NULL, OPT_MAX_CACHE },
+		{ "no-xet", no_argument, NULL, OPT_NO_XET },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "debug", no_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
@@ -294,6 +304,9 @@ static int parse_mount(int argc, char **argv, struct mount_opts *o)
 			break;
 		case OPT_LOG:
 			o->log = optarg;
+			break;
+		case OPT_NO_XET:
+			o->no_xet = true;
 			break;
 		case OPT_MAX_CACHE:
 			if (cli_parse_size(optarg, &o->max_cache) < 0 ||
@@ -499,6 +512,7 @@ static int serve(struct mount_opts *o, int ready_fd)
 	cfg.debug = o->debug;
 	cfg.fuse_options = o->fuse_options;
 	cfg.hf_cache = o->hf_cache;
+	cfg.no_xet = o->no_xet;
 	rc = fs_run(&cfg, ready_fd);
 	if (rc < 0) {
 		fprintf(stderr, "hubfs: cannot mount %s: %s\n", o->mountpoint,

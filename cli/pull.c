@@ -173,6 +173,7 @@ static int select_file(void *arg, const struct db_report_file *f)
 	s->n++;
 	it->size = f->size;
 	it->lfs = f->lfs;
+	snprintf(it->xet, sizeof(it->xet), "%s", f->xet);
 	it->local = f->complete ? f->size : f->local;
 	s->need += f->size - it->local;
 	return 0;

@@ -278,6 +278,13 @@ static void print_mount(const cJSON *m)
 	       (unsigned long long)field(m, "transfers_queued"));
 	printf("    blobs open  %llu\n",
 	       (unsigned long long)field(m, "blobs_open"));
+	if (field(m, "xet_reconstructions") || field(m, "xet_fallbacks"))
+		printf("    xet         %llu reconstructions, %s from xorbs, "
+		       "%llu tokens, %llu runs fell back to the bridge\n",
+		       (unsigned long long)field(m, "xet_reconstructions"),
+		       cli_human_size(field(m, "xet_xorb_bytes"), a, sizeof(a)),
+		       (unsigned long long)field(m, "xet_tokens"),
+		       (unsigned long long)field(m, "xet_fallbacks"));
 	print_errors(m, "    ");
 	if (field(m, "resolves_held_until") > (uint64_t)time(NULL))
 		printf("    held        new files wait %llu s for the Hub's "

@@ -203,6 +203,7 @@ struct db_entry {
 	uint64_t size;
 	char etag[65]; /* blob name: lfs sha256, else git sha1; "" for dirs */
 	bool lfs;
+	char xet[65]; /* the tree's xetHash, "" when none */
 };
 /* The entry name in folder parent ("" is the repo root).  -ENOENT. */
 int db_entry_lookup(struct db_store *s, int64_t tree, const char *parent,
@@ -233,6 +234,7 @@ struct db_blob_file {
 	char path[HUB_PATH_MAX + 1]; /* from the repo root */
 	uint64_t size;
 	bool lfs;
+	char xet[65];  /* the tree's xetHash, "" when none */
 	int64_t mtime; /* the commit's time */
 };
 /* One file of the repo whose etag this is (any one).  -ENOENT. */

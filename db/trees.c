@@ -329,10 +329,10 @@ static const char sql_tree_find[] =
 static const char sql_tree_count[] =
 	"SELECT files, bytes FROM trees WHERE id = ?1 AND complete";
 static const char sql_entry_lookup[] =
-	"SELECT id, name, is_dir, size, etag, lfs FROM entries"
+	"SELECT id, name, is_dir, size, etag, lfs, xet FROM entries"
 	" WHERE tree = ?1 AND parent = ?2 AND name = ?3";
 static const char sql_dir_list[] =
-	"SELECT id, name, is_dir, size, etag, lfs FROM entries"
+	"SELECT id, name, is_dir, size, etag, lfs, xet FROM entries"
 	" WHERE tree = ?1 AND parent = ?2 ORDER BY name";
 
 int db_tree_find(struct db_store *s, int64_t repo, const char *commit,
@@ -380,7 +380,7 @@ int db_tree_count(struct db_store *s, int64_t tree, uint64_t *files,
 	return rc;
 }
 
-/* Columns id, name, is_dir, size, etag, lfs. */
+/* Columns id, name, is_dir, size, etag, lfs, xet. */
 static int entry_row(sqlite3_stmt *st, struct db_entry *out)
 {
 	int rc;
@@ -390,7 +390,9 @@ static int entry_row(sqlite3_stmt *st, struct db_entry *out)
 	out->size = (uint64_t)sqlite3_column_int64(st, 3);
 	out->lfs = sqlite3_column_int(st, 5) != 0;
 	rc = db_text(st, 1, out->name, sizeof(out->name));
-	return rc ? rc : db_text(st, 4, out->etag, sizeof(out->etag));
+	if (rc == 0)
+		rc = db_text(st, 4, out->etag, sizeof(out->etag));
+	return rc ? rc : db_text(st, 6, out->xet, sizeof(out->xet));
 }
 
 int db_entry_lookup(struct db_store *s, int64_t tree, const char *parent,
@@ -471,7 +473,8 @@ int db_repo_blobs(struct db_store *s, int64_t repo, db_name_fn cb, void *arg)
  */
 static const char sql_blob_where[] =
 	"SELECT t.commit_id, CASE e.parent WHEN '' THEN e.name"
-	"  ELSE e.parent || '/' || e.name END, e.size, e.lfs, t.mtime"
+	"  ELSE e.parent || '/' || e.name END, e.size, e.lfs, t.mtime,"
+	" e.xet"
 	" FROM entries e INDEXED BY entries_etag JOIN trees t ON t.id = e.tree"
 	" WHERE substr(e.etag, 1, 12) = substr(?2, 1, 12) AND +e.etag = ?2"
 	"  AND t.repo = ?1 AND t.complete AND NOT e.is_dir"
@@ -499,6 +502,8 @@ int db_blob_where(struct db_store *s, int64_t repo, const char *etag,
 		rc = db_text(q.st, 0, out->commit, sizeof(out->commit));
 		if (rc == 0)
 			rc = db_text(q.st, 1, out->path, sizeof(out->path));
+		if (rc == 0)
+			rc = db_text(q.st, 5, out->xet, sizeof(out->xet));
 	} else if (rc == 0) {
 		rc = -ENOENT;
 	}

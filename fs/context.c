@@ -41,6 +41,7 @@ int ctx_engine_start(struct fs_ctx *ctx, engine_dropped_fn dropped, void *arg)
 		.hub = ctx->cfg.hub,
 		.store = ctx->cfg.store,
 		.read_timeout = ctx->cfg.read_timeout,
+		.no_xet = ctx->cfg.no_xet,
 		.dropped = dropped,
 		.dropped_arg = arg,
 		.external = external_open,

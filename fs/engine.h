@@ -32,7 +32,9 @@ struct engine_file {
 	const char *path;    /* in the repo */
 	const char *etag;    /* lowercase hex: sha256 (LFS) or git blob sha1 */
 	uint64_t size;
-	bool lfs; /* the etag is a sha256 of the content */
+	bool lfs;	      /* the etag is a sha256 of the content */
+	const char *xet_hash; /* the tree's xetHash (64 hex), or "" or NULL:
+				 not a Xet file */
 };
 
 /*
@@ -56,6 +58,7 @@ struct engine_config {
 	struct db_store *store;	   /* borrowed: outlives the engine */
 	long read_timeout;	   /* seconds, for the log line of a stall */
 	unsigned transfers;	   /* parallel transfers; 0: 16 */
+	bool no_xet;		   /* Xet files through the bridge only */
 	engine_dropped_fn dropped; /* or NULL */
 	void *dropped_arg;
 	engine_external_fn external; /* or NULL */
@@ -121,6 +124,8 @@ struct engine_stats {
 	uint64_t bytes_answered;
 	unsigned blobs_open;
 	struct hub_xfer_stats xfer;
+	struct hub_xet_stats xet; /* zero without the Xet reader */
+	uint64_t xet_fallbacks;	  /* Xet runs read through the bridge */
 };
 void engine_get_stats(struct engine *e, struct engine_stats *out);
 

@@ -69,6 +69,7 @@ struct node {
 	uint64_t size; /* FILE */
 	char etag[65];
 	bool lfs;
+	char xet[65];	   /* FILE: the tree's xetHash, "" when none */
 	char *target;	   /* LINK */
 	time_t expires;	   /* a branch's repo root or ref: re-resolve after */
 	enum hf_folder hf; /* HF */

@@ -32,6 +32,7 @@ struct fs_config {
 	const char *fuse_options; /* extra -o options, or NULL */
 	const char *hf_cache;	  /* a huggingface_hub cache to take blobs
 				     from (absolute), or NULL */
+	bool no_xet;		  /* never read through the Xet CAS */
 };
 
 /* The defaults of every field that has one: TTLs and the read timeout. */
@@ -93,6 +94,7 @@ struct fs_pull_item {
 	uint64_t size;
 	const char *etag;
 	bool lfs;
+	char xet[65];	/* the tree's xetHash, "" when none */
 	uint64_t local; /* bytes already in the store, when known */
 	bool done;	/* out: settled (set on the calling thread) */
 	int rc;		/* out */

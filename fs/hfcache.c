@@ -399,6 +399,7 @@ static int lookup_blob(struct fs_ctx *ctx, const struct node *dir,
 	memcpy(n->etag, name, strlen(name) + 1);
 	n->size = f.size;
 	n->lfs = f.lfs;
+	memcpy(n->xet, f.xet, sizeof(n->xet));
 	n->mtime = f.mtime;
 	n->repo_id = strdup(dir->repo_id);
 	n->path = strdup(f.path);

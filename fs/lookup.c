@@ -170,6 +170,7 @@ struct node *entry_node(const struct node *dir, const struct db_entry *e)
 	n->size = e->size;
 	memcpy(n->etag, e->etag, sizeof(n->etag));
 	n->lfs = e->lfs;
+	memcpy(n->xet, e->xet, sizeof(n->xet));
 	n->repo_id = strdup(dir->repo_id);
 	n->path = join_path(dir->path, e->name);
 	if (!n->repo_id || !n->path) {

@@ -409,6 +409,7 @@ static struct engine_file node_file(const struct node *n)
 		.etag = n->etag,
 		.size = n->size,
 		.lfs = n->lfs,
+		.xet_hash = n->xet,
 	};
 }
 

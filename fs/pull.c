@@ -286,6 +286,7 @@ int fs_pull(struct fs_ctx *ctx, const struct fs_repo *r,
 			.etag = items[i].etag,
 			.size = items[i].size,
 			.lfs = items[i].lfs,
+			.xet_hash = items[i].xet,
 		};
 	}
 	run(&p, progress, arg, &pr);

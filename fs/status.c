@@ -240,6 +240,13 @@ static cJSON *status_reply(struct fs_mount *m)
 	hub_json_add_u64(o, "transfers_in_flight", es.xfer.in_flight);
 	hub_json_add_u64(o, "transfers_queued", es.xfer.queued);
 	hub_json_add_u64(o, "blobs_open", es.blobs_open);
+	/* Reads through the Xet CAS (their xorb bytes are in bytes_fetched). */
+	hub_json_add_u64(o, "xet_tokens", es.xet.tokens);
+	hub_json_add_u64(o, "xet_reconstructions", es.xet.reconstructions);
+	hub_json_add_u64(o, "xet_xorb_requests", es.xet.xorb_requests);
+	hub_json_add_u64(o, "xet_xorb_bytes", es.xet.xorb_bytes);
+	hub_json_add_u64(o, "xet_bytes", es.xet.bytes);
+	hub_json_add_u64(o, "xet_fallbacks", es.xet_fallbacks);
 	hub_json_add_u64(o, "resolves_held_until",
 			 es.xfer.resolves_held_until > time(NULL)
 				 ? (uint64_t)es.xfer.resolves_held_until

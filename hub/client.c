@@ -335,6 +335,8 @@ static void store_header(struct hub_resp *r, const char *name, size_t nn,
 		set_parsed(r->etag, sizeof(r->etag), v, n);
 	else if (IS("x-mirror-slice"))
 		set_parsed(r->mirror_slice, sizeof(r->mirror_slice), v, n);
+	else if (IS("x-xet-hash"))
+		set_parsed(r->xet_hash, sizeof(r->xet_hash), v, n);
 	else if (IS("ratelimit"))
 		set_parsed(r->ratelimit, sizeof(r->ratelimit), v, n);
 	else if (IS("ratelimit-policy"))

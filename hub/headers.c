@@ -145,17 +145,18 @@ static int parse_param(const char **pp, struct span *name, struct span *val)
 	return 0;
 }
 
-/* True when the space-separated rel list in v contains "next". */
-static bool rel_has_next(struct span v)
+/* True when the space-separated rel list in v contains rel. */
+static bool rel_has(struct span v, const char *rel)
 {
 	const char *p = v.p, *end = v.p + v.n;
+	size_t n = strlen(rel);
 
 	while (p < end) {
 		const char *w = p;
 
 		while (p < end && *p != ' ')
 			p++;
-		if (p - w == 4 && strncasecmp(w, "next", 4) == 0)
+		if ((size_t)(p - w) == n && strncasecmp(w, rel, n) == 0)
 			return true;
 		while (p < end && *p == ' ')
 			p++;
@@ -165,12 +166,17 @@ static bool rel_has_next(struct span v)
 
 int hub_parse_link_next(const char *value, char **out_url)
 {
+	return hub_parse_link_rel(value, "next", out_url);
+}
+
+int hub_parse_link_rel(const char *value, const char *rel, char **out_url)
+{
 	const char *p = value;
 
 	*out_url = NULL;
 	for (;;) {
 		struct span url, name, val;
-		bool next = false;
+		bool found = false;
 
 		p = skip_ows(p);
 		if (*p == '\0')
@@ -189,12 +195,12 @@ int hub_parse_link_next(const char *value, char **out_url)
 			if (parse_param(&p, &name, &val) < 0)
 				return -EINVAL;
 			if (name.n == 3 && strncasecmp(name.p, "rel", 3) == 0 &&
-			    rel_has_next(val))
-				next = true;
+			    rel_has(val, rel))
+				found = true;
 		}
 		if (*p != ',' && *p != '\0')
 			return -EINVAL;
-		if (next) {
+		if (found) {
 			if (url.n == 0)
 				return -EINVAL;
 			*out_url = strndup(url.p, url.n);

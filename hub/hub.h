@@ -118,6 +118,8 @@ int hub_parse_content_range(const char *value, struct hub_content_range *out);
  * -EINVAL when the header is malformed.
  */
 int hub_parse_link_next(const char *value, char **out_url);
+/* The same for the link whose rel includes rel ("xet-auth", ...). */
+int hub_parse_link_rel(const char *value, const char *rel, char **out_url);
 
 /*
  * RateLimit: '"<bucket>";r=<remaining>;t=<seconds to reset>' as the Hub
@@ -376,6 +378,15 @@ struct hub_file_ref {
 	 * no-cache"; a mirror then refetches its slices, a CDN ignores it).
 	 */
 	bool refetch;
+	/*
+	 * The tree marks the file as Xet (a xetHash): when its resolve
+	 * answers with a redirect that carries the Xet markers (X-Xet-Hash, a
+	 * Link rel="xet-auth"; hub-api.md 14.3), or did so before
+	 * (hub_xfer_resolve_xet), end with -EXDEV before any byte, so that the
+	 * caller reads it through the CAS.  Otherwise (no markers: a mirror
+	 * that serves the file itself, say) the request goes on as usual.
+	 */
+	bool xet_probe;
 };
 
 struct hub_xfer_ops {
@@ -445,6 +456,14 @@ int hub_xfer_submit_url(struct hub_xfer *x, const char *url, uint64_t first,
  */
 uint64_t hub_xfer_resolve_unit(struct hub_xfer *x,
 			       const struct hub_file_ref *file);
+
+/*
+ * Whether a resolve of file answered with the Xet markers (a redirect with
+ * X-Xet-Hash or a Link rel="xet-auth"), as seen by a request with
+ * xet_probe: then the Hub offers the file through the CAS.  The most
+ * recent files are remembered.  Any thread.
+ */
+bool hub_xfer_resolve_xet(struct hub_xfer *x, const struct hub_file_ref *file);
 
 /* Counters for status and benchmarks. */
 struct hub_xfer_stats {

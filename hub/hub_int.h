@@ -100,6 +100,7 @@ struct hub_resp {
 	char linked_etag[80];
 	char linked_size[24];
 	char mirror_slice[24]; /* X-Mirror-Slice: a mirror's range unit */
+	char xet_hash[80];     /* X-Xet-Hash: a resolve of a Xet file */
 	char etag[80];
 	char ratelimit[128];
 	char ratelimit_policy[128];

@@ -54,6 +54,7 @@
 #define POLL_MAX       1.0	   /* seconds the engine sleeps at most */
 #define PRIO_N	       2
 #define SERVED_KEPT    16	    /* files whose resolve served bytes */
+#define XET_KEPT       64	    /* files whose resolve named the CAS */
 #define UNIT_MAX       (1ULL << 30) /* the largest range unit believed */
 
 struct xreq;
@@ -96,6 +97,7 @@ struct xreq {
 	bool paced;		    /* holds a turn of the pacer */
 	bool reresolved;	    /* dropped a stale target this attempt */
 	bool served;		    /* the response now delivered bytes */
+	bool xet_probe;		    /* hub_file_ref.xet_probe */
 	unsigned tries;		    /* failed attempts since progress */
 	double rx_at;		    /* running: its last body bytes, or start */
 	double not_before;	    /* waiting: when to be ready again */
@@ -129,6 +131,9 @@ struct hub_xfer {
 		uint64_t unit; /* 0: redirects */
 	} served[SERVED_KEPT];
 	unsigned n_served;
+	/* Files whose resolve carried the Xet markers: resolve URLs.  lock. */
+	char *xet_seen[XET_KEPT];
+	unsigned n_xet_seen;
 
 	/* Engine thread only. */
 	struct xlist ready[PRIO_N]; /* by (priority, seq) */
@@ -274,6 +279,7 @@ static struct xreq *req_new(struct hub_xfer *x, const struct hub_file_ref *f,
 	q->call.on_body = req_body;
 	q->call.arg = &q->range;
 	q->call.no_cache = f->refetch;
+	q->xet_probe = f->xet_probe;
 	return q;
 }
 
@@ -379,6 +385,54 @@ static void note_served(struct hub_xfer *x, const char *resolve_url,
 	if (i >= 0)
 		x->served[i].unit = unit;
 	pthread_mutex_unlock(&x->lock);
+}
+
+/* Whether resolve_url is in x->xet_seen. */
+static bool xet_seen(struct hub_xfer *x, const char *resolve_url)
+{
+	bool seen = false;
+
+	pthread_mutex_lock(&x->lock);
+	for (int i = 0; i < XET_KEPT && !seen; i++)
+		seen = x->xet_seen[i] &&
+		       strcmp(x->xet_seen[i], resolve_url) == 0;
+	pthread_mutex_unlock(&x->lock);
+	return seen;
+}
+
+static void note_xet(struct hub_xfer *x, const char *resolve_url)
+{
+	char *copy;
+
+	if (xet_seen(x, resolve_url) || !(copy = strdup(resolve_url)))
+		return;
+	pthread_mutex_lock(&x->lock);
+	free(x->xet_seen[x->n_xet_seen % XET_KEPT]);
+	x->xet_seen[x->n_xet_seen++ % XET_KEPT] = copy;
+	pthread_mutex_unlock(&x->lock);
+}
+
+/* A resolve's answer names the CAS (hub-api.md 14.3). */
+static bool resp_xet(const struct hub_resp *r)
+{
+	char *url = NULL;
+	bool yes = r->xet_hash[0] && strcmp(r->xet_hash, "?") != 0;
+
+	if (!yes && r->link &&
+	    hub_parse_link_rel(r->link, "xet-auth", &url) == 0)
+		yes = true;
+	free(url);
+	return yes;
+}
+
+bool hub_xfer_resolve_xet(struct hub_xfer *x, const struct hub_file_ref *f)
+{
+	char *url =
+		hub_resolve_url(x->c, f->type, f->repo_id, f->commit, f->path);
+	bool yes = url && xet_seen(x, url);
+
+	free(url);
+	return yes;
 }
 
 uint64_t hub_xfer_resolve_unit(struct hub_xfer *x, const struct hub_file_ref *f)
@@ -500,7 +554,8 @@ static bool sibling_resolving(struct hub_xfer *x, const struct xreq *q)
 /*
  * Choose where q's next attempt begins: the remembered target, or the
  * resolve URL if no sibling is resolving and the pacer allows.  1 when q
- * may start, 0 when it must wait, -ENOMEM.
+ * may start, 0 when it must wait, -ENOMEM, or -EXDEV for a Xet probe
+ * whose file the Hub offers through the CAS.
  */
 static int attempt_begin(struct hub_xfer *x, struct xreq *q, double now)
 {
@@ -510,6 +565,8 @@ static int attempt_begin(struct hub_xfer *x, struct xreq *q, double now)
 		q->url = strdup(q->fixed_url);
 		return q->url ? 1 : -ENOMEM;
 	}
+	if (q->xet_probe && xet_seen(x, q->resolve_url))
+		return -EXDEV; /* the caller reads it through the CAS */
 	if (hub_loc_get(x->c, q->resolve_url, &to) == 0) {
 		q->url = to;
 		return 1;
@@ -693,6 +750,12 @@ static void transfer_done(struct hub_xfer *x, struct xreq *q, CURLcode cc,
 	rc = hub_range_check_headers(r, call, &q->err);
 	if (rc < 0) {
 		finish(x, q, rc);
+		return;
+	}
+	if (hub_is_redirect(call->resp.status) && q->xet_probe &&
+	    q->from_resolve && resp_xet(&call->resp)) {
+		note_xet(x, q->resolve_url);
+		finish(x, q, -EXDEV);
 		return;
 	}
 	if (hub_is_redirect(call->resp.status)) {
@@ -943,6 +1006,8 @@ static void xfer_free(struct hub_xfer *x)
 	free(x->idle_easy);
 	for (int i = 0; i < SERVED_KEPT; i++)
 		free(x->served[i].url);
+	for (int i = 0; i < XET_KEPT; i++)
+		free(x->xet_seen[i]);
 	if (x->multi)
 		curl_multi_cleanup(x->multi);
 	pthread_mutex_destroy(&x->lock);

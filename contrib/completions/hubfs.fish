@@ -29,6 +29,7 @@ complete -c hubfs -n '__fish_seen_subcommand_from mount' -l no-hf-cache -d 'use 
 complete -c hubfs -n '__fish_seen_subcommand_from mount' -l revision-ttl -x -d 'how long a branch stays resolved'
 complete -c hubfs -n '__fish_seen_subcommand_from mount' -l read-timeout -x -d 'give up on a read with no progress'
 complete -c hubfs -n '__fish_seen_subcommand_from mount' -l max-cache -x -d 'keep the store within SIZE'
+complete -c hubfs -n '__fish_seen_subcommand_from mount' -l no-xet -d 'read Xet files through the Hub\'s resolve bridge,'
 complete -c hubfs -n '__fish_seen_subcommand_from mount' -l log -r -F -d 'log to FILE'
 complete -c hubfs -n '__fish_seen_subcommand_from mount' -s f -l foreground -d 'stay in the foreground'
 complete -c hubfs -n '__fish_seen_subcommand_from mount' -s d -l debug -d 'print every FUSE request'

@@ -314,14 +314,28 @@ class LoadTest(unittest.TestCase):
         # the CDN more than once (the slack is one block on each side of
         # a transfer cut short by EOF).
         log = self.stack.cdn_log()[n_cdn:]
+        xet = [n for n in FILES if self.files[n].get("xetBuilt")]
         for name in FILES:
             f = self.files[name]
-            if not f["lfs"]:
+            if not f["lfs"] or name in xet:
                 continue
             got = sum(e["bytes"] for e in log if f["sha256"] in e["uri"])
             self.assertGreater(got, 0, name)
             self.assertLessEqual(got, f["size"] + 2 * MiB,
                                  "%s: %d bytes fetched" % (name, got))
+        # The Xet files come through the CAS, as xorb ranges named by xorb,
+        # not file: together, once.  A run may also fetch the chunks that
+        # straddle its two ends (up to 128 KiB each), which the next run
+        # fetches again.
+        if xet:
+            size = sum(self.files[n]["size"] for n in xet)
+            got = sum(e["bytes"] for e in log if "/xorbs/" in e["uri"])
+            self.assertEqual([e["uri"] for e in log if any(
+                self.files[n]["sha256"] in e["uri"] for n in xet)], [])
+            say("\nxet files: %d xorb bytes for %d bytes" % (got, size))
+            self.assertGreater(got, 0)
+            self.assertLessEqual(got, size + 2 * MiB + (
+                size // MiB + len(xet)) * 256 * 1024)
         fio_bytes = sum(j["read"]["io_bytes"] for j in fio_jobs)
         say("\nload: %d readers (%d threads + %d mmap) and %d fio jobs over "
             "%d files (%.1f MiB) in %.1f s: %d reads verified, %.1f MiB "

@@ -178,6 +178,12 @@ class MirrorTest(unittest.TestCase):
         self.assertIn("weights.safetensors", lfs_resolves)
         # Listings were paged through the mirror (Link rewritten to it).
         self.assertTrue(any("cursor=" in e["uri"] for e in self.mirror.log()))
+        # The Xet file among them came through the mirror's cache too: the
+        # mirror drops the Xet markers, so no machine asked the CAS.
+        self.assertIn(os.path.join("acme", "tiny-model", "weights",
+                                   "xet-model.bin"), want)
+        self.assertEqual([e["path"] for e in self.stack.hub_log()
+                          if e["bucket"] == "cas"], [])
         self.cdn_auth_never_sent()
 
     # ---- access control stays the Hub's

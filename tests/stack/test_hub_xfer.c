@@ -707,6 +707,63 @@ static void other_files(void **state)
 }
 
 /*
+ * xet_probe: a Xet file whose resolve carries the Xet markers ends with
+ * -EXDEV and no byte, and is remembered (the next probe asks nobody); the
+ * same file without the probe, and an LFS file with it, read as usual.
+ */
+static void xet_probe(void **state)
+{
+	struct hub_client *c = client(10);
+	struct hub_xfer *x = engine(c, 4);
+	struct hub_file_ref xet =
+		ref_of(MODEL, "main", "weights/xet-model.bin");
+	struct hub_file_ref lfs = ref_of(MODEL, "main", LFS);
+	char *want_xet = content_of(MODEL, "main", "weights/xet-model.bin");
+	char *main_lfs = content_of(MODEL, "main", LFS);
+	struct job jobs[4];
+	struct batch b;
+
+	(void)state;
+	if (!cJSON_IsTrue(cJSON_GetObjectItem(
+		    file_of(MODEL, "main", "weights/xet-model.bin"),
+		    "xetBuilt")))
+		skip(); /* no Xet objects: no markers either */
+	batch_init(&b);
+	log_clear();
+	assert_false(hub_xfer_resolve_xet(x, &xet));
+	xet.xet_probe = true;
+	job_submit(x, &b, &jobs[0], xet, want_xet, 0, xet.size,
+		   HUB_XFER_DEMAND);
+	batch_wait(&b, 1, 30);
+	assert_int_equal(jobs[0].rc, -EXDEV);
+	assert_int_equal(jobs[0].got, 0);
+	assert_true(hub_xfer_resolve_xet(x, &xet));
+	assert_int_equal(hub_requests("/resolve/", NULL, 302), 1);
+
+	job_submit(x, &b, &jobs[1], xet, want_xet, 10, 100, HUB_XFER_READAHEAD);
+	batch_wait(&b, 2, 30);
+	assert_int_equal(jobs[1].rc, -EXDEV);
+	assert_int_equal(jobs[1].got, 0);
+	assert_int_equal(hub_requests("/resolve/", NULL, 0), 1);
+
+	xet.xet_probe = false; /* the bridge, as before */
+	job_submit(x, &b, &jobs[2], xet, want_xet, 0, xet.size,
+		   HUB_XFER_DEMAND);
+	lfs.xet_probe = true; /* no markers: read as usual */
+	job_submit(x, &b, &jobs[3], lfs, main_lfs, 0, lfs.size,
+		   HUB_XFER_DEMAND);
+	batch_wait(&b, 4, 30);
+	job_ok(&jobs[2]);
+	job_ok(&jobs[3]);
+	assert_false(hub_xfer_resolve_xet(x, &lfs));
+	hub_xfer_stop(x);
+	hub_client_free(c);
+	batch_destroy(&b);
+	free(want_xet);
+	free(main_lfs);
+}
+
+/*
  * One slot: while the engine is held inside the first request's data(),
  * readahead and then demand requests are queued; the demand ones must all
  * run first.
@@ -1198,6 +1255,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(many_ranges, reset_emulator),
 		cmocka_unit_test_setup(other_files, reset_emulator),
+		cmocka_unit_test_setup(xet_probe, reset_emulator),
 		cmocka_unit_test_setup(demand_first, reset_emulator),
 		cmocka_unit_test_setup(bad_submits, reset_emulator),
 		cmocka_unit_test_setup(hub_errors, reset_emulator),

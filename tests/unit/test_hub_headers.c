@@ -114,6 +114,30 @@ static void link_next(void **state)
 			 -EINVAL);
 }
 
+/* A resolve's Xet links (hub-api.md 14.3): rel matched as a whole word. */
+static void link_rel(void **state)
+{
+	const char *xet = "<https://hub/api/models/o/n/xet-read-token/c>; "
+			  "rel=\"xet-auth\", <https://cas/v1/reconstructions/"
+			  "h>; rel=\"xet-reconstruction-info\"";
+	char *url;
+
+	(void)state;
+	assert_int_equal(hub_parse_link_rel(xet, "xet-auth", &url), 0);
+	assert_string_equal(url, "https://hub/api/models/o/n/xet-read-token/c");
+	free(url);
+	assert_int_equal(
+		hub_parse_link_rel(xet, "xet-reconstruction-info", &url), 0);
+	assert_string_equal(url, "https://cas/v1/reconstructions/h");
+	free(url);
+	assert_int_equal(hub_parse_link_rel(xet, "xet", &url), -ENOENT);
+	assert_int_equal(hub_parse_link_rel(xet, "next", &url), -ENOENT);
+	assert_int_equal(hub_parse_link_rel("<http://a>; rel=XET-AUTH",
+					    "xet-auth", &url),
+			 0);
+	free(url);
+}
+
 static void ratelimit(void **state)
 {
 	struct hub_ratelimit rl;
@@ -184,6 +208,7 @@ int main(void)
 		cmocka_unit_test(content_range_forms),
 		cmocka_unit_test(content_range_refusals),
 		cmocka_unit_test(link_next),
+		cmocka_unit_test(link_rel),
 		cmocka_unit_test(ratelimit),
 		cmocka_unit_test(retry_after),
 	};
