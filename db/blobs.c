@@ -184,7 +184,7 @@ int db_blob_drop(struct db_store *s, const char *etag)
 
 	/* The row first: a file without a row is never trusted. */
 	if (rc == 0)
-		rc = db_write_row(s, ST_BLOB_DEL, sql_blob_del, etag, NULL, 0);
+		rc = db_drop_rows(s, ST_BLOB_DEL, sql_blob_del, etag);
 	if (rc == 0 && unlink(path) < 0 && errno != ENOENT)
 		rc = db_sys_fail("removing", path);
 	return rc;

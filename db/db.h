@@ -338,6 +338,45 @@ int db_partial_finish(struct db_store *s, const char *etag, uint64_t size);
 /* Forget the bitmap and remove the partial file (a failed check). */
 int db_partial_drop(struct db_store *s, const char *etag);
 
+/* ---- Xet chunks -----------------------------------------------------------
+ *
+ * Where the chunks of Xet xorbs lie in blobs, so that a file read through
+ * the CAS can copy the chunks it shares with a blob the store holds
+ * (another revision of it) instead of fetching them.  Runs are recorded as
+ * a blob is filled, complete or not, but count only once the blob is
+ * recorded complete (verified), and go with it (db_blob_drop,
+ * db_partial_drop, eviction).  A run says what the blob's content is; it
+ * does not vouch for the file: the copier checks the file as db_blob_get
+ * does, and the file it makes is verified whole.
+ */
+struct db_chunk_run {
+	const char *xorb;	 /* 64 lowercase hex */
+	uint32_t chunk, count;	 /* chunks [chunk, chunk + count), count >= 1 */
+	const uint32_t *lengths; /* count unpacked sizes, 1 .. 128 KiB each */
+	uint64_t offset;	 /* where chunk `chunk` begins in the blob */
+};
+/*
+ * Record n runs of blob etag (complete or partial) in one transaction.
+ * -EINVAL for a bad etag or run (nothing recorded).
+ */
+int db_chunks_put(struct db_store *s, const char *etag,
+		  const struct db_chunk_run *runs, size_t n);
+
+/* Where one chunk lies: bytes [offset, offset + length) of blob etag. */
+struct db_chunk_at {
+	char etag[65]; /* "": in no complete blob */
+	uint64_t offset;
+	uint32_t length;
+};
+/*
+ * Where chunks [start, end) of xorb lie in complete blobs: out[i] (end -
+ * start entries) for chunk start + i, from the most recently used blob
+ * that has it, so a run found whole stays in one blob.  0 when every one
+ * was found, -ENOENT when some were not (their etag ""), -EINVAL.
+ */
+int db_chunks_locate(struct db_store *s, const char *xorb, uint32_t start,
+		     uint32_t end, struct db_chunk_at *out);
+
 /* ---- Settings, use and eviction -----------------------------------------
  *
  * The size limit is a setting kept in the store once set.  A blob file

@@ -12,6 +12,7 @@
  *   pins.c    what pull keeps; forgetting a repo
  *   verify.c  re-hashing complete blobs; blobs nothing refers to
  *   external.c files outside the store, used where they lie
+ *   chunks.c  where the chunks of Xet xorbs lie in blobs
  */
 #ifndef HUBFS_DB_INT_H
 #define HUBFS_DB_INT_H
@@ -84,6 +85,9 @@ enum db_stmt {
 	ST_EXT_PUT,
 	ST_EXT_DEL,
 	ST_EXT_USAGE,
+	ST_CHUNK_PUT,
+	ST_CHUNK_FIND,
+	ST_CHUNK_DROP,
 	ST_COUNT
 };
 
@@ -152,6 +156,11 @@ int db_sync_dir(const char *dir);
 
 /* verify.c: hash size bytes of fd in etag's scheme, hex into hex (129). */
 int db_hash_fd(int fd, const char *etag, uint64_t size, char *hex);
+
+/* chunks.c: delete etag's row (sql, etag as parameter 1) and its chunk
+   runs in one transaction */
+int db_drop_rows(struct db_store *s, enum db_stmt slot, const char *sql,
+		 const char *etag);
 
 /* schema.c */
 int db_migrate(struct db_conn *c);

@@ -248,7 +248,7 @@ int db_partial_drop(struct db_store *s, const char *etag)
 	int rc = db_blob_file(s, "partial", etag, path, sizeof(path));
 
 	if (rc == 0)
-		rc = partial_forget(s, etag);
+		rc = db_drop_rows(s, ST_PARTIAL_DEL, sql_partial_del, etag);
 	if (rc == 0 && unlink(path) < 0 && errno != ENOENT)
 		rc = db_sys_fail("removing", path);
 	return rc;

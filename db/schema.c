@@ -207,10 +207,35 @@ static int migrate_v8(struct db_conn *c)
 	return db_exec(c, schema_v8);
 }
 
+/*
+ * Version 9: where the chunks of Xet xorbs lie in blobs (chunks.c), so
+ * that a new revision of a file copies the chunks it shares with a
+ * complete blob instead of fetching them.  A row is a run of chunks of a
+ * xorb, unpacked back to back in the blob from pos on (lengths: count
+ * little-endian u32).  Runs, not chunks: a file read through the CAS
+ * gives about one run per 16 MiB read, not 256 rows.  The blob index
+ * serves dropping a blob's runs with it.
+ */
+static const char schema_v9[] =
+	"CREATE TABLE chunks("
+	" xorb    TEXT NOT NULL,"
+	" chunk   INTEGER NOT NULL,"
+	" count   INTEGER NOT NULL,"
+	" blob    TEXT NOT NULL,"
+	" pos     INTEGER NOT NULL,"
+	" lengths BLOB NOT NULL,"
+	" PRIMARY KEY(xorb, chunk, blob)) WITHOUT ROWID;"
+	"CREATE INDEX chunks_blob ON chunks(blob);";
+
+static int migrate_v9(struct db_conn *c)
+{
+	return db_exec(c, schema_v9);
+}
+
 /* migrations[i] takes the schema from version i to version i + 1. */
 static int (*const migrations[])(struct db_conn *c) = {
-	migrate_v1, migrate_v2, migrate_v3, migrate_v4,
-	migrate_v5, migrate_v6, migrate_v7, migrate_v8,
+	migrate_v1, migrate_v2, migrate_v3, migrate_v4, migrate_v5,
+	migrate_v6, migrate_v7, migrate_v8, migrate_v9,
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

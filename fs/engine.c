@@ -11,11 +11,13 @@
  *     joins the blob's waiter list; missing blocks not already on their
  *     way are requested from the transfer engine in runs of up to
  *     XFER_MAX bytes, so two waits on one block share one transfer.
- *   - The transfer engine's thread hands whole blocks to the block thread,
- *     which writes them into the file, marks them present and answers the
- *     waits they satisfy.  Present blocks are hashed in file order as they
- *     become available (sha256 for LFS files, the git blob sha1
- *     otherwise), so a sequential read pays no second pass.
+ *   - The transfer engine's thread gathers a run's bytes a block at a
+ *     time and writes each whole block into the file, then hands it to the
+ *     block thread, which marks it present and answers the waits it
+ *     satisfies.  Present blocks are hashed in file order as they become
+ *     available (sha256 for LFS files, the git blob sha1 otherwise), read
+ *     back from the page cache on the block thread: hashing runs beside
+ *     receiving and writing, which take about as long.
  *   - A wait that touches the end of the file also waits for that check.
  *     A failed check drops the blob (file, bitmap) and tells the dropped
  *     hook, so that a front can drop the pages it cached; the next open
@@ -38,6 +40,7 @@
 #include "engine.h"
 #include "fs.h"
 #include "queue.h"
+#include "xetlocal.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -60,6 +63,8 @@
 #define LOCK_POLL_MS  20	     /* another process's range lock, polled */
 #define DROPPED_KEPT  16	     /* etags dropped lately, remembered */
 #define REFETCH_KEPT  16 /* etags to fetch past caches, remembered */
+#define POOL_KEPT     16 /* block buffers kept for reuse */
+#define BUF_SIZE      (1ULL << DB_BLOCK_SHIFT) /* a pooled buffer's size */
 
 struct engine {
 	struct engine_config cfg;
@@ -88,8 +93,15 @@ struct engine {
 	unsigned lock_waits;
 	bool stopping;
 	pthread_cond_t lock_waits_done; /* lock_waits fell to 0 */
-	struct queue blocks; /* received blocks to write, hash, answer */
+	struct queue blocks; /* written blocks to mark, hash, answer */
 	struct queue syncs;  /* durability: fdatasync, marks, records */
+	/*
+	 * Block buffers (BUF_SIZE) kept for the next blocks: a fresh one
+	 * costs a megabyte of page faults and zeroing per block.  pool_lock.
+	 */
+	pthread_mutex_t pool_lock;
+	unsigned char *pool[POOL_KEPT];
+	unsigned n_pool;
 
 	/* engine_get_stats: relaxed atomic adds */
 	uint64_t waits, waits_local, bytes_answered, xet_fallbacks;
@@ -119,7 +131,8 @@ struct blob {
 	enum hub_repo_type type;
 	char *repo_id, *path;
 	char commit[41];
-	char xet_hash[65]; /* the tree's xetHash, "" when none */
+	char xet_hash[65];  /* the tree's xetHash, "" when none */
+	struct xetlocal xl; /* the Xet reader's hooks' argument */
 	unsigned shift;
 	uint64_t blocks;
 	int fd; /* the blob's file: partial/<etag>, later blobs/<etag> */
@@ -131,6 +144,13 @@ struct blob {
 	/* A run went to the CAS (readahead plans for it); a run of it fell
 	   back to the bridge (logged).  Relaxed atomics. */
 	bool via_xet, xet_fell_back;
+	/*
+	 * Items queued for the sync thread (atomic, release), and how many of
+	 * them the last fdatasync covered (the sync thread's alone): an item
+	 * whose blocks were written before an fdatasync began needs no other.
+	 */
+	uint64_t sync_queued;
+	uint64_t sync_durable;
 
 	pthread_mutex_t lock;
 #ifndef NDEBUG
@@ -178,16 +198,16 @@ struct engine_handle {
 };
 
 /*
- * Work for the block thread, in arrival order: a whole block to write,
- * mark, hash and answer readers with, or the end of a run.  Keeping this
- * off the engine's thread lets it go on receiving meanwhile.
+ * Work for the block thread, in arrival order: a block written whole into
+ * the file, to mark, hash and answer readers with, or the end of a run
+ * (the job's own `end` item).  Keeping this off the engine's thread lets
+ * it go on receiving meanwhile.
  */
 struct block_item {
 	struct qitem q; /* first */
 	struct job *j;
-	uint64_t i;	    /* block, when buf */
-	unsigned char *buf; /* the block's bytes; NULL: the run ended */
-	int rc;		    /* the run's end: done()'s arguments */
+	uint64_t i; /* the block, unless this is j->end */
+	int rc;	    /* j->end: done()'s arguments */
 	struct hub_error err;
 };
 
@@ -217,14 +237,15 @@ struct job {
 	 * one of the Xet reader's (a read is on one of them from start to
 	 * end): buf belongs to that thread until done.
 	 */
-	unsigned char *buf;    /* the block being gathered */
+	unsigned char *buf;    /* the block being gathered (buf_get), kept
+				  for the run's next block */
 	int failed;	       /* a queued block failed (atomic: set by the
 				  block thread, read by the engine's) */
 	bool locked;	       /* holds the OFD lock on its byte range */
 	struct block_item end; /* queued when the run ends */
 };
 
-static int queue_block(struct job *j, uint64_t i, unsigned char *buf);
+static int queue_block(struct job *j, uint64_t i);
 static void range_unlock(const struct blob *b, struct job *j);
 
 static int job_failed(struct job *j)
@@ -245,6 +266,7 @@ struct sync_item {
 	struct blob *b;
 	enum sync_kind kind;
 	uint64_t first, count; /* SYNC_MARK: the blocks */
+	uint64_t seq;	       /* b->sync_queued once it was queued */
 };
 
 /*
@@ -443,6 +465,8 @@ static struct blob *blob_new(struct engine *eng, const struct engine_file *f)
 	b->type = f->type;
 	if (f->xet_hash && hub_is_sha256(f->xet_hash))
 		memcpy(b->xet_hash, f->xet_hash, sizeof(b->xet_hash));
+	b->xl.store = eng->cfg.store;
+	memcpy(b->xl.etag, b->etag, sizeof(b->xl.etag));
 	b->repo_id = strdup(f->repo_id);
 	b->path = strdup(f->path);
 	if (!b->repo_id || !b->path) {
@@ -650,6 +674,37 @@ static bool hash_advance(struct blob *b)
 
 /* ---- Transfers -------------------------------------------------------- */
 
+/* A buffer for one block of b: from the pool, else new.  NULL: no memory. */
+static unsigned char *buf_get(struct blob *b)
+{
+	struct engine *eng = b->eng;
+	unsigned char *p = NULL;
+
+	if ((1ULL << b->shift) > BUF_SIZE)
+		return malloc(1ULL << b->shift);
+	pthread_mutex_lock(&eng->pool_lock);
+	if (eng->n_pool)
+		p = eng->pool[--eng->n_pool];
+	pthread_mutex_unlock(&eng->pool_lock);
+	return p ? p : malloc(BUF_SIZE);
+}
+
+/* Give back a buffer of buf_get(b) (NULL: nothing), kept if there is room. */
+static void buf_put(struct blob *b, unsigned char *p)
+{
+	struct engine *eng = b->eng;
+
+	if (p && (1ULL << b->shift) <= BUF_SIZE) {
+		pthread_mutex_lock(&eng->pool_lock);
+		if (eng->n_pool < POOL_KEPT) {
+			eng->pool[eng->n_pool++] = p;
+			p = NULL;
+		}
+		pthread_mutex_unlock(&eng->pool_lock);
+	}
+	free(p);
+}
+
 static int write_all(int fd, const unsigned char *p, size_t n, uint64_t off)
 {
 	while (n > 0) {
@@ -667,21 +722,16 @@ static int write_all(int fd, const unsigned char *p, size_t n, uint64_t off)
 }
 
 /*
- * A whole block of a run arrived in j->buf: write it, mark it present,
- * hash it (from the buffer when it is the next one due) and answer the
- * readers it satisfies.
+ * Write a whole block where it belongs in the blob's file.  When the disk
+ * is full, make room from blobs nobody uses and try once more.
  */
-static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
+static int store_block(struct blob *b, uint64_t i, const unsigned char *buf)
 {
-	struct blob *b = j->b;
-	struct waiter *ready = NULL, *failed = NULL;
 	uint64_t off = i << b->shift;
 	size_t len = (size_t)(block_end(b, i) - off);
-	bool ok = true;
 	int rc = write_all(b->fd, buf, len, off);
 
 	if (rc == -ENOSPC || rc == -EDQUOT) {
-		/* The disk is full: make room from blobs nobody uses. */
 		struct db_store *s = b->eng->cfg.store;
 		uint64_t used, freed = 0;
 		int erc = db_store_usage(s, &used);
@@ -702,15 +752,22 @@ static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
 		/* Files may be gone even when their rows could not go. */
 		rc = write_all(b->fd, buf, len, off);
 	}
-	if (rc < 0)
-		return rc;
+	return rc;
+}
+
+/*
+ * Block i of a run is in the file, whole: mark it present, hash what
+ * follows the hashed blocks and answer the readers it satisfies.
+ */
+static int block_arrived(struct job *j, uint64_t i)
+{
+	struct blob *b = j->b;
+	struct waiter *ready = NULL, *failed = NULL;
+	bool ok = true;
+
 	blob_lock(b);
 	set_bit(b->present, i);
 	if (!b->dropped) {
-		if (b->hashed == i && !b->verified && !b->hashing) {
-			db_hash_update(b->hash, buf, len);
-			b->hashed++;
-		}
 		ok = hash_advance(b);
 		if (!ok)
 			drop_blob(b, &failed);
@@ -724,8 +781,11 @@ static int block_arrived(struct job *j, uint64_t i, const unsigned char *buf)
 }
 
 /*
- * Bytes of a run, in order: gathered a block at a time, so the file gets
- * whole, aligned blocks and each block is handled once.
+ * Bytes of a run, in order: gathered a block at a time, so that the file
+ * gets whole, aligned blocks (large page-cache folios: writing libcurl's
+ * pieces as they come cost more than this copy), each written here and
+ * then handed to the block thread (or handled here when it lags far
+ * behind).
  */
 static int job_data(void *arg, uint64_t offset, const void *buf, size_t n)
 {
@@ -733,8 +793,6 @@ static int job_data(void *arg, uint64_t offset, const void *buf, size_t n)
 	struct blob *b = j->b;
 	const unsigned char *p = buf;
 
-	if (!j->buf && !(j->buf = malloc(1ULL << b->shift)))
-		return -ENOMEM;
 	while (n > 0) {
 		uint64_t i = offset >> b->shift;
 		uint64_t start = i << b->shift, end = block_end(b, i);
@@ -742,6 +800,8 @@ static int job_data(void *arg, uint64_t offset, const void *buf, size_t n)
 			(size_t)(end - offset) < n ? (size_t)(end - offset) : n;
 		int rc;
 
+		if (!j->buf && !(j->buf = buf_get(b)))
+			return -ENOMEM;
 		memcpy(j->buf + (offset - start), p, take);
 		offset += take;
 		p += take;
@@ -750,14 +810,17 @@ static int job_data(void *arg, uint64_t offset, const void *buf, size_t n)
 			continue;
 		if (job_failed(j))
 			return job_failed(j);
-		if (queue_block(j, i, j->buf) == 0) {
-			j->buf = NULL;
-			if (n && !(j->buf = malloc(1ULL << b->shift)))
-				return -ENOMEM;
-		} else if ((rc = block_arrived(j, i, j->buf)) != 0) {
+		rc = store_block(b, i, j->buf);
+		if (rc == 0 && queue_block(j, i) != 0)
+			rc = block_arrived(j, i);
+		if (rc) {
 			/* Ours, not the network's: no other way will help. */
 			__atomic_store_n(&j->failed, rc, __ATOMIC_RELAXED);
 			return rc;
+		}
+		if (i + 1 == j->first + j->count) { /* the run's last block */
+			buf_put(b, j->buf);
+			j->buf = NULL;
 		}
 	}
 	return 0;
@@ -909,13 +972,13 @@ static void job_finish(struct job *j, int rc, const struct hub_error *err)
 	if (arrived)
 		mark_arrived(b, j, arrived);
 	free(arrived);
+	buf_put(b, j->buf);
 	blob_unref(b);
-	free(j->buf);
 	free(j);
 }
 
 /* Hand a block to the block thread; -EBUSY when too many wait already. */
-static int queue_block(struct job *j, uint64_t i, unsigned char *buf)
+static int queue_block(struct job *j, uint64_t i)
 {
 	struct engine *eng = j->b->eng;
 	struct block_item *it;
@@ -926,7 +989,6 @@ static int queue_block(struct job *j, uint64_t i, unsigned char *buf)
 		return -EBUSY;
 	it->j = j;
 	it->i = i;
-	it->buf = buf;
 	queue_push(&eng->blocks, &it->q, true);
 	return 0;
 }
@@ -952,14 +1014,11 @@ static void handle_block(struct qitem *q, void *arg)
 	struct block_item *it = (struct block_item *)q;
 
 	(void)arg;
-	if (it->buf) {
-		int rc = job_failed(it->j)
-				 ? 0
-				 : block_arrived(it->j, it->i, it->buf);
+	if (it != &it->j->end) {
+		int rc = job_failed(it->j) ? 0 : block_arrived(it->j, it->i);
 
 		if (rc)
 			__atomic_store_n(&it->j->failed, rc, __ATOMIC_RELAXED);
-		free(it->buf);
 		free(it);
 	} else {
 		job_finish(it->j, it->rc, &it->err); /* frees it */
@@ -1247,10 +1306,13 @@ static enum job_route choose_route(struct blob *b, bool refetch)
 }
 
 /*
- * The file as the Xet reader knows it.  The place for what a read of this
- * file brings along (hooks of chunk reuse): the reader copies the strings.
+ * The file as the Xet reader knows it (it copies the strings), with the
+ * store's hooks (fs/xetlocal.c): where the chunks land is recorded, and
+ * chunks that complete blobs hold are copied from them.  The run holds a
+ * reference to b, so b->xl outlives the read.  A wrong copy fails the
+ * blob's check, and its refetch goes by the bridge (choose_route).
  */
-static void xet_file(const struct blob *b, struct hub_xet_file *f)
+static void xet_file(struct blob *b, struct hub_xet_file *f)
 {
 	*f = (struct hub_xet_file){
 		.type = b->type,
@@ -1258,6 +1320,8 @@ static void xet_file(const struct blob *b, struct hub_xet_file *f)
 		.commit = b->commit,
 		.xet_hash = b->xet_hash,
 		.size = b->size,
+		.local = xetlocal_ops(true),
+		.local_arg = &b->xl,
 	};
 }
 
@@ -1328,7 +1392,7 @@ static bool reroute(struct job *j, int rc, const struct hub_error *err)
 	if (dropped || !lock_wait_begin(eng)) /* stopping: submit nothing */
 		return false;
 	if (j->route == ROUTE_PROBE) { /* nothing came: all of it again */
-		free(j->buf);
+		buf_put(b, j->buf);
 		j->buf = NULL;
 		memset(&j->end.err, 0, sizeof(j->end.err));
 		j->route = ROUTE_XET;
@@ -1375,7 +1439,7 @@ static bool reroute(struct job *j, int rc, const struct hub_error *err)
 		submit_job(b, runs.jobs[i], refetching(eng, b->etag, false));
 	}
 	lock_wait_abandon(eng);
-	free(j->buf);
+	buf_put(b, j->buf);
 	free(j);
 	blob_unref(b);
 	return true;
@@ -1426,6 +1490,7 @@ static void queue_sync(struct blob *b, enum sync_kind kind, uint64_t first,
 	it->kind = kind;
 	it->first = first;
 	it->count = count;
+	it->seq = __atomic_add_fetch(&b->sync_queued, 1, __ATOMIC_RELEASE);
 	queue_push(&eng->syncs, &it->q, false);
 }
 
@@ -1463,10 +1528,17 @@ static void do_sync_once(struct sync_item *it)
 		db_blob_touch(s, b->etag);
 		return;
 	}
-	if (fdatasync(b->fd) < 0) {
-		fs_log(LOG_ERR, "store: syncing blob %s: %s", b->etag,
-		       strerror(errno));
-		return;
+	if (it->seq > b->sync_durable) {
+		/* Covers every item queued so far: their blocks are written. */
+		uint64_t upto =
+			__atomic_load_n(&b->sync_queued, __ATOMIC_ACQUIRE);
+
+		if (fdatasync(b->fd) < 0) {
+			fs_log(LOG_ERR, "store: syncing blob %s: %s", b->etag,
+			       strerror(errno));
+			return;
+		}
+		b->sync_durable = upto;
 	}
 	blob_lock(b);
 	if (b->dropped || b->complete) {
@@ -2087,6 +2159,7 @@ int engine_start(struct engine **out, const struct engine_config *cfg)
 		return -ENOMEM;
 	eng->cfg = *cfg;
 	pthread_mutex_init(&eng->blobs_lock, NULL);
+	pthread_mutex_init(&eng->pool_lock, NULL);
 	pthread_cond_init(&eng->lock_waits_done, NULL);
 	rc = queue_start(&eng->syncs, handle_sync, eng);
 	if (rc < 0)
@@ -2113,6 +2186,7 @@ int engine_start(struct engine **out, const struct engine_config *cfg)
 	return 0;
 fail:
 	pthread_mutex_destroy(&eng->blobs_lock);
+	pthread_mutex_destroy(&eng->pool_lock);
 	pthread_cond_destroy(&eng->lock_waits_done);
 	free(eng);
 	return rc;
@@ -2167,7 +2241,10 @@ void engine_stop(struct engine *eng)
 	/* Files the front had not closed yet when it stopped. */
 	while (eng->handles)
 		engine_close(eng->handles);
+	while (eng->n_pool)
+		free(eng->pool[--eng->n_pool]);
 	pthread_mutex_destroy(&eng->blobs_lock);
+	pthread_mutex_destroy(&eng->pool_lock);
 	pthread_cond_destroy(&eng->lock_waits_done);
 	free(eng);
 }

@@ -604,12 +604,57 @@ int hub_xet_new(struct hub_xet **out, struct hub_client *c,
 		struct hub_xfer *xfer);
 void hub_xet_free(struct hub_xet *x);
 
+/*
+ * Chunks [chunk, chunk + count) of a xorb, unpacked back to back from byte
+ * offset of a file on: lengths[i] bytes each.
+ */
+struct hub_xet_run {
+	const char *xorb; /* 64 lowercase hex */
+	uint32_t chunk, count;
+	const uint32_t *lengths; /* count entries, 1 .. HUB_XET_CHUNK_MAX */
+	uint64_t offset;
+};
+
+/*
+ * What a caller may know of chunks besides the CAS: a copy of them in
+ * files it holds (copy), and where the chunks of a read landed (placed),
+ * to find them there later.  Either may be NULL.  Both are called on the
+ * thread that runs the read (the caller's for hub_xet_read(), one of the
+ * reader's for hub_xet_submit()), with no lock of hub/'s held, possibly
+ * by several threads at once for reads of one file; they may read and
+ * write local files and the store, must not wait on the network, and
+ * must not call into the reader.  The pointers and arg are borrowed for
+ * as long as a read of the file runs.
+ */
+struct hub_xet_local {
+	/*
+	 * Chunks [start, end) of xorb, `unpacked` bytes in all: 0 when out
+	 * (unpacked bytes) holds them and lengths (end - start entries) each
+	 * one's size; else a negative errno (-ENOENT: not held whole), and
+	 * they are fetched.  Asked before the xorb range that holds them is
+	 * fetched; a range no term of a batch still needs is not fetched.
+	 * hub/ cannot check what it gets (chunk hashes are BLAKE3): a wrong
+	 * copy makes a wrong file, which the caller's sha256 check refuses.
+	 */
+	int (*copy)(void *arg, const char *xorb, uint32_t start, uint32_t end,
+		    uint64_t unpacked, uint8_t *out, uint32_t *lengths);
+	/*
+	 * The chunks of a batch, as runs (terms that continue each other
+	 * merged), once the batch reached the read's data callback whole:
+	 * its fetched and its copied chunks alike, each inside the file.
+	 * The array and what it points to live only for the call.
+	 */
+	void (*placed)(void *arg, const struct hub_xet_run *runs, size_t n);
+};
+
 struct hub_xet_file {
 	enum hub_repo_type type;
 	const char *repo_id;
 	const char *commit;   /* 40 hex */
 	const char *xet_hash; /* the tree's xetHash, 64 hex */
 	uint64_t size;
+	const struct hub_xet_local *local; /* or NULL: none */
+	void *local_arg;
 };
 
 /*
@@ -653,6 +698,8 @@ struct hub_xet_stats {
 	uint64_t xorb_requests;	  /* xorb ranges submitted to the engine */
 	uint64_t xorb_bytes;	  /* bytes of xorb ranges received */
 	uint64_t bytes;		  /* file bytes delivered */
+	uint64_t local_terms;	  /* terms a local copy answered */
+	uint64_t local_bytes;	  /* their unpacked bytes */
 };
 void hub_xet_get_stats(struct hub_xet *x, struct hub_xet_stats *out);
 

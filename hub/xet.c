@@ -11,6 +11,14 @@
  * us (403, 404, 410: expired) sends the batch back to the CAS for new
  * URLs, a few times.
  *
+ * Local copies.  When the file names hub_xet_local hooks, each needed term
+ * is first offered to copy(): a term the caller holds whole (the chunks of
+ * an earlier revision, in a verified file of its own) is not fetched, and
+ * a fetch entry is fetched only when some term still needs it.  A term
+ * held in part is fetched whole: a signed xorb URL is good only for the
+ * Range it names, so no narrower range can be asked for.  Once a batch
+ * reached the caller, placed() hears where its chunks landed in the file.
+ *
  * Tokens.  The Hub's token goes only to the Hub (hub_get_json); the CAS
  * token only to the casUrl the Hub named with it, as the Authorization of
  * reconstruction calls (hub_call.bearer, which replaces the Hub's token);
@@ -511,38 +519,218 @@ static int fetch_all(struct hub_xet *x, const struct hub_xet_recon *r,
 
 /* ---- Batches ------------------------------------------------------------ */
 
-/* Copy term t's bytes (in d, stream offset s) that fall in the wanted
-   window [want, want + n) of the stream into buf. */
-static int copy_term(const struct hub_xet_term *t,
-		     const struct hub_xet_fetch *fe,
-		     const struct hub_xet_decoder *d, uint64_t s, uint64_t want,
-		     uint64_t n, uint8_t *buf)
-{
-	uint64_t a = d->chunk_off[t->chunk_start - fe->chunk_start];
-	uint64_t z = d->chunk_off[t->chunk_end - fe->chunk_start];
-	uint64_t from = s > want ? s : want;
-	uint64_t to = s + t->unpacked < want + n ? s + t->unpacked : want + n;
+/*
+ * Where each term of a batch comes from: a local copy (bytes, with its
+ * chunks' lengths), or the decoded fetch entry it names.  A term the same
+ * as an earlier one (runs of zeros name one chunk many times) shares that
+ * one's copy.
+ */
+struct tsrc {
+	uint8_t *bytes;	   /* the term's unpacked bytes, or NULL: fetched */
+	uint32_t *lengths; /* with bytes: chunk_end - chunk_start sizes */
+	bool shared;	   /* bytes and lengths are an earlier term's */
+};
 
-	if (z - a != t->unpacked)
-		return -EPROTO;
-	if (from < to)
-		memcpy(buf + (from - want), d->out + a + (from - s), to - from);
-	return 0;
+/* The chunks a batch placed, for hub_xet_local.placed. */
+struct placed {
+	struct hub_xet_run *runs;
+	size_t n;
+	uint32_t *lengths; /* every run's, back to back */
+	size_t n_lengths;
+};
+
+static void placed_free(struct placed *p)
+{
+	free(p->runs);
+	free(p->lengths);
+	memset(p, 0, sizeof(*p));
 }
 
-/* Does term i (at stream offset s) hold bytes of the window? */
+/* Does term t (at stream offset s) hold bytes of the window? */
 static bool term_needed(const struct hub_xet_term *t, uint64_t s, uint64_t want,
 			uint64_t n)
 {
 	return s < want + n && s + t->unpacked > want;
 }
 
-/* Fill buf (n bytes) from the terms of r; XET_EXPIRED for new URLs. */
-static int assemble(struct hub_xet *x, const struct hub_xet_recon *r,
-		    uint64_t n, uint8_t *buf, struct hub_error *err)
+static bool same_chunks(const struct hub_xet_term *a,
+			const struct hub_xet_term *b)
+{
+	return a->chunk_start == b->chunk_start &&
+	       a->chunk_end == b->chunk_end && a->unpacked == b->unpacked &&
+	       strcmp(a->xorb, b->xorb) == 0;
+}
+
+/*
+ * Term i from the caller's local copy, if it has one.  Terms far larger
+ * than the window (a lying CAS) are not asked for: they are fetched, and
+ * fail there.
+ */
+static void local_term(struct hub_xet *x, const struct hub_xet_file *f,
+		       const struct hub_xet_recon *r, unsigned i, uint64_t n,
+		       struct tsrc *src)
+{
+	const struct hub_xet_term *t = &r->terms[i];
+	uint32_t count = t->chunk_end - t->chunk_start;
+
+	for (unsigned k = 0; k < i; k++) {
+		if (src[k].bytes && !src[k].shared &&
+		    same_chunks(&r->terms[k], t)) {
+			src[i] = src[k];
+			src[i].shared = true;
+			return;
+		}
+	}
+	if (t->unpacked > n + 2 * (uint64_t)HUB_XET_CHUNK_MAX)
+		return;
+	src[i].bytes = malloc(t->unpacked);
+	src[i].lengths = malloc((size_t)count * sizeof(uint32_t));
+	if (src[i].bytes && src[i].lengths &&
+	    f->local->copy(f->local_arg, t->xorb, t->chunk_start, t->chunk_end,
+			   t->unpacked, src[i].bytes, src[i].lengths) == 0) {
+		uint64_t sum = 0;
+
+		for (uint32_t k = 0; k < count; k++)
+			sum += src[i].lengths[k];
+		if (sum == t->unpacked) {
+			pthread_mutex_lock(&x->lock);
+			x->stats.local_terms++;
+			x->stats.local_bytes += t->unpacked;
+			pthread_mutex_unlock(&x->lock);
+			return;
+		}
+	}
+	free(src[i].bytes);
+	free(src[i].lengths);
+	src[i].bytes = NULL;
+	src[i].lengths = NULL;
+}
+
+static void tsrc_free(struct tsrc *src, unsigned n)
+{
+	for (unsigned i = 0; src && i < n; i++) {
+		if (!src[i].shared) {
+			free(src[i].bytes);
+			free(src[i].lengths);
+		}
+	}
+	free(src);
+}
+
+/* The unpacked bytes of term t, or NULL when its chunks do not add up to
+   its length. */
+static const uint8_t *term_bytes(const struct hub_xet_term *t,
+				 const struct hub_xet_fetch *fe,
+				 const struct tsrc *src,
+				 const struct hub_xet_decoder *d)
+{
+	uint64_t a, z;
+
+	if (src->bytes)
+		return src->bytes;
+	a = d->chunk_off[t->chunk_start - fe->chunk_start];
+	z = d->chunk_off[t->chunk_end - fe->chunk_start];
+	return z - a == t->unpacked ? d->out + a : NULL;
+}
+
+/* The unpacked size of chunk chunk_start + k of term t. */
+static uint32_t chunk_length(const struct hub_xet_term *t,
+			     const struct hub_xet_fetch *fe,
+			     const struct tsrc *src,
+			     const struct hub_xet_decoder *d, uint32_t k)
+{
+	uint32_t j = t->chunk_start - fe->chunk_start + k;
+
+	if (src->bytes)
+		return src->lengths[k];
+	return (uint32_t)(d->chunk_off[j + 1] - d->chunk_off[j]);
+}
+
+/* Copy term t's bytes p (at stream offset s) that fall in the wanted
+   window [want, want + n) of the stream into buf. */
+static void copy_term(const struct hub_xet_term *t, const uint8_t *p,
+		      uint64_t s, uint64_t want, uint64_t n, uint8_t *buf)
+{
+	uint64_t from = s > want ? s : want;
+	uint64_t to = s + t->unpacked < want + n ? s + t->unpacked : want + n;
+
+	if (from < to)
+		memcpy(buf + (from - want), p + (from - s), to - from);
+}
+
+/*
+ * The runs of chunks the needed terms of r place in the file, whose first
+ * term begins at file offset base; terms that would not lie inside the
+ * file (a lying CAS) are left out.
+ */
+static int place_runs(const struct hub_xet_file *f,
+		      const struct hub_xet_recon *r, uint64_t base,
+		      uint64_t want, uint64_t n, const struct tsrc *src,
+		      const struct xget *gets, struct placed *out)
+{
+	uint64_t s = 0, chunks = 0;
+	struct hub_xet_run *last = NULL;
+	uint64_t last_end = 0;
+
+	for (unsigned i = 0; i < r->n_terms; i++) {
+		if (term_needed(&r->terms[i], s, want, n))
+			chunks +=
+				r->terms[i].chunk_end - r->terms[i].chunk_start;
+		s += r->terms[i].unpacked;
+	}
+	out->runs = calloc(r->n_terms, sizeof(*out->runs));
+	out->lengths = calloc(chunks ? chunks : 1, sizeof(uint32_t));
+	if (!out->runs || !out->lengths) {
+		placed_free(out);
+		return -ENOMEM;
+	}
+	s = 0;
+	for (unsigned i = 0; i < r->n_terms; i++) {
+		const struct hub_xet_term *t = &r->terms[i];
+		const struct hub_xet_fetch *fe = &r->fetch[t->fetch];
+		uint32_t count = t->chunk_end - t->chunk_start;
+		uint64_t at = base + s;
+		uint32_t *len = out->lengths + out->n_lengths;
+
+		s += t->unpacked;
+		if (!term_needed(t, s - t->unpacked, want, n) ||
+		    t->unpacked > f->size || at > f->size - t->unpacked) {
+			last = NULL;
+			continue;
+		}
+		for (uint32_t k = 0; k < count; k++)
+			len[k] = chunk_length(t, fe, &src[i], &gets[t->fetch].d,
+					      k);
+		out->n_lengths += count;
+		if (last && last_end == at &&
+		    strcmp(last->xorb, t->xorb) == 0 &&
+		    last->chunk + last->count == t->chunk_start) {
+			last->count += count;
+		} else {
+			last = &out->runs[out->n++];
+			*last = (struct hub_xet_run){ .xorb = t->xorb,
+						      .chunk = t->chunk_start,
+						      .count = count,
+						      .lengths = len,
+						      .offset = at };
+		}
+		last_end = at + t->unpacked;
+	}
+	return 0;
+}
+
+/*
+ * Fill buf (n bytes of the file from pos) from the terms of r, and say in
+ * *placed (when the caller wants it) where their chunks went.
+ * XET_EXPIRED for new URLs.
+ */
+static int assemble(struct hub_xet *x, const struct hub_xet_file *f,
+		    const struct hub_xet_recon *r, uint64_t pos, uint64_t n,
+		    uint8_t *buf, struct placed *placed, struct hub_error *err)
 {
 	uint64_t want = r->offset_into_first_range, s = 0;
 	struct xget *gets;
+	struct tsrc *src;
 	int rc;
 
 	if (r->unpacked < want + n) {
@@ -550,32 +738,52 @@ static int assemble(struct hub_xet *x, const struct hub_xet_recon *r,
 		return -EPROTO;
 	}
 	gets = calloc(r->n_fetch, sizeof(*gets));
-	if (!gets)
+	src = calloc(r->n_terms, sizeof(*src));
+	if (!gets || !src) {
+		free(gets);
+		free(src);
 		return -ENOMEM;
+	}
 	for (unsigned i = 0; i < r->n_terms; i++) {
-		if (term_needed(&r->terms[i], s, want, n))
-			gets[r->terms[i].fetch].needed = true;
-		s += r->terms[i].unpacked;
+		const struct hub_xet_term *t = &r->terms[i];
+
+		if (term_needed(t, s, want, n)) {
+			if (f->local && f->local->copy)
+				local_term(x, f, r, i, n, src);
+			if (!src[i].bytes)
+				gets[t->fetch].needed = true;
+		}
+		s += t->unpacked;
 	}
 	rc = fetch_all(x, r, gets, err);
 	s = 0;
 	for (unsigned i = 0; i < r->n_terms && rc == 0; i++) {
 		const struct hub_xet_term *t = &r->terms[i];
 
-		if (term_needed(t, s, want, n) &&
-		    copy_term(t, &r->fetch[t->fetch], &gets[t->fetch].d, s,
-			      want, n, buf) < 0) {
-			hub_error_proto(err,
-					"term of %.64s does not unpack to "
-					"its length",
-					t->xorb);
-			rc = -EPROTO;
+		if (term_needed(t, s, want, n)) {
+			const uint8_t *p =
+				term_bytes(t, &r->fetch[t->fetch], &src[i],
+					   &gets[t->fetch].d);
+
+			if (p) {
+				copy_term(t, p, s, want, n, buf);
+			} else {
+				hub_error_proto(err,
+						"term of %.64s does not "
+						"unpack to its length",
+						t->xorb);
+				rc = -EPROTO;
+			}
 		}
 		s += t->unpacked;
 	}
+	/* Where the chunks went, when the first term starts in the file. */
+	if (rc == 0 && placed && want <= pos)
+		rc = place_runs(f, r, pos - want, want, n, src, gets, placed);
 	for (unsigned j = 0; j < r->n_fetch; j++)
 		hub_xet_decoder_destroy(&gets[j].d);
 	free(gets);
+	tsrc_free(src, r->n_terms);
 	return rc;
 }
 
@@ -583,6 +791,8 @@ static int read_batch(struct hub_xet *x, const struct hub_xet_file *f,
 		      uint64_t pos, uint64_t n, hub_data_fn cb, void *arg,
 		      struct hub_error *err)
 {
+	bool want_placed = f->local && f->local->placed;
+	struct placed placed = { .n = 0 };
 	struct hub_xet_recon *r = NULL;
 	uint8_t *buf = malloc(n);
 	int rc = -ENOMEM;
@@ -590,11 +800,12 @@ static int read_batch(struct hub_xet *x, const struct hub_xet_file *f,
 	for (unsigned asks = 0; buf && asks <= XET_REASK; asks++) {
 		rc = reconstruct(x, f, pos, n, &r, err);
 		if (rc == 0)
-			rc = assemble(x, r, n, buf, err);
-		hub_xet_recon_free(r);
-		r = NULL;
+			rc = assemble(x, f, r, pos, n, buf,
+				      want_placed ? &placed : NULL, err);
 		if (rc != XET_EXPIRED)
 			break;
+		hub_xet_recon_free(r);
+		r = NULL;
 	}
 	if (rc == XET_EXPIRED)
 		rc = -EIO; /* err says what the last URL answered */
@@ -602,6 +813,11 @@ static int read_batch(struct hub_xet *x, const struct hub_xet_file *f,
 		stat_add(x, &x->stats.bytes, n);
 		rc = cb(arg, pos, buf, n);
 	}
+	/* The runs point into r: reported before it goes. */
+	if (rc == 0 && placed.n > 0)
+		f->local->placed(f->local_arg, placed.runs, placed.n);
+	placed_free(&placed);
+	hub_xet_recon_free(r);
 	free(buf);
 	return rc;
 }

@@ -24,6 +24,7 @@ import ctypes
 import http.client
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -57,8 +58,9 @@ XET_UPDATE_REPO = "acme/xet-update"
 CASES = ["cold", "peers", "warm", "first", "threads", "random", "rss", "fleet", "xet",
          "xetcold", "xetupdate"]
 CASE_HELP = {
-    "cold": "cold sequential read: hubfs vs curl (1 stream) vs aria2c -x16 -s16, "
-            "and hubfs pull, CDN uncapped and rate-limited",
+    "cold": "cold sequential read: hubfs vs curl (1 stream) vs aria2c -x16 -s16 (alone "
+            "and + openssl sha256), and hubfs pull, CDN uncapped and rate-limited, "
+            "medians of --runs",
     "peers": "the same file through httpdirfs --cache and rclone mount "
              "--vfs-cache-mode full: cold (both CDN rates), warm after remount",
     "warm": "hubfs warm read after remount and re-read in the same mount vs "
@@ -106,6 +108,65 @@ class NA(Exception):
 
 def log(msg):
     print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def busy_cpu():
+    """Busy CPU seconds of the whole machine so far (/proc/stat: user, nice,
+    system, irq, softirq, steal), or None.  Machine-wide, so that work a
+    reader causes elsewhere (the kernel, the CDN, writeback) counts too."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = v
+    return (user + nice + system + irq + softirq + steal) / _CLK_TCK
+
+
+def cpu_since(mark):
+    now = busy_cpu()
+    return None if mark is None or now is None else now - mark
+
+
+def proc_cpu(pid):
+    """CPU seconds (user + system, all threads) of a running process, or 0."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            v = f.read().rsplit(")", 1)[1].split()
+        return (int(v[11]) + int(v[12])) / _CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def proc_children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+class CpuMark:
+    """Busy CPU seconds from here on: machine-wide (`cpu`), and of the
+    case's own processes (`own_cpu`): the children the bench reaps
+    meanwhile (readers, curl, aria2c, openssl, hubfs pull), the daemons and
+    peer mounts up, and the stack's nginx (whose sends are the loopback's
+    receive work too).  Other engineers' load on a shared machine is in the
+    first and not the second; kernel work in no process (writeback
+    threads, ksoftirqd) is in the first only."""
+
+    def __init__(self, bench):
+        self.bench = bench
+        self.busy = busy_cpu()
+        self.own = bench.own_cpu()
+
+    def end(self):
+        own = self.bench.own_cpu()
+        return {"cpu": cpu_since(self.busy),
+                "own_cpu": None if self.own is None or own is None else own - self.own}
 
 
 # --------------------------------------------------------------- the worker
@@ -389,6 +450,9 @@ class Bench:
         self.can_drop = None
         self.work = None
         self.hubfs = mountlib.HUBFS
+        self.timed = []         # CpuMark.end() of each timed run() in measure()
+        self.last = {}          # ... of the last run(): cpu, own_cpu
+        self.watch = []         # pids whose CPU counts as the case's own (nginx)
 
     # ---- bookkeeping
     def note(self, text):
@@ -397,7 +461,9 @@ class Bench:
 
     def add(self, rid, case, what, cdn, **fields):
         row = dict(id=rid, case=case, what=what, cdn=cdn, seconds=None, nbytes=None,
-                   cdn_bytes=None, requests=None, hwm=None, note="", na=None)
+                   cdn_bytes=None, requests=None, hwm=None, cpu=None, own_cpu=None,
+                   load=None,
+                   note="", na=None)
         row.update(fields)
         self.rows.append(row)
         if row["na"]:
@@ -407,9 +473,17 @@ class Bench:
         return row
 
     def measure(self, rid, case, what, cdn, fn):
-        """Run fn() -> dict of row fields; any failure becomes an n/a row."""
+        """Run fn() -> dict of row fields; any failure becomes an n/a row.
+        The row's busy CPU seconds (`cpu`) are fn's own figure, else those
+        of the one timed run (run(), worker()) fn made; with more than one
+        timed run and no figure of fn's, the row has none."""
+        self.timed = []
+        load = load_avg()
         try:
             fields = fn()
+            fields.setdefault("load", load)
+            if fields.get("cpu") is None and len(self.timed) == 1:
+                fields.update(self.timed[0])
         except KeyboardInterrupt:
             raise
         except NA as e:
@@ -431,8 +505,11 @@ class Bench:
         return None
 
     # ---- processes
-    def run(self, cmd, timeout, env=None):
-        """Run cmd in its own process group; (rc, stdout, stderr, seconds)."""
+    def run(self, cmd, timeout, env=None, timed=True):
+        """Run cmd in its own process group; (rc, stdout, stderr, seconds).
+        The busy CPU seconds meanwhile (CpuMark) are self.last and, when
+        timed, are noted for measure() (self.timed)."""
+        cpu0 = CpuMark(self)
         t0 = time.monotonic()
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, env=env, start_new_session=True)
@@ -445,8 +522,12 @@ class Bench:
             raise
         finally:
             self.procs.discard(p)
+        secs = time.monotonic() - t0
+        self.last = cpu0.end()
+        if timed:
+            self.timed.append(self.last)
         return p.returncode, out.decode(errors="replace"), err.decode(errors="replace"), \
-            time.monotonic() - t0
+            secs
 
     def worker(self, args, timeout=None):
         timeout = timeout or self.args.read_timeout
@@ -455,6 +536,7 @@ class Bench:
         if rc != 0:
             raise NA("reader failed (%d): %s" % (rc, " ".join(err.split())[-300:]))
         res = json.loads(out)
+        res.update(self.last)
         if res.get("errors"):
             raise NA("reader: " + "; ".join(sorted(set(res["errors"])))[:300])
         return res
@@ -466,7 +548,8 @@ class Bench:
         return res
 
     def stat_size(self, path):
-        rc, out, err, _ = self.run(["stat", "-L", "-c", "%s", path], MOUNT_TIMEOUT)
+        rc, out, err, _ = self.run(["stat", "-L", "-c", "%s", path], MOUNT_TIMEOUT,
+                                   timed=False)
         if rc != 0:
             raise NA("stat failed: " + " ".join(err.split())[-200:])
         return int(out.strip())
@@ -477,6 +560,18 @@ class Bench:
         return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home,
                 "XDG_CACHE_HOME": os.path.join(home, ".cache"),
                 "XDG_CONFIG_HOME": os.path.join(home, ".config"), "LANG": "C.UTF-8"}
+
+    def own_cpu(self):
+        """CPU seconds so far of the reaped children, the mounted daemons
+        and peers, and the watched pids (the stack's nginx and workers)."""
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        pids = set()
+        for pid in self.watch:
+            pids.add(pid)
+            pids.update(proc_children(pid))
+        pids.update(m.bench_pid for m in self.mounts if getattr(m, "bench_pid", None))
+        pids.update(pm.proc.pid for pm in self.peers if pm.proc)
+        return ru.ru_utime + ru.ru_stime + sum(proc_cpu(p) for p in pids)
 
     # ---- hubfs mounts
     def hubfs_mount(self, ctx, name, store, endpoint=None, args=()):
@@ -624,57 +719,98 @@ def hubfs_read_case(b, ctx, rid, case, what, store_name, read, shas=None, settle
     return b.measure(rid, case, what, ctx.label, fn)
 
 
+# The cold case's rows: (id suffix, what the row says).
+COLD_ROWS = [("hubfs", "hubfs (cat-like read)"),
+             ("curl", "curl (1 stream, to /dev/null)"),
+             ("aria2c", "aria2c -x16 -s16 (to disk)"),
+             ("aria2c+sha256", "aria2c -x16, then openssl dgst -sha256"),
+             ("pull", "hubfs pull (to the store, verified)")]
+
+
 def case_cold(b, ctx):
+    """hubfs, curl, aria2c (alone and followed by openssl's sha256 of its
+    file: hubfs's verified read is that work) and hubfs pull, each a median
+    of --runs runs taken in turn, so that the machine's swings hit every
+    row alike."""
     size, sha = ctx.big["size"], ctx.big["sha256"]
 
-    def hubfs_read(m, path):
-        r = b.read_all(path, size)
-        return {"seconds": r["seconds"], "nbytes": r["bytes"]}
-    hubfs_read_case(b, ctx, "cold/%s/hubfs" % ctx.label, "cold", "hubfs (cat-like read)",
-                    "cold-%s-store" % ctx.label, hubfs_read)
+    def hubfs():
+        store = b.fresh("cold-%s-store" % ctx.label)
+        b.cold_prep(ctx, [sha])
+        load = load_avg()
+        m = b.hubfs_mount(ctx, "cold-%s" % ctx.label, store)
+        try:
+            path = m.path(BIG_REPO, BIG_FILE)
+            if b.stat_size(path) != size:
+                raise NA("wrong size in the mount")
+            mark = ctx.log_mark()
+            r = b.read_all(path, size)
+            hwm = b.hwm(m)
+        finally:
+            b.hubfs_unmount(m)
+        cdn, reqs = ctx.cdn_bytes(mark)
+        shutil.rmtree(store, ignore_errors=True)
+        return {"seconds": r["seconds"], "nbytes": r["bytes"], "cpu": r["cpu"],
+                "own_cpu": r["own_cpu"], "cdn_bytes": cdn, "requests": reqs, "hwm": hwm,
+                "load": load}
 
     def curl():
         if not shutil.which("curl"):
             raise NA("curl not installed (apt-get install curl)")
         url = ctx.signed_url(BIG_REPO, BIG_FILE)
         b.cold_prep(ctx, [sha])
+        load = load_avg()
         mark = ctx.log_mark()
         rc, out, err, secs = b.run(["curl", "-sS", "-f", "-o", os.devnull,
                                     "-w", "%{size_download}", url], b.args.read_timeout)
+        cpu = b.last
         if rc != 0:
             raise NA("curl exited %d: %s" % (rc, err.strip()[-200:]))
         got = int(float(out.strip() or 0))
         if got != size:
             raise NA("curl got %d bytes of %d" % (got, size))
         cdn, reqs = ctx.cdn_bytes(mark)
-        return {"seconds": secs, "nbytes": got, "cdn_bytes": cdn, "requests": reqs}
-    b.measure("cold/%s/curl" % ctx.label, "cold", "curl (1 stream, to /dev/null)",
-              ctx.label, curl)
+        return dict(cpu, seconds=secs, nbytes=got, cdn_bytes=cdn, requests=reqs, load=load)
 
     def aria2c():
+        """aria2c's download, then openssl's sha256 of the file it wrote
+        (from the page cache): two results, aria2c's and both together."""
         if not shutil.which("aria2c"):
             raise NA("aria2c not installed (apt-get install aria2)")
         url = ctx.signed_url(BIG_REPO, BIG_FILE)
         d = b.fresh("aria2-out")
         os.makedirs(d)
         b.cold_prep(ctx, [sha])
+        load = load_avg()
         mark = ctx.log_mark()
+        out_file = os.path.join(d, "out.bin")
         try:
             rc, out, err, secs = b.run(
                 ["aria2c", "-x16", "-s16", "-q", "--file-allocation=none",
                  "--allow-overwrite=true", "--auto-file-renaming=false",
                  "--max-tries=1", "-d", d, "-o", "out.bin", url], b.args.read_timeout)
+            cpu = b.last
             if rc != 0:
                 raise NA("aria2c exited %d: %s" % (rc, (out + err).strip()[-200:]))
-            got = os.path.getsize(os.path.join(d, "out.bin"))
+            got = os.path.getsize(out_file)
+            dgst = None
+            if shutil.which("openssl"):
+                rc, out, err, dsecs = b.run(["openssl", "dgst", "-sha256", "-r", out_file],
+                                            b.args.read_timeout)
+                if rc == 0 and out.split()[:1] == [sha]:
+                    dgst = (dsecs, b.last)
         finally:
             shutil.rmtree(d, ignore_errors=True)
         if got != size:
             raise NA("aria2c wrote %d bytes of %d" % (got, size))
         cdn, reqs = ctx.cdn_bytes(mark)
-        return {"seconds": secs, "nbytes": got, "cdn_bytes": cdn, "requests": reqs}
-    b.measure("cold/%s/aria2c" % ctx.label, "cold", "aria2c -x16 -s16 (to disk)",
-              ctx.label, aria2c)
+        one = dict(cpu, seconds=secs, nbytes=got, cdn_bytes=cdn, requests=reqs, load=load)
+        both = None
+        if dgst:
+            both = dict(one, seconds=secs + dgst[0])
+            for k in ("cpu", "own_cpu"):
+                both[k] = None if None in (cpu[k], dgst[1][k]) else cpu[k] + dgst[1][k]
+        return one, both
 
     def pull():
         """hubfs pull of the file into a fresh store: fetched, written,
@@ -682,12 +818,14 @@ def case_cold(b, ctx):
         plus the check."""
         store = b.fresh("cold-%s-pull" % ctx.label)
         b.cold_prep(ctx, [sha])
+        load = load_avg()
         mark = ctx.log_mark()
         try:
             rc, out, err, secs = b.run(
                 [b.hubfs, "pull", "-q", "--no-hf-cache", "--cache-dir", store,
                  "--endpoint", ctx.stack.endpoint, BIG_REPO, BIG_FILE],
                 b.args.read_timeout)
+            cpu = b.last
             if rc != 0:
                 raise NA("hubfs pull exited %d: %s" % (rc, (out + err).strip()[-200:]))
             blob = os.path.join(store, "blobs", sha)
@@ -696,9 +834,41 @@ def case_cold(b, ctx):
         finally:
             shutil.rmtree(store, ignore_errors=True)
         cdn, reqs = ctx.cdn_bytes(mark)
-        return {"seconds": secs, "nbytes": size, "cdn_bytes": cdn, "requests": reqs}
-    b.measure("cold/%s/pull" % ctx.label, "cold", "hubfs pull (to the store, verified)",
-              ctx.label, pull)
+        return dict(cpu, seconds=secs, nbytes=size, cdn_bytes=cdn, requests=reqs, load=load)
+
+    runs = {key: [] for key, _ in COLD_ROWS}
+    fails = {}
+
+    def attempt(keys, fn):
+        try:
+            got = fn()
+            for key, r in zip(keys, got if isinstance(got, tuple) else (got,)):
+                if r is None:
+                    fails.setdefault(key, "openssl missing or its digest was wrong")
+                else:
+                    runs[key].append(r)
+        except KeyboardInterrupt:
+            raise
+        except NA as e:
+            for key in keys:
+                fails.setdefault(key, str(e))
+        except subprocess.TimeoutExpired as e:
+            for key in keys:
+                fails.setdefault(key, "timed out after %g s" % e.timeout)
+        except Exception as e:  # noqa: BLE001 -- a benchmark reports and goes on
+            for key in keys:
+                fails.setdefault(key, "%s: %s" % (type(e).__name__, e))
+
+    for run in range(b.args.runs):
+        log("cold run %d of %d (CDN %s, load %s)" % (run + 1, b.args.runs, ctx.label,
+                                                    load_avg()))
+        attempt(["hubfs"], hubfs)
+        attempt(["curl"], curl)
+        attempt(["aria2c", "aria2c+sha256"], aria2c)
+        attempt(["pull"], pull)
+    for key, what in COLD_ROWS:
+        add_median_row(b, "cold/%s/%s" % (ctx.label, key), "cold", what, ctx.label,
+                       runs[key], fails.get(key))
 
 
 def case_peers(b, ctx, warm):
@@ -756,7 +926,8 @@ def case_peers(b, ctx, warm):
                 cdn, reqs = ctx.cdn_bytes(mark)
                 if best is None or r["seconds"] < best["seconds"]:
                     best = {"seconds": r["seconds"], "nbytes": r["bytes"],
-                            "cdn_bytes": cdn, "requests": reqs,
+                            "cdn_bytes": cdn, "requests": reqs, "cpu": r["cpu"],
+                            "own_cpu": r["own_cpu"],
                             "note": "best of %d remounts" % BEST_OF}
             return best
         if warm:
@@ -807,7 +978,8 @@ def case_warm(b, ctx):
         b.read_all(blob, size)      # into the page cache
         best = min((b.read_all(blob, size) for _ in range(BEST_OF)),
                    key=lambda r: r["seconds"])
-        return {"seconds": best["seconds"], "nbytes": best["bytes"],
+        return {"seconds": best["seconds"], "nbytes": best["bytes"], "cpu": best["cpu"],
+                "own_cpu": best["own_cpu"],
                 "note": "best of %d, page cache" % BEST_OF}
     b.measure("warm/blob", "warm", "read of store/blobs/<sha256>", "-", blob_read)
 
@@ -833,7 +1005,8 @@ def case_warm(b, ctx):
             cdn, reqs = ctx.cdn_bytes(mark)
             if best is None or r["seconds"] < best["seconds"]:
                 best = {"seconds": r["seconds"], "nbytes": r["bytes"], "cdn_bytes": cdn,
-                        "requests": reqs, "hwm": hwm,
+                        "requests": reqs, "hwm": hwm, "cpu": r["cpu"],
+                        "own_cpu": r["own_cpu"],
                         "note": "best of %d remounts" % BEST_OF}
         state["rereads"] = rereads
         return best
@@ -845,6 +1018,7 @@ def case_warm(b, ctx):
             raise NA("no warm mount to re-read in")
         r = min(rr, key=lambda x: x["seconds"])
         return {"seconds": r["seconds"], "nbytes": r["bytes"], "cdn_bytes": 0,
+                "cpu": r["cpu"], "own_cpu": r["own_cpu"],
                 "note": "best of %d, same mount" % BEST_OF}
     b.measure("warm/reread", "warm", "hubfs re-read in the same mount", ctx.label, reread)
     shutil.rmtree(store, ignore_errors=True)
@@ -928,6 +1102,7 @@ def case_rss(b, ctx):
                 b.stat_size(p)
             idle = b.hwm(m)
             mark = ctx.log_mark()
+            cpu0 = CpuMark(b)
             t0 = time.monotonic()
             for p in paths:
                 proc = subprocess.Popen(
@@ -947,6 +1122,7 @@ def case_rss(b, ctx):
                     raise NA("reader failed: %s" % " ".join(err.decode().split())[-200:])
                 results.append(json.loads(out))
             secs = time.monotonic() - t0
+            cpu = cpu0.end()
             hwm = b.hwm(m)
         finally:
             for proc in procs:
@@ -961,7 +1137,8 @@ def case_rss(b, ctx):
             raise NA("read %d bytes of %d" % (got, sum(f["size"] for f in files)))
         cdn, reqs = ctx.cdn_bytes(mark)
         return {"seconds": secs, "nbytes": got, "cdn_bytes": cdn, "requests": reqs,
-                "hwm": hwm, "note": "VmHWM after mount and stat: %s MiB"
+                "hwm": hwm, "cpu": cpu["cpu"], "own_cpu": cpu["own_cpu"],
+                "note": "VmHWM after mount and stat: %s MiB"
                 % ("?" if idle is None else "%.0f" % (idle / MiB))}
     b.measure("rss/hubfs", "rss", "hubfs 4 x 1 GiB at once", ctx.label, fn)
 
@@ -1015,6 +1192,7 @@ def case_fleet(b, ctx):
                 if b.stat_size(p) != size:
                     raise NA("wrong size in the mount")
             mark = ctx.log_mark()
+            cpu0 = CpuMark(b)
             t0 = time.monotonic()
             for p in paths:
                 proc = subprocess.Popen(
@@ -1035,6 +1213,7 @@ def case_fleet(b, ctx):
                     raise NA("reader failed: %s" % " ".join(err.decode().split())[-200:])
                 results.append(json.loads(out))
             secs = time.monotonic() - t0
+            cpu = cpu0.end()
             hwm = max((b.hwm(m) or 0) for m in mounts) or None
         finally:
             for proc in procs:
@@ -1051,7 +1230,7 @@ def case_fleet(b, ctx):
             raise NA("read %d bytes of %d" % (got, n * size))
         cdn, reqs = ctx.cdn_bytes(mark)
         return {"seconds": secs, "nbytes": got, "cdn_bytes": cdn, "requests": reqs,
-                "hwm": hwm, "load": load}
+                "hwm": hwm, "load": load, "cpu": cpu["cpu"], "own_cpu": cpu["own_cpu"]}
 
     def new_mirror(name):
         if not os.access(hubmirror.MIRROR, os.X_OK):
@@ -1118,16 +1297,27 @@ def add_median_row(b, rid, case, what, label, got, fail, **extra):
         return
     secs = [r["seconds"] for r in got]
     med = median(secs)
-    loads = [r["load"] for r in got if r["load"] is not None]
+    loads = [r["load"] for r in got if r.get("load") is not None]
     note = "median of %d: %s s; spread %.0f%%; load %s" % (
         len(got), "/".join("%.2f" % s for s in secs), 100 * (max(secs) - min(secs)) / med,
         "/".join("%.1f" % x for x in loads) or "?")
+    cpu = {}
+    for k, name in (("cpu", "CPU"), ("own_cpu", "own CPU")):
+        cpus = [r.get(k) for r in got]
+        cpu[k] = None
+        if cpus and None not in cpus:
+            cpu[k] = median(cpus)
+            note += "; %s %s s, spread %.0f%%" % (
+                name, "/".join("%.2f" % c for c in cpus),
+                100 * (max(cpus) - min(cpus)) / cpu[k] if cpu[k] else 0)
     if len(got) < b.args.runs:
         note += "; %d failed: %s" % (b.args.runs - len(got), (fail or "?")[:80])
     b.add(rid, case, what, label, seconds=med, nbytes=got[0]["nbytes"],
           cdn_bytes=median([r["cdn_bytes"] for r in got]),
           requests=median([r["requests"] for r in got]),
-          hwm=max((r.get("hwm") or 0) for r in got) or None, note=note,
+          hwm=max((r.get("hwm") or 0) for r in got) or None, note=note, cpu=cpu["cpu"],
+          own_cpu=cpu["own_cpu"],
+          load=median(loads) if loads else None,
           cdn_max=max(r["cdn_bytes"] for r in got), **extra)
 
 
@@ -1172,6 +1362,7 @@ def case_xet(b, ctx):
         mark = ctx.log_mark()
         rc, out, err, secs = b.run([python, "-c", HF_DOWNLOAD, XET_REPO, XET_FILE],
                                    b.args.read_timeout, env=env)
+        cpu = b.last
         try:
             if rc != 0:
                 raise NA("hf_hub_download failed: %s" % " ".join(err.split())[-200:])
@@ -1182,7 +1373,7 @@ def case_xet(b, ctx):
             shutil.rmtree(home, ignore_errors=True)
         cdn, reqs = ctx.cdn_bytes(mark)
         return {"seconds": secs, "nbytes": f["size"], "cdn_bytes": cdn, "requests": reqs,
-                "load": load}
+                "load": load, "cpu": cpu["cpu"], "own_cpu": cpu["own_cpu"]}
 
     def attempt(key, fn):
         try:
@@ -1532,11 +1723,20 @@ def fmt(v, spec, none="-"):
     return none if v is None else format(v, spec)
 
 
+def cpu_per_gib(row, key="cpu"):
+    """Busy CPU seconds (machine-wide; key own_cpu: the case's processes)
+    per GiB the row read."""
+    if row and row.get(key) is not None and row["nbytes"]:
+        return row[key] / (row["nbytes"] / GiB)
+    return None
+
+
 def fmt_row_short(row):
-    return "%s s  %s MiB/s  CDN %s MiB" % (fmt(row["seconds"], ".2f"),
-                                          fmt(mibs(row), ".0f"),
-                                          fmt(None if row["cdn_bytes"] is None
-                                              else row["cdn_bytes"] / MiB, ".1f"))
+    return "%s s  %s MiB/s  CPU %s (own %s) s/GiB  CDN %s MiB  load %s" % (
+        fmt(row["seconds"], ".2f"), fmt(mibs(row), ".0f"), fmt(cpu_per_gib(row), ".2f"),
+        fmt(cpu_per_gib(row, "own_cpu"), ".2f"),
+        fmt(None if row["cdn_bytes"] is None else row["cdn_bytes"] / MiB, ".1f"),
+        fmt(row.get("load"), ".1f"))
 
 
 def table(headers, rows, right):
@@ -1558,14 +1758,18 @@ def measurement_table(b):
     rows = []
     for r in b.rows:
         if r["na"]:
-            rows.append([r["case"], r["what"], r["cdn"], "n/a", "", "", "", r["na"]])
+            rows.append([r["case"], r["what"], r["cdn"], "n/a", "", "", "", "", "", "", "",
+                         r["na"]])
             continue
         rows.append([r["case"], r["what"], r["cdn"], fmt(r["seconds"], ".2f"),
-                     fmt(mibs(r), ".0f"),
+                     fmt(mibs(r), ".0f"), fmt(r.get("cpu"), ".2f"),
+                     fmt(cpu_per_gib(r), ".2f"), fmt(cpu_per_gib(r, "own_cpu"), ".2f"),
                      fmt(None if r["cdn_bytes"] is None else r["cdn_bytes"] / MiB, ".1f"),
-                     fmt(None if r["hwm"] is None else r["hwm"] / MiB, ".0f"), r["note"]])
-    return table(["case", "reader", "CDN", "time s", "MiB/s", "CDN MiB", "VmHWM MiB",
-                  "note"], rows, right={3, 4, 5, 6})
+                     fmt(None if r["hwm"] is None else r["hwm"] / MiB, ".0f"),
+                     fmt(r.get("load"), ".1f"), r["note"]])
+    return table(["case", "reader", "CDN", "time s", "MiB/s", "CPU s", "CPU s/GiB",
+                  "own s/GiB", "CDN MiB", "VmHWM MiB", "load", "note"], rows,
+                 right={3, 4, 5, 6, 7, 8, 9, 10})
 
 
 def ratio_rows(b):
@@ -1591,6 +1795,18 @@ def ratio_rows(b):
         v = tput(num) / tput(den)
         out.append([name, "%.2f" % v, target_text(target, op), meets(v, target, op)])
 
+    def cpu_ratio(name, num, den, target=None, key="cpu"):
+        """CPU seconds per GiB of num over den's (lower is better)."""
+        why = need(num, den)
+        a, c = cpu_per_gib(b.row(num), key), cpu_per_gib(b.row(den), key)
+        if not why and (a is None or not c):
+            why = "n/a (no CPU figure)"
+        if why:
+            out.append([name, why, target_text(target, "<="), "n/a"])
+            return
+        out.append([name, "%.2f" % (a / c), target_text(target, "<="),
+                    meets(a / c, target, "<=")])
+
     def better_peer(label):
         cands = [("httpdirfs", "cold/%s/httpdirfs" % label), ("rclone",
                                                              "cold/%s/rclone" % label)]
@@ -1604,6 +1820,16 @@ def ratio_rows(b):
               "cold/%s/aria2c" % label, 1.5 if targets else None)
         ratio("cold %s: hubfs pull / aria2c -x16" % label, "cold/%s/pull" % label,
               "cold/%s/aria2c" % label)
+        cpu_ratio("cold %s: CPU/GiB hubfs / (aria2c -x16 + openssl sha256)" % label,
+                  "cold/%s/hubfs" % label, "cold/%s/aria2c+sha256" % label,
+                  1.0 if targets else None)
+        cpu_ratio("cold %s: own CPU/GiB hubfs / (aria2c -x16 + openssl sha256)" % label,
+                  "cold/%s/hubfs" % label, "cold/%s/aria2c+sha256" % label,
+                  key="own_cpu")
+        cpu_ratio("cold %s: CPU/GiB hubfs pull / (aria2c -x16 + openssl sha256)" % label,
+                  "cold/%s/pull" % label, "cold/%s/aria2c+sha256" % label)
+        cpu_ratio("cold %s: CPU/GiB hubfs / curl" % label, "cold/%s/hubfs" % label,
+                  "cold/%s/curl" % label)
         peer = better_peer(label)
         ratio("cold %s: hubfs / better of httpdirfs, rclone (%s)"
               % (label, peer.split("/")[-1]), "cold/%s/hubfs" % label, peer,
@@ -1737,8 +1963,8 @@ def parse_args(argv):
     ap.add_argument("--random-ios", type=int, default=FIO_IOS,
                     help="fio reads in the random case (%d)" % FIO_IOS)
     ap.add_argument("--runs", type=int, default=3,
-                    help="fleet, xet, xetcold, xetupdate: runs of every row; the table "
-                         "shows the median (3)")
+                    help="cold, fleet, xet, xetcold, xetupdate: runs of every row; the "
+                         "table shows the median (3)")
     ap.add_argument("--mirror-arg", action="append", default=[], metavar="ARG",
                     help="fleet: an extra argument for hubfs-mirror (repeatable), "
                          "e.g. --mirror-arg=--slice=4M")
@@ -1777,6 +2003,8 @@ def run_stack(b, kind):
         return
     try:
         ctx = StackCtx(label, b.rate, stack)
+        nginx = getattr(stack, "_nginx", None)   # its CPU is the case's own
+        b.watch = [nginx.pid] if nginx else []
         ctx.publish_files([BIG_REPO])
         for c in cases:
             log("case %s (CDN %s)" % (c, label))
@@ -1803,6 +2031,7 @@ def run_stack(b, kind):
             elif c == "xetupdate":
                 case_xetupdate(b, ctx)
     finally:
+        b.watch = []
         b.cleanup()
         stack.stop()
 

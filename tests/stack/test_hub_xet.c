@@ -23,11 +23,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "db.h"
 #include "hub.h"
 #include "stack.h"
+#include "xetlocal.h"
 
 #define BIG  "acme/xet-revisions"
 #define TINY "acme/tiny-model"
@@ -799,6 +803,346 @@ static void expired_urls(void **state)
 	}
 }
 
+/* ---- A new revision costs its changed chunks ----------------------------- */
+
+static size_t collect_body(char *p, size_t size, size_t n, void *arg)
+{
+	char **out = arg;
+	size_t have = *out ? strlen(*out) : 0, len = size * n;
+	char *grown = realloc(*out, have + len + 1);
+
+	assert_non_null(grown);
+	memcpy(grown + have, p, len);
+	grown[have + len] = '\0';
+	*out = grown;
+	return len;
+}
+
+/* GET url with a bearer token: the body of a 200 (caller frees). */
+static char *http_get(const char *url, const char *bearer)
+{
+	char auth[1024], *body = NULL;
+	struct curl_slist *h;
+	CURL *e = curl_easy_init();
+	long status = 0;
+
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bearer);
+	h = curl_slist_append(NULL, auth);
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &body);
+	assert_int_equal(curl_easy_perform(e), CURLE_OK);
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+	assert_int_equal(status, 200);
+	curl_easy_cleanup(e);
+	curl_slist_free_all(h);
+	assert_non_null(body);
+	return body;
+}
+
+/* The whole file's reconstruction, asked of the CAS by the test itself. */
+static struct hub_xet_recon *whole_recon(const struct hub_xet_file *f)
+{
+	char url[1024], *text;
+	cJSON *tok;
+	struct hub_xet_recon *r = NULL;
+
+	snprintf(url, sizeof(url), "%s/api/models/%s/xet-read-token/%s",
+		 endpoint, f->repo_id, f->commit);
+	text = http_get(url, stack_user_token(tokens, "alice"));
+	tok = cJSON_Parse(text);
+	free(text);
+	snprintf(url, sizeof(url), "%s/v1/reconstructions/%s",
+		 cJSON_GetStringValue(cJSON_GetObjectItem(tok, "casUrl")),
+		 f->xet_hash);
+	text = http_get(url, cJSON_GetStringValue(
+				     cJSON_GetObjectItem(tok, "accessToken")));
+	cJSON_Delete(tok);
+	assert_int_equal(hub_xet_recon_parse(text, strlen(text), &r), 0);
+	free(text);
+	return r;
+}
+
+/* Xorb bytes of `now`'s fetch entries whose xorb `before` never names:
+   what a read of now that copies before's chunks must still fetch. */
+static uint64_t new_xorb_bytes(const struct hub_xet_recon *before,
+			       const struct hub_xet_recon *now)
+{
+	uint64_t sum = 0;
+
+	for (unsigned j = 0; j < now->n_fetch; j++) {
+		bool known = false;
+
+		for (unsigned i = 0; i < before->n_terms && !known; i++)
+			known = strcmp(before->terms[i].xorb,
+				       now->fetch[j].xorb) == 0;
+		if (!known)
+			sum += now->fetch[j].byte_last -
+			       now->fetch[j].byte_first + 1;
+	}
+	return sum;
+}
+
+/* A read into a store's file, checked against the content as it comes. */
+struct into_file {
+	struct got g;
+	int fd;
+};
+
+static int write_data(void *arg, uint64_t off, const void *buf, size_t n)
+{
+	struct into_file *w = arg;
+	int rc = check_data(&w->g, off, buf, n);
+
+	if (rc == 0)
+		assert_int_equal(pwrite(w->fd, buf, n, (off_t)off), (ssize_t)n);
+	return rc;
+}
+
+/* The sha256 of a file's first size bytes, as hex. */
+static void hash_file(int fd, const char *etag, uint64_t size, char hex[65])
+{
+	static char buf[1 << 20];
+	struct db_hash *h = NULL;
+
+	assert_int_equal(db_hash_start(&h, etag, size), 0);
+	for (uint64_t off = 0; off < size;) {
+		ssize_t n = pread(fd, buf, sizeof(buf), (off_t)off);
+
+		assert_true(n > 0);
+		db_hash_update(h, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	db_hash_finish(h, hex);
+}
+
+/*
+ * Read ref's model.bin whole into the store as a blob, copying (copy)
+ * what complete blobs hold: the xorb bytes it fetched.  The blob is
+ * recorded only once its sha256 matched (as the engine does).
+ */
+static uint64_t read_into_store(struct hub_xet *x, struct db_store *s,
+				const char *ref, bool copy, bool install)
+{
+	struct hub_xet_file f = xfile(BIG, ref, "model.bin");
+	const char *etag = cJSON_GetStringValue(
+		cJSON_GetObjectItem(file_of(BIG, ref, "model.bin"), "sha256"));
+	struct xetlocal xl = { .store = s };
+	struct into_file w = { .g = { content_of(BIG, ref, "model.bin"), 0,
+				      0 } };
+	struct hub_xet_stats a, b;
+	struct hub_error err;
+	char tmp[PATH_MAX], hex[65], d[320];
+	int rc;
+
+	snprintf(xl.etag, sizeof(xl.etag), "%s", etag);
+	f.local = xetlocal_ops(copy);
+	f.local_arg = &xl;
+	w.fd = db_blob_tmpfile(s, tmp, sizeof(tmp));
+	assert_true(w.fd >= 0);
+	hub_xet_get_stats(x, &a);
+	rc = hub_xet_read(x, &f, 0, f.size, write_data, &w, &err);
+	if (rc != 0)
+		fail_msg("read %s: %d, %s", ref, rc,
+			 hub_error_describe(&err, d, sizeof(d)));
+	hub_xet_get_stats(x, &b);
+	assert_int_equal(w.g.n, f.size);
+	hash_file(w.fd, etag, f.size, hex);
+	assert_string_equal(hex, etag);
+	assert_int_equal(fdatasync(w.fd), 0);
+	close(w.fd);
+	if (install)
+		assert_int_equal(db_blob_install(s, tmp, etag, f.size), 0);
+	else
+		unlink(tmp);
+	free((char *)w.g.want);
+	print_message("    %s: %llu xorb bytes fetched, %llu bytes copied "
+		      "(%llu terms)\n",
+		      ref, (unsigned long long)(b.xorb_bytes - a.xorb_bytes),
+		      (unsigned long long)(b.local_bytes - a.local_bytes),
+		      (unsigned long long)(b.local_terms - a.local_terms));
+	return b.xorb_bytes - a.xorb_bytes;
+}
+
+/*
+ * Revision 1 read into the store records where its chunks lie; revision
+ * 2 then fetches only the chunks revision 1 lacks (the xorbs that only
+ * revision 2's reconstruction names), and hashes right.  Revision 3 copies
+ * from both.  A source replaced behind the index, or dropped, is not
+ * used: everything is fetched, and still right.
+ */
+static void revision_reuse(void **state)
+{
+	struct hub_client *c = client_with("alice");
+	struct hub_xet_file f1 = xfile(BIG, "v1", "model.bin");
+	struct hub_xet_file f2 = xfile(BIG, "v2", "model.bin");
+	struct hub_xet_file f3 = xfile(BIG, "main", "model.bin");
+	struct hub_xet_recon *r1 = whole_recon(&f1), *r2 = whole_recon(&f2);
+	struct hub_xet_recon *r3 = whole_recon(&f3);
+	uint64_t need2 = new_xorb_bytes(r1, r2), without, with, third;
+	const char *etag1 = cJSON_GetStringValue(
+		cJSON_GetObjectItem(file_of(BIG, "v1", "model.bin"), "sha256"));
+	char store_dir[sizeof(tmpdir) + 16], path[PATH_MAX];
+	struct db_store *s = NULL;
+	struct hub_xet *x = NULL;
+
+	(void)state;
+	snprintf(store_dir, sizeof(store_dir), "%s/store", tmpdir);
+	assert_int_equal(db_store_open(&s, store_dir), 0);
+	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
+
+	read_into_store(x, s, "v1", true, true);
+	without = read_into_store(x, s, "v2", false, false);
+	with = read_into_store(x, s, "v2", true, true);
+	print_message("    rev 2 after rev 1: %llu xorb bytes without the "
+		      "local copy, %llu with it (%.2f %% of %llu); the "
+		      "xorbs rev 1 lacks: %llu bytes\n",
+		      (unsigned long long)without, (unsigned long long)with,
+		      100.0 * (double)with / (double)f2.size,
+		      (unsigned long long)f2.size, (unsigned long long)need2);
+	/* Every byte of the new chunks came over the network... */
+	assert_true(with >= need2);
+	/* ...and nothing else, but chunks cut at a batch's edges (a 16 MiB
+	   batch asks for the chunks that hold its first and last bytes). */
+	assert_true(with <=
+		    need2 + 2 * (f2.size >> 24) *
+				    (HUB_XET_CHUNK_MAX + HUB_XET_CHUNK_HEADER));
+	assert_true(without > 10 * with);
+
+	/* Revision 3 copies from revisions 1 and 2 alike. */
+	third = read_into_store(x, s, "main", true, false);
+	assert_true(third <=
+		    new_xorb_bytes(r2, r3) +
+			    2 * (f3.size >> 24) *
+				    (HUB_XET_CHUNK_MAX + HUB_XET_CHUNK_HEADER));
+
+	/* Replaced behind the index (another inode): not used. */
+	db_blob_path(s, etag1, path, sizeof(path));
+	{
+		char tmp[PATH_MAX];
+		int fd = db_blob_tmpfile(s, tmp, sizeof(tmp));
+
+		assert_true(fd >= 0);
+		assert_int_equal(ftruncate(fd, (off_t)f1.size), 0);
+		close(fd);
+		assert_int_equal(rename(tmp, path), 0);
+	}
+	/* rev 2's own blob is dropped: rev 1's (now wrong) alone remains */
+	assert_int_equal(
+		db_blob_drop(
+			s, cJSON_GetStringValue(cJSON_GetObjectItem(
+				   file_of(BIG, "v2", "model.bin"), "sha256"))),
+		0);
+	assert_true(read_into_store(x, s, "v2", true, false) >= without);
+
+	hub_xet_recon_free(r1);
+	hub_xet_recon_free(r2);
+	hub_xet_recon_free(r3);
+	hub_xet_free(x);
+	db_store_close(s);
+	client_free(c);
+}
+
+/* Hooks that lie or refuse, and a record of where chunks were placed. */
+struct fake_local {
+	int mode;	 /* 0: refuse, 1: lengths that do not add up */
+	unsigned asked;	 /* copy() calls */
+	uint64_t *cover; /* [from, to) of each placed run, back to back */
+	size_t n_cover, cap;
+	uint64_t size; /* the file's */
+	bool bad_run;  /* a run outside the file, or no chunk in it */
+};
+
+static int fake_copy(void *arg, const char *xorb, uint32_t start, uint32_t end,
+		     uint64_t unpacked, uint8_t *out, uint32_t *lengths)
+{
+	struct fake_local *fl = arg;
+
+	(void)xorb;
+	(void)unpacked;
+	fl->asked++;
+	if (fl->mode == 0)
+		return -ENOENT;
+	memset(out, 0xa5, unpacked); /* wrong bytes, never to be used */
+	for (uint32_t i = 0; i < end - start; i++)
+		lengths[i] = 1;
+	return 0;
+}
+
+static void fake_placed(void *arg, const struct hub_xet_run *runs, size_t n)
+{
+	struct fake_local *fl = arg;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t len = 0;
+
+		for (uint32_t k = 0; k < runs[i].count; k++)
+			len += runs[i].lengths[k];
+		if (runs[i].count == 0 || !hub_is_sha256(runs[i].xorb) ||
+		    runs[i].offset + len > fl->size)
+			fl->bad_run = true;
+		if (fl->n_cover + 2 > fl->cap) {
+			fl->cap = fl->cap ? 2 * fl->cap : 64;
+			fl->cover = realloc(fl->cover,
+					    fl->cap * sizeof(*fl->cover));
+		}
+		fl->cover[fl->n_cover++] = runs[i].offset;
+		fl->cover[fl->n_cover++] = runs[i].offset + len;
+	}
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * A copy() that refuses, or answers lengths that do not add up to the
+ * term's: every term is fetched, the bytes are right, and placed() heard
+ * of runs inside the file that cover the whole range read.
+ */
+static void local_refused(void **state)
+{
+	static const struct hub_xet_local ops = { fake_copy, fake_placed };
+	struct hub_client *c = client_with("alice");
+	struct hub_xet_file f = xfile(BIG, "v1", "model.bin");
+	char *want = content_of(BIG, "v1", "model.bin");
+	uint64_t len = (40u << 20) + 12345;
+	struct hub_xet *x = NULL;
+	struct hub_xet_stats st;
+
+	(void)state;
+	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
+	f.local = &ops;
+	for (int mode = 0; mode < 2; mode++) {
+		struct fake_local fl = { .mode = mode, .size = f.size };
+		uint64_t reach = 0;
+
+		f.local_arg = &fl;
+		read_ok(x, &f, want, 0, len);
+		assert_true(fl.asked > 0);
+		assert_false(fl.bad_run);
+		/* the runs, as intervals, cover [0, len) without a gap */
+		qsort(fl.cover, fl.n_cover / 2, 2 * sizeof(*fl.cover), cmp_u64);
+		for (size_t i = 0; i < fl.n_cover; i += 2) {
+			assert_true(fl.cover[i] <= reach);
+			if (fl.cover[i + 1] > reach)
+				reach = fl.cover[i + 1];
+		}
+		assert_true(reach >= len);
+		free(fl.cover);
+	}
+	hub_xet_get_stats(x, &st);
+	assert_int_equal(st.local_terms, 0);
+	assert_int_equal(st.local_bytes, 0);
+	free(want);
+	hub_xet_free(x);
+	client_free(c);
+}
+
 /* An argument runs only the tests whose name matches it (cmocka's glob). */
 int main(int argc, char **argv)
 {
@@ -815,6 +1159,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup(cas_faults, reset_emulator),
 		cmocka_unit_test_setup(xorb_faults, reset_emulator),
 		cmocka_unit_test_setup(expired_urls, reset_emulator),
+		cmocka_unit_test_setup(local_refused, reset_emulator),
+		cmocka_unit_test_setup(revision_reuse, reset_emulator),
 	};
 
 	if (argc > 1)

@@ -25,8 +25,8 @@
 #include "db.h"
 
 /* The schema version this hubfs writes (db/schema.c). */
-#define SCHEMA_VERSION 8
-#define SCHEMA_TEXT    "8"
+#define SCHEMA_VERSION 9
+#define SCHEMA_TEXT    "9"
 
 #define SHA1_A "a16a55fda99d2f2e7b69cce5cf93ff4ad3049930"
 #define SHA1_B "0123456789abcdef0123456789abcdef01234567"
@@ -189,12 +189,14 @@ static void store_newer_schema(void **state)
 	sql_int(f, "ALTER TABLE entries DROP COLUMN oid");
 	sql_int(f, "ALTER TABLE entries DROP COLUMN xet");
 	sql_int(f, "DROP TABLE external");
+	sql_int(f, "DROP TABLE chunks");
 	sql_int(f, "PRAGMA user_version = 1");
 	reopen(f);
 	assert_int_equal(sql_int(f, "PRAGMA user_version"), SCHEMA_VERSION);
 	assert_int_equal(sql_int(f, "SELECT count(*) FROM partial"), 0);
 	assert_int_equal(sql_int(f, "SELECT count(*) FROM pins"), 0);
 	assert_int_equal(sql_int(f, "SELECT count(*) FROM external"), 0);
+	assert_int_equal(sql_int(f, "SELECT count(*) FROM chunks"), 0);
 }
 
 static void default_dir(void **state)
