@@ -38,6 +38,7 @@ struct mount_opts {
 	const char *log;
 	bool foreground;
 	bool debug;
+	bool xattr;
 	char *fuse_options; /* joined -o options meant for FUSE */
 	char **copies;	    /* of -o arguments; settings point into them */
 	size_t n_copies;
@@ -68,6 +69,12 @@ static void mount_usage(FILE *out)
 		"                          never from the Xet CAS\n"
 		"  --log FILE              log to FILE (default: syslog, or "
 		"stderr with -f)\n"
+		"  --xattr                 give files the user.hubfs.* "
+		"extended attributes\n"
+		"                          (commit, etag, cached); without "
+		"it the mount has\n"
+		"                          none, and ls -l costs no request "
+		"per file\n"
 		"  -f, --foreground        stay in the foreground\n"
 		"  -d, --debug             print every FUSE request (implies "
 		"-f)\n"
@@ -78,8 +85,8 @@ static void mount_usage(FILE *out)
 		"revision_ttl=N,\n"
 		"                          read_timeout=N, max_cache=SIZE, "
 		"log=FILE,\n"
-		"                          hf_cache=DIR, no_hf_cache, no_xet; "
-		"any other goes to\n"
+		"                          hf_cache=DIR, no_hf_cache, no_xet, "
+		"xattr; any other goes to\n"
 		"                          FUSE, e.g. allow_other (lets other "
 		"local users\n"
 		"                          read what your token can)\n"
@@ -177,6 +184,10 @@ static int setting_option(struct mount_opts *o, const char *opt)
 		o->no_xet = true;
 		return 1;
 	}
+	if (key_is(opt, "xattr") && !eq) {
+		o->xattr = true;
+		return 1;
+	}
 	for (i = 0; i < n && !key_is(opt, valued[i]); i++)
 		;
 	if (i == n)
@@ -262,6 +273,7 @@ static int parse_mount(int argc, char **argv, struct mount_opts *o)
 		OPT_LOG,
 		OPT_MAX_CACHE,
 		OPT_NO_XET,
+		OPT_XATTR,
 		CLI_COMMON_OPT_ENUM
 	};
 	static const struct option longopts[] = {
@@ -271,6 +283,7 @@ static int parse_mount(int argc, char **argv, struct mount_opts *o)
 		{ "log", required_argument, NULL, OPT_LOG },
 		{ "max-cache", required_argument, NULL, OPT_MAX_CACHE },
 		{ "no-xet", no_argument, NULL, OPT_NO_XET },
+		{ "xattr", no_argument, NULL, OPT_XATTR },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "debug", no_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
@@ -312,6 +325,9 @@ static int parse_mount(int argc, char **argv, struct mount_opts *o)
 			if (cli_parse_size(optarg, &o->max_cache) < 0 ||
 			    o->max_cache == 0)
 				return CLI_EXIT_USAGE;
+			break;
+		case OPT_XATTR:
+			o->xattr = true;
 			break;
 		default:
 			if (cli_common_option(&o->common, c, optarg) == 0)
@@ -510,6 +526,7 @@ static int serve(struct mount_opts *o, int ready_fd)
 	cfg.revision_ttl = o->revision_ttl;
 	cfg.read_timeout = o->read_timeout;
 	cfg.debug = o->debug;
+	cfg.xattr = o->xattr;
 	cfg.fuse_options = o->fuse_options;
 	cfg.hf_cache = o->hf_cache;
 	cfg.no_xet = o->no_xet;

@@ -19,6 +19,17 @@
 
 #include "internal.h"
 
+/*
+ * The largest read the kernel sends (a mount option, and the same in INIT).
+ * A read's reply is spliced from the blob through a pipe, which can grow
+ * to /proc/sys/fs/pipe-max-size (1 MiB by default).  libfuse 3.14 wants
+ * the reply plus three pages of slack to fit (fuse_send_data_iov) and
+ * otherwise copies the bytes through a buffer of its own: a read in
+ * memory it just allocated, page faults, a second copy.  1 MiB less 16
+ * KiB (252 pages) keeps every reply a splice.
+ */
+#define FS_MAX_READ (1024 * 1024 - 16384)
+
 enum node_kind {
 	NODE_ROOT,    /* the mount root */
 	NODE_TYPEDIR, /* datasets/ or spaces/ */

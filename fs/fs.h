@@ -29,6 +29,8 @@ struct fs_config {
 	long negative_ttl;	  /* seconds a miss is remembered */
 	long read_timeout;	  /* seconds without progress: EIO */
 	bool debug;		  /* libfuse's -d */
+	bool xattr;		  /* answer the user.hubfs.* attributes;
+				     else ENOSYS, which the kernel keeps */
 	const char *fuse_options; /* extra -o options, or NULL */
 	const char *hf_cache;	  /* a huggingface_hub cache to take blobs
 				     from (absolute), or NULL */

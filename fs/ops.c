@@ -98,6 +98,7 @@ static void fill_entry(struct fs_mount *m, const struct node *n,
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
+	conn->max_read = FS_MAX_READ; /* as the mount option (session.c) */
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
 	conn->max_background = 64;
@@ -530,7 +531,12 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
-/* ---- Extended attributes ------------------------------------------------ */
+/* ---- Extended attributes ------------------------------------------------
+ * Only with -o xattr.  Otherwise the first getxattr and the first
+ * listxattr answer ENOSYS: the kernel then answers every later one of the
+ * mount with EOPNOTSUPP itself, so "ls -l" (SELinux label, ACLs) costs no
+ * round trip per file.
+ */
 
 static const char xattr_names[] =
 	"user.hubfs.commit\0user.hubfs.etag\0user.hubfs.cached";
@@ -563,6 +569,10 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	char value[128];
 	int len;
 
+	if (!m->ctx.cfg.xattr) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	if (!n) {
 		fuse_reply_err(req, ESTALE);
 		return;
@@ -580,9 +590,14 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 
 static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	struct node *n = node_get(&mount_of(req)->nodes, ino);
+	struct fs_mount *m = mount_of(req);
+	struct node *n = node_get(&m->nodes, ino);
 	size_t len = 0;
 
+	if (!m->ctx.cfg.xattr) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	if (n && n->kind == NODE_FILE)
 		len = sizeof(xattr_names);
 	else if (n && n->kind == NODE_DIR)

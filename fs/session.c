@@ -3,7 +3,8 @@
  *
  * The mount answers before fs_run reports ready: a thread statfs()es the
  * mount point until the kernel says it is FUSE, which needs the loop to
- * have answered INIT and the request itself.
+ * have answered INIT and the request itself.  The same thread then widens
+ * the kernel's readahead for the mount (see raise_readahead).
  */
 #include "front.h"
 
@@ -12,15 +13,64 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
 #define FUSE_SUPER_MAGIC 0x65735546
+#define FS_READAHEAD_KB	 1024 /* raise_readahead: 1 MiB */
 
 struct ready {
 	char *mountpoint;
-	int fd;
+	int fd;		/* the parent's pipe, or -1 (foreground) */
+	unsigned ra_kb; /* readahead to set, 0: leave the kernel's */
 };
+
+/*
+ * The kernel reads ahead in a FUSE file at most its bdi's read_ahead_kb,
+ * 128 KiB unless raised, and INIT can only lower it: a sequential reader
+ * then costs a request (and a wake-up on each side) per 128 KiB, and an
+ * mmap'ed model faults 128 KiB at a time.  The knob is
+ * /sys/class/bdi/MAJOR:MINOR/read_ahead_kb of the mount's device, which
+ * only root may write: for anyone else this changes nothing.  A value
+ * someone raised further is kept.  1 MiB is one request (FS_MAX_READ):
+ * more would have the kernel ask ahead of a reader that stops (a tensor
+ * of a model), and the engine fetch further ahead still.
+ */
+static void raise_readahead(const char *mountpoint, unsigned kb)
+{
+	char path[64], buf[32];
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	if (kb == 0 || stat(mountpoint, &st) < 0)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb",
+		 major(st.st_dev), minor(st.st_dev));
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		fs_log(LOG_DEBUG, "readahead stays the kernel's: %s: %s", path,
+		       strerror(errno));
+		return;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	if (n > 0) {
+		buf[n] = '\0';
+		if (strtoul(buf, NULL, 10) >= kb) {
+			close(fd);
+			return;
+		}
+	}
+	n = snprintf(buf, sizeof(buf), "%u\n", kb);
+	if (pwrite(fd, buf, (size_t)n, 0) != n)
+		fs_log(LOG_DEBUG, "readahead stays the kernel's: %s: %s", path,
+		       strerror(errno));
+	else
+		fs_log(LOG_DEBUG, "readahead of the mount: %u KiB", kb);
+	close(fd);
+}
 
 /* A daemon lets go of the terminal once its parent has been told. */
 static void detach_stdio(void)
@@ -48,25 +98,28 @@ static void *report_ready(void *arg)
 	for (;;) {
 		if (statfs(r->mountpoint, &sf) == 0 &&
 		    sf.f_type == FUSE_SUPER_MAGIC) {
-			if (write(r->fd, "1", 1) == 1)
+			raise_readahead(r->mountpoint, r->ra_kb);
+			if (r->fd >= 0 && write(r->fd, "1", 1) == 1)
 				detach_stdio();
 			break;
 		}
 		usleep(50 * 1000);
 	}
-	close(r->fd);
+	if (r->fd >= 0)
+		close(r->fd);
 	free(r->mountpoint);
 	free(r);
 	return NULL;
 }
 
-static void start_ready_thread(const char *mountpoint, int fd)
+static void start_ready_thread(const char *mountpoint, int fd, unsigned ra_kb)
 {
 	struct ready *r = malloc(sizeof(*r));
 	pthread_t t;
 
 	if (r && (r->mountpoint = strdup(mountpoint)) != NULL) {
 		r->fd = fd;
+		r->ra_kb = ra_kb;
 		if (pthread_create(&t, NULL, report_ready, r) == 0) {
 			pthread_detach(t);
 			return;
@@ -74,7 +127,8 @@ static void start_ready_thread(const char *mountpoint, int fd)
 		free(r->mountpoint);
 	}
 	free(r);
-	close(fd); /* the parent sees the pipe close and reports failure */
+	if (fd >= 0)
+		close(fd); /* the parent sees the pipe close: a failure */
 }
 
 static int mount_init(struct fs_mount *m, const struct fs_config *cfg)
@@ -120,8 +174,9 @@ static int build_args(const struct fs_config *cfg, struct fuse_args *args)
 	char opts[1024];
 
 	snprintf(opts, sizeof(opts),
-		 "ro,default_permissions,fsname=hubfs,subtype=hubfs%s%s",
-		 cfg->fuse_options ? "," : "",
+		 "ro,default_permissions,max_read=%u,fsname=hubfs,subtype="
+		 "hubfs%s%s",
+		 FS_MAX_READ, cfg->fuse_options ? "," : "",
 		 cfg->fuse_options ? cfg->fuse_options : "");
 	if (fuse_opt_add_arg(args, "hubfs") || fuse_opt_add_arg(args, "-o") ||
 	    fuse_opt_add_arg(args, opts) ||
@@ -162,8 +217,7 @@ int fs_run(const struct fs_config *cfg, int ready_fd)
 		goto out;
 	started = true;
 	status_start(&m); /* without it, the mount still serves */
-	if (ready_fd >= 0)
-		start_ready_thread(cfg->mountpoint, ready_fd);
+	start_ready_thread(cfg->mountpoint, ready_fd, FS_READAHEAD_KB);
 	loop = fuse_loop_cfg_create();
 	if (!loop) {
 		rc = -ENOMEM;

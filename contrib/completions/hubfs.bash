@@ -18,7 +18,7 @@ _hubfs()
     local options='' dirs='' files='' values='' folders=''
     case ${words[1]} in
         mount)
-            options='--cache-dir --endpoint --token-file --offline --hf-cache --no-hf-cache --revision-ttl --read-timeout --max-cache --no-xet --log -f --foreground -d --debug -o -h --help'
+            options='--cache-dir --endpoint --token-file --offline --hf-cache --no-hf-cache --revision-ttl --read-timeout --max-cache --no-xet --log --xattr -f --foreground -d --debug -o -h --help'
             dirs='--cache-dir --hf-cache'
             files='--token-file --log'
             values='--endpoint --revision-ttl --read-timeout --max-cache -o'

@@ -54,9 +54,14 @@ XET_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "large", "xet.json")
 XET_REPO, XET_FILE = "acme/xet-revisions", "model.bin"
 XET_UPDATE_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "large", "xet-update.json")
 XET_UPDATE_REPO = "acme/xet-update"
+LOAD_FIXTURE = os.path.join(HERE, "model-load.json")
+LOAD_REPO = "acme/bench-load"
+LOAD_SCRIPT = os.path.join(HERE, "load_model.py")
+MANY_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "large", "many-files.json")
+MANY_REPO = "acme/many-files"
 
 CASES = ["cold", "peers", "warm", "first", "threads", "random", "rss", "fleet", "xet",
-         "xetcold", "xetupdate"]
+         "load", "lslr", "xetcold", "xetupdate"]
 CASE_HELP = {
     "cold": "cold sequential read: hubfs vs curl (1 stream) vs aria2c -x16 -s16 (alone "
             "and + openssl sha256), and hubfs pull, CDN uncapped and rate-limited, "
@@ -78,6 +83,12 @@ CASE_HELP = {
     "xet": "huggingface_hub + hf_xet download a 256 MiB Xet file on 2 machines in turn: "
            "from the Hub (CAS, xorbs) vs through hubfs-mirror (bridge): CDN bytes and "
            "time, medians of --runs (CDN uncapped)",
+    "load": "a 1 GiB safetensors model (load_file; safe_open, every tensor in file order) "
+            "and a 1 GiB GGUF (GGUFReader mmap, every byte): hubfs cold, warm after "
+            "remount, re-read in the same mount vs hf download + load vs a local copy, "
+            "medians of --runs (CDN uncapped)",
+    "lslr": "ls -lR of the 100,001-file dataset, warm: hubfs by default and with "
+            "-o xattr vs the same tree on local disk, medians of --runs",
     "xetcold": "cold read of a 1 GiB Xet file: hubfs through the CAS vs hubfs --no-xet "
                "(the bridge) vs hf download (huggingface_hub + hf_xet) vs aria2c -x16 on "
                "the bridge URL, medians of --runs (CDN uncapped)",
@@ -89,6 +100,7 @@ CASE_HELP = {
 CASE_STACKS = {"cold": ("open", "rate"), "peers": ("open", "rate"), "warm": ("open",),
                "rss": ("open",), "first": ("rate",), "threads": ("rate",),
                "random": ("rate",), "fleet": ("open", "rate"), "xet": ("open",),
+               "load": ("open",), "lslr": ("open",),
                "xetcold": ("open",), "xetupdate": ("open",)}
 
 READ_TIMEOUT = 180      # one cold 1 GiB read (100 MiB/s takes ~11 s)
@@ -1408,6 +1420,300 @@ def case_xet(b, ctx):
                        why or fails.get(key))
 
 
+# --------------------------------------------------------------- model loads
+
+# (kind of load, file, what the rows say); load_model.py names the kinds.
+LOADS = [("load_file", "model.safetensors", "safetensors load_file"),
+         ("safe_open", "model.safetensors", "safetensors safe_open, file order"),
+         ("gguf", "model.gguf", "GGUFReader (mmap), every byte")]
+LOAD_WAYS = [("cold", "hubfs cold"),
+             ("reread", "hubfs re-read, same mount"),
+             ("warm", "hubfs warm after remount"),
+             ("download", "hf download, then load"),
+             ("local", "local copy")]
+
+
+def venv_env(home=None):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+           "HOME": home or tempfile.gettempdir(), "OMP_NUM_THREADS": "1"}
+    return env
+
+
+def load_files(b, ctx, python):
+    """The model files, made once per machine like test_loaders.py's: kept in
+    the stack's blob cache under a key hashing the generator and the pins."""
+    import hashlib
+    h = hashlib.sha256()
+    for p in (LOAD_SCRIPT, os.path.join(ROOT, "tests", "python", "requirements.txt")):
+        with open(p, "rb") as f:
+            h.update(f.read())
+    top = os.path.join(ctx.stack.blob_cache, "bench-load")
+    out = os.path.join(top, h.hexdigest()[:16])
+    if not os.path.exists(os.path.join(out, "DONE")):
+        os.makedirs(top, exist_ok=True)
+        for old in os.listdir(top):     # one set per machine
+            shutil.rmtree(os.path.join(top, old), ignore_errors=True)
+        tmp = out + ".tmp.%d" % os.getpid()
+        log("making the model files (once per machine) in %s" % out)
+        rc, _, err, _ = b.run([python, LOAD_SCRIPT, "make", tmp], 900, env=venv_env())
+        if rc != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise NA("load_model.py make failed: %s" % " ".join(err.split())[-200:])
+        os.rename(tmp, out)
+    return out
+
+
+def case_load(b, ctx):
+    """Every LOADS kind, every way of LOAD_WAYS, --runs times, in turn (so
+    that a swing of the machine's load hits every row alike).  A run of a
+    kind: an empty store with the page cache dropped (cold), the same load
+    again in that mount (re-read), a remount with the store's blobs in the
+    page cache (warm: every byte through the daemon); hf download into an
+    empty HF_HOME with the page cache dropped, then the load from its cache;
+    the load from the generated file in the page cache (local)."""
+    python = hubstack.xet_python()
+    ways = list(LOAD_WAYS)
+    if b.args.baseline:
+        ways += [(w + "-baseline", label + " (--baseline)") for w, label in LOAD_WAYS
+                 if w in ("cold", "reread", "warm")]
+    rows = [(kind, way) for kind, _, _ in LOADS for way, _ in ways]
+    runs = {key: [] for key in rows}
+    fails = {}
+    why = None
+    if python is None:
+        why = "no test venv with safetensors, gguf, huggingface_hub (.ci/install-venv)"
+    hf = python and os.path.join(os.path.dirname(python), "hf")
+    try:
+        if why is None:
+            local = load_files(b, ctx, python)
+            ctx.stack.commit(LOAD_REPO, message="Model files", files={
+                name: {"file": os.path.join(local, name), "lfs": True}
+                for name in sorted({n for _, n, _ in LOADS})})
+    except NA as e:
+        why = str(e)
+
+    def load(kind, path):
+        rc, out, err, _ = b.run([python, LOAD_SCRIPT, "load", kind, path],
+                                b.args.read_timeout, env=venv_env())
+        if rc != 0:
+            raise NA("%s load failed: %s" % (kind, " ".join(err.split())[-200:]))
+        return json.loads(out.strip().splitlines()[-1])
+
+    def row(res, size, extra=None):
+        r = {"seconds": res["seconds"], "nbytes": size, "cdn_bytes": 0, "requests": 0,
+             "load": res["load"]}
+        r.update(extra or {})
+        return r
+
+    def hubfs_ways(kind, name, f, binary=None):
+        if binary:
+            normal, b.hubfs = b.hubfs, binary
+            try:
+                got = hubfs_ways(kind, name, f)
+            finally:
+                b.hubfs = normal
+            return {way + "-baseline": r for way, r in got.items()}
+        store = b.fresh("load-store")
+        b.cold_prep(ctx, [f["sha256"]])
+        load1 = load_avg()
+        m = b.hubfs_mount(ctx, "load", store)
+        out = {}
+        try:
+            path = m.path(LOAD_REPO, name)
+            if b.stat_size(path) != f["size"]:
+                raise NA("wrong size in the mount")
+            mark = ctx.log_mark()
+            cold = load(kind, path)
+            cold["load"] = load1
+            reread = load(kind, path)
+            reread["load"] = load_avg()
+            b.settle(m)
+            hwm = b.hwm(m)
+        finally:
+            b.hubfs_unmount(m)
+        cdn, reqs = ctx.cdn_bytes(mark)
+        out["cold"] = row(cold, f["size"], {"cdn_bytes": cdn, "requests": reqs, "hwm": hwm})
+        out["reread"] = row(reread, f["size"], {"hwm": hwm})
+        warm_files(os.path.join(store, "blobs"))
+        load2 = load_avg()
+        m = b.hubfs_mount(ctx, "load", store)
+        try:
+            mark = ctx.log_mark()
+            warm = load(kind, m.path(LOAD_REPO, name))
+            warm["load"] = load2
+            hwm = b.hwm(m)
+        finally:
+            b.hubfs_unmount(m)
+        cdn, reqs = ctx.cdn_bytes(mark)
+        out["warm"] = row(warm, f["size"], {"cdn_bytes": cdn, "requests": reqs, "hwm": hwm})
+        shutil.rmtree(store, ignore_errors=True)
+        return out
+
+    def download_then_load(kind, name, f):
+        home = b.fresh("load-hf-home")
+        env = venv_env(home)
+        env.update({"HF_HOME": home, "HF_ENDPOINT": ctx.stack.endpoint,
+                    "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                    "HF_HUB_DISABLE_UPDATE_CHECK": "1"})
+        b.cold_prep(ctx, [f["sha256"]])
+        load0 = load_avg()
+        mark = ctx.log_mark()
+        try:
+            rc, out, err, secs = b.run([hf, "download", LOAD_REPO, name], b.args.read_timeout,
+                                       env=env)
+            if rc != 0:
+                raise NA("hf download failed: %s" % " ".join((out + err).split())[-200:])
+            # It prints the file's path, alone or after "path:".
+            path = out.strip().splitlines()[-1].strip()
+            path = path.split("path:", 1)[1].strip() if path.startswith("path:") else path
+            if os.path.getsize(path) != f["size"]:
+                raise NA("hf download wrote %d bytes of %d" % (os.path.getsize(path),
+                                                               f["size"]))
+            res = load(kind, path)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+        cdn, reqs = ctx.cdn_bytes(mark)
+        return {"download": row({"seconds": secs + res["seconds"], "load": load0}, f["size"],
+                                {"cdn_bytes": cdn, "requests": reqs, "fetch": secs,
+                                 "then_load": res["seconds"]})}
+
+    def local_load(kind, name, f):
+        path = os.path.join(local, name)
+        warm_files_one(path)
+        load0 = load_avg()
+        res = load(kind, path)
+        res["load"] = load0
+        return {"local": row(res, f["size"])}
+
+    def attempt(kind, ways, fn):
+        try:
+            got = fn()
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001 -- a benchmark reports and goes on
+            for way in ways:
+                fails.setdefault((kind, way), "%s: %s" % (type(e).__name__, e)
+                                 if not isinstance(e, NA) else str(e))
+            return
+        for way in ways:
+            runs[(kind, way)].append(got[way])
+
+    for run in range(0 if why else b.args.runs):
+        for kind, name, _ in LOADS:
+            log("load run %d of %d: %s (load %s)" % (run + 1, b.args.runs, kind, load_avg()))
+            f = ctx.file(LOAD_REPO, name)
+            attempt(kind, ("local",), lambda: local_load(kind, name, f))
+            attempt(kind, ("cold", "reread", "warm"), lambda: hubfs_ways(kind, name, f))
+            if b.args.baseline:
+                attempt(kind, ("cold-baseline", "reread-baseline", "warm-baseline"),
+                        lambda: hubfs_ways(kind, name, f, b.args.baseline))
+            attempt(kind, ("download",), lambda: download_then_load(kind, name, f))
+    for kind, name, what in LOADS:
+        for way, label in ways:
+            got = runs[(kind, way)]
+            add_median_row(b, "load/%s/%s" % (kind, way), "load",
+                           "%s: %s" % (what, label), ctx.label, got,
+                           why or fails.get((kind, way)))
+            if way == "download" and got:
+                b.rows[-1]["note"] += "; download %s s + load %s s" % (
+                    "/".join("%.2f" % r["fetch"] for r in got),
+                    "/".join("%.2f" % r["then_load"] for r in got))
+
+
+def warm_files_one(path):
+    with open(path, "rb", buffering=0) as f:
+        while f.read(8 * MiB):
+            pass
+
+
+def time_ratio_rows(b, out):
+    """The goals of the load and lslr cases: ratios of median times."""
+    def ratio(name, num, den, target):
+        rows = [b.row(num), b.row(den)]
+        if None in rows or not rows[1]["seconds"]:
+            miss = num if rows[0] is None else den
+            out.append([name, "n/a (%s %s)" % (miss, "failed" if any(
+                r["id"] == miss for r in b.rows) else "not run"),
+                target_text(target, "<="), "n/a"])
+            return
+        v = rows[0]["seconds"] / rows[1]["seconds"]
+        out.append([name, "%.2f" % v, target_text(target, "<="), meets(v, target, "<=")])
+    for kind, _, what in LOADS:
+        def rid(way, kind=kind):
+            return "load/%s/%s" % (kind, way)
+        ratio("load %s: hubfs cold / hf download then load (time)" % what,
+              rid("cold"), rid("download"), 1.0)
+        ratio("load %s: hubfs re-read / local copy (time)" % what,
+              rid("reread"), rid("local"), 1.1)
+        ratio("load %s: hubfs warm after remount / local copy (time)" % what,
+              rid("warm"), rid("local"), 1.5)
+        if b.args.baseline:
+            for way in ("cold", "reread", "warm"):
+                ratio("load %s: hubfs %s / the same with --baseline (time)" % (what, way),
+                      rid(way), rid(way + "-baseline"), None)
+    ratio("ls -lR warm: hubfs default / local disk (time)", "lslr/default", "lslr/local",
+          3.0)
+    ratio("ls -lR warm: hubfs -o xattr / local disk (time)", "lslr/xattr", "lslr/local",
+          None)
+
+
+# --------------------------------------------------------------- ls -lR
+
+def case_lslr(b, ctx):
+    """ls -lR of the 100,001-file dataset, warm (after one ls -lR in the same
+    mount): hubfs with its default (no extended attributes: the kernel stops
+    asking after the first ENOSYS) and with -o xattr (a getxattr round trip
+    per file for the security label and ACLs), vs the same names and sizes
+    on local disk; the three in turn, --runs times."""
+    ways = [("local", "ls -lR, local disk"), ("default", "ls -lR, hubfs default"),
+            ("xattr", "ls -lR, hubfs -o xattr")]
+    runs = {w: [] for w, _ in ways}
+    fails = {}
+    mounts = {}
+    files = {}
+
+    def ls(top):
+        load0 = load_avg()
+        rc, out, err, secs = b.run(["ls", "-lR", top], 600)
+        if rc != 0:
+            raise NA("ls -lR exited %d: %s" % (rc, " ".join(err.split())[-200:]))
+        return {"seconds": secs, "nbytes": None, "cdn_bytes": 0, "requests": 0,
+                "load": load0, "lines": out.count("\n")}
+    try:
+        r = ctx.stack.repo(MANY_REPO, "dataset")
+        files = r["commits"][r["refs"]["main"]]["files"]
+        local = b.fresh("lslr-local")
+        for rel, f in files.items():
+            p = os.path.join(local, rel)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p, "wb") as out:
+                out.truncate(f["size"])
+        for way, args in (("default", ()), ("xattr", ("-o", "xattr"))):
+            m = b.hubfs_mount(ctx, "lslr-" + way, b.fresh("lslr-%s-store" % way), args=args)
+            mounts[way] = m
+            ls(m.path("datasets", MANY_REPO))       # the listing, fetched once
+        ls(local)
+        tops = {"local": local, "default": mounts["default"].path("datasets", MANY_REPO),
+                "xattr": mounts["xattr"].path("datasets", MANY_REPO)}
+        for run in range(b.args.runs):
+            log("lslr run %d of %d (load %s)" % (run + 1, b.args.runs, load_avg()))
+            for way, _ in ways:
+                try:
+                    runs[way].append(ls(tops[way]))
+                except NA as e:
+                    fails.setdefault(way, str(e))
+    except NA as e:
+        for way, _ in ways:
+            fails.setdefault(way, str(e))
+    finally:
+        for m in mounts.values():
+            b.hubfs_unmount(m)
+    for way, what in ways:
+        add_median_row(b, "lslr/%s" % way, "lslr", what, "-", runs[way], fails.get(way))
+    if files:
+        b.note("lslr: the dataset has %d files" % len(files))
+
+
 # --------------------------------------------------------------- Xet: hubfs's own reads
 
 XETCOLD_ROWS = [("cas", "hubfs, Xet CAS path (cat-like read)"),
@@ -1885,6 +2191,7 @@ def ratio_rows(b):
               fid("mirror-warm-1"), fid("direct-1"), 1.0)
         ratio("fleet %s x%d: via the mirror, warm / each from the CDN" % (label, FLEET),
               fid("mirror-warm"), fid("direct"))
+    time_ratio_rows(b, out)
     value("xet 2nd machine via the mirror: CDN bytes", "xet/mirror-2",
           lambda r: r["cdn_max"] / MiB, 0, "<=", "MiB")
     value("xet 1st machine via the mirror: CDN bytes, in copies of the file",
@@ -1963,11 +2270,14 @@ def parse_args(argv):
     ap.add_argument("--random-ios", type=int, default=FIO_IOS,
                     help="fio reads in the random case (%d)" % FIO_IOS)
     ap.add_argument("--runs", type=int, default=3,
-                    help="cold, fleet, xet, xetcold, xetupdate: runs of every row; the "
-                         "table shows the median (3)")
+                    help="cold, fleet, xet, load, lslr, xetcold, xetupdate: runs of "
+                         "every row; the table shows the median (3)")
     ap.add_argument("--mirror-arg", action="append", default=[], metavar="ARG",
                     help="fleet: an extra argument for hubfs-mirror (repeatable), "
                          "e.g. --mirror-arg=--slice=4M")
+    ap.add_argument("--baseline", metavar="HUBFS",
+                    help="load: also run the hubfs rows with this other hubfs binary, in "
+                         "turn with $HUBFS_BIN in every run (before/after a change)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the work folder (and the fleet mirrors' access logs)")
     ap.add_argument("--json", help="also write the measurements to this file")
@@ -1989,6 +2299,8 @@ def run_stack(b, kind):
     label = "uncapped" if kind == "open" else b.rate
     fixtures = [BIG_FIXTURE] + ([FOUR_FIXTURE] if "rss" in cases else []) + \
         ([XET_FIXTURE] if "xet" in cases else []) + \
+        ([LOAD_FIXTURE] if "load" in cases else []) + \
+        ([MANY_FIXTURE] if "lslr" in cases else []) + \
         ([XET_UPDATE_FIXTURE] if {"xetcold", "xetupdate"} & set(cases) else [])
     log("starting the stack, CDN %s (first run generates the fixtures' content)" % label)
     stack = hubstack.Stack(None, fixtures=fixtures,
@@ -2026,6 +2338,10 @@ def run_stack(b, kind):
                 case_fleet(b, ctx)
             elif c == "xet":
                 case_xet(b, ctx)
+            elif c == "load":
+                case_load(b, ctx)
+            elif c == "lslr":
+                case_lslr(b, ctx)
             elif c == "xetcold":
                 case_xetcold(b, ctx)
             elif c == "xetupdate":

@@ -512,7 +512,7 @@ class FaultTest(unittest.TestCase):
         cases = self.run_routes({
             "cdn": [{"kind": "range_200", "count": 3}],
             "hub": [{"kind": "range_200", "count": 3}],
-        }, "ok")
+        }, "ok", args=["--xattr"])
         for name, c in cases.items():
             with self.subTest(route=name):
                 self.assertEqual(int(os.getxattr(
@@ -740,7 +740,7 @@ class FaultTest(unittest.TestCase):
         # Redirects to the fault CDN, so that a rule can stall the reads
         # that follow the first ones.
         self.stack.fault(kind="status", target="cdn", path="^/never$")
-        m = self.mount()
+        m = self.mount(["--xattr"])
         p = self.path(m, "acme/reads", name)
         fd = os.open(p, os.O_RDONLY)
         done = 8 * MiB

@@ -14,7 +14,7 @@ import tempfile
 import time
 import unittest
 
-from mountlib import Mount, files_at, hubstack, mounted, walk_files
+from mountlib import HUBFS, Mount, files_at, hubstack, mounted, walk_files
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures",
                         "hub.json")
@@ -176,14 +176,101 @@ class MountTest(unittest.TestCase):
         self.assertEqual(st.st_blocks, (st.st_size + 511) // 512)
         self.assertEqual(os.stat(self.m.path("acme", "tiny-model")).st_mode
                          & 0o7777, 0o555)
-        self.assertEqual(os.getxattr(p, "user.hubfs.commit").decode(), sha)
-        self.assertEqual(os.getxattr(p, "user.hubfs.etag").decode(),
-                         files["model.safetensors"]["sha256"])
         # st_ino is stable for (commit, path), whichever name reaches it.
         self.assertEqual(
             st.st_ino,
             os.stat(self.m.path("acme", "tiny-model@" + sha,
                                 "model.safetensors")).st_ino)
+
+    def test_extended_attributes_with_the_option(self):
+        """--xattr (or -o xattr) gives files and repo folders their
+        provenance; the store holds the same facts for hubfs ls."""
+        files, sha = files_at(self.manifest, "model", "acme/tiny-model",
+                              "main")
+        for args in (["--xattr"], ["-o", "ro,xattr"]):
+            with Mount(self.tmp, self.stack.endpoint, name="xattr",
+                       args=args) as m:
+                top = m.path("acme", "tiny-model")
+                p = os.path.join(top, "model.safetensors")
+                self.assertEqual(os.getxattr(p, "user.hubfs.commit").decode(),
+                                 sha)
+                self.assertEqual(os.getxattr(p, "user.hubfs.etag").decode(),
+                                 files["model.safetensors"]["sha256"])
+                self.assertEqual(os.getxattr(top, "user.hubfs.commit")
+                                 .decode(), sha)
+                self.assertEqual(sorted(os.listxattr(p)),
+                                 ["user.hubfs.cached", "user.hubfs.commit",
+                                  "user.hubfs.etag"])
+                with open(p, "rb") as f:
+                    size = len(f.read())
+                self.assertEqual(int(os.getxattr(p, "user.hubfs.cached")),
+                                 size)
+                with self.assertRaises(OSError) as cm:
+                    os.getxattr(p, "user.other")
+                self.assertEqual(cm.exception.errno, errno.ENODATA)
+                r = run("ls", "-l", top)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("model.safetensors", r.stdout)
+
+    def test_no_extended_attributes_by_default(self):
+        """Without --xattr the mount answers no extended attribute: the
+        kernel remembers its ENOSYS and says EOPNOTSUPP for the whole
+        mount, ls -l still works, and hubfs ls shows the provenance."""
+        files, sha = files_at(self.manifest, "model", "acme/tiny-model",
+                              "main")
+        top = self.m.path("acme", "tiny-model")
+        p = os.path.join(top, "model.safetensors")
+        with open(p, "rb") as f:
+            f.read()
+        for path in (p, top, p, self.m.mnt):
+            for call in (lambda: os.getxattr(path, "user.hubfs.commit"),
+                         lambda: os.getxattr(path, "security.selinux"),
+                         lambda: os.listxattr(path)):
+                with self.assertRaises(OSError) as cm:
+                    call()
+                self.assertEqual(cm.exception.errno, errno.ENOTSUP, path)
+        r = run("ls", "-lR", top)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr, "")
+        for name in files:
+            self.assertIn(os.path.basename(name), r.stdout)
+        # The store records what was read once it is synced: ask until
+        # it has.
+        for _ in range(100):
+            r = run(HUBFS, "ls", "--json", "--cache-dir", self.m.store,
+                    "acme/tiny-model")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            listed = json.loads(r.stdout)
+            got = {f["path"]: f for f in listed["files"]}
+            if got["model.safetensors"]["complete"]:
+                break
+            time.sleep(0.1)
+        self.assertEqual(listed["commit"], sha)
+        self.assertEqual(got["model.safetensors"]["etag"],
+                         files["model.safetensors"]["sha256"])
+        self.assertEqual(got["model.safetensors"]["local_bytes"],
+                         files["model.safetensors"]["size"])
+
+    def test_readahead_and_request_size(self):
+        """Run by root, the mount reads ahead 1 MiB (the kernel's 128 KiB
+        would cost a request per 128 KiB); large reads stay byte-exact."""
+        p = self.m.path("acme", "tiny-model", "model.safetensors")
+        st = os.stat(p)
+        knob = "/sys/class/bdi/%d:%d/read_ahead_kb" % (os.major(st.st_dev),
+                                                       os.minor(st.st_dev))
+        if os.geteuid() == 0 and os.path.exists(knob):
+            with open(knob) as f:
+                self.assertEqual(int(f.read()), 1024)
+        files, _ = files_at(self.manifest, "model", "acme/tiny-model",
+                            "main")
+        with open(files["model.safetensors"]["content"], "rb") as f:
+            want = f.read()
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            self.assertEqual(os.pread(fd, len(want) + 4096, 0), want)
+            self.assertEqual(os.pread(fd, 3 << 20, 1000), want[1000:])
+        finally:
+            os.close(fd)
 
     def test_read_only(self):
         top = self.m.path("acme", "tiny-model")

@@ -61,7 +61,7 @@ class ReadTest(unittest.TestCase):
         return m.path("acme", "reads", name)
 
     def test_header_read_fetches_little(self):
-        m = self.mount()
+        m = self.mount(args=("--xattr",))
         f = self.files["weights.safetensors"]
         before = len(self.stack.cdn_log())
         with open(self.path(m, "weights.safetensors"), "rb") as fh:
@@ -77,7 +77,7 @@ class ReadTest(unittest.TestCase):
         self.assertLess(cached, f["size"])
 
     def test_full_read_is_verified_and_kept(self):
-        m = self.mount()
+        m = self.mount(args=("-o", "xattr"))
         for name in ("weights.safetensors", "plain.bin"):
             f = self.files[name]
             h = hashlib.sha256()

@@ -33,7 +33,7 @@ class RevisionTest(unittest.TestCase):
         return m
 
     def test_branch_moves_after_ttl_open_files_do_not(self):
-        m = self.mount(args=("--revision-ttl", "2"))
+        m = self.mount(args=("--revision-ttl", "2", "-o", "xattr"))
         top = m.path("datasets", "bob", "bob-data")
         files, old_sha = files_at(self.stack.manifest, "dataset",
                                   "bob/bob-data", "main")

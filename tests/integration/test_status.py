@@ -289,7 +289,7 @@ class RefreshTest(unittest.TestCase):
 
     def test_refresh_follows_the_branch_before_the_ttl(self):
         m = Mount(self.tmp, self.stack.endpoint, name="r",
-                  args=("--revision-ttl", "3600")).start()
+                  args=("--revision-ttl", "3600", "--xattr")).start()
         self.addCleanup(m.stop)
         files, old_sha = files_at(self.stack.manifest, "dataset",
                                   "bob/bob-data", "main")

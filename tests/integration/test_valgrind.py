@@ -247,9 +247,10 @@ class ValgrindTest(unittest.TestCase):
                 os.path.join(reads, "other.safetensors"),
                 "user.hubfs.cached")), self.reads["other.safetensors"]["size"])
 
-        self.run_under_valgrind("cold", cold)
-        self.run_under_valgrind("warm", warm)
-        m = self.run_under_valgrind("evict", evict, ["--max-cache", "4M"])
+        self.run_under_valgrind("cold", cold, ["-o", "xattr"])
+        self.run_under_valgrind("warm", warm, ["--xattr"])
+        m = self.run_under_valgrind("evict", evict,
+                                    ["--max-cache", "4M", "--xattr"])
         self.assertIn("evicted", m.read(m.log))
 
 
