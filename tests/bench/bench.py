@@ -1827,15 +1827,11 @@ def xet_hubfs_reads(b, ctx, label, args, files, revs):
     return out
 
 
-def xet_wait_verified(store, f, limit=30.0):
-    """Wait until the store holds f's blob complete and verified
-    (STORE/blobs/<sha256>, recorded just after the read that ended it)."""
-    path = os.path.join(store, "blobs", f["sha256"])
-    deadline = time.monotonic() + limit
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise NA("the store never recorded the file verified")
-        time.sleep(0.05)
+def xet_wait_verified(store, f, limit=30):
+    """Wait until the store's index records f's blob complete and verified
+    (just after the read that ended it)."""
+    if not mountlib.blob_recorded(store, f["sha256"], limit):
+        raise NA("the store never recorded the file verified")
 
 
 def xet_cdn_bytes_between(ctx, mark, end):
