@@ -52,6 +52,8 @@ FOUR_REPO = "acme/four-big"
 FOUR_FILES = ["part-%d.safetensors" % i for i in range(1, 5)]
 XET_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "large", "xet.json")
 XET_REPO, XET_FILE = "acme/xet-revisions", "model.bin"
+XET_UPDATE_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "large", "xet-update.json")
+XET_UPDATE_REPO = "acme/xet-update"
 LOAD_FIXTURE = os.path.join(HERE, "model-load.json")
 LOAD_REPO = "acme/bench-load"
 LOAD_SCRIPT = os.path.join(HERE, "load_model.py")
@@ -59,7 +61,7 @@ MANY_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "large", "many-files.json
 MANY_REPO = "acme/many-files"
 
 CASES = ["cold", "peers", "warm", "first", "threads", "random", "rss", "fleet", "xet",
-         "load", "lslr"]
+         "load", "lslr", "xetcold", "xetupdate"]
 CASE_HELP = {
     "cold": "cold sequential read: hubfs vs curl (1 stream) vs aria2c -x16 -s16 (alone "
             "and + openssl sha256), and hubfs pull, CDN uncapped and rate-limited, "
@@ -87,12 +89,19 @@ CASE_HELP = {
             "medians of --runs (CDN uncapped)",
     "lslr": "ls -lR of the 100,001-file dataset, warm: hubfs by default and with "
             "-o xattr vs the same tree on local disk, medians of --runs",
+    "xetcold": "cold read of a 1 GiB Xet file: hubfs through the CAS vs hubfs --no-xet "
+               "(the bridge) vs hf download (huggingface_hub + hf_xet) vs aria2c -x16 on "
+               "the bridge URL, medians of --runs (CDN uncapped)",
+    "xetupdate": "revision 2 of the 1 GiB Xet file (100 regions of 100 KiB rewritten) after "
+                 "revision 1: xorb CDN bytes, hubfs vs hf download, medians of --runs "
+                 "(CDN uncapped)",
 }
 # Which stack a case runs on: "open" = CDN uncapped, "rate" = limit_rate.
 CASE_STACKS = {"cold": ("open", "rate"), "peers": ("open", "rate"), "warm": ("open",),
                "rss": ("open",), "first": ("rate",), "threads": ("rate",),
                "random": ("rate",), "fleet": ("open", "rate"), "xet": ("open",),
-               "load": ("open",), "lslr": ("open",)}
+               "load": ("open",), "lslr": ("open",),
+               "xetcold": ("open",), "xetupdate": ("open",)}
 
 READ_TIMEOUT = 180      # one cold 1 GiB read (100 MiB/s takes ~11 s)
 MOUNT_TIMEOUT = 60
@@ -1832,6 +1841,305 @@ def case_lslr(b, ctx):
         b.note("lslr: the dataset has %d files" % len(files))
 
 
+# --------------------------------------------------------------- Xet: hubfs's own reads
+
+XETCOLD_ROWS = [("cas", "hubfs, Xet CAS path (cat-like read)"),
+                ("bridge", "hubfs --no-xet, bridge (cat-like read)"),
+                ("hf", "hf download (hf_xet, to its cache)"),
+                ("aria2c", "aria2c -x16 -s16, bridge URL (to disk)")]
+XETUPDATE_ROWS = [("hubfs", "hubfs: rev 2 after rev 1, one mount"),
+                  ("hf", "hf download: rev 2 after rev 1, one HF_HOME")]
+
+
+def hubfs_xet_support(b):
+    """None when this hubfs has --no-xet (so it reads Xet files through the
+    CAS, and through the bridge when told); else why its Xet rows are n/a."""
+    if not os.access(b.hubfs, os.X_OK):
+        return "no hubfs binary at %s (make build, or set HUBFS_BIN)" % b.hubfs
+    rc, out, err, _ = b.run([b.hubfs, "mount", "--help"], MOUNT_TIMEOUT)
+    if "--no-xet" not in out + err:
+        return "this hubfs has no --no-xet"
+    return None
+
+
+def xet_update_setup(ctx):
+    """(hf_xet's python, {"v1": file, "v2": file} of acme/xet-update's
+    model.bin, why the Xet rows cannot run at all or None)."""
+    python = hubstack.xet_python()
+    if python is None:
+        return None, None, "no test venv with huggingface_hub + hf_xet (.ci/install-venv)"
+    if not ctx.stack.xet_built:
+        return python, None, "the Xet fixture could not be built (see the stack's xet-build.log)"
+    try:
+        r = ctx.stack.repo(XET_UPDATE_REPO)
+        files = {rev: r["commits"][r["refs"][rev]]["files"][XET_FILE] for rev in ("v1", "v2")}
+    except KeyError:
+        return python, None, "no %s/%s v1 and v2 in the stack" % (XET_UPDATE_REPO, XET_FILE)
+    return python, files, None
+
+
+def xet_cpu(r):
+    """The busy CPU figures (cpu, own_cpu) of a timed run, from a reader's
+    result or Bench.last after run(), where this bench measures them."""
+    return {k: r[k] for k in ("cpu", "own_cpu") if k in (r or {})}
+
+
+def xet_cold_prep(b, ctx, files):
+    """cold_prep for Xet files: the page cache dropped, then the bridge's
+    source files and every xorb their reconstructions name read back, so
+    that nginx serves both paths from memory."""
+    b.cold_prep(ctx, [f["sha256"] for f in files])
+    xorbs = set()
+    for f in files:
+        rec = os.path.join(ctx.stack.blob_cache, "xet", "files", f["sha256"] + ".json")
+        with open(rec) as fh:
+            xorbs.update(t[0] for t in json.load(fh)["terms"])
+    for xorb in sorted(xorbs):
+        with open(os.path.join(ctx.stack.state, "xorbs", xorb), "rb", buffering=0) as fh:
+            while fh.read(8 * MiB):
+                pass
+
+
+def xet_cdn_bytes(ctx, mark):
+    """(xorb bytes, bridge bytes, requests) the CDN logged since mark."""
+    time.sleep(0.2)   # nginx logs a request when it ends
+    xorb = bridge = reqs = 0
+    with open(ctx.stack.cdn_log_path, "rb") as f:
+        f.seek(mark)
+        for line in f:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            n = max(0, int(e.get("bytes", 0)))
+            if e.get("uri", "").startswith("/xorbs/"):
+                xorb += n
+            elif e.get("uri", "").startswith("/blobs/"):
+                bridge += n
+            reqs += 1
+    return xorb, bridge, reqs
+
+
+def xet_hubfs_reads(b, ctx, label, args, files, revs):
+    """A fresh store, cold caches, one mount with `args`: read model.bin at
+    each revision in `revs` whole, in turn, the daemon left to go quiet
+    between them; -> one dict per revision (seconds, nbytes, cdn_bytes,
+    xorb, bridge, requests, hwm, load)."""
+    store = b.fresh("xet-%s-store" % label)
+    xet_cold_prep(b, ctx, [files[rev] for rev in revs])
+    load = load_avg()
+    m = b.hubfs_mount(ctx, "xet-%s" % label, store, args=args)
+    out = []
+    try:
+        owner, name = XET_UPDATE_REPO.split("/")
+        for rev in revs:
+            path = m.path(owner, "%s@%s" % (name, rev), XET_FILE)
+            size = files[rev]["size"]
+            if b.stat_size(path) != size:
+                raise NA("wrong size in the mount")
+            mark = ctx.log_mark()
+            r = b.read_all(path, size)
+            b.settle(m)
+            xet_wait_verified(store, files[rev])
+            out.append(dict(xet_cpu(r), seconds=r["seconds"], nbytes=r["bytes"], mark=mark,
+                            load=load, hwm=b.hwm(m)))
+            load = load_avg()
+    finally:
+        b.hubfs_unmount(m)
+        shutil.rmtree(store, ignore_errors=True)
+    ends = [r["mark"] for r in out[1:]] + [None]
+    for r, end in zip(out, ends):
+        r["xorb"], r["bridge"], r["requests"] = xet_cdn_bytes_between(ctx, r.pop("mark"), end)
+        r["cdn_bytes"] = r["xorb"] + r["bridge"]
+    return out
+
+
+def xet_wait_verified(store, f, limit=30):
+    """Wait until the store's index records f's blob complete and verified
+    (just after the read that ended it)."""
+    if not mountlib.blob_recorded(store, f["sha256"], limit):
+        raise NA("the store never recorded the file verified")
+
+
+def xet_cdn_bytes_between(ctx, mark, end):
+    """xet_cdn_bytes from mark up to end (None: the end of the log)."""
+    xorb, bridge, reqs = xet_cdn_bytes(ctx, mark)
+    if end is None:
+        return xorb, bridge, reqs
+    later = xet_cdn_bytes(ctx, end)
+    return xorb - later[0], bridge - later[1], reqs - later[2]
+
+
+def xet_hf_downloads(b, ctx, python, files, revs, home):
+    """`hf download` (huggingface_hub + hf_xet, defaults) of model.bin at each
+    revision in turn into one fresh HF_HOME; -> one dict per revision."""
+    hf = os.path.join(os.path.dirname(python), "hf")
+    if not os.access(hf, os.X_OK):
+        raise NA("no hf command beside %s" % python)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
+    env.update({"HF_HOME": home, "HF_ENDPOINT": ctx.stack.endpoint,
+                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                "HF_HUB_DISABLE_UPDATE_CHECK": "1"})
+    xet_cold_prep(b, ctx, [files[rev] for rev in revs])
+    out = []
+    try:
+        for rev in revs:
+            load = load_avg()
+            mark = ctx.log_mark()
+            rc, stdout, err, secs = b.run([hf, "download", "--quiet", XET_UPDATE_REPO, XET_FILE,
+                                           "--revision", rev], b.args.read_timeout, env=env)
+            cpu = xet_cpu(getattr(b, "last", None))
+            if rc != 0:
+                raise NA("hf download failed: %s" % " ".join(err.split())[-200:])
+            path = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+            if not os.path.isfile(path) or os.path.getsize(path) != files[rev]["size"]:
+                raise NA("hf download left no file of %d bytes (%r)" % (files[rev]["size"], path))
+            xorb, bridge, reqs = xet_cdn_bytes(ctx, mark)
+            out.append(dict(cpu, seconds=secs, nbytes=files[rev]["size"], xorb=xorb,
+                            bridge=bridge, cdn_bytes=xorb + bridge, requests=reqs, load=load))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    return out
+
+
+def xet_signed_url(ctx, rev):
+    """The bridge URL of model.bin at rev: the resolve 302 Location."""
+    u = urllib.parse.urlsplit(ctx.stack.endpoint)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        conn.request("GET", "/%s/resolve/%s/%s" % (XET_UPDATE_REPO, rev, XET_FILE))
+        r = conn.getresponse()
+        r.read()
+        loc = r.getheader("Location")
+        if r.status != 302 or not loc:
+            raise NA("resolve answered %d without a CDN Location" % r.status)
+        return urllib.parse.urljoin(ctx.stack.endpoint + "/", loc)
+    finally:
+        conn.close()
+
+
+def xet_aria2c(b, ctx, f, rev):
+    if not shutil.which("aria2c"):
+        raise NA("aria2c not installed (apt-get install aria2)")
+    url = xet_signed_url(ctx, rev)
+    d = b.fresh("xet-aria2-out")
+    os.makedirs(d)
+    xet_cold_prep(b, ctx, [f])
+    load = load_avg()
+    mark = ctx.log_mark()
+    try:
+        rc, out, err, secs = b.run(
+            ["aria2c", "-x16", "-s16", "-q", "--file-allocation=none",
+             "--allow-overwrite=true", "--auto-file-renaming=false",
+             "--max-tries=1", "-d", d, "-o", "out.bin", url], b.args.read_timeout)
+        cpu = xet_cpu(getattr(b, "last", None))
+        if rc != 0:
+            raise NA("aria2c exited %d: %s" % (rc, (out + err).strip()[-200:]))
+        got = os.path.getsize(os.path.join(d, "out.bin"))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    if got != f["size"]:
+        raise NA("aria2c wrote %d bytes of %d" % (got, f["size"]))
+    xorb, bridge, reqs = xet_cdn_bytes(ctx, mark)
+    return dict(cpu, seconds=secs, nbytes=got, xorb=xorb, bridge=bridge,
+                cdn_bytes=xorb + bridge, requests=reqs, load=load)
+
+
+def xet_attempt(runs, fails, key, fn):
+    try:
+        runs[key].append(fn())
+    except KeyboardInterrupt:
+        raise
+    except NA as e:
+        fails.setdefault(key, " ".join(str(e).split()))
+    except Exception as e:  # noqa: BLE001 -- a benchmark reports and goes on
+        fails.setdefault(key, " ".join(("%s: %s" % (type(e).__name__, e)).split()))
+
+
+def xet_path_notes(b, case, runs):
+    """Say so when a row read through the other path than its own."""
+    for key, wrong, path in (("cas", "bridge", "the bridge"), ("bridge", "xorb", "the CAS"),
+                             ("hubfs", "bridge", "the bridge"), ("hf", "bridge", "the bridge")):
+        n = max((r[wrong] for r in runs.get(key, ())), default=0)
+        if n:
+            b.note("%s/%s fetched %d bytes through %s" % (case, key, n, path))
+
+
+def case_xetcold(b, ctx):
+    """A cold whole-file read of revision 1 of the 1 GiB Xet file by hubfs
+    through the CAS, hubfs --no-xet through the bridge, `hf download` and
+    aria2c -x16 on the bridge URL; the rows in turn, --runs times, medians."""
+    python, files, why = xet_update_setup(ctx)
+    hubfs_why = why or hubfs_xet_support(b)
+    if files:
+        schemes = ctx.stack.control("GET", "/_emu/xet?sha256=" + files["v1"]["sha256"])["schemes"]
+        b.note("%s/%s v1: Xet chunks by compression scheme %s" % (
+            XET_UPDATE_REPO, XET_FILE, ", ".join("%s %d" % kv for kv in sorted(schemes.items()))))
+    runs = {key: [] for key, _ in XETCOLD_ROWS}
+    fails = {}
+    for run in range(0 if why else b.args.runs):
+        log("xetcold run %d of %d (load %s)" % (run + 1, b.args.runs, load_avg()))
+        if not hubfs_why:
+            xet_attempt(runs, fails, "cas", lambda: xet_hubfs_reads(
+                b, ctx, "cas", (), files, ["v1"])[0])
+            xet_attempt(runs, fails, "bridge", lambda: xet_hubfs_reads(
+                b, ctx, "bridge", ("--no-xet",), files, ["v1"])[0])
+        xet_attempt(runs, fails, "hf", lambda: xet_hf_downloads(
+            b, ctx, python, files, ["v1"], b.fresh("xet-hf-home"))[0])
+        xet_attempt(runs, fails, "aria2c", lambda: xet_aria2c(b, ctx, files["v1"], "v1"))
+    xet_path_notes(b, "xetcold", runs)
+    for key, what in XETCOLD_ROWS:
+        add_median_row(b, "xetcold/%s" % key, "xetcold", what, ctx.label, runs[key],
+                       (hubfs_why if key in ("cas", "bridge") else why) or fails.get(key))
+
+
+def case_xetupdate(b, ctx):
+    """Revision 1 then revision 2 of the 1 GiB Xet file (100 regions of
+    100 KiB rewritten in place): hubfs in one mount with a fresh store, and
+    `hf download` into one fresh HF_HOME; the rows are revision 2's (time,
+    CDN bytes), medians of --runs."""
+    python, files, why = xet_update_setup(ctx)
+    hubfs_why = why or hubfs_xet_support(b)
+    runs = {key: [] for key, _ in XETUPDATE_ROWS}
+    fails = {}
+    for run in range(0 if why else b.args.runs):
+        log("xetupdate run %d of %d (load %s)" % (run + 1, b.args.runs, load_avg()))
+        if not hubfs_why:
+            xet_attempt(runs, fails, "hubfs", lambda: xet_hubfs_reads(
+                b, ctx, "update", (), files, ["v1", "v2"])[1])
+        xet_attempt(runs, fails, "hf", lambda: xet_hf_downloads(
+            b, ctx, python, files, ["v1", "v2"], b.fresh("xet-hf-home"))[1])
+    xet_path_notes(b, "xetupdate", runs)
+    for key, what in XETUPDATE_ROWS:
+        add_median_row(b, "xetupdate/%s" % key, "xetupdate", what, ctx.label, runs[key],
+                       (hubfs_why if key == "hubfs" else why) or fails.get(key))
+
+
+def xet_ratios(ratio, value):
+    """The Xet cases' lines of the ratio table (ratio_rows' helpers)."""
+    ratio("xet cold: hubfs CAS / hubfs --no-xet (bridge)", "xetcold/cas", "xetcold/bridge", 1.0)
+    ratio("xet cold: hubfs CAS / hf download", "xetcold/cas", "xetcold/hf", 1.0)
+    ratio("xet cold: hubfs CAS / aria2c -x16 (bridge URL)", "xetcold/cas", "xetcold/aria2c")
+    ratio("xet cold: hf download / aria2c -x16 (bridge URL)", "xetcold/hf", "xetcold/aria2c")
+    for key, target in (("hubfs", 3), ("hf", None)):
+        value("xet update: %s CDN bytes for rev 2, %% of the file (most of the runs)" % key,
+              "xetupdate/%s" % key, lambda r: 100 * r["cdn_max"] / r["nbytes"], target, "<=",
+              "%")
+
+
+def xet_update_lines(b):
+    """`xet update: hubfs fetched X % of the file, hf_xet Y %` when the
+    case ran (medians of the runs; n/a for a row that could not run)."""
+    if "xetupdate" not in b.cases:
+        return []
+
+    def pct(rid):
+        r = b.row(rid)
+        return "n/a" if r is None else "%.2f" % (100 * r["cdn_bytes"] / r["nbytes"])
+    return ["", "xet update: hubfs fetched %s %% of the file, hf_xet %s %%"
+            % (pct("xetupdate/hubfs"), pct("xetupdate/hf"))]
+
+
 # --------------------------------------------------------------- the report
 
 def mibs(row):
@@ -2015,6 +2323,7 @@ def ratio_rows(b):
           "xet/direct-2", lambda r: r["cdn_bytes"] / r["nbytes"], None, "<=", "x")
     value("xet hubfs 2nd machine via the mirror: CDN bytes", "xet/hubfs-mirror-2",
           lambda r: r["cdn_max"] / MiB, 0, "<=", "MiB")
+    xet_ratios(ratio, value)
     return out
 
 
@@ -2047,6 +2356,8 @@ def report(b, started):
     print()
     print(table(["ratio (this run)", "measured", "target", "meets"], ratio_rows(b),
                 right={1}))
+    for line in xet_update_lines(b):
+        print(line)
     if b.notes:
         print()
         for n in b.notes:
@@ -2084,8 +2395,8 @@ def parse_args(argv):
     ap.add_argument("--random-ios", type=int, default=FIO_IOS,
                     help="fio reads in the random case (%d)" % FIO_IOS)
     ap.add_argument("--runs", type=int, default=3,
-                    help="cold, fleet, xet, load, lslr: runs of every row; the table "
-                         "shows the median (3)")
+                    help="cold, fleet, xet, load, lslr, xetcold, xetupdate: runs of "
+                         "every row; the table shows the median (3)")
     ap.add_argument("--mirror-arg", action="append", default=[], metavar="ARG",
                     help="fleet: an extra argument for hubfs-mirror (repeatable), "
                          "e.g. --mirror-arg=--slice=4M")
@@ -2114,7 +2425,8 @@ def run_stack(b, kind):
     fixtures = [BIG_FIXTURE] + ([FOUR_FIXTURE] if "rss" in cases else []) + \
         ([XET_FIXTURE] if "xet" in cases else []) + \
         ([LOAD_FIXTURE] if "load" in cases else []) + \
-        ([MANY_FIXTURE] if "lslr" in cases else [])
+        ([MANY_FIXTURE] if "lslr" in cases else []) + \
+        ([XET_UPDATE_FIXTURE] if {"xetcold", "xetupdate"} & set(cases) else [])
     log("starting the stack, CDN %s (first run generates the fixtures' content)" % label)
     stack = hubstack.Stack(None, fixtures=fixtures,
                            cdn_rate=None if kind == "open" else b.rate,
@@ -2156,6 +2468,10 @@ def run_stack(b, kind):
                 case_load(b, ctx)
             elif c == "lslr":
                 case_lslr(b, ctx)
+            elif c == "xetcold":
+                case_xetcold(b, ctx)
+            elif c == "xetupdate":
+                case_xetupdate(b, ctx)
     finally:
         b.watch = []
         b.cleanup()

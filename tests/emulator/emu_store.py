@@ -309,6 +309,29 @@ def compose_part(part):
         yield block
 
 
+def spread_edits(parts, edits):
+    """Fixture key "edits" {"count": N, "size": S, "seed": K} -> N patches of
+    S bytes spread evenly over the content of PARTS (patch i in the middle of
+    the i-th N-th of it), each of the kind of the part under its start (text
+    over zeros) and seeded K + i: an update that rewrites small regions in
+    place, as a fine-tuning step does to a checkpoint."""
+    kinds = []                  # (end offset, kind) of each part
+    total = 0
+    for part in parts:
+        kind = next(k for k in ("random", "zeros", "text", "floats") if k in part)
+        total += int(part[kind])
+        kinds.append((total, "text" if kind == "zeros" else kind))
+    count, size, seed = int(edits["count"]), int(edits["size"]), int(edits["seed"])
+    if count * size > total:
+        raise ValueError("edits: %d x %d bytes do not fit in %d" % (count, size, total))
+    patches = []
+    for i in range(count):
+        offset = (2 * i + 1) * total // (2 * count) - size // 2
+        kind = next(k for end, k in kinds if offset < end)
+        patches.append({"offset": offset, kind: size, "seed": seed + i})
+    return patches
+
+
 class FileEntry:
     """A file at a commit: a blob plus how git stores it (plain or LFS/xet)."""
 
@@ -659,7 +682,7 @@ class Hub:
 
     def make_file(self, spec, base=".", path="?"):
         """A file spec -> FileEntry.  Spec: a string (text), or an object with
-        one of text / base64 / file / {size, seed} / {parts, patches}, plus
+        one of text / base64 / file / {size, seed} / {parts, patches, edits}, plus
         lfs, xet, xetHash."""
         if isinstance(spec, str):
             spec = {"text": spec}
@@ -670,7 +693,10 @@ class Hub:
         elif "file" in spec:
             blob = self.store.put_file(os.path.join(base, spec["file"]))
         elif "parts" in spec:
-            blob = self.store.composed(spec["parts"], spec.get("patches", ()))
+            patches = list(spec.get("patches", ()))
+            if "edits" in spec:
+                patches += spread_edits(spec["parts"], spec["edits"])
+            blob = self.store.composed(spec["parts"], patches)
         elif "size" in spec and "seed" in spec and spec.get("sparse"):
             blob = self.store.sparse(spec["seed"], int(spec["size"]))
         elif "size" in spec and "seed" in spec:

@@ -258,6 +258,15 @@ class XetStore:
                 counts[SCHEMES.get(s, str(s))] += 1
         return dict(counts)
 
+    def file_schemes(self, rec):
+        """{scheme name: chunk count} over the chunks one file's terms name
+        (a chunk named twice counts twice)."""
+        counts = collections.Counter()
+        for xorb, first, end, _ in rec["terms"]:
+            for s in self.layout(xorb).schemes[first:end]:
+                counts[SCHEMES.get(s, str(s))] += 1
+        return dict(counts)
+
 
 # ---------------------------------------------------------------- reconstruction
 

@@ -55,7 +55,9 @@ e.g. tests/fixtures/large/*.json, only when passed with --fixtures):
                                as above): a sparse file, for sizes past 2 GiB
       {"parts": [PART, ...], "patches": [PART + "offset", ...]}   composed
                                content (emu_store.compose_part): random, zeros,
-                               text and float32 parts, patches written over it
+                               text and float32 parts, patches written over it;
+                               "edits": {"count", "size", "seed"} adds patches
+                               spread evenly (emu_store.spread_edits)
     plus "lfs": true (stored as an LFS pointer; served through the CDN) and
     "xet": true (implies lfs; real Xet objects in the CAS once hubstack.py
     has built them, see emu_xet.py), optional "xetHash": "<64 hex>" (a
@@ -919,18 +921,26 @@ class Emulator:
         if p == "/_emu/commit" and m == "POST":
             return self.control_commit(body)
         if p == "/_emu/xet" and m in ("GET", "HEAD"):
-            return self.control_xet()
+            return self.control_xet(req)
         if p == "/_emu/xet/write-token" and m == "POST":
             token, exp = self.cas.issue("write", None, 3600)
             return json_response({"accessToken": token, "exp": exp, "casUrl": self.cas_url})
         raise HubError(404, "Unknown control endpoint %s %s" % (m, p))
 
-    def control_xet(self):
-        """What the Xet builder needs (pending content) and what was built."""
+    def control_xet(self, req):
+        """What the Xet builder needs (pending content) and what was built;
+        with ?sha256=, the schemes of that built file's chunks only."""
         pending = [{"sha256": b.sha256, "size": b.size, "path": b.path} for b in self.hub.xet_pending()]
         with self.hub.lock:
             built = [self.hub.xet_store.by_sha256(sha) for sha, es in self.hub.xet_entries.items()
                      if all(e.xet_built for e in es)]
+        if req.param("sha256"):
+            rec = self.hub.xet_store.by_sha256(req.param("sha256"))
+            if rec is None:
+                raise HubError(404, "No built Xet file with that sha256")
+            return json_response({"cas": self.cas_url, "pending": pending,
+                                  "built": {rec["sha256"]: rec["file_hash"]},
+                                  "schemes": self.hub.xet_store.file_schemes(rec)})
         return json_response({"cas": self.cas_url, "pending": pending,
                               "built": {r["sha256"]: r["file_hash"] for r in built if r},
                               "schemes": self.hub.xet_store.schemes([r for r in built if r])})
