@@ -566,9 +566,11 @@ int hub_xet_chunk_decode(const struct hub_xet_chunk_header *h,
 /*
  * Turns the bytes of one fetch entry, fed in pieces as they come, into its
  * chunks: out holds them unpacked, back to back, and chunk_off[i] where
- * chunk chunk_start + i begins (chunk_off[n] is the total).  The decoder
- * refuses (-EPROTO) a bad header, data that does not decode, more chunks
- * than the entry names, or more than `limit` unpacked bytes.
+ * chunk chunk_start + i begins (chunk_off[n] is the total); a stored
+ * chunk is copied there as it comes, a compressed one gathered and then
+ * unpacked there.  The decoder refuses (-EPROTO) a bad header, data that
+ * does not decode, more chunks than the entry names, or more than `limit`
+ * unpacked bytes.
  */
 struct hub_xet_decoder {
 	uint32_t n_want;     /* chunks the entry names */
@@ -580,11 +582,22 @@ struct hub_xet_decoder {
 	uint8_t head[HUB_XET_CHUNK_HEADER];
 	size_t head_len;
 	struct hub_xet_chunk_header h; /* valid once head_len is full */
-	uint8_t *data;		       /* the chunk's data being gathered */
-	size_t data_len, data_cap;
+	uint8_t *data;		       /* a compressed chunk's data so far */
+	size_t data_len, data_cap;     /* data_len: the chunk's, either kind */
 };
 int hub_xet_decoder_init(struct hub_xet_decoder *d, uint32_t n_chunks,
 			 uint64_t limit);
+/*
+ * The output's buffer: lend() gives d one of cap bytes before the first
+ * feed (d owns it then), take() gets it back (NULL when there is none,
+ * *cap its size) and leaves d without output.  A reused buffer costs no
+ * page faults.
+ */
+void hub_xet_decoder_lend(struct hub_xet_decoder *d, uint8_t *buf, size_t cap);
+uint8_t *hub_xet_decoder_take(struct hub_xet_decoder *d, size_t *cap);
+/* Room for bytes (at most limit) of output up front, so that out is not
+   moved as it fills: 0 or -ENOMEM. */
+int hub_xet_decoder_reserve(struct hub_xet_decoder *d, uint64_t bytes);
 int hub_xet_decoder_feed(struct hub_xet_decoder *d, const void *p, size_t n);
 /* 0 when the bytes ended on a chunk boundary after every chunk, else
    -EPROTO. */

@@ -6,10 +6,12 @@
  * minute before it expires), the reconstruction of the batch's range from
  * the CAS (v2, or v1 once v2 answered 404), then every fetch entry that a
  * needed term names is fetched (a ranged GET of a signed URL, no token)
- * and decoded, and the terms' bytes are copied into the batch.  Only a
- * batch that decoded whole reaches the caller.  A xorb URL that refuses
- * us (403, 404, 410: expired) sends the batch back to the CAS for new
- * URLs, a few times.
+ * and decoded, each into one buffer sized up front (a stored chunk is
+ * copied there as it comes; buffers are reused while reads run), and the
+ * terms' bytes go to the caller, in order, from there.  Only a batch that
+ * decoded whole reaches the caller.  A xorb URL that refuses us (403,
+ * 404, 410: expired) sends the batch back to the CAS for new URLs, a few
+ * times.
  *
  * Local copies.  When the file names hub_xet_local hooks, each needed term
  * is first offered to copy(): a term the caller holds whole (the chunks of
@@ -40,6 +42,8 @@
 #define XET_ATTEMPTS 8		 /* reconstruction calls for one batch */
 #define XET_RENEW    60		 /* seconds before exp a token is renewed */
 #define XET_WORKERS  4		 /* reads of hub_xet_submit() run at once */
+#define XET_KEPT     8		 /* decoder outputs kept for reuse, at most */
+#define XET_KEPT_MAX (64u << 20) /* and their bytes */
 /* A xorb URL refused us: ask the CAS again (positive, unlike errnos). */
 #define XET_EXPIRED 3
 
@@ -66,6 +70,19 @@ struct hub_xet {
 	bool stopping;			/* lock */
 	pthread_t workers[XET_WORKERS]; /* started at the first submit */
 	unsigned n_workers;		/* lock */
+
+	/*
+	 * Decoder outputs kept for the next fetch entries while reads run: a
+	 * fresh one costs a page fault per 4 KiB as it fills.  Freed when the
+	 * last read running ends.
+	 */
+	struct kept {
+		uint8_t *p;
+		size_t cap;
+	} kept[XET_KEPT];  /* lock */
+	unsigned n_kept;   /* lock */
+	size_t kept_bytes; /* lock */
+	unsigned reads;	   /* lock: hub_xet_read()s running */
 };
 
 /* A read queued by hub_xet_submit(), with copies of the file's strings. */
@@ -83,6 +100,63 @@ static void stat_add(struct hub_xet *x, uint64_t *field, uint64_t n)
 	pthread_mutex_lock(&x->lock);
 	*field += n;
 	pthread_mutex_unlock(&x->lock);
+}
+
+/* A kept buffer for an output of about need bytes (the smallest that
+   holds it, else the largest), or NULL; *cap its size. */
+static uint8_t *kept_take(struct hub_xet *x, uint64_t need, size_t *cap)
+{
+	unsigned best = XET_KEPT;
+	uint8_t *p = NULL;
+
+	pthread_mutex_lock(&x->lock);
+	for (unsigned i = 0; i < x->n_kept; i++) {
+		size_t c = x->kept[i].cap, b;
+
+		if (best == XET_KEPT) {
+			best = i;
+			continue;
+		}
+		b = x->kept[best].cap;
+		if (c >= need ? b < need || c < b : b < need && c > b)
+			best = i;
+	}
+	if (best < XET_KEPT) {
+		p = x->kept[best].p;
+		*cap = x->kept[best].cap;
+		x->kept_bytes -= *cap;
+		x->kept[best] = x->kept[--x->n_kept];
+	}
+	pthread_mutex_unlock(&x->lock);
+	return p;
+}
+
+/* The output of d back to the kept ones if there is room, else freed;
+   then d is destroyed. */
+static void kept_put(struct hub_xet *x, struct hub_xet_decoder *d)
+{
+	size_t cap;
+	uint8_t *p = hub_xet_decoder_take(d, &cap);
+
+	hub_xet_decoder_destroy(d);
+	if (!p)
+		return;
+	pthread_mutex_lock(&x->lock);
+	if (x->n_kept < XET_KEPT && x->kept_bytes + cap <= XET_KEPT_MAX) {
+		x->kept[x->n_kept++] = (struct kept){ p, cap };
+		x->kept_bytes += cap;
+		p = NULL;
+	}
+	pthread_mutex_unlock(&x->lock);
+	free(p);
+}
+
+/* Free the kept buffers (lock held): nothing is read. */
+static void kept_drop_locked(struct hub_xet *x)
+{
+	while (x->n_kept > 0)
+		free(x->kept[--x->n_kept].p);
+	x->kept_bytes = 0;
 }
 
 static void wipe_free(char *s)
@@ -366,6 +440,7 @@ struct xget {
 	const struct hub_xet_fetch *fe;
 	struct hub_xet_decoder d;
 	uint64_t next;	      /* the next byte expected */
+	uint64_t unpacked;    /* what the terms naming it unpack to */
 	bool needed;	      /* some term of the batch uses this entry */
 	unsigned restarts;    /* bad bytes: fetched again from the start */
 	int rc;		      /* bt->lock: done()'s, 0 or a negative errno */
@@ -402,11 +477,18 @@ static const struct hub_xfer_ops get_ops = { get_data, get_done };
 static int get_submit(struct xget *g)
 {
 	uint32_t n_chunks = g->fe->chunk_end - g->fe->chunk_start;
+	size_t cap = 0;
+	uint8_t *buf;
 	int rc;
 
-	hub_xet_decoder_destroy(&g->d);
+	kept_put(g->x, &g->d);
 	rc = hub_xet_decoder_init(&g->d, n_chunks,
 				  (uint64_t)n_chunks * HUB_XET_CHUNK_MAX);
+	if (rc == 0) {
+		buf = kept_take(g->x, g->unpacked, &cap);
+		hub_xet_decoder_lend(&g->d, buf, cap);
+		rc = hub_xet_decoder_reserve(&g->d, g->unpacked);
+	}
 	if (rc < 0)
 		return rc;
 	g->next = g->fe->byte_first;
@@ -646,18 +728,6 @@ static uint32_t chunk_length(const struct hub_xet_term *t,
 	return (uint32_t)(d->chunk_off[j + 1] - d->chunk_off[j]);
 }
 
-/* Copy term t's bytes p (at stream offset s) that fall in the wanted
-   window [want, want + n) of the stream into buf. */
-static void copy_term(const struct hub_xet_term *t, const uint8_t *p,
-		      uint64_t s, uint64_t want, uint64_t n, uint8_t *buf)
-{
-	uint64_t from = s > want ? s : want;
-	uint64_t to = s + t->unpacked < want + n ? s + t->unpacked : want + n;
-
-	if (from < to)
-		memcpy(buf + (from - want), p + (from - s), to - from);
-}
-
 /*
  * The runs of chunks the needed terms of r place in the file, whose first
  * term begins at file offset base; terms that would not lie inside the
@@ -720,13 +790,15 @@ static int place_runs(const struct hub_xet_file *f,
 }
 
 /*
- * Fill buf (n bytes of the file from pos) from the terms of r, and say in
- * *placed (when the caller wants it) where their chunks went.
- * XET_EXPIRED for new URLs.
+ * Fetch and decode what the needed terms of r lack, check that each
+ * unpacks to its length, and say in *placed (when the caller wants it)
+ * where their chunks go.  On success the caller owns *gets_out and
+ * *src_out (deliver() reads them); XET_EXPIRED for new URLs.
  */
 static int assemble(struct hub_xet *x, const struct hub_xet_file *f,
 		    const struct hub_xet_recon *r, uint64_t pos, uint64_t n,
-		    uint8_t *buf, struct placed *placed, struct hub_error *err)
+		    struct xget **gets_out, struct tsrc **src_out,
+		    struct placed *placed, struct hub_error *err)
 {
 	uint64_t want = r->offset_into_first_range, s = 0;
 	struct xget *gets;
@@ -750,8 +822,10 @@ static int assemble(struct hub_xet *x, const struct hub_xet_file *f,
 		if (term_needed(t, s, want, n)) {
 			if (f->local && f->local->copy)
 				local_term(x, f, r, i, n, src);
-			if (!src[i].bytes)
+			if (!src[i].bytes) {
 				gets[t->fetch].needed = true;
+				gets[t->fetch].unpacked += t->unpacked;
+			}
 		}
 		s += t->unpacked;
 	}
@@ -760,30 +834,59 @@ static int assemble(struct hub_xet *x, const struct hub_xet_file *f,
 	for (unsigned i = 0; i < r->n_terms && rc == 0; i++) {
 		const struct hub_xet_term *t = &r->terms[i];
 
-		if (term_needed(t, s, want, n)) {
-			const uint8_t *p =
-				term_bytes(t, &r->fetch[t->fetch], &src[i],
-					   &gets[t->fetch].d);
-
-			if (p) {
-				copy_term(t, p, s, want, n, buf);
-			} else {
-				hub_error_proto(err,
-						"term of %.64s does not "
-						"unpack to its length",
-						t->xorb);
-				rc = -EPROTO;
-			}
+		if (term_needed(t, s, want, n) &&
+		    !term_bytes(t, &r->fetch[t->fetch], &src[i],
+				&gets[t->fetch].d)) {
+			hub_error_proto(err,
+					"term of %.64s does not unpack to "
+					"its length",
+					t->xorb);
+			rc = -EPROTO;
 		}
 		s += t->unpacked;
 	}
 	/* Where the chunks went, when the first term starts in the file. */
 	if (rc == 0 && placed && want <= pos)
 		rc = place_runs(f, r, pos - want, want, n, src, gets, placed);
+	if (rc == 0) {
+		*gets_out = gets;
+		*src_out = src;
+		return 0;
+	}
 	for (unsigned j = 0; j < r->n_fetch; j++)
-		hub_xet_decoder_destroy(&gets[j].d);
+		kept_put(x, &gets[j].d);
 	free(gets);
 	tsrc_free(src, r->n_terms);
+	return rc;
+}
+
+/*
+ * Hand the caller the n bytes of the file from pos, in order, term by
+ * term from where assemble() left them (no copy of the batch of ours).
+ */
+static int deliver(const struct hub_xet_recon *r, uint64_t pos, uint64_t n,
+		   const struct xget *gets, const struct tsrc *src,
+		   hub_data_fn cb, void *arg)
+{
+	uint64_t want = r->offset_into_first_range, s = 0;
+	int rc = 0;
+
+	for (unsigned i = 0; i < r->n_terms && rc == 0; i++) {
+		const struct hub_xet_term *t = &r->terms[i];
+		uint64_t from = s > want ? s : want;
+		uint64_t to =
+			s + t->unpacked < want + n ? s + t->unpacked : want + n;
+
+		if (from < to) {
+			const uint8_t *p =
+				term_bytes(t, &r->fetch[t->fetch], &src[i],
+					   &gets[t->fetch].d);
+
+			rc = cb(arg, pos + (from - want), p + (from - s),
+				(size_t)(to - from));
+		}
+		s += t->unpacked;
+	}
 	return rc;
 }
 
@@ -794,13 +897,14 @@ static int read_batch(struct hub_xet *x, const struct hub_xet_file *f,
 	bool want_placed = f->local && f->local->placed;
 	struct placed placed = { .n = 0 };
 	struct hub_xet_recon *r = NULL;
-	uint8_t *buf = malloc(n);
-	int rc = -ENOMEM;
+	struct xget *gets = NULL;
+	struct tsrc *src = NULL;
+	int rc = -EIO;
 
-	for (unsigned asks = 0; buf && asks <= XET_REASK; asks++) {
+	for (unsigned asks = 0; asks <= XET_REASK; asks++) {
 		rc = reconstruct(x, f, pos, n, &r, err);
 		if (rc == 0)
-			rc = assemble(x, f, r, pos, n, buf,
+			rc = assemble(x, f, r, pos, n, &gets, &src,
 				      want_placed ? &placed : NULL, err);
 		if (rc != XET_EXPIRED)
 			break;
@@ -811,14 +915,19 @@ static int read_batch(struct hub_xet *x, const struct hub_xet_file *f,
 		rc = -EIO; /* err says what the last URL answered */
 	if (rc == 0) {
 		stat_add(x, &x->stats.bytes, n);
-		rc = cb(arg, pos, buf, n);
+		rc = deliver(r, pos, n, gets, src, cb, arg);
 	}
 	/* The runs point into r: reported before it goes. */
 	if (rc == 0 && placed.n > 0)
 		f->local->placed(f->local_arg, placed.runs, placed.n);
 	placed_free(&placed);
+	if (gets)
+		for (unsigned j = 0; j < r->n_fetch; j++)
+			kept_put(x, &gets[j].d);
+	free(gets);
+	if (src)
+		tsrc_free(src, r->n_terms);
 	hub_xet_recon_free(r);
-	free(buf);
 	return rc;
 }
 
@@ -882,6 +991,7 @@ void hub_xet_free(struct hub_xet *x)
 	for (unsigned i = 0; i < x->n_workers; i++)
 		pthread_join(x->workers[i], NULL);
 	pthread_cond_destroy(&x->work);
+	kept_drop_locked(x);
 	while (x->toks) {
 		struct xtok *t = x->toks;
 
@@ -915,6 +1025,9 @@ int hub_xet_read(struct hub_xet *x, const struct hub_xet_file *file,
 		return -EINVAL;
 	if (x->c->offline)
 		return hub_error_offline(err);
+	pthread_mutex_lock(&x->lock);
+	x->reads++;
+	pthread_mutex_unlock(&x->lock);
 	end = offset + length;
 	for (pos = offset; pos < end && rc == 0;) {
 		uint64_t n = end - pos < XET_BATCH ? end - pos : XET_BATCH;
@@ -932,6 +1045,10 @@ int hub_xet_read(struct hub_xet *x, const struct hub_xet_file *file,
 		rc = read_batch(x, file, pos, n, cb, arg, err);
 		pos += n;
 	}
+	pthread_mutex_lock(&x->lock);
+	if (--x->reads == 0)
+		kept_drop_locked(x);
+	pthread_mutex_unlock(&x->lock);
 	if (rc == 0)
 		memset(err, 0, sizeof(*err));
 	return rc;
