@@ -234,9 +234,10 @@ struct job {
 	enum hub_xfer_priority prio;
 	enum job_route route;
 	/*
-	 * Data and done come from the transfer engine's thread (bridge) or
-	 * one of the Xet reader's (a read is on one of them from start to
-	 * end): buf belongs to that thread until done.
+	 * Data and done come from the transfer engine's thread (bridge), or
+	 * for a Xet read from that thread and the Xet reader's one it runs
+	 * on, one at a time, each handing over to the next under a lock:
+	 * buf belongs to the one calling until done.
 	 */
 	unsigned char *buf;    /* the block being gathered (buf_get), kept
 				  for the run's next block */

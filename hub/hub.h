@@ -677,12 +677,14 @@ struct hub_xet_file {
  * and stalled answers with backoff, fetches the batch's xorb ranges in
  * parallel on the transfer engine, asks again for a reconstruction when
  * a xorb URL has expired, and renews the token after a 401.  Blocks: not
- * from the transfer engine's callbacks.  Nothing of a
- * batch reaches cb before the whole batch decoded.  Chunks carry no check
- * that hub/ can make (their hashes are BLAKE3): the caller verifies the
- * file's sha256.  Returns 0, or a negative errno with err filled as for
- * the requests above (-EPROTO: a malformed token, reconstruction or xorb;
- * -ETIMEDOUT: no progress for stall_seconds).
+ * from the transfer engine's callbacks.  cb gets each term of a batch as
+ * soon as it and every term before it decoded, from the transfer engine's
+ * thread or the caller's (one call at a time, each ordered after the last
+ * by a lock), so a read that fails may have sent a prefix.  Chunks carry
+ * no check that hub/ can make (their hashes are BLAKE3): the caller
+ * verifies the file's sha256.  Returns 0, or a negative errno with err filled
+ * as for the requests above (-EPROTO: a malformed token, reconstruction or
+ * xorb; -ETIMEDOUT: no progress for stall_seconds).
  */
 int hub_xet_read(struct hub_xet *x, const struct hub_xet_file *file,
 		 uint64_t offset, uint64_t length, hub_data_fn cb, void *arg,
@@ -692,8 +694,9 @@ int hub_xet_read(struct hub_xet *x, const struct hub_xet_file *file,
  * hub_xet_read() of [offset, offset + length) on one of the reader's own
  * threads (up to 4 at once, demand before readahead), for the read engine:
  * the same contract as hub_xfer_submit() (ops->data gets the bytes in
- * order, a batch at a time, ops->done is called exactly once; both on a
- * thread of the reader's, never inside this call).  -EINVAL, -ENETDOWN,
+ * order, from the transfer engine's thread or the reader's as for
+ * hub_xet_read(); ops->done is called exactly once, on the reader's; never
+ * inside this call).  -EINVAL, -ENETDOWN,
  * -ECANCELED once hub_xet_free() has begun, -ENOMEM: refused, no
  * callback.  hub_xet_free() answers what is still queued with
  * -ECANCELED, lets the reads in flight end (they stop at their next

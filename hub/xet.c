@@ -8,10 +8,13 @@
  * needed term names is fetched (a ranged GET of a signed URL, no token)
  * and decoded, each into one buffer sized up front (a stored chunk is
  * copied there as it comes; buffers are reused while reads run), and the
- * terms' bytes go to the caller, in order, from there.  Only a batch that
- * decoded whole reaches the caller.  A xorb URL that refuses us (403,
- * 404, 410: expired) sends the batch back to the CAS for new URLs, a few
- * times.
+ * terms' bytes go to the caller, in order, from there: each term as soon
+ * as its chunks and every term before it are decoded, on the transfer
+ * engine's thread as the bytes come (the rest from the reader's thread).
+ * A batch that fails later has sent a prefix of itself; the caller
+ * verifies the whole file anyway.  A xorb URL that refuses us (403, 404,
+ * 410: expired) sends the batch back to the CAS for new URLs, a few
+ * times; what went to the caller is not sent again.
  *
  * Local copies.  When the file names hub_xet_local hooks, each needed term
  * is first offered to copy(): a term the caller holds whole (the chunks of
@@ -428,10 +431,33 @@ static int reconstruct(struct hub_xet *x, const struct hub_xet_file *f,
  * done() records the outcome under lock and wakes the reader, which alone
  * touches the decoders once nothing is running.
  */
+struct sink;
+struct tsrc;
+
 struct batch {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned running; /* lock */
+	const struct hub_xet_recon *r;
+	struct xget *gets;
+	struct sink *sink;
+};
+
+/*
+ * Where a batch's bytes go: the caller's cb, in order, a term as soon as
+ * it is decoded and every term before it went.  send() runs in data(), on
+ * the transfer engine's thread, which alone feeds the decoders while
+ * entries run, and on the reader's thread once none runs.
+ */
+struct sink {
+	hub_data_fn cb;
+	void *arg;
+	const struct tsrc *src;
+	uint64_t pos, n; /* the batch: the file's bytes [pos, pos + n) */
+	uint64_t *sent;	 /* the file's bytes before *sent went to cb */
+	unsigned term;	 /* the next term to send */
+	uint64_t s;	 /* its offset in the reconstruction's stream */
+	int rc;		 /* cb's refusal: the batch fails with it */
 };
 
 struct xget {
@@ -442,20 +468,28 @@ struct xget {
 	uint64_t next;	      /* the next byte expected */
 	uint64_t unpacked;    /* what the terms naming it unpack to */
 	bool needed;	      /* some term of the batch uses this entry */
+	bool go;	      /* fetched in this round */
 	unsigned restarts;    /* bad bytes: fetched again from the start */
 	int rc;		      /* bt->lock: done()'s, 0 or a negative errno */
 	struct hub_error err; /* bt->lock */
 };
 
+static int sink_send(const struct hub_xet_recon *r, const struct xget *gets,
+		     struct sink *k);
+
 static int get_data(void *arg, uint64_t off, const void *buf, size_t n)
 {
 	struct xget *g = arg;
+	int rc;
 
 	if (off != g->next)
 		return -EPROTO;
 	g->next += n;
 	stat_add(g->x, &g->x->stats.xorb_bytes, n);
-	return hub_xet_decoder_feed(&g->d, buf, n);
+	rc = hub_xet_decoder_feed(&g->d, buf, n);
+	if (rc == 0 && g->bt->sink)
+		rc = sink_send(g->bt->r, g->bt->gets, g->bt->sink);
+	return rc;
 }
 
 static void get_done(void *arg, int rc, const struct hub_error *err)
@@ -474,7 +508,9 @@ static void get_done(void *arg, int rc, const struct hub_error *err)
 
 static const struct hub_xfer_ops get_ops = { get_data, get_done };
 
-static int get_submit(struct xget *g)
+/* A fresh decoder for g, before any entry of the round is submitted (the
+   transfer engine's thread reads the decoders of the others). */
+static int get_prepare(struct xget *g)
 {
 	uint32_t n_chunks = g->fe->chunk_end - g->fe->chunk_start;
 	size_t cap = 0;
@@ -489,10 +525,15 @@ static int get_submit(struct xget *g)
 		hub_xet_decoder_lend(&g->d, buf, cap);
 		rc = hub_xet_decoder_reserve(&g->d, g->unpacked);
 	}
-	if (rc < 0)
-		return rc;
 	g->next = g->fe->byte_first;
 	g->rc = 0;
+	return rc;
+}
+
+static int get_submit(struct xget *g)
+{
+	int rc;
+
 	pthread_mutex_lock(&g->bt->lock);
 	g->bt->running++;
 	pthread_mutex_unlock(&g->bt->lock);
@@ -552,9 +593,10 @@ static int get_judge(struct xget *g, struct hub_error *err)
  * have used their restarts.
  */
 static int fetch_all(struct hub_xet *x, const struct hub_xet_recon *r,
-		     struct xget *gets, struct hub_error *err)
+		     struct xget *gets, struct sink *sink,
+		     struct hub_error *err)
 {
-	struct batch bt = { .running = 0 };
+	struct batch bt = { .running = 0, .r = r, .gets = gets, .sink = sink };
 	struct hub_backoff b;
 	bool again = true;
 	int rc = 0;
@@ -574,10 +616,17 @@ static int fetch_all(struct hub_xet *x, const struct hub_xet_recon *r,
 	}
 	while (again && rc == 0) {
 		again = false;
+		for (unsigned j = 0; j < r->n_fetch && rc == 0; j++) {
+			gets[j].go = gets[j].needed && gets[j].rc == 1;
+			if (gets[j].go)
+				rc = get_prepare(&gets[j]);
+		}
 		for (unsigned j = 0; j < r->n_fetch && rc == 0; j++)
-			if (gets[j].needed && gets[j].rc == 1)
+			if (gets[j].go)
 				rc = get_submit(&gets[j]);
 		batch_wait(&bt);
+		if (rc == 0 && sink->rc)
+			rc = sink->rc; /* the caller's: not the network's */
 		for (unsigned j = 0; j < r->n_fetch && rc == 0; j++) {
 			int g = gets[j].needed ? get_judge(&gets[j], err) : 0;
 
@@ -790,17 +839,70 @@ static int place_runs(const struct hub_xet_file *f,
 }
 
 /*
- * Fetch and decode what the needed terms of r lack, check that each
- * unpacks to its length, and say in *placed (when the caller wants it)
- * where their chunks go.  On success the caller owns *gets_out and
- * *src_out (deliver() reads them); XET_EXPIRED for new URLs.
+ * Send k's terms of r that are ready: a term is when its chunks are
+ * decoded (or copied locally) and every term before it went.  Bytes
+ * before *k->sent (sent by an earlier reconstruction of the batch) are
+ * not sent again.  k->rc: cb's refusal.
+ */
+static int sink_send(const struct hub_xet_recon *r, const struct xget *gets,
+		     struct sink *k)
+{
+	uint64_t want = r->offset_into_first_range;
+
+	while (k->rc == 0 && k->term < r->n_terms) {
+		const struct hub_xet_term *t = &r->terms[k->term];
+		const struct hub_xet_fetch *fe = &r->fetch[t->fetch];
+		const struct tsrc *src = &k->src[k->term];
+		uint64_t from = k->s > want ? k->s : want;
+		uint64_t to = k->s + t->unpacked < want + k->n
+				      ? k->s + t->unpacked
+				      : want + k->n;
+
+		if (from < to) {
+			uint64_t at = k->pos + (from - want);
+			uint64_t end = k->pos + (to - want), skip;
+			const uint8_t *p;
+
+			if (!src->bytes &&
+			    gets[t->fetch].d.n < t->chunk_end - fe->chunk_start)
+				break; /* not decoded yet */
+			p = term_bytes(t, fe, src, &gets[t->fetch].d);
+			if (!p)
+				break; /* assemble() says what is wrong */
+			if (end > *k->sent) {
+				skip = *k->sent > at ? *k->sent - at : 0;
+				k->rc = k->cb(k->arg, at + skip,
+					      p + (from - k->s) + skip,
+					      (size_t)(end - at - skip));
+				if (k->rc)
+					break;
+				*k->sent = end;
+			}
+		}
+		k->s += t->unpacked;
+		k->term++;
+	}
+	return k->rc;
+}
+
+/*
+ * The n bytes of the file from pos to cb, in order, from the terms of r:
+ * fetch and decode what the needed terms lack (each term goes to cb as
+ * soon as it and those before it are decoded), check that each unpacks
+ * to its length, and say in *placed (when the caller wants it) where
+ * their chunks went.  *sent: the file's bytes before it went to cb
+ * already (by an earlier reconstruction of the batch), and after.
+ * XET_EXPIRED for new URLs.
  */
 static int assemble(struct hub_xet *x, const struct hub_xet_file *f,
 		    const struct hub_xet_recon *r, uint64_t pos, uint64_t n,
-		    struct xget **gets_out, struct tsrc **src_out,
+		    uint64_t *sent, hub_data_fn cb, void *arg,
 		    struct placed *placed, struct hub_error *err)
 {
 	uint64_t want = r->offset_into_first_range, s = 0;
+	struct sink sink = {
+		.cb = cb, .arg = arg, .pos = pos, .n = n, .sent = sent
+	};
 	struct xget *gets;
 	struct tsrc *src;
 	int rc;
@@ -816,6 +918,7 @@ static int assemble(struct hub_xet *x, const struct hub_xet_file *f,
 		free(src);
 		return -ENOMEM;
 	}
+	sink.src = src;
 	for (unsigned i = 0; i < r->n_terms; i++) {
 		const struct hub_xet_term *t = &r->terms[i];
 
@@ -829,7 +932,7 @@ static int assemble(struct hub_xet *x, const struct hub_xet_file *f,
 		}
 		s += t->unpacked;
 	}
-	rc = fetch_all(x, r, gets, err);
+	rc = fetch_all(x, r, gets, &sink, err);
 	s = 0;
 	for (unsigned i = 0; i < r->n_terms && rc == 0; i++) {
 		const struct hub_xet_term *t = &r->terms[i];
@@ -845,48 +948,15 @@ static int assemble(struct hub_xet *x, const struct hub_xet_file *f,
 		}
 		s += t->unpacked;
 	}
+	if (rc == 0) /* what no transfer sent: local terms at the end */
+		rc = sink_send(r, gets, &sink);
 	/* Where the chunks went, when the first term starts in the file. */
 	if (rc == 0 && placed && want <= pos)
 		rc = place_runs(f, r, pos - want, want, n, src, gets, placed);
-	if (rc == 0) {
-		*gets_out = gets;
-		*src_out = src;
-		return 0;
-	}
 	for (unsigned j = 0; j < r->n_fetch; j++)
 		kept_put(x, &gets[j].d);
 	free(gets);
 	tsrc_free(src, r->n_terms);
-	return rc;
-}
-
-/*
- * Hand the caller the n bytes of the file from pos, in order, term by
- * term from where assemble() left them (no copy of the batch of ours).
- */
-static int deliver(const struct hub_xet_recon *r, uint64_t pos, uint64_t n,
-		   const struct xget *gets, const struct tsrc *src,
-		   hub_data_fn cb, void *arg)
-{
-	uint64_t want = r->offset_into_first_range, s = 0;
-	int rc = 0;
-
-	for (unsigned i = 0; i < r->n_terms && rc == 0; i++) {
-		const struct hub_xet_term *t = &r->terms[i];
-		uint64_t from = s > want ? s : want;
-		uint64_t to =
-			s + t->unpacked < want + n ? s + t->unpacked : want + n;
-
-		if (from < to) {
-			const uint8_t *p =
-				term_bytes(t, &r->fetch[t->fetch], &src[i],
-					   &gets[t->fetch].d);
-
-			rc = cb(arg, pos + (from - want), p + (from - s),
-				(size_t)(to - from));
-		}
-		s += t->unpacked;
-	}
 	return rc;
 }
 
@@ -897,14 +967,13 @@ static int read_batch(struct hub_xet *x, const struct hub_xet_file *f,
 	bool want_placed = f->local && f->local->placed;
 	struct placed placed = { .n = 0 };
 	struct hub_xet_recon *r = NULL;
-	struct xget *gets = NULL;
-	struct tsrc *src = NULL;
+	uint64_t sent = pos;
 	int rc = -EIO;
 
 	for (unsigned asks = 0; asks <= XET_REASK; asks++) {
 		rc = reconstruct(x, f, pos, n, &r, err);
 		if (rc == 0)
-			rc = assemble(x, f, r, pos, n, &gets, &src,
+			rc = assemble(x, f, r, pos, n, &sent, cb, arg,
 				      want_placed ? &placed : NULL, err);
 		if (rc != XET_EXPIRED)
 			break;
@@ -913,20 +982,12 @@ static int read_batch(struct hub_xet *x, const struct hub_xet_file *f,
 	}
 	if (rc == XET_EXPIRED)
 		rc = -EIO; /* err says what the last URL answered */
-	if (rc == 0) {
+	if (rc == 0)
 		stat_add(x, &x->stats.bytes, n);
-		rc = deliver(r, pos, n, gets, src, cb, arg);
-	}
 	/* The runs point into r: reported before it goes. */
 	if (rc == 0 && placed.n > 0)
 		f->local->placed(f->local_arg, placed.runs, placed.n);
 	placed_free(&placed);
-	if (gets)
-		for (unsigned j = 0; j < r->n_fetch; j++)
-			kept_put(x, &gets[j].d);
-	free(gets);
-	if (src)
-		tsrc_free(src, r->n_terms);
 	hub_xet_recon_free(r);
 	return rc;
 }
