@@ -1848,10 +1848,11 @@ static struct stream *find_stream(struct engine_handle *h, uint64_t off)
  * parallel, and the reader runs 4 such reads at once.  Its window's floor
  * is XET_WINDOW, four whole runs, 64 MiB (reached at twice the read, as
  * above), and it ends on a whole run, so that each top-up is one aligned
- * run, one call: a reconstruction call costs ~45 ms on a loaded machine,
- * and with two runs ahead the reader waited for each one's call, while
- * four keep the calls behind the transfers.  A reader that stops wastes
- * up to 64 MiB, not 8.  Measured on the 256 MiB Xet fixture
+ * run, one call: a reconstruction call is a round trip to the CAS (tens
+ * of ms over the internet; ~45 ms here before the emulator set
+ * TCP_NODELAY), and with two runs ahead the reader waited for each one's
+ * call, while four keep the calls behind the transfers.  A reader that stops
+ * wastes up to 64 MiB, not 8.  Measured on the 256 MiB Xet fixture
  * (tests/bench/xet_read.py), the CDN's plan cost ~960 reconstruction
  * calls per GiB (runs of about 1 MiB, each fetching the xorb range around
  * it), half-window runs on the CDN's window ~330, two runs not on whole
