@@ -57,6 +57,7 @@
 #define RESOLVE_RUN   (16ULL << 20)  /* readahead run where each is a resolve */
 #define RESOLVE_RUNS  8		     /* such runs in a window, at most */
 #define XET_RUN	      (16ULL << 20)  /* readahead run through the CAS */
+#define XET_WINDOW    (64ULL << 20)  /* window floor through the CAS */
 #define RA_SHARE      8		     /* window <= 1/RA_SHARE of what was read */
 #define READAHEAD_MAX (128ULL << 20) /* largest readahead window */
 #define SEQ_SLACK     (4ULL << 20)   /* reordering a stream tolerates */
@@ -234,9 +235,10 @@ struct job {
 	enum hub_xfer_priority prio;
 	enum job_route route;
 	/*
-	 * Data and done come from the transfer engine's thread (bridge) or
-	 * one of the Xet reader's (a read is on one of them from start to
-	 * end): buf belongs to that thread until done.
+	 * Data and done come from the transfer engine's thread (bridge), or
+	 * for a Xet read from that thread and the Xet reader's one it runs
+	 * on, one at a time, each handing over to the next under a lock:
+	 * buf belongs to the one calling until done.
 	 */
 	unsigned char *buf;    /* the block being gathered (buf_get), kept
 				  for the run's next block */
@@ -1847,13 +1849,18 @@ static struct stream *find_stream(struct engine_handle *h, uint64_t off)
  * ranges it names (the reader asks the CAS for 16 MiB at a time, so an
  * aligned run of a power of two up to that is one call), fetched in
  * parallel, and the reader runs 4 such reads at once.  Its window's floor
- * is two whole runs, 32 MiB (reached at twice the read, as above): a
- * reader that stops wastes up to 32 MiB, not 8.  Measured on the 256 MiB
- * Xet fixture (tests/bench/xet_read.py), the CDN's plan cost ~960
- * reconstruction calls per GiB (runs of about 1 MiB, each fetching the
- * xorb range around it), half-window runs on the CDN's window ~330, and
- * this ~140, in the same time or less.  Demand reads stay the size of the
- * read.
+ * is XET_WINDOW, four whole runs, 64 MiB (reached at twice the read, as
+ * above), and it ends on a whole run, so that each top-up is one aligned
+ * run, one call: a reconstruction call is a round trip to the CAS (tens
+ * of ms over the internet; ~45 ms here before the emulator set
+ * TCP_NODELAY), and with two runs ahead the reader waited for each one's
+ * call, while four keep the calls behind the transfers.  A reader that stops
+ * wastes up to 64 MiB, not 8.  Measured on the 256 MiB Xet fixture
+ * (tests/bench/xet_read.py), the CDN's plan cost ~960 reconstruction
+ * calls per GiB (runs of about 1 MiB, each fetching the xorb range around
+ * it), half-window runs on the CDN's window ~330, two runs not on whole
+ * runs ~180 (each top-up split in two calls) and this ~110.  Demand reads
+ * stay the size of the read.
  *
  * The window is topped up a run at a time, so transfers are staggered.
  */
@@ -1890,9 +1897,9 @@ static void plan_readahead(struct engine_handle *h, const struct blob *b,
 		run = window / slots;
 		run = run < block ? block : run > XFER_MAX ? XFER_MAX : run;
 		if (xet && !unit) { /* each run is a CAS call: above */
-			if (window < 2 * XET_RUN)
-				window = 2 * read < 2 * XET_RUN ? 2 * read
-								: 2 * XET_RUN;
+			if (window < XET_WINDOW)
+				window = 2 * read < XET_WINDOW ? 2 * read
+							       : XET_WINDOW;
 			run = window / 2 < XET_RUN ? window / 2 : XET_RUN;
 			while (run & (run - 1))
 				run &= run - 1; /* a power of two */
@@ -1919,7 +1926,7 @@ static void plan_readahead(struct engine_handle *h, const struct blob *b,
 				run = unit;
 		}
 		target = st->next + window;
-		if (unit && target < b->size) /* whole runs, on slices */
+		if ((unit || xet) && target < b->size) /* whole runs */
 			target = target / run * run;
 		if (target > b->size)
 			target = b->size;

@@ -566,9 +566,11 @@ int hub_xet_chunk_decode(const struct hub_xet_chunk_header *h,
 /*
  * Turns the bytes of one fetch entry, fed in pieces as they come, into its
  * chunks: out holds them unpacked, back to back, and chunk_off[i] where
- * chunk chunk_start + i begins (chunk_off[n] is the total).  The decoder
- * refuses (-EPROTO) a bad header, data that does not decode, more chunks
- * than the entry names, or more than `limit` unpacked bytes.
+ * chunk chunk_start + i begins (chunk_off[n] is the total); a stored
+ * chunk is copied there as it comes, a compressed one gathered and then
+ * unpacked there.  The decoder refuses (-EPROTO) a bad header, data that
+ * does not decode, more chunks than the entry names, or more than `limit`
+ * unpacked bytes.
  */
 struct hub_xet_decoder {
 	uint32_t n_want;     /* chunks the entry names */
@@ -580,11 +582,22 @@ struct hub_xet_decoder {
 	uint8_t head[HUB_XET_CHUNK_HEADER];
 	size_t head_len;
 	struct hub_xet_chunk_header h; /* valid once head_len is full */
-	uint8_t *data;		       /* the chunk's data being gathered */
-	size_t data_len, data_cap;
+	uint8_t *data;		       /* a compressed chunk's data so far */
+	size_t data_len, data_cap;     /* data_len: the chunk's, either kind */
 };
 int hub_xet_decoder_init(struct hub_xet_decoder *d, uint32_t n_chunks,
 			 uint64_t limit);
+/*
+ * The output's buffer: lend() gives d one of cap bytes before the first
+ * feed (d owns it then), take() gets it back (NULL when there is none,
+ * *cap its size) and leaves d without output.  A reused buffer costs no
+ * page faults.
+ */
+void hub_xet_decoder_lend(struct hub_xet_decoder *d, uint8_t *buf, size_t cap);
+uint8_t *hub_xet_decoder_take(struct hub_xet_decoder *d, size_t *cap);
+/* Room for bytes (at most limit) of output up front, so that out is not
+   moved as it fills: 0 or -ENOMEM. */
+int hub_xet_decoder_reserve(struct hub_xet_decoder *d, uint64_t bytes);
 int hub_xet_decoder_feed(struct hub_xet_decoder *d, const void *p, size_t n);
 /* 0 when the bytes ended on a chunk boundary after every chunk, else
    -EPROTO. */
@@ -664,12 +677,14 @@ struct hub_xet_file {
  * and stalled answers with backoff, fetches the batch's xorb ranges in
  * parallel on the transfer engine, asks again for a reconstruction when
  * a xorb URL has expired, and renews the token after a 401.  Blocks: not
- * from the transfer engine's callbacks.  Nothing of a
- * batch reaches cb before the whole batch decoded.  Chunks carry no check
- * that hub/ can make (their hashes are BLAKE3): the caller verifies the
- * file's sha256.  Returns 0, or a negative errno with err filled as for
- * the requests above (-EPROTO: a malformed token, reconstruction or xorb;
- * -ETIMEDOUT: no progress for stall_seconds).
+ * from the transfer engine's callbacks.  cb gets each term of a batch as
+ * soon as it and every term before it decoded, from the transfer engine's
+ * thread or the caller's (one call at a time, each ordered after the last
+ * by a lock), so a read that fails may have sent a prefix.  Chunks carry
+ * no check that hub/ can make (their hashes are BLAKE3): the caller
+ * verifies the file's sha256.  Returns 0, or a negative errno with err filled
+ * as for the requests above (-EPROTO: a malformed token, reconstruction or
+ * xorb; -ETIMEDOUT: no progress for stall_seconds).
  */
 int hub_xet_read(struct hub_xet *x, const struct hub_xet_file *file,
 		 uint64_t offset, uint64_t length, hub_data_fn cb, void *arg,
@@ -679,8 +694,9 @@ int hub_xet_read(struct hub_xet *x, const struct hub_xet_file *file,
  * hub_xet_read() of [offset, offset + length) on one of the reader's own
  * threads (up to 4 at once, demand before readahead), for the read engine:
  * the same contract as hub_xfer_submit() (ops->data gets the bytes in
- * order, a batch at a time, ops->done is called exactly once; both on a
- * thread of the reader's, never inside this call).  -EINVAL, -ENETDOWN,
+ * order, from the transfer engine's thread or the reader's as for
+ * hub_xet_read(); ops->done is called exactly once, on the reader's; never
+ * inside this call).  -EINVAL, -ENETDOWN,
  * -ECANCELED once hub_xet_free() has begun, -ENOMEM: refused, no
  * callback.  hub_xet_free() answers what is still queued with
  * -ECANCELED, lets the reads in flight end (they stop at their next

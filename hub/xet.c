@@ -6,10 +6,15 @@
  * minute before it expires), the reconstruction of the batch's range from
  * the CAS (v2, or v1 once v2 answered 404), then every fetch entry that a
  * needed term names is fetched (a ranged GET of a signed URL, no token)
- * and decoded, and the terms' bytes are copied into the batch.  Only a
- * batch that decoded whole reaches the caller.  A xorb URL that refuses
- * us (403, 404, 410: expired) sends the batch back to the CAS for new
- * URLs, a few times.
+ * and decoded, each into one buffer sized up front (a stored chunk is
+ * copied there as it comes; buffers are reused while reads run), and the
+ * terms' bytes go to the caller, in order, from there: each term as soon
+ * as its chunks and every term before it are decoded, on the transfer
+ * engine's thread as the bytes come (the rest from the reader's thread).
+ * A batch that fails later has sent a prefix of itself; the caller
+ * verifies the whole file anyway.  A xorb URL that refuses us (403, 404,
+ * 410: expired) sends the batch back to the CAS for new URLs, a few
+ * times; what went to the caller is not sent again.
  *
  * Local copies.  When the file names hub_xet_local hooks, each needed term
  * is first offered to copy(): a term the caller holds whole (the chunks of
@@ -40,6 +45,8 @@
 #define XET_ATTEMPTS 8		 /* reconstruction calls for one batch */
 #define XET_RENEW    60		 /* seconds before exp a token is renewed */
 #define XET_WORKERS  4		 /* reads of hub_xet_submit() run at once */
+#define XET_KEPT     8		 /* decoder outputs kept for reuse, at most */
+#define XET_KEPT_MAX (64u << 20) /* and their bytes */
 /* A xorb URL refused us: ask the CAS again (positive, unlike errnos). */
 #define XET_EXPIRED 3
 
@@ -66,6 +73,19 @@ struct hub_xet {
 	bool stopping;			/* lock */
 	pthread_t workers[XET_WORKERS]; /* started at the first submit */
 	unsigned n_workers;		/* lock */
+
+	/*
+	 * Decoder outputs kept for the next fetch entries while reads run: a
+	 * fresh one costs a page fault per 4 KiB as it fills.  Freed when the
+	 * last read running ends.
+	 */
+	struct kept {
+		uint8_t *p;
+		size_t cap;
+	} kept[XET_KEPT];  /* lock */
+	unsigned n_kept;   /* lock */
+	size_t kept_bytes; /* lock */
+	unsigned reads;	   /* lock: hub_xet_read()s running */
 };
 
 /* A read queued by hub_xet_submit(), with copies of the file's strings. */
@@ -83,6 +103,63 @@ static void stat_add(struct hub_xet *x, uint64_t *field, uint64_t n)
 	pthread_mutex_lock(&x->lock);
 	*field += n;
 	pthread_mutex_unlock(&x->lock);
+}
+
+/* A kept buffer for an output of about need bytes (the smallest that
+   holds it, else the largest), or NULL; *cap its size. */
+static uint8_t *kept_take(struct hub_xet *x, uint64_t need, size_t *cap)
+{
+	unsigned best = XET_KEPT;
+	uint8_t *p = NULL;
+
+	pthread_mutex_lock(&x->lock);
+	for (unsigned i = 0; i < x->n_kept; i++) {
+		size_t c = x->kept[i].cap, b;
+
+		if (best == XET_KEPT) {
+			best = i;
+			continue;
+		}
+		b = x->kept[best].cap;
+		if (c >= need ? b < need || c < b : b < need && c > b)
+			best = i;
+	}
+	if (best < XET_KEPT) {
+		p = x->kept[best].p;
+		*cap = x->kept[best].cap;
+		x->kept_bytes -= *cap;
+		x->kept[best] = x->kept[--x->n_kept];
+	}
+	pthread_mutex_unlock(&x->lock);
+	return p;
+}
+
+/* The output of d back to the kept ones if there is room, else freed;
+   then d is destroyed. */
+static void kept_put(struct hub_xet *x, struct hub_xet_decoder *d)
+{
+	size_t cap;
+	uint8_t *p = hub_xet_decoder_take(d, &cap);
+
+	hub_xet_decoder_destroy(d);
+	if (!p)
+		return;
+	pthread_mutex_lock(&x->lock);
+	if (x->n_kept < XET_KEPT && x->kept_bytes + cap <= XET_KEPT_MAX) {
+		x->kept[x->n_kept++] = (struct kept){ p, cap };
+		x->kept_bytes += cap;
+		p = NULL;
+	}
+	pthread_mutex_unlock(&x->lock);
+	free(p);
+}
+
+/* Free the kept buffers (lock held): nothing is read. */
+static void kept_drop_locked(struct hub_xet *x)
+{
+	while (x->n_kept > 0)
+		free(x->kept[--x->n_kept].p);
+	x->kept_bytes = 0;
 }
 
 static void wipe_free(char *s)
@@ -354,10 +431,33 @@ static int reconstruct(struct hub_xet *x, const struct hub_xet_file *f,
  * done() records the outcome under lock and wakes the reader, which alone
  * touches the decoders once nothing is running.
  */
+struct sink;
+struct tsrc;
+
 struct batch {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned running; /* lock */
+	const struct hub_xet_recon *r;
+	struct xget *gets;
+	struct sink *sink;
+};
+
+/*
+ * Where a batch's bytes go: the caller's cb, in order, a term as soon as
+ * it is decoded and every term before it went.  send() runs in data(), on
+ * the transfer engine's thread, which alone feeds the decoders while
+ * entries run, and on the reader's thread once none runs.
+ */
+struct sink {
+	hub_data_fn cb;
+	void *arg;
+	const struct tsrc *src;
+	uint64_t pos, n; /* the batch: the file's bytes [pos, pos + n) */
+	uint64_t *sent;	 /* the file's bytes before *sent went to cb */
+	unsigned term;	 /* the next term to send */
+	uint64_t s;	 /* its offset in the reconstruction's stream */
+	int rc;		 /* cb's refusal: the batch fails with it */
 };
 
 struct xget {
@@ -366,21 +466,30 @@ struct xget {
 	const struct hub_xet_fetch *fe;
 	struct hub_xet_decoder d;
 	uint64_t next;	      /* the next byte expected */
+	uint64_t unpacked;    /* what the terms naming it unpack to */
 	bool needed;	      /* some term of the batch uses this entry */
+	bool go;	      /* fetched in this round */
 	unsigned restarts;    /* bad bytes: fetched again from the start */
 	int rc;		      /* bt->lock: done()'s, 0 or a negative errno */
 	struct hub_error err; /* bt->lock */
 };
 
+static int sink_send(const struct hub_xet_recon *r, const struct xget *gets,
+		     struct sink *k);
+
 static int get_data(void *arg, uint64_t off, const void *buf, size_t n)
 {
 	struct xget *g = arg;
+	int rc;
 
 	if (off != g->next)
 		return -EPROTO;
 	g->next += n;
 	stat_add(g->x, &g->x->stats.xorb_bytes, n);
-	return hub_xet_decoder_feed(&g->d, buf, n);
+	rc = hub_xet_decoder_feed(&g->d, buf, n);
+	if (rc == 0 && g->bt->sink)
+		rc = sink_send(g->bt->r, g->bt->gets, g->bt->sink);
+	return rc;
 }
 
 static void get_done(void *arg, int rc, const struct hub_error *err)
@@ -399,18 +508,32 @@ static void get_done(void *arg, int rc, const struct hub_error *err)
 
 static const struct hub_xfer_ops get_ops = { get_data, get_done };
 
-static int get_submit(struct xget *g)
+/* A fresh decoder for g, before any entry of the round is submitted (the
+   transfer engine's thread reads the decoders of the others). */
+static int get_prepare(struct xget *g)
 {
 	uint32_t n_chunks = g->fe->chunk_end - g->fe->chunk_start;
+	size_t cap = 0;
+	uint8_t *buf;
 	int rc;
 
-	hub_xet_decoder_destroy(&g->d);
+	kept_put(g->x, &g->d);
 	rc = hub_xet_decoder_init(&g->d, n_chunks,
 				  (uint64_t)n_chunks * HUB_XET_CHUNK_MAX);
-	if (rc < 0)
-		return rc;
+	if (rc == 0) {
+		buf = kept_take(g->x, g->unpacked, &cap);
+		hub_xet_decoder_lend(&g->d, buf, cap);
+		rc = hub_xet_decoder_reserve(&g->d, g->unpacked);
+	}
 	g->next = g->fe->byte_first;
 	g->rc = 0;
+	return rc;
+}
+
+static int get_submit(struct xget *g)
+{
+	int rc;
+
 	pthread_mutex_lock(&g->bt->lock);
 	g->bt->running++;
 	pthread_mutex_unlock(&g->bt->lock);
@@ -470,9 +593,10 @@ static int get_judge(struct xget *g, struct hub_error *err)
  * have used their restarts.
  */
 static int fetch_all(struct hub_xet *x, const struct hub_xet_recon *r,
-		     struct xget *gets, struct hub_error *err)
+		     struct xget *gets, struct sink *sink,
+		     struct hub_error *err)
 {
-	struct batch bt = { .running = 0 };
+	struct batch bt = { .running = 0, .r = r, .gets = gets, .sink = sink };
 	struct hub_backoff b;
 	bool again = true;
 	int rc = 0;
@@ -492,10 +616,17 @@ static int fetch_all(struct hub_xet *x, const struct hub_xet_recon *r,
 	}
 	while (again && rc == 0) {
 		again = false;
+		for (unsigned j = 0; j < r->n_fetch && rc == 0; j++) {
+			gets[j].go = gets[j].needed && gets[j].rc == 1;
+			if (gets[j].go)
+				rc = get_prepare(&gets[j]);
+		}
 		for (unsigned j = 0; j < r->n_fetch && rc == 0; j++)
-			if (gets[j].needed && gets[j].rc == 1)
+			if (gets[j].go)
 				rc = get_submit(&gets[j]);
 		batch_wait(&bt);
+		if (rc == 0 && sink->rc)
+			rc = sink->rc; /* the caller's: not the network's */
 		for (unsigned j = 0; j < r->n_fetch && rc == 0; j++) {
 			int g = gets[j].needed ? get_judge(&gets[j], err) : 0;
 
@@ -646,18 +777,6 @@ static uint32_t chunk_length(const struct hub_xet_term *t,
 	return (uint32_t)(d->chunk_off[j + 1] - d->chunk_off[j]);
 }
 
-/* Copy term t's bytes p (at stream offset s) that fall in the wanted
-   window [want, want + n) of the stream into buf. */
-static void copy_term(const struct hub_xet_term *t, const uint8_t *p,
-		      uint64_t s, uint64_t want, uint64_t n, uint8_t *buf)
-{
-	uint64_t from = s > want ? s : want;
-	uint64_t to = s + t->unpacked < want + n ? s + t->unpacked : want + n;
-
-	if (from < to)
-		memcpy(buf + (from - want), p + (from - s), to - from);
-}
-
 /*
  * The runs of chunks the needed terms of r place in the file, whose first
  * term begins at file offset base; terms that would not lie inside the
@@ -720,15 +839,70 @@ static int place_runs(const struct hub_xet_file *f,
 }
 
 /*
- * Fill buf (n bytes of the file from pos) from the terms of r, and say in
- * *placed (when the caller wants it) where their chunks went.
+ * Send k's terms of r that are ready: a term is when its chunks are
+ * decoded (or copied locally) and every term before it went.  Bytes
+ * before *k->sent (sent by an earlier reconstruction of the batch) are
+ * not sent again.  k->rc: cb's refusal.
+ */
+static int sink_send(const struct hub_xet_recon *r, const struct xget *gets,
+		     struct sink *k)
+{
+	uint64_t want = r->offset_into_first_range;
+
+	while (k->rc == 0 && k->term < r->n_terms) {
+		const struct hub_xet_term *t = &r->terms[k->term];
+		const struct hub_xet_fetch *fe = &r->fetch[t->fetch];
+		const struct tsrc *src = &k->src[k->term];
+		uint64_t from = k->s > want ? k->s : want;
+		uint64_t to = k->s + t->unpacked < want + k->n
+				      ? k->s + t->unpacked
+				      : want + k->n;
+
+		if (from < to) {
+			uint64_t at = k->pos + (from - want);
+			uint64_t end = k->pos + (to - want), skip;
+			const uint8_t *p;
+
+			if (!src->bytes &&
+			    gets[t->fetch].d.n < t->chunk_end - fe->chunk_start)
+				break; /* not decoded yet */
+			p = term_bytes(t, fe, src, &gets[t->fetch].d);
+			if (!p)
+				break; /* assemble() says what is wrong */
+			if (end > *k->sent) {
+				skip = *k->sent > at ? *k->sent - at : 0;
+				k->rc = k->cb(k->arg, at + skip,
+					      p + (from - k->s) + skip,
+					      (size_t)(end - at - skip));
+				if (k->rc)
+					break;
+				*k->sent = end;
+			}
+		}
+		k->s += t->unpacked;
+		k->term++;
+	}
+	return k->rc;
+}
+
+/*
+ * The n bytes of the file from pos to cb, in order, from the terms of r:
+ * fetch and decode what the needed terms lack (each term goes to cb as
+ * soon as it and those before it are decoded), check that each unpacks
+ * to its length, and say in *placed (when the caller wants it) where
+ * their chunks went.  *sent: the file's bytes before it went to cb
+ * already (by an earlier reconstruction of the batch), and after.
  * XET_EXPIRED for new URLs.
  */
 static int assemble(struct hub_xet *x, const struct hub_xet_file *f,
 		    const struct hub_xet_recon *r, uint64_t pos, uint64_t n,
-		    uint8_t *buf, struct placed *placed, struct hub_error *err)
+		    uint64_t *sent, hub_data_fn cb, void *arg,
+		    struct placed *placed, struct hub_error *err)
 {
 	uint64_t want = r->offset_into_first_range, s = 0;
+	struct sink sink = {
+		.cb = cb, .arg = arg, .pos = pos, .n = n, .sent = sent
+	};
 	struct xget *gets;
 	struct tsrc *src;
 	int rc;
@@ -744,44 +918,43 @@ static int assemble(struct hub_xet *x, const struct hub_xet_file *f,
 		free(src);
 		return -ENOMEM;
 	}
+	sink.src = src;
 	for (unsigned i = 0; i < r->n_terms; i++) {
 		const struct hub_xet_term *t = &r->terms[i];
 
 		if (term_needed(t, s, want, n)) {
 			if (f->local && f->local->copy)
 				local_term(x, f, r, i, n, src);
-			if (!src[i].bytes)
+			if (!src[i].bytes) {
 				gets[t->fetch].needed = true;
-		}
-		s += t->unpacked;
-	}
-	rc = fetch_all(x, r, gets, err);
-	s = 0;
-	for (unsigned i = 0; i < r->n_terms && rc == 0; i++) {
-		const struct hub_xet_term *t = &r->terms[i];
-
-		if (term_needed(t, s, want, n)) {
-			const uint8_t *p =
-				term_bytes(t, &r->fetch[t->fetch], &src[i],
-					   &gets[t->fetch].d);
-
-			if (p) {
-				copy_term(t, p, s, want, n, buf);
-			} else {
-				hub_error_proto(err,
-						"term of %.64s does not "
-						"unpack to its length",
-						t->xorb);
-				rc = -EPROTO;
+				gets[t->fetch].unpacked += t->unpacked;
 			}
 		}
 		s += t->unpacked;
 	}
+	rc = fetch_all(x, r, gets, &sink, err);
+	s = 0;
+	for (unsigned i = 0; i < r->n_terms && rc == 0; i++) {
+		const struct hub_xet_term *t = &r->terms[i];
+
+		if (term_needed(t, s, want, n) &&
+		    !term_bytes(t, &r->fetch[t->fetch], &src[i],
+				&gets[t->fetch].d)) {
+			hub_error_proto(err,
+					"term of %.64s does not unpack to "
+					"its length",
+					t->xorb);
+			rc = -EPROTO;
+		}
+		s += t->unpacked;
+	}
+	if (rc == 0) /* what no transfer sent: local terms at the end */
+		rc = sink_send(r, gets, &sink);
 	/* Where the chunks went, when the first term starts in the file. */
 	if (rc == 0 && placed && want <= pos)
 		rc = place_runs(f, r, pos - want, want, n, src, gets, placed);
 	for (unsigned j = 0; j < r->n_fetch; j++)
-		hub_xet_decoder_destroy(&gets[j].d);
+		kept_put(x, &gets[j].d);
 	free(gets);
 	tsrc_free(src, r->n_terms);
 	return rc;
@@ -794,13 +967,13 @@ static int read_batch(struct hub_xet *x, const struct hub_xet_file *f,
 	bool want_placed = f->local && f->local->placed;
 	struct placed placed = { .n = 0 };
 	struct hub_xet_recon *r = NULL;
-	uint8_t *buf = malloc(n);
-	int rc = -ENOMEM;
+	uint64_t sent = pos;
+	int rc = -EIO;
 
-	for (unsigned asks = 0; buf && asks <= XET_REASK; asks++) {
+	for (unsigned asks = 0; asks <= XET_REASK; asks++) {
 		rc = reconstruct(x, f, pos, n, &r, err);
 		if (rc == 0)
-			rc = assemble(x, f, r, pos, n, buf,
+			rc = assemble(x, f, r, pos, n, &sent, cb, arg,
 				      want_placed ? &placed : NULL, err);
 		if (rc != XET_EXPIRED)
 			break;
@@ -809,16 +982,13 @@ static int read_batch(struct hub_xet *x, const struct hub_xet_file *f,
 	}
 	if (rc == XET_EXPIRED)
 		rc = -EIO; /* err says what the last URL answered */
-	if (rc == 0) {
+	if (rc == 0)
 		stat_add(x, &x->stats.bytes, n);
-		rc = cb(arg, pos, buf, n);
-	}
 	/* The runs point into r: reported before it goes. */
 	if (rc == 0 && placed.n > 0)
 		f->local->placed(f->local_arg, placed.runs, placed.n);
 	placed_free(&placed);
 	hub_xet_recon_free(r);
-	free(buf);
 	return rc;
 }
 
@@ -882,6 +1052,7 @@ void hub_xet_free(struct hub_xet *x)
 	for (unsigned i = 0; i < x->n_workers; i++)
 		pthread_join(x->workers[i], NULL);
 	pthread_cond_destroy(&x->work);
+	kept_drop_locked(x);
 	while (x->toks) {
 		struct xtok *t = x->toks;
 
@@ -915,6 +1086,9 @@ int hub_xet_read(struct hub_xet *x, const struct hub_xet_file *file,
 		return -EINVAL;
 	if (x->c->offline)
 		return hub_error_offline(err);
+	pthread_mutex_lock(&x->lock);
+	x->reads++;
+	pthread_mutex_unlock(&x->lock);
 	end = offset + length;
 	for (pos = offset; pos < end && rc == 0;) {
 		uint64_t n = end - pos < XET_BATCH ? end - pos : XET_BATCH;
@@ -932,6 +1106,10 @@ int hub_xet_read(struct hub_xet *x, const struct hub_xet_file *file,
 		rc = read_batch(x, file, pos, n, cb, arg, err);
 		pos += n;
 	}
+	pthread_mutex_lock(&x->lock);
+	if (--x->reads == 0)
+		kept_drop_locked(x);
+	pthread_mutex_unlock(&x->lock);
 	if (rc == 0)
 		memset(err, 0, sizeof(*err));
 	return rc;

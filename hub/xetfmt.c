@@ -346,19 +346,29 @@ out:
 
 /*
  * Undo byte grouping: in holds the bytes at positions 0 mod 4, then 1, 2
- * and 3 mod 4; the first n % 4 groups have one byte more.
+ * and 3 mod 4; the first n % 4 groups have one byte more.  Four bytes
+ * out at a time, one of each group, then the tail.
  */
 static void bg4_regroup(const uint8_t *in, uint8_t *out, size_t n)
 {
-	size_t split = n / 4, rem = n % 4, pos = 0;
+	size_t split = n / 4, rem = n % 4;
+	const uint8_t *g0 = in;
+	const uint8_t *g1 = g0 + split + (rem > 0);
+	const uint8_t *g2 = g1 + split + (rem > 1);
+	const uint8_t *g3 = g2 + split + (rem > 2);
 
-	for (size_t g = 0; g < 4; g++) {
-		size_t len = split + (g < rem ? 1 : 0);
-
-		for (size_t i = 0; i < len; i++)
-			out[4 * i + g] = in[pos + i];
-		pos += len;
+	for (size_t i = 0; i < split; i++) {
+		out[4 * i] = g0[i];
+		out[4 * i + 1] = g1[i];
+		out[4 * i + 2] = g2[i];
+		out[4 * i + 3] = g3[i];
 	}
+	if (rem > 0)
+		out[4 * split] = g0[split];
+	if (rem > 1)
+		out[4 * split + 1] = g1[split];
+	if (rem > 2)
+		out[4 * split + 2] = g2[split];
 }
 
 int hub_xet_chunk_decode(const struct hub_xet_chunk_header *h,
@@ -427,19 +437,63 @@ static int grow(uint8_t **buf, size_t *cap, size_t need)
 	return 0;
 }
 
+void hub_xet_decoder_lend(struct hub_xet_decoder *d, uint8_t *buf, size_t cap)
+{
+	free(d->out);
+	d->out = buf;
+	d->out_cap = buf ? cap : 0;
+}
+
+uint8_t *hub_xet_decoder_take(struct hub_xet_decoder *d, size_t *cap)
+{
+	uint8_t *p = d->out;
+
+	*cap = d->out_cap;
+	d->out = NULL;
+	d->out_cap = 0;
+	return p;
+}
+
+int hub_xet_decoder_reserve(struct hub_xet_decoder *d, uint64_t bytes)
+{
+	if (bytes > d->limit)
+		bytes = d->limit;
+	return grow(&d->out, &d->out_cap, (size_t)bytes);
+}
+
+/*
+ * A header is in: room for its data.  A stored chunk's data goes straight
+ * to its place in out; a compressed one's is gathered first.
+ */
+static int chunk_begin(struct hub_xet_decoder *d)
+{
+	uint64_t at = d->chunk_off[d->n];
+	int rc = hub_xet_chunk_header_parse(d->head, &d->h);
+
+	if (rc < 0)
+		return rc;
+	if (d->h.scheme != HUB_XET_NONE)
+		return grow(&d->data, &d->data_cap, d->h.compressed);
+	if (at + d->h.unpacked > d->limit)
+		return -EPROTO;
+	return grow(&d->out, &d->out_cap, (size_t)(at + d->h.unpacked));
+}
+
 /* The chunk's data is complete: unpack it after the others. */
 static int chunk_done(struct hub_xet_decoder *d)
 {
 	uint64_t at = d->chunk_off[d->n];
 	int rc;
 
-	if (at + d->h.unpacked > d->limit)
-		return -EPROTO;
-	rc = grow(&d->out, &d->out_cap, (size_t)(at + d->h.unpacked));
-	if (rc == 0)
-		rc = hub_xet_chunk_decode(&d->h, d->data, d->out + at);
-	if (rc < 0)
-		return rc;
+	if (d->h.scheme != HUB_XET_NONE) {
+		if (at + d->h.unpacked > d->limit)
+			return -EPROTO;
+		rc = grow(&d->out, &d->out_cap, (size_t)(at + d->h.unpacked));
+		if (rc == 0)
+			rc = hub_xet_chunk_decode(&d->h, d->data, d->out + at);
+		if (rc < 0)
+			return rc;
+	}
 	d->n++;
 	d->chunk_off[d->n] = at + d->h.unpacked;
 	d->head_len = 0;
@@ -450,6 +504,7 @@ static int chunk_done(struct hub_xet_decoder *d)
 int hub_xet_decoder_feed(struct hub_xet_decoder *d, const void *p, size_t n)
 {
 	const uint8_t *b = p;
+	uint8_t *dst;
 	int rc;
 
 	while (n > 0) {
@@ -466,17 +521,16 @@ int hub_xet_decoder_feed(struct hub_xet_decoder *d, const void *p, size_t n)
 			n -= take;
 			if (d->head_len < HUB_XET_CHUNK_HEADER)
 				break;
-			rc = hub_xet_chunk_header_parse(d->head, &d->h);
-			if (rc == 0)
-				rc = grow(&d->data, &d->data_cap,
-					  d->h.compressed);
+			rc = chunk_begin(d);
 			if (rc < 0)
 				return rc;
 			continue;
 		}
 		take = d->h.compressed - d->data_len;
 		take = take < n ? take : n;
-		memcpy(d->data + d->data_len, b, take);
+		dst = d->h.scheme == HUB_XET_NONE ? d->out + d->chunk_off[d->n]
+						  : d->data;
+		memcpy(dst + d->data_len, b, take);
 		d->data_len += take;
 		b += take;
 		n -= take;

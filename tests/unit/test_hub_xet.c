@@ -336,6 +336,14 @@ static void decoder_stream(void **state)
 		uint64_t off = 0;
 
 		assert_int_equal(hub_xet_decoder_init(&d, 3, 3 * 131072), 0);
+		/* a lent buffer too small (it grows), one reserved whole,
+		   or none */
+		if (k % 3 == 1)
+			hub_xet_decoder_lend(&d, malloc(100), 100);
+		else if (k % 3 == 2)
+			assert_int_equal(
+				hub_xet_decoder_reserve(&d, n[0] + n[1] + n[2]),
+				0);
 		for (size_t p = 0; p < total; p += steps[k]) {
 			size_t m = total - p < steps[k] ? total - p : steps[k];
 
@@ -351,6 +359,15 @@ static void decoder_stream(void **state)
 		assert_int_equal(d.chunk_off[3], off);
 		/* a byte past the last chunk */
 		assert_int_equal(hub_xet_decoder_feed(&d, all, 1), -EPROTO);
+		{
+			size_t cap;
+			uint8_t *out = hub_xet_decoder_take(&d, &cap);
+
+			assert_non_null(out);
+			assert_true(cap >= off);
+			assert_null(d.out);
+			free(out);
+		}
 		hub_xet_decoder_destroy(&d);
 	}
 	/* ends inside a chunk; more chunks than named; over the limit */
