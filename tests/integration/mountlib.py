@@ -5,6 +5,7 @@ stack, with a private HOME so that no real token or cache is ever read, and
 unmounts in stop().  The binary is $HUBFS_BIN (ctest passes it).
 """
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -106,6 +107,27 @@ class Mount:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def blob_recorded(store, etag, seconds=60):
+    """Wait until the store's index records the blob of etag complete and
+    verified (a mount records it just after the read that completed it).
+    True once it is, False when seconds passed first."""
+    index = os.path.join(store, "index.db")
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            db = sqlite3.connect("file:%s?mode=ro" % index, uri=True, timeout=10)
+            try:
+                n = db.execute("SELECT count(*) FROM blobs WHERE etag = ?",
+                               (etag,)).fetchone()[0]
+            finally:
+                db.close()
+        except sqlite3.Error:
+            n = 0
+        if n or time.monotonic() >= deadline:
+            return bool(n)
+        time.sleep(0.1)
 
 
 def daemon_pids(mnt):

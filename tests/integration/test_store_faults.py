@@ -25,7 +25,8 @@ import threading
 import time
 import unittest
 
-from mountlib import HUBFS, Mount, daemon_pids, files_at, hubstack, mounted
+from mountlib import (HUBFS, Mount, blob_recorded, daemon_pids, files_at, hubstack,
+                      mounted)
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "large",
                        "reads.json")
@@ -93,6 +94,12 @@ class StoreFaultTest(unittest.TestCase):
     def blob(self, store, name):
         return os.path.join(store, "blobs", self.etag(name))
 
+    def recorded(self, store, *names):
+        """Wait until the index records each blob complete."""
+        for name in names:
+            self.assertTrue(blob_recorded(store, self.etag(name)),
+                            "%s never recorded complete" % name)
+
     def check(self, m, name):
         """Read the whole file through the mount: its sha256 must be the
         fixture's."""
@@ -157,7 +164,7 @@ class StoreFaultTest(unittest.TestCase):
                         shutil.copyfile(os.path.join(store, "index.db" + sfx),
                                         wal_copy + sfx)
                 self.check(m, "plain.bin")
-                time.sleep(0.5)  # the blob recorded
+                self.recorded(store, "plain.bin")
                 m.stop()
                 self.assertTrue(os.path.exists(self.blob(store, "plain.bin")))
                 self.damage_index(kind, store, wal_copy)
@@ -212,7 +219,7 @@ class StoreFaultTest(unittest.TestCase):
         m = self.mount()
         for name in names:
             self.check(m, name)
-        time.sleep(0.5)
+        self.recorded(m.store, *names)
         m.stop()
         store = m.store
         with open(self.blob(store, "other.safetensors"), "r+b") as f:
@@ -230,7 +237,7 @@ class StoreFaultTest(unittest.TestCase):
             self.check(again, name)
             self.assertGreater(self.fetched(name, marks), 0,
                                "%s not fetched again" % name)
-        time.sleep(0.5)
+        self.recorded(store, *names)
         for name in names:
             self.assertEqual(sha256_file(self.blob(store, name)),
                              self.files[name]["sha256"], name)
@@ -244,7 +251,7 @@ class StoreFaultTest(unittest.TestCase):
         still reads the right bytes."""
         m = self.mount()
         self.check(m, "plain.bin")
-        time.sleep(0.5)
+        self.recorded(m.store, "plain.bin")
         m.stop()
         p = self.blob(m.store, "plain.bin")
         st = os.stat(p)

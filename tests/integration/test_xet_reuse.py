@@ -75,23 +75,17 @@ class XetReuseTest(unittest.TestCase):
         return files["model.bin"], self.xorb_bytes()
 
     def wait_recorded(self, m, etag):
-        """The store records a verified blob just after its last read."""
-        index = os.path.join(m.store, "index.db")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            db = sqlite3.connect("file:%s?mode=ro" % index, uri=True,
-                                 timeout=10)
-            try:
-                n = db.execute("SELECT count(*) FROM blobs WHERE etag = ?",
-                               (etag,)).fetchone()[0]
-                runs = db.execute("SELECT count(*) FROM chunks"
-                                  " WHERE blob = ?", (etag,)).fetchone()[0]
-            finally:
-                db.close()
-            if n:
-                return runs
-            time.sleep(0.2)
-        self.fail("blob %s never recorded complete" % etag)
+        """The store records a verified blob just after its last read: its
+        chunk runs then."""
+        if not mountlib.blob_recorded(m.store, etag):
+            self.fail("blob %s never recorded complete" % etag)
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(m.store, "index.db"),
+                             uri=True, timeout=10)
+        try:
+            return db.execute("SELECT count(*) FROM chunks WHERE blob = ?",
+                              (etag,)).fetchone()[0]
+        finally:
+            db.close()
 
     def test_revision_2_after_revision_1(self):
         m = self.mount("a")

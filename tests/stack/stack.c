@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct body {
 	char *p;
@@ -84,6 +85,17 @@ int stack_hub_requests(const char *needle)
 	}
 	cJSON_Delete(log);
 	free(text);
+	return n;
+}
+
+int stack_poll_count(int (*count)(const void *arg), const void *arg, int want)
+{
+	int n = count(arg);
+
+	for (int i = 0; i < 250 && n < want; i++) {
+		usleep(20000);
+		n = count(arg);
+	}
 	return n;
 }
 

@@ -26,6 +26,13 @@ const char *stack_user_token(cJSON *tokens, const char *user);
 char *stack_control(const char *method, const char *path, const char *body);
 /* Hub requests in the emulator's log whose path contains needle, or -1. */
 int stack_hub_requests(const char *needle);
+/*
+ * count(arg), polled every 20 ms until it reaches want or 5 s pass: a
+ * server writes a request's log line after the request's last byte went,
+ * so a client can be done before the line is there.  Returns the last
+ * count; the caller asserts it.
+ */
+int stack_poll_count(int (*count)(const void *arg), const void *arg, int want);
 
 /*
  * Test support (sync_fetch.c): GET the bytes [offset, offset + length) of

@@ -124,8 +124,9 @@ static void faults_fired(void)
 }
 
 /* CDN requests (nginx or the fault CDN) with exactly this Range header. */
-static int cdn_requests(const char *range)
+static int cdn_requests(const void *arg)
 {
+	const char *range = arg;
 	size_t len;
 	char *log = stack_slurp(cdn_log, &len), *line, *nl;
 	int n = 0;
@@ -1028,7 +1029,7 @@ static void fetch_faults(void **state)
 	check_fetch(c, HUB_MODEL, "model", m, "main", "model.safetensors", 0,
 		    0);
 	faults_fired();
-	assert_int_equal(cdn_requests("bytes=100000-"), 1);
+	assert_int_equal(stack_poll_count(cdn_requests, "bytes=100000-", 1), 1);
 	hub_client_free(c);
 
 	/* Cut on the Hub's resolve-cache (a regular file). */

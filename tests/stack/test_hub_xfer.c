@@ -222,22 +222,25 @@ static int cdn_lines(bool (*fn)(cJSON *e, const void *arg), const void *arg)
 	return n;
 }
 
-/*
- * cdn_lines once the servers have logged: nginx and the fault CDN write a
- * request's line after its last byte has gone, so a job can complete before
- * its line is there.  Polls until `want` lines match or 5 s pass, and
- * returns the count then (the caller asserts it).
- */
+/* cdn_lines once the servers have logged (stack_poll_count). */
+struct cdn_match {
+	bool (*fn)(cJSON *e, const void *arg);
+	const void *arg;
+};
+
+static int cdn_match_count(const void *arg)
+{
+	const struct cdn_match *m = arg;
+
+	return cdn_lines(m->fn, m->arg);
+}
+
 static int cdn_lines_logged(bool (*fn)(cJSON *e, const void *arg),
 			    const void *arg, int want)
 {
-	int n = cdn_lines(fn, arg);
+	struct cdn_match m = { fn, arg };
 
-	for (int i = 0; i < 250 && n < want; i++) {
-		usleep(20000);
-		n = cdn_lines(fn, arg);
-	}
-	return n;
+	return stack_poll_count(cdn_match_count, &m, want);
 }
 
 static bool has_range(cJSON *e, const void *range)
