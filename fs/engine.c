@@ -59,6 +59,8 @@
 #define XET_RUN	      (16ULL << 20)  /* readahead run through the CAS */
 #define XET_WINDOW    (64ULL << 20)  /* window floor through the CAS */
 #define RA_SHARE      8		     /* window <= 1/RA_SHARE of what was read */
+#define RA_LONG	      (128ULL << 20) /* read by a stream that is clearly long */
+#define RA_LONG_SHARE 4 /* its window <= 1/RA_LONG_SHARE of the read */
 #define READAHEAD_MAX (128ULL << 20) /* largest readahead window */
 #define SEQ_SLACK     (4ULL << 20)   /* reordering a stream tolerates */
 #define MAX_TAGS      8		     /* open tags remembered per blob */
@@ -1822,14 +1824,20 @@ static struct stream *find_stream(struct engine_handle *h, uint64_t off)
  *     a floor of RA_FLOOR (reached at twice the read, so a header probe of
  *     128 KiB gets a block, not megabytes).  A reader that stops wastes
  *     at most max(RA_FLOOR, read / RA_SHARE): 8 MiB for a 64 MiB tensor.
+ *   - A stream that has read RA_LONG (128 MiB) in order from a CDN is
+ *     reading a large file through, not picking a tensor: its share becomes
+ *     1/RA_LONG_SHARE, so the window doubles there (16 to 32 MiB) and
+ *     reaches READAHEAD_MAX at 512 MiB read instead of 1 GiB.  A reader
+ *     that stops past RA_LONG wastes at most read / RA_LONG_SHARE, and
+ *     never more than READAHEAD_MAX; below it the bound above holds.
  *   - On a real network L is 20-100 ms, and B (L + T/r) is tens of MiB at
  *     1 GB/s: 1 GB/s x 50 ms = 50 MB.  RA_FLOOR covers about 160 MB/s at
  *     50 ms from the start; past 64 MiB read the window grows with the
- *     read (a share of 1/8 is about +12% per round trip) up to
- *     READAHEAD_MAX, which covers 1 GB/s at ~100 ms.  The first few
- *     hundred MiB of a fast long-distance stream run below the link's
- *     speed; that is the price of bounding what a reader that stops
- *     wastes to 1/8 of what it read.
+ *     read (a share of 1/8 is about +12% per round trip, 1/4 past
+ *     RA_LONG about +25%) up to READAHEAD_MAX, which covers 1 GB/s at
+ *     ~100 ms.  The first hundred-odd MiB of a fast long-distance stream
+ *     run below the link's speed; that is the price of bounding what a
+ *     reader that stops wastes to 1/8 of what it read.
  *
  * Where the file's resolve answers the bytes itself (a fleet mirror:
  * hub_xfer_resolve_unit), every run is a resolve at the Hub, which allows
@@ -1889,7 +1897,10 @@ static void plan_readahead(struct engine_handle *h, const struct blob *b,
 	st->used = ++h->clock;
 	if (st->sequential) {
 		read = st->next - st->start;
-		window = read / RA_SHARE;
+		/* Past RA_LONG on the CDN's route: see above. */
+		window =
+			read / (read >= RA_LONG && !xet && !unit ? RA_LONG_SHARE
+								 : RA_SHARE);
 		if (window < RA_FLOOR)
 			window = 2 * read < RA_FLOOR ? 2 * read : RA_FLOOR;
 		if (window > READAHEAD_MAX)

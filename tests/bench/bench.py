@@ -592,7 +592,12 @@ class Bench:
         m = mountlib.Mount(self.work, endpoint or ctx.stack.endpoint, name=name,
                            store=store, args=args)
         self.mounts.append(m)
-        m.start()
+        # Mount.start runs mountlib.HUBFS: this one (--baseline swaps it).
+        normal, mountlib.HUBFS = mountlib.HUBFS, self.hubfs
+        try:
+            m.start()
+        finally:
+            mountlib.HUBFS = normal
         pids = mountlib.daemon_pids(m.mnt)
         m.bench_pid = pids[0] if pids else None
         return m
@@ -746,7 +751,13 @@ def case_cold(b, ctx):
     row alike."""
     size, sha = ctx.big["size"], ctx.big["sha256"]
 
-    def hubfs():
+    def hubfs(binary=None):
+        if binary:
+            normal, b.hubfs = b.hubfs, binary
+            try:
+                return hubfs()
+            finally:
+                b.hubfs = normal
         store = b.fresh("cold-%s-store" % ctx.label)
         b.cold_prep(ctx, [sha])
         load = load_avg()
@@ -848,7 +859,10 @@ def case_cold(b, ctx):
         cdn, reqs = ctx.cdn_bytes(mark)
         return dict(cpu, seconds=secs, nbytes=size, cdn_bytes=cdn, requests=reqs, load=load)
 
-    runs = {key: [] for key, _ in COLD_ROWS}
+    rows = list(COLD_ROWS)
+    if b.args.baseline:
+        rows.insert(1, ("hubfs-baseline", "hubfs (cat-like read), --baseline binary"))
+    runs = {key: [] for key, _ in rows}
     fails = {}
 
     def attempt(keys, fn):
@@ -875,10 +889,12 @@ def case_cold(b, ctx):
         log("cold run %d of %d (CDN %s, load %s)" % (run + 1, b.args.runs, ctx.label,
                                                     load_avg()))
         attempt(["hubfs"], hubfs)
+        if b.args.baseline:
+            attempt(["hubfs-baseline"], lambda: hubfs(b.args.baseline))
         attempt(["curl"], curl)
         attempt(["aria2c", "aria2c+sha256"], aria2c)
         attempt(["pull"], pull)
-    for key, what in COLD_ROWS:
+    for key, what in rows:
         add_median_row(b, "cold/%s/%s" % (ctx.label, key), "cold", what, ctx.label,
                        runs[key], fails.get(key))
 
@@ -2259,6 +2275,12 @@ def ratio_rows(b):
                   "cold/%s/pull" % label, "cold/%s/aria2c+sha256" % label)
         cpu_ratio("cold %s: CPU/GiB hubfs / curl" % label, "cold/%s/hubfs" % label,
                   "cold/%s/curl" % label)
+        if any(r["id"] == "cold/%s/hubfs-baseline" % label for r in b.rows):
+            ratio("cold %s: hubfs --baseline / aria2c -x16" % label,
+                  "cold/%s/hubfs-baseline" % label, "cold/%s/aria2c" % label)
+            cpu_ratio("cold %s: CPU/GiB hubfs --baseline / (aria2c -x16 + openssl sha256)"
+                      % label, "cold/%s/hubfs-baseline" % label,
+                      "cold/%s/aria2c+sha256" % label)
         peer = better_peer(label)
         ratio("cold %s: hubfs / better of httpdirfs, rclone (%s)"
               % (label, peer.split("/")[-1]), "cold/%s/hubfs" % label, peer,
@@ -2401,7 +2423,7 @@ def parse_args(argv):
                     help="fleet: an extra argument for hubfs-mirror (repeatable), "
                          "e.g. --mirror-arg=--slice=4M")
     ap.add_argument("--baseline", metavar="HUBFS",
-                    help="load: also run the hubfs rows with this other hubfs binary, in "
+                    help="cold, load: also run the hubfs rows with this other hubfs binary, in "
                          "turn with $HUBFS_BIN in every run (before/after a change)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the work folder (and the fleet mirrors' access logs)")
