@@ -93,6 +93,20 @@ class StackError(RuntimeError):
     pass
 
 
+def loopback_only(mark):
+    """Re-run this script (sys.argv) in a private network namespace that has
+    only loopback, so that nothing it starts can reach another host.  The
+    environment variable `mark` says the script already runs there.  Needs
+    root and unshare(1); without them it returns and the script runs as it
+    is."""
+    if os.environ.get(mark) or os.geteuid() != 0 or not shutil.which("unshare"):
+        return
+    env = dict(os.environ, **{mark: "1"})
+    cmd = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+           sys.executable] + sys.argv
+    os.execvpe("unshare", cmd, env)
+
+
 def xet_python():
     """The test venv's python (hf_xet), or None: $HUBFS_TEST_PYTHON, else the
     folder `.ci/install-venv --path` names (never built from here)."""

@@ -75,16 +75,6 @@ print(json.dumps({"paths": paths, "connects": connects}))
 """
 
 
-def in_netns():
-    """Re-run this test in a private network namespace with only loopback."""
-    if os.environ.get(NETNS_MARK) or os.geteuid() != 0 or not shutil.which("unshare"):
-        return
-    env = dict(os.environ, **{NETNS_MARK: "1"})
-    cmd = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
-           sys.executable] + sys.argv
-    os.execvpe("unshare", cmd, env)
-
-
 def sha256_file(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -240,5 +230,5 @@ class XetUpdate(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    in_netns()
+    hubstack.loopback_only(NETNS_MARK)
     unittest.main(verbosity=2)
