@@ -29,6 +29,8 @@
  * KiB (252 pages) keeps every reply a splice.
  */
 #define FS_MAX_READ (1024 * 1024 - 16384)
+/* The kernel's readahead for the mount (session.c raise_readahead). */
+#define FS_READAHEAD (1024 * 1024)
 
 enum node_kind {
 	NODE_ROOT,    /* the mount root */

@@ -99,6 +99,9 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
 	conn->max_read = FS_MAX_READ; /* as the mount option (session.c) */
+	/* The kernel keeps the smaller of this and the bdi's, which fs_run
+	   raised before the loop began (session.c raise_readahead). */
+	conn->max_readahead = FS_READAHEAD;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
 	conn->max_background = 64;

@@ -3,8 +3,8 @@
  *
  * The mount answers before fs_run reports ready: a thread statfs()es the
  * mount point until the kernel says it is FUSE, which needs the loop to
- * have answered INIT and the request itself.  The same thread then widens
- * the kernel's readahead for the mount (see raise_readahead).
+ * have answered INIT and the request itself.  Before the loop starts,
+ * fs_run widens the kernel's readahead for the mount (raise_readahead).
  */
 #include "front.h"
 
@@ -14,41 +14,96 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
 #define FUSE_SUPER_MAGIC 0x65735546
-#define FS_READAHEAD_KB	 1024 /* raise_readahead: 1 MiB */
 
 struct ready {
 	char *mountpoint;
-	int fd;		/* the parent's pipe, or -1 (foreground) */
-	unsigned ra_kb; /* readahead to set, 0: leave the kernel's */
+	int fd; /* the parent's pipe */
 };
 
 /*
+ * "MAJOR:MINOR" of the newest mount at mountpoint (an absolute, resolved
+ * path) in /proc/self/mountinfo, whose fields are: id, parent id,
+ * MAJOR:MINOR, root, mount point (space, tab, newline and backslash as
+ * octal escapes), ...  0, or -ENOENT.  Reading the table asks nothing of
+ * the mount itself: a stat() of our own mount point from the daemon would
+ * wait for INIT, and under valgrind (which holds its lock across stat)
+ * would keep the loop from ever answering it.
+ */
+static int mount_device(const char *mountpoint, char *dev, size_t size)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char *line = NULL, *path = NULL;
+	size_t cap = 0;
+	int rc = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (getline(&line, &cap, f) > 0) {
+		char majmin[32];
+		int at = 0;
+		size_t i = 0;
+
+		free(path);
+		path = malloc(strlen(line) + 1);
+		if (!path ||
+		    sscanf(line, "%*d %*d %31s %*s %n", majmin, &at) != 1 ||
+		    at == 0)
+			continue;
+		for (const char *p = line + at; *p && *p != ' '; p++) {
+			if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' &&
+			    p[2] >= '0' && p[2] <= '7' && p[3] >= '0' &&
+			    p[3] <= '7') {
+				path[i++] =
+					(char)((p[1] - '0') * 64 +
+					       (p[2] - '0') * 8 + (p[3] - '0'));
+				p += 3;
+			} else {
+				path[i++] = *p;
+			}
+		}
+		path[i] = '\0';
+		if (strcmp(path, mountpoint) == 0) { /* the last one wins */
+			snprintf(dev, size, "%s", majmin);
+			rc = 0;
+		}
+	}
+	free(path);
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+/*
  * The kernel reads ahead in a FUSE file at most its bdi's read_ahead_kb,
- * 128 KiB unless raised, and INIT can only lower it: a sequential reader
- * then costs a request (and a wake-up on each side) per 128 KiB, and an
- * mmap'ed model faults 128 KiB at a time.  The knob is
+ * 128 KiB unless raised, and INIT can only lower it (fs_init asks for
+ * FS_READAHEAD, so raising it here, before the loop answers INIT, holds): a
+ * sequential reader then costs a request (and a wake-up on each side) per 128
+ * KiB, and an mmap'ed model faults 128 KiB at a time.  The knob is
  * /sys/class/bdi/MAJOR:MINOR/read_ahead_kb of the mount's device, which
  * only root may write: for anyone else this changes nothing.  A value
  * someone raised further is kept.  1 MiB is one request (FS_MAX_READ):
  * more would have the kernel ask ahead of a reader that stops (a tensor
- * of a model), and the engine fetch further ahead still.
+ * of a model), and the engine fetch further ahead still.  Called once
+ * the mount exists, before the loop serves it.
  */
 static void raise_readahead(const char *mountpoint, unsigned kb)
 {
-	char path[64], buf[32];
-	struct stat st;
+	char dev[32], path[80], buf[32];
 	ssize_t n;
 	int fd;
 
-	if (kb == 0 || stat(mountpoint, &st) < 0)
+	if (mount_device(mountpoint, dev, sizeof(dev)) < 0) {
+		fs_log(LOG_DEBUG,
+		       "readahead stays the kernel's: %s is not in "
+		       "/proc/self/mountinfo",
+		       mountpoint);
 		return;
-	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb",
-		 major(st.st_dev), minor(st.st_dev));
+	}
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		fs_log(LOG_DEBUG, "readahead stays the kernel's: %s: %s", path,
@@ -98,28 +153,25 @@ static void *report_ready(void *arg)
 	for (;;) {
 		if (statfs(r->mountpoint, &sf) == 0 &&
 		    sf.f_type == FUSE_SUPER_MAGIC) {
-			raise_readahead(r->mountpoint, r->ra_kb);
-			if (r->fd >= 0 && write(r->fd, "1", 1) == 1)
+			if (write(r->fd, "1", 1) == 1)
 				detach_stdio();
 			break;
 		}
 		usleep(50 * 1000);
 	}
-	if (r->fd >= 0)
-		close(r->fd);
+	close(r->fd);
 	free(r->mountpoint);
 	free(r);
 	return NULL;
 }
 
-static void start_ready_thread(const char *mountpoint, int fd, unsigned ra_kb)
+static void start_ready_thread(const char *mountpoint, int fd)
 {
 	struct ready *r = malloc(sizeof(*r));
 	pthread_t t;
 
 	if (r && (r->mountpoint = strdup(mountpoint)) != NULL) {
 		r->fd = fd;
-		r->ra_kb = ra_kb;
 		if (pthread_create(&t, NULL, report_ready, r) == 0) {
 			pthread_detach(t);
 			return;
@@ -127,8 +179,7 @@ static void start_ready_thread(const char *mountpoint, int fd, unsigned ra_kb)
 		free(r->mountpoint);
 	}
 	free(r);
-	if (fd >= 0)
-		close(fd); /* the parent sees the pipe close: a failure */
+	close(fd); /* the parent sees the pipe close and reports failure */
 }
 
 static int mount_init(struct fs_mount *m, const struct fs_config *cfg)
@@ -217,7 +268,9 @@ int fs_run(const struct fs_config *cfg, int ready_fd)
 		goto out;
 	started = true;
 	status_start(&m); /* without it, the mount still serves */
-	start_ready_thread(cfg->mountpoint, ready_fd, FS_READAHEAD_KB);
+	raise_readahead(cfg->mountpoint, FS_READAHEAD / 1024);
+	if (ready_fd >= 0)
+		start_ready_thread(cfg->mountpoint, ready_fd);
 	loop = fuse_loop_cfg_create();
 	if (!loop) {
 		rc = -ENOMEM;
