@@ -4,6 +4,13 @@
  */
 #include "stack.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +70,46 @@ fail:
 	curl_slist_free_all(h);
 	free(out.p);
 	return NULL;
+}
+
+char *stack_control_ok(const char *method, const char *path, const char *body)
+{
+	char *text = stack_control(method, path, body);
+
+	assert_non_null(text);
+	return text;
+}
+
+void stack_fault(const char *json)
+{
+	free(stack_control_ok("POST", "/_emu/faults", json));
+}
+
+void stack_configure(const char *json)
+{
+	free(stack_control_ok("POST", "/_emu/config", json));
+}
+
+void stack_log_clear(void)
+{
+	free(stack_control_ok("POST", "/_emu/log/clear", NULL));
+}
+
+void stack_faults_fired(void)
+{
+	char *text = stack_control_ok("GET", "/_emu/faults", NULL);
+	cJSON *rules = cJSON_Parse(text), *r;
+
+	assert_true(cJSON_IsArray(rules));
+	cJSON_ArrayForEach(r, rules)
+	{
+		cJSON *left = cJSON_GetObjectItem(r, "left");
+
+		if (cJSON_IsNumber(left) && left->valuedouble != 0)
+			fail_msg("fault not used up: %s", text);
+	}
+	cJSON_Delete(rules);
+	free(text);
 }
 
 int stack_hub_requests(const char *needle)

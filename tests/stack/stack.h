@@ -24,6 +24,18 @@ const char *stack_user_token(cJSON *tokens, const char *user);
  * request failed or did not answer 200.
  */
 char *stack_control(const char *method, const char *path, const char *body);
+/*
+ * The same for the cmocka tests: the request must answer 200 (else the
+ * test fails); its body (caller frees).  The four below are its common
+ * uses: add a fault rule, change the emulator's settings, clear its log,
+ * and fail the test unless every fault rule set so far was used up (so
+ * the faults really happened).
+ */
+char *stack_control_ok(const char *method, const char *path, const char *body);
+void stack_fault(const char *json);
+void stack_configure(const char *json);
+void stack_log_clear(void);
+void stack_faults_fired(void);
 /* Hub requests in the emulator's log whose path contains needle, or -1. */
 int stack_hub_requests(const char *needle);
 /*

@@ -46,19 +46,6 @@ static int store_no;
 
 /* ---- The emulator -------------------------------------------------------- */
 
-static void control(const char *method, const char *path, const char *body)
-{
-	char *text = stack_control(method, path, body);
-
-	assert_non_null(text);
-	free(text);
-}
-
-static void fault(const char *json)
-{
-	control("POST", "/_emu/faults", json);
-}
-
 static cJSON *file_of(const char *path)
 {
 	cJSON *r, *repo = NULL;
@@ -129,7 +116,7 @@ static void push_test_commit(void)
 	cJSON_AddItemToObject(files, SMALL, small);
 	cJSON_AddItemToObject(body, "files", files);
 	text = cJSON_PrintUnformatted(body);
-	control("POST", "/_emu/commit", text);
+	free(stack_control_ok("POST", "/_emu/commit", text));
 	free(text);
 	cJSON_Delete(body);
 }
@@ -349,8 +336,9 @@ static void waits_share_a_transfer(void **state)
 
 	(void)state;
 	rig_start(&r, true);
-	fault("{\"kind\": \"stall\", \"path\": \"big.bin\", \"after\": 100, "
-	      "\"seconds\": 2, \"count\": 1}");
+	stack_fault(
+		"{\"kind\": \"stall\", \"path\": \"big.bin\", \"after\": 100, "
+		"\"seconds\": 2, \"count\": 1}");
 	h1 = open_file(&r, BIG, 1, NULL);
 	h2 = open_file(&r, BIG, 2, NULL);
 	for (int i = 0; i < SHARERS; i++) {
@@ -390,8 +378,9 @@ static void cancel_one_wait(void **state)
 
 	(void)state;
 	rig_start(&r, true);
-	fault("{\"kind\": \"stall\", \"path\": \"big.bin\", \"after\": 100, "
-	      "\"seconds\": 20, \"count\": 1}");
+	stack_fault(
+		"{\"kind\": \"stall\", \"path\": \"big.bin\", \"after\": 100, "
+		"\"seconds\": 20, \"count\": 1}");
 	h = open_file(&r, BIG, 1, NULL);
 	wait_init(&a, want_big, 0, 4096);
 	wait_init(&b, want_big, 4096, 4096);
@@ -430,9 +419,9 @@ static void failed_hash_drops(void **state)
 
 	(void)state;
 	rig_start(&r, true);
-	fault("{\"kind\": \"wrong_bytes\", \"path\": "
-	      "\"resolve-cache.*small.bin\", "
-	      "\"after\": 5000, \"count\": 1}");
+	stack_fault("{\"kind\": \"wrong_bytes\", \"path\": "
+		    "\"resolve-cache.*small.bin\", "
+		    "\"after\": 5000, \"count\": 1}");
 	h1 = open_file(&r, SMALL, 11, NULL);
 	h2 = open_file(&r, SMALL, 22, NULL);
 	wait_init(&bad, want_small, 0, SMALL_SZ);
@@ -482,8 +471,9 @@ static void two_engines_share_locks(void **state)
 	(void)state;
 	rig_start(&a, true);
 	rig_start(&b, false);
-	fault("{\"kind\": \"stall\", \"path\": \"big.bin\", \"after\": 100, "
-	      "\"seconds\": 2, \"count\": 1}");
+	stack_fault(
+		"{\"kind\": \"stall\", \"path\": \"big.bin\", \"after\": 100, "
+		"\"seconds\": 2, \"count\": 1}");
 	ha = open_file(&a, BIG, 1, NULL);
 	hb = open_file(&b, BIG, 1, NULL);
 	wait_init(&wa, want_big, 1 << 20, 5000);
@@ -547,8 +537,8 @@ static int teardown_all(void **state)
 static int reset_emulator(void **state)
 {
 	(void)state;
-	control("POST", "/_emu/reset", NULL);
-	control("POST", "/_emu/log/clear", NULL);
+	free(stack_control_ok("POST", "/_emu/reset", NULL));
+	stack_log_clear();
 	pthread_mutex_lock(&hooks.lock);
 	hooks.n = 0;
 	pthread_mutex_unlock(&hooks.lock);

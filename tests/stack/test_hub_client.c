@@ -91,38 +91,6 @@ static cJSON *file_of(const char *type, const char *id, const char *sha,
 	return f;
 }
 
-/* One request to /_emu/... that must answer 200; its body (caller frees). */
-static char *control(const char *method, const char *path, const char *body)
-{
-	char *text = stack_control(method, path, body);
-
-	assert_non_null(text);
-	return text;
-}
-
-static void fault(const char *json)
-{
-	free(control("POST", "/_emu/faults", json));
-}
-
-/* Every fault rule set so far was used up: the faults really happened. */
-static void faults_fired(void)
-{
-	char *text = control("GET", "/_emu/faults", NULL);
-	cJSON *rules = cJSON_Parse(text), *r;
-
-	assert_true(cJSON_IsArray(rules));
-	cJSON_ArrayForEach(r, rules)
-	{
-		cJSON *left = cJSON_GetObjectItem(r, "left");
-
-		if (cJSON_IsNumber(left) && left->valuedouble != 0)
-			fail_msg("fault not used up: %s", text);
-	}
-	cJSON_Delete(rules);
-	free(text);
-}
-
 /* CDN requests (nginx or the fault CDN) with exactly this Range header. */
 static int cdn_requests(const void *arg)
 {
@@ -150,18 +118,13 @@ static int cdn_requests(const void *arg)
 
 static void emu_reset(void)
 {
-	free(control("POST", "/_emu/reset", NULL));
+	free(stack_control_ok("POST", "/_emu/reset", NULL));
 }
 
-static void log_clear(void)
-{
-	free(control("POST", "/_emu/log/clear", NULL));
-}
-
-/* Hub requests since the last log_clear() whose path contains needle. */
+/* Hub requests since the last stack_log_clear() whose path contains needle. */
 static int hub_requests(const char *needle, const char *range)
 {
-	char *text = control("GET", "/_emu/log", NULL);
+	char *text = stack_control_ok("GET", "/_emu/log", NULL);
 	cJSON *log = cJSON_Parse(text), *e;
 	int n = 0;
 
@@ -297,7 +260,7 @@ static void repo_info_renamed_and_legacy(void **state)
 	struct hub_client *c = client(NULL, 5);
 
 	(void)state;
-	log_clear();
+	stack_log_clear();
 	check_info(c, HUB_MODEL, "model", "acme/old-name", NULL,
 		   "acme/new-name", "main");
 	check_info(c, HUB_MODEL, "model", "gpt2", NULL, "openai-community/gpt2",
@@ -477,7 +440,7 @@ static void tree_paged(void **state)
 	char needle[128];
 
 	(void)state;
-	log_clear();
+	stack_log_clear();
 	check_tree(c, HUB_MODEL, "model", "acme/tiny-model", "main");
 	/* --page-size 3: the listing came in several pages. */
 	entries =
@@ -510,7 +473,7 @@ static void tree_variants(void **state)
 	struct hub_error err;
 
 	(void)state;
-	free(control("POST", "/_emu/config", "{\"gzip_json\": true}"));
+	free(stack_control_ok("POST", "/_emu/config", "{\"gzip_json\": true}"));
 	check_tree(c, HUB_MODEL, "model", "acme/tiny-model", "main");
 	assert_int_equal(hub_repo_info(c, HUB_MODEL, "acme/tiny-model", NULL,
 				       &info, &err),
@@ -519,9 +482,9 @@ static void tree_variants(void **state)
 			    ref_of("model", "acme/tiny-model", "main"));
 	emu_reset();
 	/* Never contacted: the cursor is the Hub's, asked of the endpoint. */
-	free(control("POST", "/_emu/config",
-		     "{\"link_base\": \"https://hub.invalid:8443\"}"));
-	log_clear();
+	free(stack_control_ok("POST", "/_emu/config",
+			      "{\"link_base\": \"https://hub.invalid:8443\"}"));
+	stack_log_clear();
 	check_tree(c, HUB_MODEL, "model", "acme/tiny-model", "main");
 	assert_true(hub_requests("/tree/", NULL) > 1); /* --page-size 3 */
 	hub_client_free(c);
@@ -553,22 +516,24 @@ static void tree_errors(void **state)
 				       stop_after_two, &n, NULL, &err),
 			 -EINVAL);
 	/* A truncated page is a protocol error, not a short listing. */
-	fault("{\"kind\": \"truncated_json\", \"path\": \"/tree/\", "
-	      "\"count\": 1}");
+	stack_fault("{\"kind\": \"truncated_json\", \"path\": \"/tree/\", "
+		    "\"count\": 1}");
 	n = 0;
 	assert_int_equal(hub_tree_list(c, HUB_MODEL, "acme/tiny-model", sha,
 				       stop_after_two, &n, NULL, &err),
 			 -EPROTO);
 	/* A 503 is retried. */
-	fault("{\"kind\": \"status\", \"status\": 503, \"path\": \"/tree/\", "
-	      "\"count\": 1}");
+	stack_fault(
+		"{\"kind\": \"status\", \"status\": 503, \"path\": \"/tree/\", "
+		"\"count\": 1}");
 	check_tree(c, HUB_MODEL, "model", "acme/tiny-model", "main");
-	faults_fired();
+	stack_faults_fired();
 	/* So is a 429, after the time RateLimit asks for. */
-	fault("{\"kind\": \"rate_limit\", \"t\": 1, \"path\": \"/tree/\", "
-	      "\"count\": 1}");
+	stack_fault(
+		"{\"kind\": \"rate_limit\", \"t\": 1, \"path\": \"/tree/\", "
+		"\"count\": 1}");
 	check_tree(c, HUB_MODEL, "model", "acme/tiny-model", "main");
-	faults_fired();
+	stack_faults_fired();
 	hub_client_free(c);
 }
 
@@ -1004,8 +969,9 @@ static void fetch_direct_modes(void **state)
 	const char *m = "acme/tiny-model";
 
 	(void)state;
-	free(control("POST", "/_emu/config",
-		     "{\"resolve_mode\": \"direct\", \"direct_lfs\": true}"));
+	free(stack_control_ok(
+		"POST", "/_emu/config",
+		"{\"resolve_mode\": \"direct\", \"direct_lfs\": true}"));
 	check_fetch(c, HUB_MODEL, "model", m, "main", "config.json", 2, 9);
 	check_fetch(c, HUB_MODEL, "model", m, "main", "model.safetensors", 0,
 		    0);
@@ -1023,35 +989,37 @@ static void fetch_faults(void **state)
 	(void)state;
 	/* Cut mid-body on the CDN: resumed from the next byte. */
 	c = client(NULL, 5);
-	log_clear();
-	fault("{\"kind\": \"reset\", \"target\": \"cdn\", \"after\": 100000, "
-	      "\"count\": 1}");
+	stack_log_clear();
+	stack_fault(
+		"{\"kind\": \"reset\", \"target\": \"cdn\", \"after\": 100000, "
+		"\"count\": 1}");
 	check_fetch(c, HUB_MODEL, "model", m, "main", "model.safetensors", 0,
 		    0);
-	faults_fired();
+	stack_faults_fired();
 	assert_int_equal(stack_poll_count(cdn_requests, "bytes=100000-", 1), 1);
 	hub_client_free(c);
 
 	/* Cut on the Hub's resolve-cache (a regular file). */
 	c = client(NULL, 5);
-	log_clear();
-	fault("{\"kind\": \"reset\", \"path\": \"/resolve-cache/\", "
-	      "\"after\": 5, \"count\": 1}");
+	stack_log_clear();
+	stack_fault("{\"kind\": \"reset\", \"path\": \"/resolve-cache/\", "
+		    "\"after\": 5, \"count\": 1}");
 	check_fetch(c, HUB_MODEL, "model", m, "main", "config.json", 0, 0);
-	faults_fired();
+	stack_faults_fired();
 	/* Asked again, from where the bytes that made it stopped. */
 	assert_int_equal(hub_requests("/resolve-cache/", NULL), 2);
 	hub_client_free(c);
 
 	/* A Range answered 200: the leading bytes are skipped. */
 	c = client(NULL, 5);
-	fault("{\"kind\": \"range_200\", \"target\": \"cdn\", \"count\": 1}");
+	stack_fault(
+		"{\"kind\": \"range_200\", \"target\": \"cdn\", \"count\": 1}");
 	check_fetch(c, HUB_MODEL, "model", m, "main", "model.safetensors",
 		    70000, 3000);
-	fault("{\"kind\": \"range_200\", \"path\": \"/resolve-cache/\", "
-	      "\"count\": 1}");
+	stack_fault("{\"kind\": \"range_200\", \"path\": \"/resolve-cache/\", "
+		    "\"count\": 1}");
 	check_fetch(c, HUB_MODEL, "model", m, "main", "config.json", 4, 5);
-	faults_fired();
+	stack_faults_fired();
 	hub_client_free(c);
 
 	/*
@@ -1059,24 +1027,25 @@ static void fetch_faults(void **state)
 	 * wanted are taken from it, the rest is skipped.
 	 */
 	c = client(NULL, 5);
-	fault("{\"kind\": \"range_wide\", \"target\": \"cdn\", "
-	      "\"count\": 1}");
+	stack_fault("{\"kind\": \"range_wide\", \"target\": \"cdn\", "
+		    "\"count\": 1}");
 	check_fetch(c, HUB_MODEL, "model", m, "main", "model.safetensors",
 		    70000, 3000);
-	fault("{\"kind\": \"range_wide\", \"path\": \"/resolve-cache/\", "
-	      "\"count\": 1}");
+	stack_fault("{\"kind\": \"range_wide\", \"path\": \"/resolve-cache/\", "
+		    "\"count\": 1}");
 	check_fetch(c, HUB_MODEL, "model", m, "main", "config.json", 4, 5);
-	faults_fired();
+	stack_faults_fired();
 	hub_client_free(c);
 
 	/* An expired signed URL: resolved again. */
 	c = client(NULL, 5);
-	log_clear();
-	fault("{\"kind\": \"expired\", \"target\": \"cdn\", \"count\": 1}");
+	stack_log_clear();
+	stack_fault(
+		"{\"kind\": \"expired\", \"target\": \"cdn\", \"count\": 1}");
 	check_fetch(c, HUB_MODEL, "model", m, "main", "model.safetensors", 10,
 		    10);
 	assert_int_equal(hub_requests("/resolve/", NULL), 2);
-	faults_fired();
+	stack_faults_fired();
 	/* The CDN URL is remembered: the next range asks the Hub nothing. */
 	check_fetch(c, HUB_MODEL, "model", m, "main", "model.safetensors", 20,
 		    10);
@@ -1085,7 +1054,8 @@ static void fetch_faults(void **state)
 
 	/* Expired twice: resolved again once per attempt, then EACCES. */
 	c = client(NULL, 5);
-	fault("{\"kind\": \"expired\", \"target\": \"cdn\", \"count\": 2}");
+	stack_fault(
+		"{\"kind\": \"expired\", \"target\": \"cdn\", \"count\": 2}");
 	{
 		struct sink s = { 0 };
 		struct hub_error err;
@@ -1099,25 +1069,26 @@ static void fetch_faults(void **state)
 		assert_int_equal(hub_error_errno(&err), EACCES);
 		free(s.p);
 	}
-	faults_fired();
+	stack_faults_fired();
 	hub_client_free(c);
 
 	/* 502 from the CDN, 503 from the Hub, then a stall: retried. */
 	c = client(NULL, 1);
-	fault("{\"kind\": \"status\", \"status\": 502, \"target\": \"cdn\", "
-	      "\"count\": 1}");
+	stack_fault(
+		"{\"kind\": \"status\", \"status\": 502, \"target\": \"cdn\", "
+		"\"count\": 1}");
 	check_fetch(c, HUB_MODEL, "model", m, "main", "model.safetensors", 0,
 		    0);
-	fault("{\"kind\": \"status\", \"status\": 503, \"path\": "
-	      "\"/resolve/\", "
-	      "\"count\": 1}");
+	stack_fault("{\"kind\": \"status\", \"status\": 503, \"path\": "
+		    "\"/resolve/\", "
+		    "\"count\": 1}");
 	check_fetch(c, HUB_MODEL, "model", m, "main", "README.md", 0, 0);
-	fault("{\"kind\": \"stall\", \"path\": \"/resolve-cache/\", "
-	      "\"after\": 3, \"seconds\": 10, \"count\": 1}");
-	log_clear();
+	stack_fault("{\"kind\": \"stall\", \"path\": \"/resolve-cache/\", "
+		    "\"after\": 3, \"seconds\": 10, \"count\": 1}");
+	stack_log_clear();
 	check_fetch(c, HUB_MODEL, "model", m, "main", "tokenizer/vocab.txt", 0,
 		    0);
-	faults_fired();
+	stack_faults_fired();
 	/* The stall was detected and the rest asked for from byte 3. */
 	assert_int_equal(hub_requests("/resolve-cache/", "bytes=3-"), 1);
 	hub_client_free(c);

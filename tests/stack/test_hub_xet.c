@@ -111,48 +111,11 @@ static char *content_of(const char *id, const char *ref, const char *path)
 	return p;
 }
 
-/* One request to /_emu/... that must answer 200; its body (caller frees). */
-static char *control(const char *method, const char *path, const char *body)
-{
-	char *text = stack_control(method, path, body);
-
-	assert_non_null(text);
-	return text;
-}
-
-static void fault(const char *json)
-{
-	free(control("POST", "/_emu/faults", json));
-}
-
-static void configure(const char *json)
-{
-	free(control("POST", "/_emu/config", json));
-}
-
-/* Every fault rule set so far was used up: the faults really happened. */
-static void faults_fired(void)
-{
-	char *text = control("GET", "/_emu/faults", NULL);
-	cJSON *rules = cJSON_Parse(text), *r;
-
-	assert_true(cJSON_IsArray(rules));
-	cJSON_ArrayForEach(r, rules)
-	{
-		cJSON *left = cJSON_GetObjectItem(r, "left");
-
-		if (cJSON_IsNumber(left) && left->valuedouble != 0)
-			fail_msg("fault not used up: %s", text);
-	}
-	cJSON_Delete(rules);
-	free(text);
-}
-
 /* Requests in the emulator's log whose path contains needle (and whose
    status is status, when set); with_auth: only those with a token. */
 static int hub_requests(const char *needle, int status, bool with_auth)
 {
-	char *text = control("GET", "/_emu/log", NULL);
+	char *text = stack_control_ok("GET", "/_emu/log", NULL);
 	cJSON *log = cJSON_Parse(text), *e;
 	int n = 0;
 
@@ -328,8 +291,8 @@ static int teardown_all(void **state)
 static int reset_emulator(void **state)
 {
 	(void)state;
-	free(control("POST", "/_emu/reset", NULL));
-	free(control("POST", "/_emu/log/clear", NULL));
+	free(stack_control_ok("POST", "/_emu/reset", NULL));
+	free(stack_control_ok("POST", "/_emu/log/clear", NULL));
 	return 0;
 }
 
@@ -426,7 +389,7 @@ static void v1_fallback(void **state)
 	struct hub_xet *x = NULL;
 
 	(void)state;
-	configure("{\"xet_reconstruction\": \"v1\"}");
+	stack_configure("{\"xet_reconstruction\": \"v1\"}");
 	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
 	read_ok(x, &f, want, 100, 2000000);
 	read_ok(x, &f, want, 7, 5);
@@ -446,7 +409,7 @@ static void multirange_urls(void **state)
 	struct hub_xet *x = NULL;
 
 	(void)state;
-	configure("{\"xet_multirange\": true}");
+	stack_configure("{\"xet_multirange\": true}");
 	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
 	read_ok(x, &f, want, 0, f.size);
 	free(want);
@@ -563,7 +526,7 @@ static void token_renewed(void **state)
 	struct hub_xet_stats st;
 
 	(void)state;
-	configure("{\"xet_token_ttl\": 30}");
+	stack_configure("{\"xet_token_ttl\": 30}");
 	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
 	read_ok(x, &f, want, 0, 10);
 	read_ok(x, &f, want, 10, 10);
@@ -585,7 +548,7 @@ static void token_refused(void **state)
 	int rc;
 
 	(void)state;
-	configure("{\"xet_token_ttl\": -10}");
+	stack_configure("{\"xet_token_ttl\": -10}");
 	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
 	rc = hub_xet_read(x, &f, 0, 10, check_data, &(struct got){ "", 0, 0 },
 			  &err);
@@ -680,15 +643,15 @@ static void survives(const char *json)
 	char *want = content_of(BIG, "main", "small.bin");
 	struct hub_xet *x = NULL;
 
-	free(control("POST", "/_emu/log/clear", NULL));
-	fault(json);
+	free(stack_control_ok("POST", "/_emu/log/clear", NULL));
+	stack_fault(json);
 	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
 	read_ok(x, &f, want, 0, f.size);
-	faults_fired();
+	stack_faults_fired();
 	free(want);
 	hub_xet_free(x);
 	client_free(c);
-	free(control("POST", "/_emu/reset", NULL));
+	free(stack_control_ok("POST", "/_emu/reset", NULL));
 }
 
 /* Read under the rule; it must fail cleanly with nothing delivered. */
@@ -701,7 +664,7 @@ static void fails_cleanly(const char *json, int want_status)
 	struct hub_error err;
 	int rc;
 
-	fault(json);
+	stack_fault(json);
 	assert_int_equal(hub_xet_new(&x, c, xfer), 0);
 	rc = hub_xet_read(x, &f, 0, f.size, check_data, &g, &err);
 	assert_true(rc < 0);
@@ -710,7 +673,7 @@ static void fails_cleanly(const char *json, int want_status)
 		assert_int_equal(err.status, want_status);
 	hub_xet_free(x);
 	client_free(c);
-	free(control("POST", "/_emu/reset", NULL));
+	free(stack_control_ok("POST", "/_emu/reset", NULL));
 }
 
 static void cas_faults(void **state)
@@ -782,7 +745,7 @@ static void xorb_faults(void **state)
 static void expired_urls(void **state)
 {
 	(void)state;
-	configure("{\"xet_url_ttl\": -5}");
+	stack_configure("{\"xet_url_ttl\": -5}");
 	{
 		struct hub_client *c = client_with("alice");
 		struct hub_xet_file f = xfile(BIG, "main", "small.bin");

@@ -115,48 +115,6 @@ static char *content_of(const char *id, const char *ref, const char *path)
 	return p;
 }
 
-/* One request to /_emu/... that must answer 200; its body (caller frees). */
-static char *control(const char *method, const char *path, const char *body)
-{
-	char *text = stack_control(method, path, body);
-
-	assert_non_null(text);
-	return text;
-}
-
-static void fault(const char *json)
-{
-	free(control("POST", "/_emu/faults", json));
-}
-
-static void configure(const char *json)
-{
-	free(control("POST", "/_emu/config", json));
-}
-
-/* Every fault rule set so far was used up: the faults really happened. */
-static void faults_fired(void)
-{
-	char *text = control("GET", "/_emu/faults", NULL);
-	cJSON *rules = cJSON_Parse(text), *r;
-
-	assert_true(cJSON_IsArray(rules));
-	cJSON_ArrayForEach(r, rules)
-	{
-		cJSON *left = cJSON_GetObjectItem(r, "left");
-
-		if (cJSON_IsNumber(left) && left->valuedouble != 0)
-			fail_msg("fault not used up: %s", text);
-	}
-	cJSON_Delete(rules);
-	free(text);
-}
-
-static void log_clear(void)
-{
-	free(control("POST", "/_emu/log/clear", NULL));
-}
-
 /* A Range header against a pattern: exact, or "*-END" for any start. */
 static bool range_match(const char *pattern, const char *range)
 {
@@ -168,12 +126,12 @@ static bool range_match(const char *pattern, const char *range)
 }
 
 /*
- * Hub requests since the last log_clear() whose path contains needle (and
+ * Hub requests since the last stack_log_clear() whose path contains needle (and
  * whose Range matches range, and whose status is status, when set).
  */
 static int hub_requests(const char *needle, const char *range, int status)
 {
-	char *text = control("GET", "/_emu/log", NULL);
+	char *text = stack_control_ok("GET", "/_emu/log", NULL);
 	cJSON *log = cJSON_Parse(text), *e;
 	int n = 0;
 
@@ -506,7 +464,7 @@ static void push_test_commit(void)
 	}
 	cJSON_AddItemToObject(body, "files", files);
 	text = cJSON_PrintUnformatted(body);
-	free(control("POST", "/_emu/commit", text));
+	free(stack_control_ok("POST", "/_emu/commit", text));
 	free(text);
 	cJSON_Delete(body);
 }
@@ -559,8 +517,8 @@ static int teardown_all(void **state)
 static int reset_emulator(void **state)
 {
 	(void)state;
-	free(control("POST", "/_emu/reset", NULL));
-	log_clear();
+	free(stack_control_ok("POST", "/_emu/reset", NULL));
+	stack_log_clear();
 	return 0;
 }
 
@@ -732,7 +690,7 @@ static void xet_probe(void **state)
 		    "xetBuilt")))
 		skip(); /* no Xet objects: no markers either */
 	batch_init(&b);
-	log_clear();
+	stack_log_clear();
 	assert_false(hub_xfer_resolve_xet(x, &xet));
 	xet.xet_probe = true;
 	job_submit(x, &b, &jobs[0], xet, want_xet, 0, xet.size,
@@ -967,7 +925,7 @@ static void wrong_etag(void **state)
 	lfs.etag = ref_of(MODEL, BRANCH, LFS).etag;
 	j = one(c, lfs, want_lfs, 0, 100);
 	assert_int_equal(j.rc, 0);
-	log_clear();
+	stack_log_clear();
 	lfs.etag = other.etag;
 	j = one(c, lfs, NULL, 100, 100);
 	assert_int_equal(j.rc, -EIO);
@@ -1000,11 +958,12 @@ static void fault_cut_resumes(void **state)
 	struct job j;
 
 	(void)state;
-	fault("{\"kind\": \"reset\", \"target\": \"cdn\", \"after\": 100000, "
-	      "\"count\": 1}");
+	stack_fault(
+		"{\"kind\": \"reset\", \"target\": \"cdn\", \"after\": 100000, "
+		"\"count\": 1}");
 	j = one(c, lfs, want_lfs, 0, 300000);
 	job_ok(&j);
-	faults_fired();
+	stack_faults_fired();
 	assert_int_equal(cdn_lines_logged(has_range, "*-299999", before + 2) -
 				 before,
 			 2);
@@ -1012,11 +971,11 @@ static void fault_cut_resumes(void **state)
 
 	/* The Hub's resolve-cache cut mid-body (a regular file). */
 	c = client(5);
-	fault("{\"kind\": \"reset\", \"path\": \"/resolve-cache/\", "
-	      "\"after\": 5000, \"count\": 1}");
+	stack_fault("{\"kind\": \"reset\", \"path\": \"/resolve-cache/\", "
+		    "\"after\": 5000, \"count\": 1}");
 	j = one(c, ref_of(MODEL, BRANCH, PLAIN), want_plain, 1000, 20000);
 	job_ok(&j);
-	faults_fired();
+	stack_faults_fired();
 	assert_int_equal(hub_requests("/resolve-cache/", "*-20999", 0), 2);
 	hub_client_free(c);
 }
@@ -1030,33 +989,36 @@ static void fault_status_retried(void **state)
 
 	(void)state;
 	/* 503 from the resolve, then 502 from the CDN. */
-	fault("{\"kind\": \"status\", \"status\": 503, \"path\": "
-	      "\"/resolve/\", \"count\": 1}");
-	fault("{\"kind\": \"status\", \"status\": 502, \"target\": \"cdn\", "
-	      "\"count\": 1}");
+	stack_fault("{\"kind\": \"status\", \"status\": 503, \"path\": "
+		    "\"/resolve/\", \"count\": 1}");
+	stack_fault(
+		"{\"kind\": \"status\", \"status\": 502, \"target\": \"cdn\", "
+		"\"count\": 1}");
 	j = one(c, lfs, want_lfs, 5, 5000);
 	job_ok(&j);
-	faults_fired();
+	stack_faults_fired();
 	hub_client_free(c);
 
 	/* 429 with Retry-After only: waited for (1 + 1 s), then fine. */
 	c = client(10);
-	fault("{\"kind\": \"rate_limit\", \"header\": \"retry_after\", \"t\": "
-	      "1, \"path\": \"/resolve/\", \"count\": 1}");
+	stack_fault("{\"kind\": \"rate_limit\", \"header\": \"retry_after\", "
+		    "\"t\": "
+		    "1, \"path\": \"/resolve/\", \"count\": 1}");
 	t0 = now_s();
 	j = one(c, lfs, want_lfs, 5, 5000);
 	job_ok(&j);
 	assert_true(now_s() - t0 >= 1.9);
-	faults_fired();
+	stack_faults_fired();
 	hub_client_free(c);
 
 	/* 429 with RateLimit r=0;t=1. */
 	c = client(10);
-	fault("{\"kind\": \"rate_limit\", \"header\": \"ratelimit\", \"t\": "
-	      "1, \"path\": \"/resolve/\", \"count\": 1}");
+	stack_fault(
+		"{\"kind\": \"rate_limit\", \"header\": \"ratelimit\", \"t\": "
+		"1, \"path\": \"/resolve/\", \"count\": 1}");
 	j = one(c, lfs, want_lfs, 5, 5000);
 	job_ok(&j);
-	faults_fired();
+	stack_faults_fired();
 	hub_client_free(c);
 }
 
@@ -1066,14 +1028,15 @@ static void fault_range_200(void **state)
 	struct job j;
 
 	(void)state;
-	fault("{\"kind\": \"range_200\", \"target\": \"cdn\", \"count\": 1}");
+	stack_fault(
+		"{\"kind\": \"range_200\", \"target\": \"cdn\", \"count\": 1}");
 	j = one(c, ref_of(MODEL, BRANCH, LFS), want_lfs, 70000, 3000);
 	job_ok(&j);
-	fault("{\"kind\": \"range_200\", \"path\": \"/resolve-cache/\", "
-	      "\"count\": 1}");
+	stack_fault("{\"kind\": \"range_200\", \"path\": \"/resolve-cache/\", "
+		    "\"count\": 1}");
 	j = one(c, ref_of(MODEL, BRANCH, PLAIN), want_plain, 123456, 4567);
 	job_ok(&j);
-	faults_fired();
+	stack_faults_fired();
 	hub_client_free(c);
 }
 
@@ -1087,7 +1050,7 @@ static void expired_target(void **state)
 
 	(void)state;
 	snprintf(needle, sizeof(needle), "/resolve/%s/%s", lfs.commit, LFS);
-	configure("{\"cdn_url_ttl\": 2}");
+	stack_configure("{\"cdn_url_ttl\": 2}");
 	j = one(c, lfs, want_lfs, 0, 1000);
 	job_ok(&j);
 	j = one(c, lfs, want_lfs, 1000,
@@ -1109,8 +1072,8 @@ static void stall_times_out(void **state)
 	struct job j;
 
 	(void)state;
-	fault("{\"kind\": \"stall\", \"target\": \"cdn\", \"after\": -1, "
-	      "\"seconds\": 20}");
+	stack_fault("{\"kind\": \"stall\", \"target\": \"cdn\", \"after\": -1, "
+		    "\"seconds\": 20}");
 	t0 = now_s();
 	j = one(c, ref_of(MODEL, BRANCH, LFS), NULL, 0, 1000);
 	took = now_s() - t0;
@@ -1120,7 +1083,7 @@ static void stall_times_out(void **state)
 	/* At least the stall time; the upper bound only catches a hang. */
 	if (took < 1.9 || took > 30)
 		fail_msg("timed out after %.2f s, stall_seconds is 2", took);
-	free(control("DELETE", "/_emu/faults", NULL));
+	free(stack_control_ok("DELETE", "/_emu/faults", NULL));
 	hub_client_free(c);
 
 	/*
@@ -1128,11 +1091,11 @@ static void stall_times_out(void **state)
 	 * resumed from there after 1 s of backoff.
 	 */
 	c = client(3);
-	fault("{\"kind\": \"stall\", \"path\": \"/resolve-cache/\", "
-	      "\"after\": 1000, \"seconds\": 10, \"count\": 1}");
+	stack_fault("{\"kind\": \"stall\", \"path\": \"/resolve-cache/\", "
+		    "\"after\": 1000, \"seconds\": 10, \"count\": 1}");
 	j = one(c, ref_of(MODEL, BRANCH, PLAIN), want_plain, 0, 5000);
 	job_ok(&j);
-	faults_fired();
+	stack_faults_fired();
 	assert_int_equal(hub_requests("/resolve-cache/", "bytes=1000-4999", 0),
 			 1);
 	hub_client_free(c);
@@ -1152,8 +1115,8 @@ static void paced_resolves(void **state)
 	struct batch b;
 
 	(void)state;
-	configure("{\"quotas\": {\"resolvers\": 20}, \"window\": 3}");
-	log_clear();
+	stack_configure("{\"quotas\": {\"resolvers\": 20}, \"window\": 3}");
+	stack_log_clear();
 	batch_init(&b);
 	for (int i = 0; i < N_PACE; i++) {
 		char path[32];
@@ -1195,8 +1158,9 @@ static void stop_cancels_all(void **state)
 
 	(void)state;
 	/* Every CDN response sends 1000 bytes, then nothing for 5 s. */
-	fault("{\"kind\": \"stall\", \"target\": \"cdn\", \"after\": 1000, "
-	      "\"seconds\": 5}");
+	stack_fault(
+		"{\"kind\": \"stall\", \"target\": \"cdn\", \"after\": 1000, "
+		"\"seconds\": 5}");
 	batch_init(&b);
 	for (int i = 0; i < 16; i++)
 		job_submit(x, &b, &jobs[i], lfs, want, (uint64_t)i * 50000,
@@ -1230,7 +1194,7 @@ static void stop_cancels_all(void **state)
 	pthread_mutex_lock(&b.lock);
 	assert_int_equal(b.finished, 16);
 	pthread_mutex_unlock(&b.lock);
-	free(control("DELETE", "/_emu/faults", NULL));
+	free(stack_control_ok("DELETE", "/_emu/faults", NULL));
 	hub_client_free(c);
 	free(want);
 	batch_destroy(&b);
